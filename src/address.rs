@@ -1,0 +1,114 @@
+//! Where a socket lives: `HOST:PORT`, `[V6]:PORT`, or `unix:/path`.
+//!
+//! The server (`serve -l`, `serve -u`), the load generator and the client all name their sockets the
+//! same way, so the parsing lives here once. A host name such as `localhost` is resolved when the
+//! address is parsed (the first address the resolver returns is used), so everything after parsing
+//! deals in plain `SocketAddr`s.
+//!
+//! Next: `listener.rs`, which binds these addresses.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// A stream endpoint: a TCP address or a Unix socket path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    /// `HOST:PORT` or `[V6]:PORT`.
+    Tcp(SocketAddr),
+    /// `unix:/path/to/socket`.
+    Unix(PathBuf),
+}
+
+impl Address {
+    /// The TCP address, if this is one.
+    pub fn tcp(&self) -> Option<SocketAddr> {
+        match self {
+            Address::Tcp(addr) => Some(*addr),
+            Address::Unix(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Tcp(addr) => write!(f, "{addr}"),
+            Address::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+impl FromStr for Address {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.strip_prefix("unix:") {
+            Some("") => Err("unix: needs a path, as in unix:/tmp/echoloop.sock".to_string()),
+            Some(path) => Ok(Address::Unix(PathBuf::from(path))),
+            None => parse_socket_addr(text).map(Address::Tcp),
+        }
+    }
+}
+
+/// Parses `HOST:PORT` or `[V6]:PORT`, resolving a host name to its first address.
+pub fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!(
+            "'{text}' is not HOST:PORT, [V6]:PORT or unix:/path"
+        ));
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!(
+            "'{text}' is not HOST:PORT, [V6]:PORT or unix:/path"
+        ));
+    }
+    match (host, port.parse::<u16>().unwrap_or(0)).to_socket_addrs() {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("'{host}' resolves to no address")),
+        Err(e) => Err(format!("cannot resolve '{host}': {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ipv4_ipv6_unix_and_names() {
+        assert_eq!(
+            "127.0.0.1:7007".parse::<Address>().unwrap(),
+            Address::Tcp("127.0.0.1:7007".parse().unwrap())
+        );
+        assert_eq!(
+            "[::1]:0".parse::<Address>().unwrap(),
+            Address::Tcp("[::1]:0".parse().unwrap())
+        );
+        assert_eq!(
+            "unix:/tmp/x.sock".parse::<Address>().unwrap(),
+            Address::Unix("/tmp/x.sock".into())
+        );
+        let local = "localhost:80".parse::<Address>().unwrap();
+        assert!(local.tcp().unwrap().ip().is_loopback());
+    }
+
+    #[test]
+    fn rejects_what_is_not_an_address() {
+        for bad in [
+            "",
+            "7007",
+            "127.0.0.1",
+            "127.0.0.1:99999",
+            ":80",
+            "unix:",
+            "[::1]",
+        ] {
+            assert!(bad.parse::<Address>().is_err(), "{bad:?} was accepted");
+        }
+    }
+}

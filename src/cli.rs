@@ -1,0 +1,155 @@
+//! The command line: `echoloop serve | load | client`, parsed with clap into plain configs.
+//!
+//! Everything here only *describes* what to run; `config.rs` holds the structs the rest of the
+//! library takes, so tests and embedders never need clap. Bad input ends the program with one
+//! line on stderr naming the argument, and exit code 2 (see `main.rs`).
+//!
+//! Next: `config.rs`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+use crate::address::{Address, parse_socket_addr};
+use crate::config::ServeConfig;
+use crate::framing::FramingKind;
+use crate::protocol::ProtocolKind;
+
+/// echoloop: a single-threaded event-loop server (echo, timestamp, chat, ...), its load
+/// generator and its client.
+#[derive(Debug, Parser)]
+#[command(name = "echoloop", version, about, long_about = None)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+}
+
+/// `echoloop serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Stream listen address, repeatable: HOST:PORT, [V6]:PORT or unix:/path [default: 127.0.0.1:7007]
+    #[arg(short, long = "listen", value_name = "ADDR", value_parser = parse_address)]
+    pub listen: Vec<Address>,
+    /// Also serve the protocol over UDP at ADDR, repeatable
+    #[arg(short, long = "udp", value_name = "ADDR", value_parser = parse_socket_addr)]
+    pub udp: Vec<SocketAddr>,
+    /// The service
+    #[arg(short, long, value_enum, default_value = "echo", value_name = "NAME")]
+    pub protocol: ProtocolKind,
+    /// How frames are cut [default: the protocol's: echo raw; timestamp, chat line]
+    #[arg(long, value_enum, value_name = "F")]
+    pub framing: Option<FramingKind>,
+    /// Largest line or frame accepted, in bytes
+    #[arg(long, default_value_t = 65536, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..=u32::MAX as u64))]
+    pub max_frame: u64,
+    /// Connections held at once; one over it gets `error: server full` and is closed
+    #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+    /// Close a connection with no traffic for this long; 0 = never
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub idle_timeout: u64,
+    /// Per-client outbound queue limit: above it the client is not read until it drains (chat: dropped)
+    #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub queue_limit: u64,
+    /// A line sent to each new stream client on connect
+    #[arg(long, value_name = "TEXT")]
+    pub greeting: Option<String>,
+    /// Single-threaded reactors sharing the port (SO_REUSEPORT)
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub workers: u64,
+    /// On SIGINT/SIGTERM: stop accepting, flush queued output up to this long, exit 0
+    #[arg(long, default_value_t = 5, value_name = "SECS")]
+    pub shutdown_timeout: u64,
+    /// Listen backlog
+    #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+    pub backlog: i32,
+    /// TCP_NODELAY on accepted sockets
+    #[arg(long, default_value_t = true, action = ArgAction::Set, value_name = "BOOL")]
+    pub nodelay: bool,
+    /// TCP keepalive idle time on accepted sockets; 0 = off
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    pub keepalive: u64,
+    /// Log a line of counters every SECS; 0 = off (SIGUSR1 logs one at any time)
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    pub stats_interval: u64,
+}
+
+fn parse_address(text: &str) -> Result<Address, String> {
+    text.parse()
+}
+
+/// Seconds, where 0 means "off".
+fn seconds_or_off(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+impl ServeArgs {
+    /// The config these arguments describe.
+    pub fn into_config(self) -> ServeConfig {
+        let defaults = ServeConfig::default();
+        ServeConfig {
+            listen: if self.listen.is_empty() && self.udp.is_empty() {
+                defaults.listen
+            } else {
+                self.listen
+            },
+            udp: self.udp,
+            protocol: self.protocol,
+            framing: self.framing,
+            max_frame: self.max_frame as usize,
+            max_connections: self.max_connections as usize,
+            idle_timeout: seconds_or_off(self.idle_timeout),
+            queue_limit: self.queue_limit as usize,
+            greeting: self.greeting.map(String::into_bytes),
+            workers: self.workers as usize,
+            shutdown_timeout: Duration::from_secs(self.shutdown_timeout),
+            backlog: self.backlog,
+            nodelay: self.nodelay,
+            keepalive: seconds_or_off(self.keepalive),
+            stats_interval: seconds_or_off(self.stats_interval),
+            handle_signals: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_defaults_match_the_contract() {
+        let Cli {
+            command: Command::Serve(args),
+        } = Cli::try_parse_from(["echoloop", "serve"]).unwrap();
+        let config = args.into_config();
+        assert_eq!(config.listen, vec!["127.0.0.1:7007".parse().unwrap()]);
+        assert_eq!(config.max_connections, 10_000);
+        assert_eq!(config.queue_limit, 1 << 20);
+        assert_eq!(config.idle_timeout, Some(Duration::from_secs(300)));
+        assert!(config.nodelay);
+        assert_eq!(config.keepalive, None);
+    }
+
+    #[test]
+    fn udp_alone_does_not_bind_the_default_tcp_port() {
+        let Cli {
+            command: Command::Serve(args),
+        } = Cli::try_parse_from(["echoloop", "serve", "-u", "127.0.0.1:0"]).unwrap();
+        assert!(args.into_config().listen.is_empty());
+    }
+}

@@ -1,0 +1,90 @@
+//! What a server is asked to do: a plain struct that tests build without the command line.
+//!
+//! `cli.rs` turns `echoloop serve ...` into a [`ServeConfig`]; tests start from
+//! [`ServeConfig::for_tests`] (loopback, port 0, no signal handling) and change a field or two.
+//!
+//! Next: `server.rs`, which binds the sockets this config names and runs the reactors.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::address::Address;
+use crate::framing::FramingKind;
+use crate::protocol::ProtocolKind;
+
+/// Everything `echoloop serve` can be told.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Stream listeners: TCP addresses and Unix socket paths (`-l`).
+    pub listen: Vec<Address>,
+    /// UDP sockets (`-u`).
+    pub udp: Vec<SocketAddr>,
+    /// The service (`-p`).
+    pub protocol: ProtocolKind,
+    /// How frames are cut; `None`: the protocol's default.
+    pub framing: Option<FramingKind>,
+    /// Largest line or frame accepted, in bytes.
+    pub max_frame: usize,
+    /// Connections held at once (per worker); one more is refused with an `error:` line.
+    pub max_connections: usize,
+    /// Close a connection with no traffic for this long; `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// Outbound queue high-water mark per client, in bytes.
+    pub queue_limit: usize,
+    /// A line sent to each new stream client before anything else.
+    pub greeting: Option<Vec<u8>>,
+    /// Independent reactors sharing the listening ports (SO_REUSEPORT).
+    pub workers: usize,
+    /// How long a shutdown may spend flushing queues.
+    pub shutdown_timeout: Duration,
+    /// Listen backlog.
+    pub backlog: i32,
+    /// TCP_NODELAY on accepted sockets.
+    pub nodelay: bool,
+    /// TCP keepalive idle time on accepted sockets; `None`: off.
+    pub keepalive: Option<Duration>,
+    /// Log a line of counters this often; `None`: only on SIGUSR1.
+    pub stats_interval: Option<Duration>,
+    /// Install SIGINT/SIGTERM/SIGUSR1 handlers (the daemon does; in-process test servers do not).
+    pub handle_signals: bool,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: vec![Address::Tcp(SocketAddr::from(([127, 0, 0, 1], 7007)))],
+            udp: Vec::new(),
+            protocol: ProtocolKind::Echo,
+            framing: None,
+            max_frame: 64 * 1024,
+            max_connections: 10_000,
+            idle_timeout: Some(Duration::from_secs(300)),
+            queue_limit: 1024 * 1024,
+            greeting: None,
+            workers: 1,
+            shutdown_timeout: Duration::from_secs(5),
+            backlog: 1024,
+            nodelay: true,
+            keepalive: None,
+            stats_interval: None,
+            handle_signals: true,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// The defaults, but on `127.0.0.1:0` and without signal handlers: for in-process servers.
+    pub fn for_tests() -> Self {
+        ServeConfig {
+            listen: vec![Address::Tcp(SocketAddr::from(([127, 0, 0, 1], 0)))],
+            handle_signals: false,
+            ..ServeConfig::default()
+        }
+    }
+
+    /// The framing in force: the one asked for, else the protocol's default.
+    pub fn framing(&self) -> FramingKind {
+        self.framing
+            .unwrap_or_else(|| self.protocol.build().default_framing())
+    }
+}

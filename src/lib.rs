@@ -1,0 +1,64 @@
+//! # echoloop: a single-threaded event-loop server, and how one really works
+//!
+//! echoloop serves echo, timestamp, chat and the other classic services over TCP, UDP and Unix
+//! sockets from one thread, on readiness events from the kernel (epoll, through mio). It is a daemon
+//! to run, a load generator to test servers with, and a textbook: the modules below are written to
+//! be read in this order.
+//!
+//! 1. [`address`]: how sockets are named (`HOST:PORT`, `[V6]:PORT`, `unix:/path`).
+//! 2. [`config`]: what a server is asked to do; [`cli`] turns the command line into it.
+//! 3. [`server`]: binds the sockets, starts one reactor per worker.
+//! 4. [`reactor`]: **the event loop**: wait, dispatch, tidy up. Start here if you read one file.
+//! 5. [`connection`]: one client's state machine, and the interest derived from it.
+//! 6. [`outbound`]: the bytes we owe a client (the select server's `message_dict`), short writes.
+//! 7. [`framing`]: where one message ends and the next begins (raw, line, length).
+//! 8. [`protocol`]: frames in, replies out: echo and friends, pure and tested with byte slices.
+//! 9. [`udp`]: datagrams on the same loop.
+//! 10. [`listener`] and [`stream`]: binding, accepting, running out of descriptors.
+//! 11. [`timers`]: idle deadlines without scanning every connection.
+//! 12. [`shutdown`]: signals as readable events, and the drain.
+//! 13. [`stats`]: counters readable while the server runs.
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use echoloop::{Server, ServeConfig};
+//!
+//! let server = Server::bind(&ServeConfig::for_tests())?.spawn()?; // 127.0.0.1:0, echo
+//! let mut client = std::net::TcpStream::connect(server.addr())?;
+//! client.write_all(b"hello")?;
+//! let mut reply = [0u8; 5];
+//! client.read_exact(&mut reply)?;
+//! assert_eq!(&reply, b"hello");
+//! drop(client);
+//! server.stop()?; // the same drain as SIGTERM
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod address;
+pub mod cli;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod framing;
+pub mod listener;
+pub mod outbound;
+pub mod protocol;
+pub mod reactor;
+pub mod server;
+pub mod shutdown;
+pub mod stats;
+pub mod stream;
+pub mod timers;
+pub mod udp;
+
+pub use address::Address;
+pub use config::ServeConfig;
+pub use connection::CloseReason;
+pub use error::StartError;
+pub use framing::{Frame, FrameError, FramingKind};
+pub use protocol::{ClientId, Protocol, ProtocolKind, Replies};
+pub use server::{RunningServer, Server};
+pub use shutdown::StopHandle;
+pub use stats::StatsSnapshot;

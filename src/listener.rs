@@ -1,0 +1,225 @@
+//! Listening sockets: binding them, and accepting from them.
+//!
+//! Binding goes through `socket2` because the standard library cannot set options *before*
+//! `bind`: `SO_REUSEADDR` (restart at once while old connections sit in TIME_WAIT, as the tutorials
+//! teach), `SO_REUSEPORT` (several reactors, each with its own listener on one port: the kernel
+//! spreads connections among them), `IPV6_V6ONLY` (so `[::]:7007` and `0.0.0.0:7007` can both be
+//! bound), and our own backlog (std always asks for 128, which drops SYNs when thousands of clients
+//! connect at once).
+//!
+//! A Unix socket is a file: binding fails if the path exists. A file left behind by a process that
+//! died is *stale* (nobody accepts on it) and is replaced; one that a live server still accepts on
+//! is not touched, and we fail with "address in use" as TCP would.
+//!
+//! Accepting is edge-triggered like everything else: the reactor accepts until `WouldBlock`. When
+//! the process is out of file descriptors (EMFILE), the pending connection cannot be accepted and
+//! the listener would stay ready forever: a busy loop. [`ReserveFd`] is the classic cure: keep one
+//! descriptor in reserve, and when accept fails for lack of descriptors, free it, accept the
+//! connection, close it at once (the client sees a clean close instead of a hang), and take the
+//! reserve back.
+//!
+//! Next: `stream.rs`.
+
+use std::fs::File;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mio::event::Source;
+use mio::net::{TcpListener, UnixListener};
+use mio::{Interest, Registry, Token};
+use socket2::{Domain, Socket, TcpKeepalive, Type};
+
+use crate::stream::Stream;
+
+/// Options for a TCP listening socket.
+#[derive(Debug, Clone, Copy)]
+pub struct BindOptions {
+    /// `listen()` backlog.
+    pub backlog: i32,
+    /// Set `SO_REUSEPORT` (several workers share the port).
+    pub reuse_port: bool,
+}
+
+/// Binds a non-blocking TCP listener.
+pub fn bind_tcp(addr: SocketAddr, options: BindOptions) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_nonblocking(true)?;
+    socket.set_reuse_address(true)?;
+    if options.reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(options.backlog)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+/// Binds a non-blocking UDP socket.
+pub fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<mio::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
+    socket.set_nonblocking(true)?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    Ok(mio::net::UdpSocket::from_std(socket.into()))
+}
+
+/// Binds a Unix stream listener at `path`, replacing a stale socket file but never a live one.
+pub fn bind_unix(path: &Path) -> io::Result<UnixListener> {
+    match UnixListener::bind(path) {
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse && is_stale_socket(path) => {
+            log::info!("removing stale socket file {}", path.display());
+            std::fs::remove_file(path)?;
+            UnixListener::bind(path)
+        }
+        result => result,
+    }
+}
+
+/// A socket file nobody accepts on: connecting to it is refused.
+fn is_stale_socket(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    is_socket
+        && matches!(StdUnixStream::connect(path), Err(e) if e.kind() == io::ErrorKind::ConnectionRefused)
+}
+
+/// Options applied to each accepted TCP connection.
+#[derive(Debug, Clone, Copy)]
+pub struct AcceptOptions {
+    /// TCP_NODELAY: send small replies at once instead of waiting to coalesce them (Nagle).
+    pub nodelay: bool,
+    /// TCP keepalive idle time; `None`: off.
+    pub keepalive: Option<Duration>,
+}
+
+/// A listening socket of either kind.
+#[derive(Debug)]
+pub enum Listener {
+    /// TCP.
+    Tcp(TcpListener),
+    /// Unix, at this path; if the flag is set (one copy per socket file), the file is removed
+    /// when the listener is dropped.
+    Unix(UnixListener, PathBuf, bool),
+}
+
+impl Listener {
+    /// Accepts one connection. `WouldBlock` when none is pending.
+    pub fn accept(&self, options: AcceptOptions) -> io::Result<Stream> {
+        match self {
+            Listener::Tcp(listener) => {
+                let (stream, _peer) = listener.accept()?;
+                // Options are best effort: a connection that cannot take them is still served.
+                let _ = stream.set_nodelay(options.nodelay);
+                if let Some(idle) = options.keepalive {
+                    let _ = socket2::SockRef::from(&stream)
+                        .set_tcp_keepalive(&TcpKeepalive::new().with_time(idle));
+                }
+                Ok(Stream::Tcp(stream))
+            }
+            Listener::Unix(listener, ..) => listener.accept().map(|(s, _)| Stream::Unix(s)),
+        }
+    }
+
+    /// The `listening ...` line's words: `tcp 127.0.0.1:40123` or `unix /tmp/x.sock`.
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Tcp(l) => match l.local_addr() {
+                Ok(addr) => format!("tcp {addr}"),
+                Err(_) => "tcp ?".to_string(),
+            },
+            Listener::Unix(_, path, _) => format!("unix {}", path.display()),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix(_, path, true) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl Source for Listener {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => l.register(registry, token, interest),
+            Listener::Unix(l, ..) => l.register(registry, token, interest),
+        }
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => l.reregister(registry, token, interest),
+            Listener::Unix(l, ..) => l.reregister(registry, token, interest),
+        }
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => l.deregister(registry),
+            Listener::Unix(l, ..) => l.deregister(registry),
+        }
+    }
+}
+
+/// Whether an accept error means "out of descriptors or kernel memory" (shed the connection).
+pub fn is_resource_exhaustion(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// One descriptor held in reserve, so that a connection can still be accepted (and closed) when
+/// the process has run out of descriptors.
+#[derive(Debug)]
+pub struct ReserveFd(Option<File>);
+
+impl ReserveFd {
+    /// Takes the reserve descriptor (`/dev/null`).
+    pub fn new() -> Self {
+        ReserveFd(File::open("/dev/null").ok())
+    }
+
+    /// Frees the reserve, accepts one pending connection and closes it, takes the reserve back.
+    /// Returns whether a connection was shed.
+    pub fn shed_one(&mut self, listener: &Listener) -> bool {
+        self.0 = None;
+        let shed = listener
+            .accept(AcceptOptions {
+                nodelay: false,
+                keepalive: None,
+            })
+            .is_ok();
+        self.0 = File::open("/dev/null").ok();
+        shed
+    }
+}
+
+impl Default for ReserveFd {
+    fn default() -> Self {
+        Self::new()
+    }
+}

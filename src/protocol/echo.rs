@@ -1,0 +1,68 @@
+//! Echo (RFC 862): every byte received is sent back, in order, unchanged.
+//!
+//! Echo answers with the frame's *wire* bytes, terminator or length prefix included, so it is
+//! byte-transparent in every framing: what a client sends is exactly what it gets back. Over UDP
+//! each datagram is returned as it came.
+
+use std::time::SystemTime;
+
+use super::{Answer, ClientId, Protocol, Replies};
+use crate::framing::{Frame, FramingKind};
+
+/// The echo service.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Echo;
+
+impl Protocol for Echo {
+    fn default_framing(&self) -> FramingKind {
+        FramingKind::Raw
+    }
+
+    fn on_frame(
+        &mut self,
+        _client: ClientId,
+        frame: Frame<'_>,
+        _now: SystemTime,
+        out: &mut Replies,
+    ) {
+        out.send_raw(frame.wire);
+    }
+
+    fn on_datagram(&mut self, datagram: &[u8], _now: SystemTime, reply: &mut Vec<u8>) -> Answer {
+        reply.extend_from_slice(datagram);
+        Answer::Reply
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn returns_wire_bytes_in_every_framing() {
+        for framing in [FramingKind::Raw, FramingKind::Line, FramingKind::Length] {
+            let mut out = Replies::new(framing);
+            let frame = Frame {
+                payload: b"\xffhi",
+                wire: b"\xffhi\r\n",
+            };
+            Echo.on_frame(ClientId(0), frame, SystemTime::now(), &mut out);
+            assert_eq!(out.to_sender(), b"\xffhi\r\n");
+        }
+    }
+
+    #[test]
+    fn returns_datagrams_unchanged_even_empty_ones() {
+        let mut reply = Vec::new();
+        assert_eq!(
+            Echo.on_datagram(b"", SystemTime::now(), &mut reply),
+            Answer::Reply
+        );
+        assert!(reply.is_empty());
+        assert_eq!(
+            Echo.on_datagram(b"\x00x", SystemTime::now(), &mut reply),
+            Answer::Reply
+        );
+        assert_eq!(reply, b"\x00x");
+    }
+}

@@ -1,0 +1,219 @@
+//! Protocols: frames in, replies out.
+//!
+//! A protocol is what a server *says*; the reactor is how it *listens*. Keeping them apart is the
+//! point of this module: a [`Protocol`] never sees a socket, a token or the clock. It is handed a
+//! frame (already cut out of the byte stream by `framing.rs`), the time as an argument, and a
+//! [`Replies`] to record what should happen: bytes for the sender, bytes for other clients, "close
+//! this one when its bytes are out". The reactor carries those actions out, with all the care about
+//! short writes and slow readers that a protocol should not have to think about. So every protocol
+//! here is tested with byte slices, no network needed, and anyone can write a new one (see
+//! `examples/suffix.rs`).
+//!
+//! One protocol value serves every client of a reactor; per-client state (chargen's position in its
+//! pattern, chat's nicknames) lives inside it, keyed by [`ClientId`].
+//!
+//! Next: `reactor.rs`, which feeds the frames in and carries the replies out.
+
+mod echo;
+
+pub use echo::Echo;
+
+use std::fmt;
+use std::rc::Rc;
+use std::time::SystemTime;
+
+use crate::connection::CloseReason;
+use crate::framing::{self, Frame, FrameError, FramingKind};
+
+/// Names one connection of a reactor for as long as it is open (its slot in the reactor's slab).
+///
+/// Numbers are reused after a client leaves: a protocol that keeps per-client state drops it in
+/// [`Protocol::on_disconnect`], which always comes before the number is given out again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(pub usize);
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// What the reactor does with a client whose outbound queue passes `--queue-limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlowReader {
+    /// Stop reading it until its queue drains (echo: the client slows itself down).
+    PauseReading,
+    /// Drop it: it would otherwise hold up everyone who talks to it (chat).
+    Drop,
+}
+
+/// Whether a datagram gets an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Send the reply buffer back to the datagram's source (it may be empty: an empty datagram).
+    Reply,
+    /// Send nothing.
+    Silent,
+}
+
+/// Frames and the time in, actions out: a service the reactor can run.
+pub trait Protocol {
+    /// The framing used when `--framing` is not given.
+    fn default_framing(&self) -> FramingKind;
+
+    /// What to do with a client that reads slower than it is sent to.
+    fn slow_reader(&self) -> SlowReader {
+        SlowReader::PauseReading
+    }
+
+    /// A client has connected (after the `--greeting`, if any). Daytime answers here.
+    fn on_connect(&mut self, _client: ClientId, _now: SystemTime, _out: &mut Replies) {}
+
+    /// One complete frame from `client`.
+    fn on_frame(&mut self, client: ClientId, frame: Frame<'_>, now: SystemTime, out: &mut Replies);
+
+    /// A frame broke the framing's rules. Line protocols answer with an `error:` line.
+    fn on_frame_error(&mut self, _client: ClientId, error: &FrameError, out: &mut Replies) {
+        if out.framing() == FramingKind::Line {
+            out.error_line(&error.to_string());
+        }
+    }
+
+    /// `client`'s outbound queue has emptied: chargen makes more here.
+    fn on_drained(&mut self, _client: ClientId, _out: &mut Replies) {}
+
+    /// `client` is gone (its number may be reused after this returns). Chat announces it here.
+    fn on_disconnect(&mut self, _client: ClientId, _reason: CloseReason, _out: &mut Replies) {}
+
+    /// One UDP datagram. Write the answer into `reply` (empty on entry) and say whether to send it.
+    fn on_datagram(&mut self, _datagram: &[u8], _now: SystemTime, _reply: &mut Vec<u8>) -> Answer {
+        Answer::Silent
+    }
+}
+
+/// The services echoloop ships (`-p/--protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProtocolKind {
+    /// RFC 862: every byte comes back.
+    Echo,
+}
+
+impl ProtocolKind {
+    /// A fresh protocol value of this kind, for one reactor.
+    pub fn build(self) -> Box<dyn Protocol> {
+        match self {
+            ProtocolKind::Echo => Box::new(Echo),
+        }
+    }
+}
+
+/// An action for clients other than the sender of the frame being answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// These bytes to one client.
+    SendTo(ClientId, Rc<[u8]>),
+    /// These bytes to every client but `except` (chat): one allocation, shared by all queues.
+    Broadcast {
+        /// The client left out (usually the sender).
+        except: Option<ClientId>,
+        /// The bytes, shared.
+        bytes: Rc<[u8]>,
+    },
+}
+
+/// What a protocol wants done, recorded for the reactor to carry out.
+///
+/// The reactor keeps one `Replies` and clears it between uses, so answering a frame allocates
+/// nothing once the buffers have grown to their working size.
+#[derive(Debug)]
+pub struct Replies {
+    framing: FramingKind,
+    to_sender: Vec<u8>,
+    others: Vec<Action>,
+    close_sender: bool,
+}
+
+impl Replies {
+    /// Empty replies for a client whose frames are cut by `framing`.
+    pub fn new(framing: FramingKind) -> Self {
+        Replies {
+            framing,
+            to_sender: Vec::new(),
+            others: Vec::new(),
+            close_sender: false,
+        }
+    }
+
+    /// The framing of the client being answered: replies are framed the same way.
+    pub fn framing(&self) -> FramingKind {
+        self.framing
+    }
+
+    /// Bytes to the sender exactly as given (echo's wire bytes, chargen's lines).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.to_sender.extend_from_slice(bytes);
+    }
+
+    /// One message to the sender made of `parts`, framed like the sender's frames.
+    pub fn send_frame(&mut self, parts: &[&[u8]]) {
+        framing::encode(self.framing, parts, &mut self.to_sender);
+    }
+
+    /// `error: <what>\n` to the sender.
+    pub fn error_line(&mut self, what: &str) {
+        self.send_raw(b"error: ");
+        self.send_raw(what.as_bytes());
+        self.send_raw(b"\n");
+    }
+
+    /// Shared bytes to another client.
+    pub fn send_to(&mut self, client: ClientId, bytes: Rc<[u8]>) {
+        self.others.push(Action::SendTo(client, bytes));
+    }
+
+    /// Shared bytes to every client but `except`.
+    pub fn broadcast(&mut self, except: Option<ClientId>, bytes: Rc<[u8]>) {
+        self.others.push(Action::Broadcast { except, bytes });
+    }
+
+    /// Close the sender once everything owed to it is written.
+    pub fn close(&mut self) {
+        self.close_sender = true;
+    }
+
+    /// The bytes recorded for the sender so far.
+    pub fn to_sender(&self) -> &[u8] {
+        &self.to_sender
+    }
+
+    /// The actions recorded for other clients so far.
+    pub fn others(&self) -> &[Action] {
+        &self.others
+    }
+
+    /// Whether the sender should be closed once its bytes are out.
+    pub fn closes_sender(&self) -> bool {
+        self.close_sender
+    }
+
+    /// Readies the replies for another client (its framing), keeping the buffers' memory.
+    pub fn reset(&mut self, framing: FramingKind) {
+        self.framing = framing;
+        self.to_sender.clear();
+        self.others.clear();
+        self.close_sender = false;
+    }
+
+    /// Takes the actions for other clients out, leaving the list empty (its memory goes with them).
+    pub fn take_others(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.others)
+    }
+
+    /// Gives back a list taken with [`Replies::take_others`], emptied, so its memory is reused.
+    pub fn return_others(&mut self, mut list: Vec<Action>) {
+        list.clear();
+        if self.others.is_empty() {
+            self.others = list;
+        }
+    }
+}

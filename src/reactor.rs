@@ -1,0 +1,983 @@
+//! The event loop: wait for readiness, dispatch it, tidy up. One thread, no locks.
+//!
+//! This is the Python select server with `inputs`, `outputs` and `message_dict`, done with epoll
+//! (through mio) and done right:
+//!
+//! - **Readiness, not completion.** `poll` says a socket *can* be read or written without blocking;
+//!   we then do as much as the kernel allows. mio's epoll is *edge-triggered*: it reports a socket
+//!   when its readiness changes, not while it lasts. So a readable socket is read until the kernel
+//!   says `WouldBlock` (or a short read shows it has nothing more), else the rest would sit
+//!   unnoticed; and a client that has more than its fair share this turn is put on the
+//!   `still_ready` list and served again next turn without waiting for a new edge.
+//! - **Write interest only for refused bytes.** Replies are written at once. Only what the kernel
+//!   refuses is queued, and only then is the socket registered for `WRITABLE`; once the queue is
+//!   empty the interest is dropped again. Interest is derived from the connection's state, and the
+//!   poller is told only when it changes: no `epoll_ctl` in the steady state.
+//! - **Backpressure.** A client whose queue passes `--queue-limit` is not read until the queue
+//!   drains below half of it (or, for chat, is dropped).
+//! - **Late, single-place closing.** Handlers only *mark* a connection closed; slab slots are freed
+//!   at the end of the turn, so an event later in the same batch never meets a reused slot.
+//!
+//! Tokens are laid out once, here, by [`Source`]: nobody else does arithmetic on tokens.
+//!
+//! Next: `connection.rs`, one client's state.
+
+use std::io::{self, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use log::{debug, info, trace, warn};
+use mio::event::Event;
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use crate::config::ServeConfig;
+use crate::connection::{CloseReason, Connection, State, interest_label};
+use crate::framing::FramingKind;
+use crate::listener::{AcceptOptions, Listener, ReserveFd, is_resource_exhaustion};
+use crate::protocol::{Action, ClientId, Protocol, Replies, SlowReader};
+use crate::shutdown::{SignalRequest, SignalSource};
+use crate::stats::Stats;
+use crate::stream::Stream;
+use crate::timers::{TimerEntry, Timers, timeout_until};
+use crate::udp::{DatagramEndpoint, Drained};
+
+/// Bytes in the reactor-wide read buffer: big enough for any UDP datagram.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Bytes one client may read, or be written, per turn before others get their chance.
+const TURN_BUDGET_BYTES: usize = 256 * 1024;
+/// How long to wait before accepting again when even the reserve descriptor could not help.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// What a token stands for. The layout: fixed tokens, then listeners, then UDP, then clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The signal pipe.
+    Signals,
+    /// The waker of a [`crate::StopHandle`].
+    Waker,
+    /// Listener number `n`.
+    Listener(usize),
+    /// UDP endpoint number `n`.
+    Datagram(usize),
+    /// The client in slab slot `n`.
+    Client(usize),
+}
+
+const LISTENER_BASE: usize = 16;
+const DATAGRAM_BASE: usize = 512;
+const CLIENT_BASE: usize = 1024;
+/// Most listeners (or UDP sockets) one reactor can hold.
+pub const MAX_SOCKETS_PER_KIND: usize = DATAGRAM_BASE - LISTENER_BASE;
+
+impl From<Token> for Source {
+    fn from(token: Token) -> Source {
+        match token.0 {
+            0 => Source::Signals,
+            1 => Source::Waker,
+            n if n >= CLIENT_BASE => Source::Client(n - CLIENT_BASE),
+            n if n >= DATAGRAM_BASE => Source::Datagram(n - DATAGRAM_BASE),
+            n => Source::Listener(n.saturating_sub(LISTENER_BASE)),
+        }
+    }
+}
+
+impl Source {
+    /// The token that stands for this source.
+    pub fn token(self) -> Token {
+        Token(match self {
+            Source::Signals => 0,
+            Source::Waker => 1,
+            Source::Listener(n) => LISTENER_BASE + n,
+            Source::Datagram(n) => DATAGRAM_BASE + n,
+            Source::Client(n) => CLIENT_BASE + n,
+        })
+    }
+}
+
+/// Whether the loop runs, drains, or is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Serving,
+    /// Shutdown begun: listeners closed, queues flushing until `deadline`.
+    Draining {
+        deadline: Instant,
+    },
+}
+
+/// What the sockets a reactor is given, ready to register.
+pub struct ReactorSockets {
+    /// Stream listeners.
+    pub listeners: Vec<Listener>,
+    /// UDP sockets.
+    pub datagrams: Vec<mio::net::UdpSocket>,
+}
+
+/// Settings the reactor reads on the hot path, copied out of [`ServeConfig`].
+#[derive(Debug, Clone)]
+struct Limits {
+    framing: FramingKind,
+    max_frame: usize,
+    max_connections: usize,
+    queue_limit: usize,
+    idle_timeout: Option<Duration>,
+    shutdown_timeout: Duration,
+    accept: AcceptOptions,
+    greeting: Option<Vec<u8>>,
+    stats_interval: Option<Duration>,
+}
+
+/// One single-threaded server: a poller, its sockets, its clients and its protocol.
+pub struct Reactor {
+    poll: Poll,
+    limits: Limits,
+    phase: Phase,
+    listeners: Vec<Option<Listener>>,
+    datagrams: Vec<Option<DatagramEndpoint>>,
+    clients: Slab<Connection>,
+    protocol: Box<dyn Protocol>,
+    replies: Replies,
+    read_buffer: Box<[u8]>,
+    timers: Timers,
+    /// Clients that used up their per-turn budget: served again next turn.
+    still_ready: Vec<usize>,
+    /// UDP endpoints that used up their per-turn budget.
+    datagrams_still_ready: Vec<usize>,
+    /// Clients given shared bytes this turn: flushed once, at the end of the turn.
+    to_flush: Vec<usize>,
+    /// Clients marked closed: removed at the end of the turn.
+    closing: Vec<usize>,
+    signals: Option<SignalSource>,
+    stop_requested: Arc<AtomicBool>,
+    reserve_fd: ReserveFd,
+    accept_retry_at: Option<Instant>,
+    /// An "out of descriptors" episode is under way and has been logged.
+    exhaustion_logged: bool,
+    /// A "server full" episode is under way and has been logged.
+    full_logged: bool,
+    next_stats_at: Option<Instant>,
+    next_serial: u64,
+    /// The time, read once per turn.
+    now: Instant,
+    wall_now: SystemTime,
+    stats: Arc<Stats>,
+    name: String,
+}
+
+impl Reactor {
+    /// The waker that interrupts `poll`'s wait: made before the reactor, so that a
+    /// [`crate::StopHandle`] can exist before the reactor's thread starts.
+    pub fn waker(poll: &Poll) -> io::Result<Arc<Waker>> {
+        Ok(Arc::new(Waker::new(
+            poll.registry(),
+            Source::Waker.token(),
+        )?))
+    }
+
+    /// A reactor serving `config`'s protocol on `sockets` with `poll` (which already has its
+    /// waker). It begins its drain when woken with `stop_requested` set; it counts into `stats`.
+    pub fn new(
+        config: &ServeConfig,
+        poll: Poll,
+        sockets: ReactorSockets,
+        stop_requested: Arc<AtomicBool>,
+        stats: Arc<Stats>,
+        name: String,
+    ) -> io::Result<Reactor> {
+        let signals = if config.handle_signals {
+            Some(SignalSource::register(
+                poll.registry(),
+                Source::Signals.token(),
+            )?)
+        } else {
+            None
+        };
+        let mut listeners = Vec::new();
+        for (i, mut listener) in sockets.listeners.into_iter().enumerate() {
+            poll.registry().register(
+                &mut listener,
+                Source::Listener(i).token(),
+                Interest::READABLE,
+            )?;
+            listeners.push(Some(listener));
+        }
+        let mut datagrams = Vec::new();
+        for (i, mut socket) in sockets.datagrams.into_iter().enumerate() {
+            poll.registry().register(
+                &mut socket,
+                Source::Datagram(i).token(),
+                Interest::READABLE,
+            )?;
+            datagrams.push(Some(DatagramEndpoint::new(socket, config.queue_limit)));
+        }
+        let protocol = config.protocol.build();
+        let framing = config.framing.unwrap_or_else(|| protocol.default_framing());
+        let greeting = config.greeting.as_ref().map(|text| {
+            let mut line = text.clone();
+            line.push(b'\n');
+            line
+        });
+        let now = Instant::now();
+        let reactor = Reactor {
+            poll,
+            limits: Limits {
+                framing,
+                max_frame: config.max_frame,
+                max_connections: config.max_connections,
+                queue_limit: config.queue_limit,
+                idle_timeout: config.idle_timeout,
+                shutdown_timeout: config.shutdown_timeout,
+                accept: AcceptOptions {
+                    nodelay: config.nodelay,
+                    keepalive: config.keepalive,
+                },
+                greeting,
+                stats_interval: config.stats_interval,
+            },
+            phase: Phase::Serving,
+            listeners,
+            datagrams,
+            clients: Slab::new(),
+            protocol,
+            replies: Replies::new(framing),
+            read_buffer: vec![0; READ_BUFFER_BYTES].into_boxed_slice(),
+            timers: Timers::new(),
+            still_ready: Vec::new(),
+            datagrams_still_ready: Vec::new(),
+            to_flush: Vec::new(),
+            closing: Vec::new(),
+            signals,
+            stop_requested,
+            reserve_fd: ReserveFd::new(),
+            accept_retry_at: None,
+            exhaustion_logged: false,
+            full_logged: false,
+            next_stats_at: config.stats_interval.map(|every| now + every),
+            next_serial: 0,
+            now,
+            wall_now: SystemTime::now(),
+            stats,
+            name,
+        };
+        Ok(reactor)
+    }
+
+    /// This reactor's counters, readable from other threads.
+    pub fn stats(&self) -> Arc<Stats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Runs until shutdown has drained. Each turn: wait for readiness, dispatch, then tidy up.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        while !self.is_finished() {
+            let timeout = self.next_timeout(Instant::now()); // zero while some client is still ready
+            match self.poll.poll(&mut events, timeout) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                result => result?,
+            }
+            self.now = Instant::now();
+            self.wall_now = SystemTime::now();
+            for event in events.iter() {
+                trace!("event token={} {}", event.token().0, describe(event));
+                match Source::from(event.token()) {
+                    Source::Listener(i) => self.drain_accepts(i),
+                    Source::Datagram(i) => self.drain_datagrams(i, event.is_writable()),
+                    Source::Signals => self.on_signals(),
+                    Source::Waker => self.on_wake(),
+                    Source::Client(id) => self.drive_client(id, Readiness::from(event)),
+                }
+            }
+            self.revisit_still_ready(); // clients that used up their per-turn budget
+            self.run_timers();
+            self.tidy(); // flush shared bytes, free closed slots: never in the middle of a batch
+        }
+        info!("{}stopped", self.name);
+        Ok(())
+    }
+
+    fn is_finished(&self) -> bool {
+        matches!(self.phase, Phase::Draining { .. }) && self.clients.is_empty()
+    }
+
+    /// How long `poll` may sleep: until the next deadline, or not at all if work is waiting.
+    fn next_timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.still_ready.is_empty() || !self.datagrams_still_ready.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let drain_deadline = match self.phase {
+            Phase::Draining { deadline } => Some(deadline),
+            Phase::Serving => None,
+        };
+        [
+            self.timers.next_due(),
+            drain_deadline,
+            self.accept_retry_at,
+            self.next_stats_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|deadline| timeout_until(deadline, now))
+    }
+
+    // ----- accepting -------------------------------------------------------------------------
+
+    /// Accepts until `WouldBlock`.
+    fn drain_accepts(&mut self, index: usize) {
+        loop {
+            let Some(Some(listener)) = self.listeners.get(index) else {
+                return;
+            };
+            match listener.accept(self.limits.accept) {
+                Ok(stream) => {
+                    self.exhaustion_logged = false;
+                    self.admit(stream);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_resource_exhaustion(&e) => {
+                    self.stats.accept_errors.add(1);
+                    if !self.exhaustion_logged {
+                        warn!(
+                            "{}accept failed: {e}; shedding new connections until descriptors free up",
+                            self.name
+                        );
+                        self.exhaustion_logged = true;
+                    }
+                    if !self.reserve_fd.shed_one(listener) {
+                        // Even the reserve could not help: try again shortly, without spinning.
+                        self.accept_retry_at = Some(self.now + ACCEPT_RETRY);
+                        return;
+                    }
+                }
+                Err(e) => {
+                    // ECONNABORTED and the like: that one connection is gone, the next may be fine.
+                    self.stats.accept_errors.add(1);
+                    debug!("{}accept failed: {e}", self.name);
+                }
+            }
+        }
+    }
+
+    /// Takes a new connection in, or refuses it when the reactor is full.
+    fn admit(&mut self, mut stream: Stream) {
+        if self.clients.len() >= self.limits.max_connections {
+            self.refuse(stream);
+            return;
+        }
+        self.full_logged = false;
+        let entry = self.clients.vacant_entry();
+        let id = entry.key();
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            Source::Client(id).token(),
+            Interest::READABLE,
+        ) {
+            warn!("{}cannot register a new connection: {e}", self.name);
+            return;
+        }
+        if log::log_enabled!(log::Level::Debug) {
+            debug!("client {id} accepted from {}", stream.peer_label());
+        }
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        entry.insert(Connection::new(
+            stream,
+            self.limits.framing,
+            self.limits.max_frame,
+            self.now,
+            serial,
+        ));
+        self.stats.connections_accepted.add(1);
+        self.stats.connections_open.add(1);
+
+        let conn = &mut self.clients[id];
+        if let Some(greeting) = &self.limits.greeting
+            && let Err(e) = conn.send(greeting, self.now)
+        {
+            conn.mark_closed(CloseReason::from_error(&e));
+        }
+        self.replies.reset(self.limits.framing);
+        self.protocol
+            .on_connect(ClientId(id), self.wall_now, &mut self.replies);
+        self.deliver(id);
+        self.flush_client(id); // chargen makes more as soon as the kernel takes the first batch
+        self.sync(id);
+    }
+
+    /// One over `--max-connections`: a one-line explanation, then close.
+    fn refuse(&mut self, stream: Stream) {
+        self.stats.connections_refused.add(1);
+        if !self.full_logged {
+            warn!(
+                "{}refusing connections: server full ({} connections)",
+                self.name, self.limits.max_connections
+            );
+            self.full_logged = true;
+        }
+        let line = format!(
+            "error: server full ({} connections)\n",
+            self.limits.max_connections
+        );
+        let mut stream = stream;
+        let _ = io::Write::write(&mut stream, line.as_bytes()); // best effort: it has room
+        let _ = stream.shutdown_write();
+    }
+
+    // ----- one client's readiness --------------------------------------------------------------
+
+    /// Does what a client's readiness allows: write what it is owed, read what it sent.
+    fn drive_client(&mut self, id: usize, readiness: Readiness) {
+        let Some(conn) = self.clients.get_mut(id) else {
+            return; // closed and freed earlier: events are hints
+        };
+        if conn.is_closed() {
+            return; // marked earlier in this batch
+        }
+        if readiness.read_closed {
+            conn.peer_fin_seen = true;
+        }
+        if readiness.writable && !conn.outbound.is_empty() {
+            self.flush_client(id);
+        }
+        if readiness.readable {
+            self.drain_reads(id);
+        }
+        self.flush_client(id); // chargen may have more once the queue is empty
+        self.sync(id);
+    }
+
+    /// Reads until `WouldBlock`, a short read, end of input, or the per-turn budget.
+    fn drain_reads(&mut self, id: usize) {
+        let mut budget = TURN_BUDGET_BYTES;
+        loop {
+            let conn = &mut self.clients[id];
+            if !conn.is_reading() {
+                return;
+            }
+            let n = match conn.stream.read(&mut self.read_buffer) {
+                Ok(0) => {
+                    trace!("client {id} read 0 bytes (end of input)");
+                    self.on_end_of_input(id);
+                    return;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    trace!("client {id} read WouldBlock");
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    debug!("client {id} read failed: {e}");
+                    conn.outbound.discard();
+                    conn.mark_closed(CloseReason::from_error(&e));
+                    return;
+                }
+            };
+            trace!("client {id} read {n} bytes");
+            conn.note_read(n, self.now);
+            self.stats.bytes_received.add(n as u64);
+            let lingering = matches!(conn.state(), State::Lingering { .. });
+            let short_read = n < self.read_buffer.len() && !conn.peer_fin_seen;
+            if !lingering {
+                self.answer(id, n);
+            }
+            // A short read means the kernel had no more: epoll(7) lets us stop here and save the
+            // read that would only say `WouldBlock`. New bytes will raise a new edge.
+            if short_read {
+                return;
+            }
+            budget = budget.saturating_sub(n);
+            if budget == 0 {
+                self.still_ready.push(id);
+                return;
+            }
+        }
+    }
+
+    /// Cuts the bytes just read into frames, lets the protocol answer, and delivers the answers.
+    fn answer(&mut self, id: usize, len: usize) {
+        let conn = &mut self.clients[id];
+        self.replies.reset(conn.decoder.kind());
+        let mut input = &self.read_buffer[..len];
+        let mut broken = false;
+        while !self.replies.closes_sender() {
+            match conn.decoder.next_frame(&mut input) {
+                Ok(Some(frame)) => {
+                    self.protocol
+                        .on_frame(ClientId(id), frame, self.wall_now, &mut self.replies)
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    debug!("client {id} sent a bad frame: {error}");
+                    self.protocol
+                        .on_frame_error(ClientId(id), &error, &mut self.replies);
+                    if conn.decoder.kind() == FramingKind::Length {
+                        broken = true; // the stream cannot be trusted past a bad length prefix
+                        break;
+                    }
+                }
+            }
+        }
+        self.deliver(id);
+        if broken {
+            self.clients[id].finish(CloseReason::FrameError);
+        }
+    }
+
+    /// The peer sent FIN: its last unfinished line is still a frame; then finish.
+    fn on_end_of_input(&mut self, id: usize) {
+        let conn = &mut self.clients[id];
+        if conn.state() == State::Open {
+            self.replies.reset(conn.decoder.kind());
+            if let Some(frame) = conn.decoder.finish() {
+                self.protocol
+                    .on_frame(ClientId(id), frame, self.wall_now, &mut self.replies);
+            }
+            self.deliver(id);
+        }
+        self.clients[id].on_end_of_input();
+    }
+
+    /// Carries out what the protocol recorded in `self.replies` on behalf of client `id`.
+    fn deliver(&mut self, id: usize) {
+        let conn = &mut self.clients[id];
+        match conn.send(self.replies.to_sender(), self.now) {
+            Ok(written) => self.stats.bytes_sent.add(written as u64),
+            Err(e) => {
+                debug!("client {id} write failed: {e}");
+                conn.outbound.discard();
+                conn.mark_closed(CloseReason::from_error(&e));
+            }
+        }
+        if self.replies.closes_sender() {
+            conn.finish(CloseReason::Finished);
+        }
+        self.deliver_to_others();
+    }
+
+    /// Queues shared bytes for another client; it is flushed once, at the end of the turn.
+    fn queue_shared(&mut self, target: usize, bytes: &std::rc::Rc<[u8]>) {
+        let Some(conn) = self.clients.get_mut(target) else {
+            return;
+        };
+        if !matches!(conn.state(), State::Open | State::Paused) {
+            return;
+        }
+        if conn.outbound.is_empty() {
+            self.to_flush.push(target);
+        }
+        conn.outbound.push_shared(std::rc::Rc::clone(bytes));
+        self.sync(target);
+    }
+
+    /// Writes a client's queue; while it empties and the client is open, asks the protocol for
+    /// more (chargen), up to the per-turn budget.
+    fn flush_client(&mut self, id: usize) {
+        let mut budget = TURN_BUDGET_BYTES;
+        loop {
+            let conn = &mut self.clients[id];
+            if conn.is_closed() {
+                return;
+            }
+            let before = conn.outbound.len();
+            match conn.outbound.flush_into(&mut conn.stream) {
+                Ok((flushed, written)) => {
+                    conn.note_written(written, self.now);
+                    self.stats.bytes_sent.add(written as u64);
+                    if written < before {
+                        trace!("client {id} write {written} of {before} (short)");
+                        return;
+                    }
+                    if before > 0 {
+                        trace!("client {id} write {written} of {before}");
+                    }
+                    debug_assert_eq!(flushed, crate::outbound::Flushed::All);
+                    budget = budget.saturating_sub(written);
+                }
+                Err(e) => {
+                    debug!("client {id} write failed: {e}");
+                    conn.outbound.discard();
+                    conn.mark_closed(CloseReason::from_error(&e));
+                    return;
+                }
+            }
+            if conn.state() != State::Open {
+                return;
+            }
+            if budget == 0 {
+                self.still_ready.push(id);
+                return;
+            }
+            self.replies.reset(conn.decoder.kind());
+            self.protocol.on_drained(ClientId(id), &mut self.replies);
+            if self.replies.to_sender().is_empty() && !self.replies.closes_sender() {
+                return;
+            }
+            conn.outbound.push_copy(self.replies.to_sender());
+            if self.replies.closes_sender() {
+                conn.finish(CloseReason::Finished);
+            }
+        }
+    }
+
+    /// After any change to a client: enforce the queue limit, move a finished client on, and
+    /// bring the poller's interest and the timers in line with the client's state.
+    fn sync(&mut self, id: usize) {
+        let Some(conn) = self.clients.get_mut(id) else {
+            return;
+        };
+        let queued = conn.outbound.len();
+        self.stats.note_queue_len(queued);
+        if queued > self.limits.queue_limit && !conn.is_closed() {
+            match self.protocol.slow_reader() {
+                SlowReader::Drop => {
+                    warn!(
+                        "client {id} dropped: queue limit ({queued} bytes queued, limit {})",
+                        self.limits.queue_limit
+                    );
+                    conn.outbound.discard();
+                    conn.mark_closed(CloseReason::QueueLimit);
+                    self.stats.clients_dropped.add(1);
+                }
+                SlowReader::PauseReading if conn.state() == State::Open => {
+                    trace!("client {id} paused: {queued} bytes queued");
+                    conn.pause();
+                    self.stats.readers_paused.add(1);
+                }
+                SlowReader::PauseReading => {}
+            }
+        } else if queued <= self.limits.queue_limit / 2 && conn.state() == State::Paused {
+            trace!("client {id} resumed: {queued} bytes queued");
+            conn.resume();
+        }
+        let linger_cap = match self.phase {
+            Phase::Draining { deadline } => Some(deadline),
+            Phase::Serving => None,
+        };
+        conn.finish_if_flushed(self.now, linger_cap);
+        if conn.is_closed() {
+            self.closing.push(id);
+            return;
+        }
+        if let Some(wanted) = conn.wanted()
+            && wanted != conn.registered
+        {
+            trace!(
+                "interest client={id} {} -> {}",
+                interest_label(Some(conn.registered)),
+                interest_label(Some(wanted))
+            );
+            match self.poll.registry().reregister(
+                &mut conn.stream,
+                Source::Client(id).token(),
+                wanted,
+            ) {
+                Ok(()) => conn.registered = wanted,
+                Err(e) => {
+                    warn!("client {id} cannot change interest: {e}");
+                    conn.mark_closed(CloseReason::IoError);
+                    self.closing.push(id);
+                    return;
+                }
+            }
+        }
+        if let Some(due) = conn.deadline(self.limits.idle_timeout)
+            && conn.timer_at.is_none_or(|at| due < at)
+        {
+            conn.timer_at = Some(due);
+            self.timers.schedule(TimerEntry {
+                due,
+                slot: id,
+                serial: conn.serial,
+            });
+        }
+    }
+
+    // ----- the end of a turn -------------------------------------------------------------------
+
+    /// Serves again the clients and sockets that stopped at their per-turn budget.
+    fn revisit_still_ready(&mut self) {
+        for id in std::mem::take(&mut self.still_ready) {
+            self.drive_client(id, Readiness::ALL);
+        }
+        for index in std::mem::take(&mut self.datagrams_still_ready) {
+            self.drain_datagrams(index, false);
+        }
+    }
+
+    /// Expires idle and lingering connections, retries accepting, logs periodic stats, and ends
+    /// a drain that ran out of time.
+    fn run_timers(&mut self) {
+        let now = Instant::now();
+        self.now = now;
+        while let Some(entry) = self.timers.pop_due(now) {
+            self.on_timer(entry);
+        }
+        if self.accept_retry_at.is_some_and(|at| at <= now) {
+            self.accept_retry_at = None;
+            for index in 0..self.listeners.len() {
+                self.drain_accepts(index);
+            }
+        }
+        if let Some(at) = self.next_stats_at
+            && at <= now
+        {
+            self.log_stats();
+            self.next_stats_at = self.limits.stats_interval.map(|every| now + every);
+        }
+        if let Phase::Draining { deadline } = self.phase
+            && deadline <= now
+        {
+            self.abandon_remaining();
+        }
+    }
+
+    /// A timer entry came due: expire its connection, or schedule it again if it was active.
+    fn on_timer(&mut self, entry: TimerEntry) {
+        let Some(conn) = self.clients.get_mut(entry.slot) else {
+            return;
+        };
+        if conn.serial != entry.serial || conn.timer_at != Some(entry.due) {
+            return; // stale: the connection left, or a newer entry replaced this one
+        }
+        conn.timer_at = None;
+        let id = entry.slot;
+        match conn.deadline(self.limits.idle_timeout) {
+            Some(due) if due > self.now => {} // active since: `sync` schedules the new deadline
+            Some(_) => match conn.state() {
+                State::Lingering { reason, .. } => conn.mark_closed(reason),
+                State::Open if self.limits.framing == FramingKind::Line => {
+                    debug!("client {id} idle: closing");
+                    if let Ok(written) = conn.send(b"error: idle timeout\n", self.now) {
+                        self.stats.bytes_sent.add(written as u64);
+                    }
+                    conn.finish(CloseReason::IdleTimeout);
+                }
+                State::Open => conn.finish(CloseReason::IdleTimeout),
+                // Paused or finishing, and still nothing moved: the client stopped reading.
+                _ => {
+                    conn.outbound.discard();
+                    conn.mark_closed(CloseReason::IdleTimeout);
+                }
+            },
+            None => {}
+        }
+        self.sync(id);
+    }
+
+    /// Flushes the clients given shared bytes this turn, then closes the marked ones (whose
+    /// goodbyes may give others more bytes, and so on until nothing is left to do).
+    fn tidy(&mut self) {
+        while !self.to_flush.is_empty() || !self.closing.is_empty() {
+            for id in std::mem::take(&mut self.to_flush) {
+                if self.clients.contains(id) {
+                    self.flush_client(id);
+                    self.sync(id);
+                }
+            }
+            while let Some(id) = self.closing.pop() {
+                self.close(id);
+            }
+        }
+    }
+
+    /// Frees a closed client's slot and socket, counts it, and tells the protocol.
+    fn close(&mut self, id: usize) {
+        if !self.clients.get(id).is_some_and(Connection::is_closed) {
+            return; // already closed (marked twice)
+        }
+        let conn = self.clients.remove(id);
+        let reason = conn.close_reason().unwrap_or(CloseReason::IoError);
+        self.stats.count_close(reason);
+        debug!(
+            "client {id} closed: {reason} (in={} out={} unsent={} age={:.1}s)",
+            conn.bytes_in,
+            conn.bytes_out,
+            conn.outbound.len(),
+            conn.opened_at.elapsed().as_secs_f64()
+        );
+        drop(conn); // closes the socket; epoll forgets it
+        self.replies.reset(self.limits.framing);
+        self.protocol
+            .on_disconnect(ClientId(id), reason, &mut self.replies);
+        self.deliver_to_others();
+    }
+
+    /// Carries out the actions recorded for clients other than the sender.
+    fn deliver_to_others(&mut self) {
+        if self.replies.others().is_empty() {
+            return;
+        }
+        let others = self.replies.take_others();
+        for action in &others {
+            match action {
+                Action::SendTo(target, bytes) => self.queue_shared(target.0, bytes),
+                Action::Broadcast { except, bytes } => {
+                    let targets: Vec<usize> = self
+                        .clients
+                        .iter()
+                        .map(|(key, _)| key)
+                        .filter(|key| Some(ClientId(*key)) != *except)
+                        .collect();
+                    for target in targets {
+                        self.queue_shared(target, bytes);
+                    }
+                }
+            }
+        }
+        self.replies.return_others(others);
+    }
+
+    // ----- UDP, signals, shutdown --------------------------------------------------------------
+
+    fn drain_datagrams(&mut self, index: usize, writable: bool) {
+        let Some(Some(endpoint)) = self.datagrams.get_mut(index) else {
+            return;
+        };
+        if writable {
+            endpoint.flush(&self.stats);
+        }
+        let before = endpoint.wanted();
+        match endpoint.drain_datagrams(
+            self.protocol.as_mut(),
+            &mut self.read_buffer,
+            self.limits.max_frame,
+            self.wall_now,
+            &self.stats,
+        ) {
+            Ok(Drained::Empty) => {}
+            Ok(Drained::Budget) => self.datagrams_still_ready.push(index),
+            Err(e) => warn!("{}udp receive failed: {e}", self.name),
+        }
+        let wanted = endpoint.wanted();
+        if wanted != before || writable {
+            let _ = self.poll.registry().reregister(
+                &mut endpoint.socket,
+                Source::Datagram(index).token(),
+                wanted,
+            );
+        }
+    }
+
+    fn on_signals(&mut self) {
+        let requests = match &mut self.signals {
+            Some(signals) => signals.pending(),
+            None => return,
+        };
+        for request in requests {
+            match request {
+                SignalRequest::LogStats => self.log_stats(),
+                SignalRequest::Stop => self.begin_shutdown(),
+            }
+        }
+    }
+
+    fn on_wake(&mut self) {
+        if self.stop_requested.load(Ordering::SeqCst) {
+            self.begin_shutdown();
+        }
+    }
+
+    fn log_stats(&self) {
+        info!("{}{}", self.name, self.stats.snapshot().summary_line());
+    }
+
+    /// Stops accepting at once, then lets every client finish: flush, FIN, close. A second
+    /// request while draining gives up on the drain.
+    fn begin_shutdown(&mut self) {
+        if let Phase::Draining { .. } = self.phase {
+            info!("{}second stop request: closing now", self.name);
+            self.abandon_remaining();
+            return;
+        }
+        let deadline = self.now + self.limits.shutdown_timeout;
+        self.phase = Phase::Draining { deadline };
+        info!(
+            "{}shutting down: {} clients to drain (up to {:?})",
+            self.name,
+            self.clients.len(),
+            self.limits.shutdown_timeout
+        );
+        // Dropping a listener closes it: new connection attempts are refused by the kernel.
+        self.listeners.iter_mut().for_each(|l| *l = None);
+        self.datagrams.iter_mut().for_each(|d| *d = None);
+        let ids: Vec<usize> = self.clients.iter().map(|(id, _)| id).collect();
+        for id in ids {
+            self.clients[id].finish(CloseReason::Shutdown);
+            self.sync(id);
+        }
+    }
+
+    /// The drain deadline has passed: close everyone still here, saying what was left unsent.
+    fn abandon_remaining(&mut self) {
+        let mut unsent = 0;
+        let mut clients = 0;
+        let ids: Vec<usize> = self.clients.iter().map(|(id, _)| id).collect();
+        for id in ids {
+            let conn = &mut self.clients[id];
+            unsent += conn.outbound.discard();
+            clients += 1;
+            conn.mark_closed(conn.close_reason().unwrap_or(CloseReason::Shutdown));
+            self.closing.push(id);
+        }
+        if unsent > 0 {
+            warn!(
+                "{}shutdown deadline: {clients} clients closed with {unsent} bytes unsent",
+                self.name
+            );
+        }
+        self.phase = Phase::Draining { deadline: self.now };
+    }
+}
+
+/// The readiness a client event reports, as the handlers use it.
+#[derive(Debug, Clone, Copy)]
+struct Readiness {
+    readable: bool,
+    writable: bool,
+    read_closed: bool,
+}
+
+impl Readiness {
+    /// Assume everything: for clients revisited without an event.
+    const ALL: Readiness = Readiness {
+        readable: true,
+        writable: true,
+        read_closed: false,
+    };
+}
+
+impl From<&Event> for Readiness {
+    fn from(event: &Event) -> Readiness {
+        Readiness {
+            // An error or hang-up is reported as readable: the read returns it.
+            readable: event.is_readable() || event.is_read_closed() || event.is_error(),
+            writable: event.is_writable() || event.is_write_closed() || event.is_error(),
+            read_closed: event.is_read_closed(),
+        }
+    }
+}
+
+/// An event's flags as the trace writes them.
+fn describe(event: &Event) -> String {
+    let mut flags = Vec::new();
+    if event.is_readable() {
+        flags.push("readable");
+    }
+    if event.is_writable() {
+        flags.push("writable");
+    }
+    if event.is_read_closed() {
+        flags.push("read-closed");
+    }
+    if event.is_write_closed() {
+        flags.push("write-closed");
+    }
+    if event.is_error() {
+        flags.push("error");
+    }
+    flags.join(" ")
+}

@@ -1,0 +1,306 @@
+//! From a config to running reactors: bind every socket, then run one reactor per worker.
+//!
+//! Binding happens up front, on the caller's thread, so that "address in use" is reported before
+//! anything runs and the real port of a `:0` address is known at once (the `listening` lines, and
+//! tests that connect to it). Each worker then gets its own copy of every socket, its own poller
+//! and its own slab: with `--workers N`, the TCP and UDP sockets are bound N times with
+//! `SO_REUSEPORT`, and the kernel spreads new connections across them. Workers share nothing on
+//! the hot path; each is the same single-threaded reactor, so everything said about one holds for
+//! each. (A Unix socket cannot be bound twice; its one listening descriptor is duplicated instead.)
+//!
+//! [`RunningServer`] runs the whole thing on a background thread and stops and joins it when
+//! dropped: that is what tests use.
+//!
+//! Next: `reactor.rs`, the loop itself.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::net::UnixListener as StdUnixListener;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::thread::JoinHandle;
+
+use log::info;
+use mio::Poll;
+
+use crate::address::Address;
+use crate::config::ServeConfig;
+use crate::error::StartError;
+use crate::listener::{self, BindOptions, Listener};
+use crate::reactor::{MAX_SOCKETS_PER_KIND, Reactor, ReactorSockets};
+use crate::shutdown::StopHandle;
+use crate::stats::{Stats, StatsSnapshot};
+
+/// Sockets bound and reactors ready to run.
+pub struct Server {
+    config: ServeConfig,
+    workers: Vec<(Poll, ReactorSockets)>,
+    stats: Vec<Arc<Stats>>,
+    stop_requested: Arc<AtomicBool>,
+    stop: StopHandle,
+    listening: Vec<String>,
+    tcp_addrs: Vec<SocketAddr>,
+    udp_addrs: Vec<SocketAddr>,
+}
+
+impl Server {
+    /// Binds every socket `config` names, once per worker.
+    pub fn bind(config: &ServeConfig) -> Result<Server, StartError> {
+        if config.listen.is_empty() && config.udp.is_empty() {
+            return Err(StartError::Config("nothing to listen on".into()));
+        }
+        if config.listen.len() > MAX_SOCKETS_PER_KIND || config.udp.len() > MAX_SOCKETS_PER_KIND {
+            return Err(StartError::Config(format!(
+                "at most {MAX_SOCKETS_PER_KIND} listeners of each kind"
+            )));
+        }
+        let workers = config.workers.max(1);
+        let reuse_port = workers > 1;
+        let options = BindOptions {
+            backlog: config.backlog,
+            reuse_port,
+        };
+        let mut listening = Vec::new();
+        let mut tcp_addrs = Vec::new();
+        let mut udp_addrs = Vec::new();
+        let mut per_worker: Vec<ReactorSockets> = (0..workers)
+            .map(|_| ReactorSockets {
+                listeners: Vec::new(),
+                datagrams: Vec::new(),
+            })
+            .collect();
+
+        for address in &config.listen {
+            match address {
+                Address::Tcp(asked) => {
+                    // The first bind settles the port (`:0` picks one); the others reuse it.
+                    let mut addr = *asked;
+                    for sockets in per_worker.iter_mut() {
+                        let bound = listener::bind_tcp(addr, options).map_err(|source| {
+                            StartError::Bind {
+                                what: format!("tcp {addr}"),
+                                source,
+                            }
+                        })?;
+                        addr = bound.local_addr()?;
+                        sockets.listeners.push(Listener::Tcp(bound));
+                    }
+                    listening.push(format!("tcp {addr}"));
+                    tcp_addrs.push(addr);
+                }
+                Address::Unix(path) => {
+                    let bound = listener::bind_unix(path).map_err(|source| StartError::Bind {
+                        what: format!("unix {}", path.display()),
+                        source,
+                    })?;
+                    let std_listener = StdUnixListener::from(std::os::fd::OwnedFd::from(bound));
+                    for (i, sockets) in per_worker.iter_mut().enumerate() {
+                        let copy = std_listener.try_clone()?;
+                        copy.set_nonblocking(true)?;
+                        sockets.listeners.push(Listener::Unix(
+                            mio::net::UnixListener::from_std(copy),
+                            path.clone(),
+                            i == 0, // only one copy removes the file
+                        ));
+                    }
+                    listening.push(format!("unix {}", path.display()));
+                }
+            }
+        }
+        for asked in &config.udp {
+            let mut addr = *asked;
+            for sockets in per_worker.iter_mut() {
+                let bound =
+                    listener::bind_udp(addr, reuse_port).map_err(|source| StartError::Bind {
+                        what: format!("udp {addr}"),
+                        source,
+                    })?;
+                addr = bound.local_addr()?;
+                sockets.datagrams.push(bound);
+            }
+            listening.push(format!("udp {addr}"));
+            udp_addrs.push(addr);
+        }
+
+        let stop_requested = Arc::new(AtomicBool::new(false));
+        let mut wakers = Vec::new();
+        let mut workers_ready = Vec::new();
+        for sockets in per_worker {
+            let poll = Poll::new()?;
+            wakers.push(Reactor::waker(&poll)?);
+            workers_ready.push((poll, sockets));
+        }
+        Ok(Server {
+            config: config.clone(),
+            stats: (0..workers).map(|_| Arc::new(Stats::default())).collect(),
+            stop: StopHandle::new(Arc::clone(&stop_requested), wakers),
+            stop_requested,
+            workers: workers_ready,
+            listening,
+            tcp_addrs,
+            udp_addrs,
+        })
+    }
+
+    /// What each bound socket's `listening` line says after `listening `: `tcp 127.0.0.1:40123`.
+    pub fn listening(&self) -> &[String] {
+        &self.listening
+    }
+
+    /// The TCP addresses bound, real ports included.
+    pub fn tcp_addrs(&self) -> &[SocketAddr] {
+        &self.tcp_addrs
+    }
+
+    /// The UDP addresses bound, real ports included.
+    pub fn udp_addrs(&self) -> &[SocketAddr] {
+        &self.udp_addrs
+    }
+
+    /// A handle that stops the server from another thread.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    /// The workers' counters.
+    pub fn stats(&self) -> ServerStats {
+        ServerStats(self.stats.clone())
+    }
+
+    /// Runs every worker until shutdown has drained: worker 0 on this thread, the others on
+    /// threads of their own. Returns the first error a worker met.
+    pub fn run(self) -> io::Result<()> {
+        let count = self.workers.len();
+        info!(
+            "serving {:?} on {} socket(s) with {} worker(s)",
+            self.config.protocol,
+            self.listening.len(),
+            count
+        );
+        let mut threads = Vec::new();
+        let mut first = None;
+        for (i, ((poll, sockets), stats)) in self.workers.into_iter().zip(self.stats).enumerate() {
+            let name = if count > 1 {
+                format!("worker {i}: ")
+            } else {
+                String::new()
+            };
+            let config = self.config.clone();
+            let stop_requested = Arc::clone(&self.stop_requested);
+            let job = move || -> io::Result<()> {
+                Reactor::new(&config, poll, sockets, stop_requested, stats, name)?.run()
+            };
+            if i == 0 {
+                first = Some(job);
+            } else {
+                threads.push(
+                    std::thread::Builder::new()
+                        .name(format!("echoloop-worker-{i}"))
+                        .spawn(job)?,
+                );
+            }
+        }
+        let mut result = first.map_or(Ok(()), |job| job());
+        if result.is_err() {
+            self.stop.stop(); // one worker failed: the others drain too
+        }
+        for thread in threads {
+            let joined = thread
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("a worker panicked")));
+            result = result.and(joined);
+        }
+        result
+    }
+
+    /// Runs the server on a background thread; it stops and joins when the result is dropped.
+    pub fn spawn(self) -> io::Result<RunningServer> {
+        let stop = self.stop.clone();
+        let stats = self.stats();
+        let tcp_addrs = self.tcp_addrs.clone();
+        let udp_addrs = self.udp_addrs.clone();
+        let thread = std::thread::Builder::new()
+            .name("echoloop-server".into())
+            .spawn(move || self.run())?;
+        Ok(RunningServer {
+            stop,
+            stats,
+            tcp_addrs,
+            udp_addrs,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// Every worker's counters, read together.
+#[derive(Debug, Clone)]
+pub struct ServerStats(Vec<Arc<Stats>>);
+
+impl ServerStats {
+    /// The counters of all workers, added up.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let mut total = StatsSnapshot::default();
+        for stats in &self.0 {
+            total.merge(&stats.snapshot());
+        }
+        total
+    }
+}
+
+/// A server running on a background thread (tests, examples). Dropping it stops it and waits.
+#[derive(Debug)]
+pub struct RunningServer {
+    stop: StopHandle,
+    stats: ServerStats,
+    tcp_addrs: Vec<SocketAddr>,
+    udp_addrs: Vec<SocketAddr>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl RunningServer {
+    /// The first TCP address (most tests have one).
+    pub fn addr(&self) -> SocketAddr {
+        self.tcp_addrs[0]
+    }
+
+    /// The TCP addresses bound.
+    pub fn tcp_addrs(&self) -> &[SocketAddr] {
+        &self.tcp_addrs
+    }
+
+    /// The UDP addresses bound.
+    pub fn udp_addrs(&self) -> &[SocketAddr] {
+        &self.udp_addrs
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// A handle to begin the drain without waiting for it.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    /// Begins the drain (as SIGTERM does) and waits for the server to finish.
+    pub fn stop(mut self) -> io::Result<()> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> io::Result<()> {
+        self.stop.stop();
+        match self.thread.take() {
+            Some(thread) => thread
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the server thread panicked"))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        let _ = self.stop_and_join();
+    }
+}

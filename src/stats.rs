@@ -1,0 +1,194 @@
+//! Counters: what the server has done, readable from other threads while it runs.
+//!
+//! Each reactor owns one [`Stats`] and is the only one that writes to it, so a counter can be a
+//! plain atomic that is loaded and stored (two ordinary moves on x86) instead of a locked
+//! read-modify-write: see [`Counter::add`]. Tests, the `--stats-interval` log line and the metrics
+//! endpoint read them with [`Stats::snapshot`]; with several workers the snapshots are added up.
+//!
+//! Next: `timers.rs`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::connection::CloseReason;
+
+/// A counter written by one thread (its reactor) and read by any.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`. Only the owning reactor calls this, so load-then-store loses nothing.
+    pub fn add(&self, n: u64) {
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Subtracts `n` (for gauges such as open connections).
+    pub fn sub(&self, n: u64) {
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_sub(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Sets the value (for gauges).
+    pub fn set(&self, n: u64) {
+        self.0.store(n, Ordering::Relaxed);
+    }
+
+    /// The value now.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// One reactor's counters.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections open now (gauge).
+    pub connections_open: Counter,
+    /// Connections accepted since start.
+    pub connections_accepted: Counter,
+    /// Connections refused at `--max-connections`.
+    pub connections_refused: Counter,
+    /// Connections closed, by reason (indexed as [`CloseReason::ALL`]).
+    pub closed: [Counter; CloseReason::ALL.len()],
+    /// Bytes read from stream clients.
+    pub bytes_received: Counter,
+    /// Bytes written to stream clients.
+    pub bytes_sent: Counter,
+    /// Bytes waiting in outbound queues now (gauge).
+    pub queued_bytes: Counter,
+    /// The most bytes ever waiting in one client's queue.
+    pub queued_bytes_peak: Counter,
+    /// Times a client's reading was paused at the queue limit.
+    pub readers_paused: Counter,
+    /// Clients dropped at the queue limit.
+    pub clients_dropped: Counter,
+    /// Accept calls that failed (EMFILE, ENFILE, ENOBUFS, ...).
+    pub accept_errors: Counter,
+    /// Datagrams received.
+    pub datagrams_received: Counter,
+    /// Datagrams sent.
+    pub datagrams_sent: Counter,
+    /// Datagrams dropped: over `--max-frame`, from a loop port, or replies over the UDP queue limit.
+    pub datagrams_dropped: Counter,
+}
+
+impl Stats {
+    /// Counts one close.
+    pub fn count_close(&self, reason: CloseReason) {
+        let index = CloseReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .expect("every reason is in ALL");
+        self.closed[index].add(1);
+        self.connections_open.sub(1);
+    }
+
+    /// Notes a client's queue length, keeping the peak.
+    pub fn note_queue_len(&self, len: usize) {
+        if len as u64 > self.queued_bytes_peak.get() {
+            self.queued_bytes_peak.set(len as u64);
+        }
+    }
+
+    /// The values now, as plain numbers.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            connections_open: self.connections_open.get(),
+            connections_accepted: self.connections_accepted.get(),
+            connections_refused: self.connections_refused.get(),
+            closed: std::array::from_fn(|i| self.closed[i].get()),
+            bytes_received: self.bytes_received.get(),
+            bytes_sent: self.bytes_sent.get(),
+            queued_bytes: self.queued_bytes.get(),
+            queued_bytes_peak: self.queued_bytes_peak.get(),
+            readers_paused: self.readers_paused.get(),
+            clients_dropped: self.clients_dropped.get(),
+            accept_errors: self.accept_errors.get(),
+            datagrams_received: self.datagrams_received.get(),
+            datagrams_sent: self.datagrams_sent.get(),
+            datagrams_dropped: self.datagrams_dropped.get(),
+        }
+    }
+}
+
+/// Counter values at one moment (see [`Stats`] for what each means).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct StatsSnapshot {
+    pub connections_open: u64,
+    pub connections_accepted: u64,
+    pub connections_refused: u64,
+    pub closed: [u64; CloseReason::ALL.len()],
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    pub queued_bytes: u64,
+    pub queued_bytes_peak: u64,
+    pub readers_paused: u64,
+    pub clients_dropped: u64,
+    pub accept_errors: u64,
+    pub datagrams_received: u64,
+    pub datagrams_sent: u64,
+    pub datagrams_dropped: u64,
+}
+
+impl StatsSnapshot {
+    /// Connections closed for `reason`.
+    pub fn closed_for(&self, reason: CloseReason) -> u64 {
+        let index = CloseReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        self.closed[index]
+    }
+
+    /// Adds another reactor's snapshot (workers): gauges and totals add, peaks take the larger.
+    pub fn merge(&mut self, other: &StatsSnapshot) {
+        self.connections_open += other.connections_open;
+        self.connections_accepted += other.connections_accepted;
+        self.connections_refused += other.connections_refused;
+        for (mine, theirs) in self.closed.iter_mut().zip(other.closed) {
+            *mine += theirs;
+        }
+        self.bytes_received += other.bytes_received;
+        self.bytes_sent += other.bytes_sent;
+        self.queued_bytes += other.queued_bytes;
+        self.queued_bytes_peak = self.queued_bytes_peak.max(other.queued_bytes_peak);
+        self.readers_paused += other.readers_paused;
+        self.clients_dropped += other.clients_dropped;
+        self.accept_errors += other.accept_errors;
+        self.datagrams_received += other.datagrams_received;
+        self.datagrams_sent += other.datagrams_sent;
+        self.datagrams_dropped += other.datagrams_dropped;
+    }
+
+    /// The one-line summary the `--stats-interval` log and SIGUSR1 print.
+    pub fn summary_line(&self) -> String {
+        let closed: Vec<String> = CloseReason::ALL
+            .iter()
+            .zip(self.closed)
+            .filter(|(_, n)| *n > 0)
+            .map(|(reason, n)| format!("{reason}={n}"))
+            .collect();
+        format!(
+            "stats: open={} accepted={} refused={} closed[{}] in={}B out={}B queued={}B peak={}B paused={} dropped={} accept_errors={} datagrams in={} out={} dropped={}",
+            self.connections_open,
+            self.connections_accepted,
+            self.connections_refused,
+            closed.join(" "),
+            self.bytes_received,
+            self.bytes_sent,
+            self.queued_bytes,
+            self.queued_bytes_peak,
+            self.readers_paused,
+            self.clients_dropped,
+            self.accept_errors,
+            self.datagrams_received,
+            self.datagrams_sent,
+            self.datagrams_dropped,
+        )
+    }
+}

@@ -1,0 +1,154 @@
+//! A UDP endpoint on the same reactor: one reply datagram per request datagram.
+//!
+//! UDP has no connections, so there is nothing to accept and no per-client state: the socket is
+//! read until `WouldBlock` (or a per-turn budget), each datagram goes to the protocol, and the reply
+//! goes back to the sender's address. A datagram is never truncated: it is received into a buffer
+//! that holds the largest UDP payload; one larger than `--max-frame` is dropped and counted.
+//!
+//! A reply the kernel refuses (`WouldBlock`: the socket's send buffer is full) waits in a small
+//! queue and the socket is registered for `WRITABLE` until it drains, exactly like a stream's
+//! outbound queue; past the queue's limit, replies are dropped and counted: UDP may lose datagrams,
+//! memory may not grow.
+//!
+//! Datagrams from the source ports of the classic services (echo 7, daytime 13, chargen 19,
+//! time 37, and port 0) are never answered. Otherwise a forged datagram "from" one echo server "to"
+//! another starts an endless ping-pong between them (the echo↔chargen loop of CERT CA-1996-01).
+//!
+//! Next: `listener.rs`.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+use mio::Interest;
+use mio::net::UdpSocket;
+
+use crate::protocol::{Answer, Protocol};
+use crate::stats::Stats;
+
+/// Source ports that never get an answer (see the module docs).
+pub const LOOP_PORTS: [u16; 5] = [0, 7, 13, 19, 37];
+/// Datagrams handled per turn before other sockets get their chance.
+const DATAGRAMS_PER_TURN: usize = 256;
+
+/// One bound UDP socket and its queue of refused replies.
+#[derive(Debug)]
+pub struct DatagramEndpoint {
+    /// The socket.
+    pub socket: UdpSocket,
+    pending: VecDeque<(SocketAddr, Vec<u8>)>,
+    pending_bytes: usize,
+    queue_limit: usize,
+    reply: Vec<u8>,
+}
+
+/// What a drain achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// The socket has no more datagrams now.
+    Empty,
+    /// The per-turn budget ran out: come back next turn without waiting for an event.
+    Budget,
+}
+
+impl DatagramEndpoint {
+    /// Wraps a bound socket; refused replies may hold up to `queue_limit` bytes.
+    pub fn new(socket: UdpSocket, queue_limit: usize) -> Self {
+        DatagramEndpoint {
+            socket,
+            pending: VecDeque::new(),
+            pending_bytes: 0,
+            queue_limit,
+            reply: Vec::new(),
+        }
+    }
+
+    /// What to ask the poller for: `WRITABLE` too while replies wait.
+    pub fn wanted(&self) -> Interest {
+        if self.pending.is_empty() {
+            Interest::READABLE
+        } else {
+            Interest::READABLE | Interest::WRITABLE
+        }
+    }
+
+    /// Receives and answers datagrams until `WouldBlock` or the per-turn budget.
+    pub fn drain_datagrams(
+        &mut self,
+        protocol: &mut dyn Protocol,
+        buf: &mut [u8],
+        max_frame: usize,
+        now: SystemTime,
+        stats: &Stats,
+    ) -> io::Result<Drained> {
+        for _ in 0..DATAGRAMS_PER_TURN {
+            let (len, from) = match self.socket.recv_from(buf) {
+                Ok(received) => received,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Drained::Empty),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // An ICMP error from an earlier reply (port unreachable) surfaces here: not ours.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                Err(e) => return Err(e),
+            };
+            stats.datagrams_received.add(1);
+            log::trace!("udp datagram of {len} bytes from {from}");
+            if LOOP_PORTS.contains(&from.port()) || len > max_frame {
+                log::debug!("udp datagram from {from} dropped ({len} bytes)");
+                stats.datagrams_dropped.add(1);
+                continue;
+            }
+            self.reply.clear();
+            if protocol.on_datagram(&buf[..len], now, &mut self.reply) == Answer::Reply {
+                let reply = std::mem::take(&mut self.reply);
+                self.send_or_queue(from, reply, stats);
+            }
+        }
+        Ok(Drained::Budget)
+    }
+
+    /// Sends queued replies until the queue is empty or the kernel refuses.
+    pub fn flush(&mut self, stats: &Stats) {
+        while let Some((to, bytes)) = self.pending.front() {
+            match self.socket.send_to(bytes, *to) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                result => {
+                    if result.is_ok() {
+                        stats.datagrams_sent.add(1);
+                    } else {
+                        stats.datagrams_dropped.add(1);
+                    }
+                    self.pending_bytes -= bytes.len();
+                    self.pending.pop_front();
+                }
+            }
+        }
+    }
+
+    fn send_or_queue(&mut self, to: SocketAddr, reply: Vec<u8>, stats: &Stats) {
+        if self.pending.is_empty() {
+            match self.socket.send_to(&reply, to) {
+                Ok(_) => {
+                    stats.datagrams_sent.add(1);
+                    self.reply = reply;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    log::debug!("udp reply to {to} failed: {e}");
+                    stats.datagrams_dropped.add(1);
+                    self.reply = reply;
+                    return;
+                }
+            }
+        }
+        if self.pending_bytes + reply.len() > self.queue_limit {
+            stats.datagrams_dropped.add(1);
+            self.reply = reply;
+            return;
+        }
+        self.pending_bytes += reply.len();
+        self.pending.push_back((to, reply));
+    }
+}

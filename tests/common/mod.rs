@@ -1,0 +1,100 @@
+//! What every integration test needs: an in-process server on `127.0.0.1:0`, blocking clients
+//! with timeouts, and ways to wait for outcomes rather than for time.
+#![allow(dead_code)] // each test file uses its own part of this
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use echoloop::{RunningServer, ServeConfig, Server, StatsSnapshot};
+
+/// Generous: the machine is shared and noisy. Tests wait for outcomes, never for time.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// An in-process server; it drains, stops and is joined when dropped.
+pub type TestServer = RunningServer;
+
+/// Starts a server from the test defaults (echo on 127.0.0.1:0), changed by `adjust`.
+pub fn serve(adjust: impl FnOnce(&mut ServeConfig)) -> TestServer {
+    let mut config = ServeConfig::for_tests();
+    adjust(&mut config);
+    Server::bind(&config)
+        .expect("bind the test server")
+        .spawn()
+        .expect("start the test server")
+}
+
+/// A blocking client with read and write timeouts.
+pub fn connect(server: &TestServer) -> TcpStream {
+    let stream = TcpStream::connect(server.addr()).expect("connect to the test server");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.set_write_timeout(Some(PATIENCE)).unwrap();
+    stream
+}
+
+/// Reads exactly `len` bytes (panics on timeout or early EOF).
+pub fn read_exactly(stream: &mut impl Read, len: usize) -> Vec<u8> {
+    let mut buf = vec![0; len];
+    stream.read_exact(&mut buf).expect("read the expected bytes");
+    buf
+}
+
+/// Reads one `\n`-terminated line (without the `\n`), byte by byte: slow, simple, exact.
+pub fn read_line(stream: &mut impl Read) -> Vec<u8> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match stream.read(&mut byte) {
+            Ok(0) => panic!("EOF before end of line; got {:?}", String::from_utf8_lossy(&line)),
+            Ok(_) if byte[0] == b'\n' => return line,
+            Ok(_) => line.push(byte[0]),
+            Err(e) => panic!("reading a line: {e}; got {:?}", String::from_utf8_lossy(&line)),
+        }
+    }
+}
+
+/// Reads until EOF; returns everything read. A reset counts as EOF.
+pub fn read_to_end(stream: &mut impl Read) -> Vec<u8> {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return all,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return all,
+            Err(e) => panic!("reading to EOF: {e} after {} bytes", all.len()),
+        }
+    }
+}
+
+/// Waits until `check` holds for the server's counters; panics with the last counters after
+/// [`PATIENCE`].
+pub fn wait_for_stats(server: &TestServer, what: &str, check: impl Fn(&StatsSnapshot) -> bool) -> StatsSnapshot {
+    let start = Instant::now();
+    loop {
+        let stats = server.stats();
+        if check(&stats) {
+            return stats;
+        }
+        assert!(start.elapsed() < PATIENCE, "waited for {what}; counters: {stats:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so a failure can be reproduced.
+pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+/// Writes all of `bytes`.
+pub fn send(stream: &mut impl Write, bytes: &[u8]) {
+    stream.write_all(bytes).expect("write to the server");
+}
