@@ -147,6 +147,8 @@ pub struct Connection {
     pub bytes_in: u64,
     /// Bytes written to the client.
     pub bytes_out: u64,
+    /// This client's share of the reactor's `queued_bytes` gauge, as last counted.
+    pub queue_counted: usize,
 }
 
 impl Connection {
@@ -171,6 +173,7 @@ impl Connection {
             timer_at: None,
             bytes_in: 0,
             bytes_out: 0,
+            queue_counted: 0,
         }
     }
 

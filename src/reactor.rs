@@ -631,6 +631,9 @@ impl Reactor {
         };
         let queued = conn.outbound.len();
         self.stats.note_queue_len(queued);
+        self.stats.queued_bytes.add(queued as u64);
+        self.stats.queued_bytes.sub(conn.queue_counted as u64);
+        conn.queue_counted = queued;
         if queued > self.limits.queue_limit && !conn.is_closed() {
             match self.protocol.slow_reader() {
                 SlowReader::Drop => {
@@ -792,6 +795,7 @@ impl Reactor {
         let conn = self.clients.remove(id);
         let reason = conn.close_reason().unwrap_or(CloseReason::IoError);
         self.stats.count_close(reason);
+        self.stats.queued_bytes.sub(conn.queue_counted as u64);
         debug!(
             "client {id} closed: {reason} (in={} out={} unsent={} age={:.1}s)",
             conn.bytes_in,

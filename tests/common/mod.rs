@@ -35,7 +35,9 @@ pub fn connect(server: &TestServer) -> TcpStream {
 /// Reads exactly `len` bytes (panics on timeout or early EOF).
 pub fn read_exactly(stream: &mut impl Read, len: usize) -> Vec<u8> {
     let mut buf = vec![0; len];
-    stream.read_exact(&mut buf).expect("read the expected bytes");
+    stream
+        .read_exact(&mut buf)
+        .expect("read the expected bytes");
     buf
 }
 
@@ -45,10 +47,16 @@ pub fn read_line(stream: &mut impl Read) -> Vec<u8> {
     let mut byte = [0u8; 1];
     loop {
         match stream.read(&mut byte) {
-            Ok(0) => panic!("EOF before end of line; got {:?}", String::from_utf8_lossy(&line)),
+            Ok(0) => panic!(
+                "EOF before end of line; got {:?}",
+                String::from_utf8_lossy(&line)
+            ),
             Ok(_) if byte[0] == b'\n' => return line,
             Ok(_) => line.push(byte[0]),
-            Err(e) => panic!("reading a line: {e}; got {:?}", String::from_utf8_lossy(&line)),
+            Err(e) => panic!(
+                "reading a line: {e}; got {:?}",
+                String::from_utf8_lossy(&line)
+            ),
         }
     }
 }
@@ -69,14 +77,21 @@ pub fn read_to_end(stream: &mut impl Read) -> Vec<u8> {
 
 /// Waits until `check` holds for the server's counters; panics with the last counters after
 /// [`PATIENCE`].
-pub fn wait_for_stats(server: &TestServer, what: &str, check: impl Fn(&StatsSnapshot) -> bool) -> StatsSnapshot {
+pub fn wait_for_stats(
+    server: &TestServer,
+    what: &str,
+    check: impl Fn(&StatsSnapshot) -> bool,
+) -> StatsSnapshot {
     let start = Instant::now();
     loop {
         let stats = server.stats();
         if check(&stats) {
             return stats;
         }
-        assert!(start.elapsed() < PATIENCE, "waited for {what}; counters: {stats:?}");
+        assert!(
+            start.elapsed() < PATIENCE,
+            "waited for {what}; counters: {stats:?}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -97,4 +112,85 @@ pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
 /// Writes all of `bytes`.
 pub fn send(stream: &mut impl Write, bytes: &[u8]) {
     stream.write_all(bytes).expect("write to the server");
+}
+
+/// The `echoloop` binary started with `args`, stdout piped; its `listening ...` lines read.
+pub struct Daemon {
+    /// The process.
+    pub child: std::process::Child,
+    /// The words after `listening ` on each line, e.g. `tcp 127.0.0.1:40123`.
+    pub listening: Vec<String>,
+}
+
+impl Daemon {
+    /// Starts `echoloop <args>` and reads `expected_lines` `listening` lines from its stdout.
+    pub fn start(args: &[&str], expected_lines: usize) -> Daemon {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_echoloop"))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start echoloop");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut listening = Vec::new();
+        for _ in 0..expected_lines {
+            let mut line = String::new();
+            stdout.read_line(&mut line).expect("read a listening line");
+            let words = line
+                .trim_end()
+                .strip_prefix("listening ")
+                .unwrap_or_else(|| panic!("expected a listening line, got {line:?}"));
+            listening.push(words.to_string());
+        }
+        Daemon { child, listening }
+    }
+
+    /// The address of the first `listening tcp` line.
+    pub fn tcp_addr(&self) -> std::net::SocketAddr {
+        self.listening
+            .iter()
+            .find_map(|l| l.strip_prefix("tcp "))
+            .expect("a tcp listener")
+            .parse()
+            .unwrap()
+    }
+
+    /// Sends `signal` (libc number) to the process.
+    pub fn signal(&self, signal: i32) {
+        let pid = self.child.id() as i32;
+        // SAFETY: kill(2) on a process we started and have not reaped.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill {pid}");
+    }
+
+    /// Waits for the process to exit (panics after PATIENCE) and returns its exit code and stderr.
+    pub fn wait(mut self) -> (i32, String) {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut stderr = String::new();
+                let _ = self
+                    .child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut stderr);
+                return (status.code().unwrap_or(-1), stderr);
+            }
+            if start.elapsed() > PATIENCE {
+                let _ = self.child.kill();
+                panic!("echoloop did not exit");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
