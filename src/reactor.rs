@@ -112,6 +112,8 @@ pub struct ReactorSockets {
     pub listeners: Vec<Listener>,
     /// UDP sockets.
     pub datagrams: Vec<mio::net::UdpSocket>,
+    /// SIGINT/SIGTERM/SIGUSR1, already caught (daemons only; see [`Reactor::signals`]).
+    pub signals: Option<SignalSource>,
 }
 
 /// Settings the reactor reads on the hot path, copied out of [`ServeConfig`].
@@ -175,6 +177,12 @@ impl Reactor {
         )?))
     }
 
+    /// Catches SIGINT, SIGTERM and SIGUSR1 from now on, announced to `poll`. Done before the
+    /// `listening` lines are printed, so that a signal sent as soon as they appear is not fatal.
+    pub fn signals(poll: &Poll) -> io::Result<SignalSource> {
+        SignalSource::register(poll.registry(), Source::Signals.token())
+    }
+
     /// A reactor serving `config`'s protocol on `sockets` with `poll` (which already has its
     /// waker). It begins its drain when woken with `stop_requested` set; it counts into `stats`.
     pub fn new(
@@ -185,14 +193,7 @@ impl Reactor {
         stats: Arc<Stats>,
         name: String,
     ) -> io::Result<Reactor> {
-        let signals = if config.handle_signals {
-            Some(SignalSource::register(
-                poll.registry(),
-                Source::Signals.token(),
-            )?)
-        } else {
-            None
-        };
+        let signals = sockets.signals;
         let mut listeners = Vec::new();
         for (i, mut listener) in sockets.listeners.into_iter().enumerate() {
             poll.registry().register(

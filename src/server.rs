@@ -67,6 +67,7 @@ impl Server {
             .map(|_| ReactorSockets {
                 listeners: Vec::new(),
                 datagrams: Vec::new(),
+                signals: None,
             })
             .collect();
 
@@ -125,9 +126,12 @@ impl Server {
         let stop_requested = Arc::new(AtomicBool::new(false));
         let mut wakers = Vec::new();
         let mut workers_ready = Vec::new();
-        for sockets in per_worker {
+        for mut sockets in per_worker {
             let poll = Poll::new()?;
             wakers.push(Reactor::waker(&poll)?);
+            if config.handle_signals {
+                sockets.signals = Some(Reactor::signals(&poll)?);
+            }
             workers_ready.push((poll, sockets));
         }
         Ok(Server {
