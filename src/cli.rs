@@ -81,6 +81,9 @@ pub struct ServeArgs {
     /// Log a line of counters every SECS; 0 = off (SIGUSR1 logs one at any time)
     #[arg(long, default_value_t = 0, value_name = "SECS")]
     pub stats_interval: u64,
+    /// Log every readiness event and every decision of the reactor (as RUST_LOG=echoloop=trace)
+    #[arg(long)]
+    pub trace: bool,
 }
 
 fn parse_address(text: &str) -> Result<Address, String> {

@@ -233,11 +233,6 @@ impl Connection {
         };
         self.note_written(written, now);
         if written < bytes.len() {
-            log::trace!(
-                "client write {written} of {} (short), {} queued",
-                bytes.len(),
-                bytes.len() - written
-            );
             self.outbound.push_copy(&bytes[written..]);
         }
         Ok(written)

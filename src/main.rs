@@ -24,7 +24,12 @@ fn main() -> ExitCode {
         }
         Err(e) => return usage_error(&e.render().to_string()),
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if matches!(&cli.command, Command::Serve(args) if args.trace) {
+        logger.filter_module("echoloop", log::LevelFilter::Trace);
+    }
+    logger.init();
     match cli.command {
         Command::Serve(args) => serve(args),
     }

@@ -281,7 +281,12 @@ impl Reactor {
             self.now = Instant::now();
             self.wall_now = SystemTime::now();
             for event in events.iter() {
-                trace!("event token={} {}", event.token().0, describe(event));
+                trace!(
+                    "event token={} ({}) {}",
+                    event.token().0,
+                    Source::from(event.token()),
+                    describe(event)
+                );
                 match Source::from(event.token()) {
                     Source::Listener(i) => self.drain_accepts(i),
                     Source::Datagram(i) => self.drain_datagrams(i, event.is_writable()),
@@ -545,8 +550,15 @@ impl Reactor {
     /// Carries out what the protocol recorded in `self.replies` on behalf of client `id`.
     fn deliver(&mut self, id: usize) {
         let conn = &mut self.clients[id];
-        match conn.send(self.replies.to_sender(), self.now) {
-            Ok(written) => self.stats.bytes_sent.add(written as u64),
+        let reply = self.replies.to_sender();
+        let queued_before = conn.outbound.len();
+        match conn.send(reply, self.now) {
+            Ok(written) => {
+                self.stats.bytes_sent.add(written as u64);
+                if !reply.is_empty() {
+                    trace_send(id, written, reply.len(), queued_before);
+                }
+            }
             Err(e) => {
                 debug!("client {id} write failed: {e}");
                 conn.outbound.discard();
@@ -963,6 +975,33 @@ impl From<&Event> for Readiness {
             writable: event.is_writable() || event.is_write_closed() || event.is_error(),
             read_closed: event.is_read_closed(),
         }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Signals => write!(f, "signals"),
+            Source::Waker => write!(f, "waker"),
+            Source::Listener(n) => write!(f, "listener {n}"),
+            Source::Datagram(n) => write!(f, "udp {n}"),
+            Source::Client(n) => write!(f, "client {n}"),
+        }
+    }
+}
+
+/// Traces one reply handed to [`Connection::send`]: written at once, cut short, or queued behind
+/// bytes already waiting.
+fn trace_send(id: usize, written: usize, len: usize, queued_before: usize) {
+    if queued_before > 0 {
+        trace!("client {id} queued {len} bytes behind {queued_before}");
+    } else if written < len {
+        trace!(
+            "client {id} write {written} of {len} (short): {} queued",
+            len - written
+        );
+    } else {
+        trace!("client {id} write {written} of {len}");
     }
 }
 
