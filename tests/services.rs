@@ -25,6 +25,7 @@ fn daytime_sends_one_line_then_closes() {
     let all = common::read_to_end(&mut client);
     let line = all.strip_suffix(b"\r\n").expect("one CRLF-terminated line");
     assert_ctime(line);
+    drop(client); // our FIN ends the server's lingering close
     common::wait_for_stats(&server, "daytime closes the session", |s| {
         s.closed_for(CloseReason::Finished) == 1
     });
