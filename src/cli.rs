@@ -107,6 +107,7 @@ impl ServeArgs {
             },
             udp: self.udp,
             protocol: self.protocol,
+            custom: None,
             framing: self.framing,
             max_frame: self.max_frame as usize,
             max_connections: self.max_connections as usize,

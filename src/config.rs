@@ -5,12 +5,39 @@
 //!
 //! Next: `server.rs`, which binds the sockets this config names and runs the reactors.
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::address::Address;
 use crate::framing::FramingKind;
-use crate::protocol::ProtocolKind;
+use crate::protocol::{Protocol, ProtocolKind};
+
+/// Makes a fresh protocol value for one reactor: how a protocol of your own is served.
+///
+/// A protocol lives on its reactor's thread and need not be `Send`, so with `--workers N` each
+/// reactor builds its own from this shared factory. See `examples/suffix.rs`.
+#[derive(Clone)]
+pub struct ProtocolFactory(Arc<dyn Fn() -> Box<dyn Protocol> + Send + Sync>);
+
+impl ProtocolFactory {
+    /// A factory that calls `make` once per reactor.
+    pub fn new(make: impl Fn() -> Box<dyn Protocol> + Send + Sync + 'static) -> Self {
+        ProtocolFactory(Arc::new(make))
+    }
+
+    /// A new protocol value.
+    pub fn build(&self) -> Box<dyn Protocol> {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for ProtocolFactory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ProtocolFactory(..)")
+    }
+}
 
 /// Everything `echoloop serve` can be told.
 #[derive(Debug, Clone)]
@@ -21,6 +48,8 @@ pub struct ServeConfig {
     pub udp: Vec<SocketAddr>,
     /// The service (`-p`).
     pub protocol: ProtocolKind,
+    /// A protocol of your own, served instead of `protocol` when set (library use only).
+    pub custom: Option<ProtocolFactory>,
     /// How frames are cut; `None`: the protocol's default.
     pub framing: Option<FramingKind>,
     /// Largest line or frame accepted, in bytes.
@@ -55,6 +84,7 @@ impl Default for ServeConfig {
             listen: vec![Address::Tcp(SocketAddr::from(([127, 0, 0, 1], 7007)))],
             udp: Vec::new(),
             protocol: ProtocolKind::Echo,
+            custom: None,
             framing: None,
             max_frame: 64 * 1024,
             max_connections: 10_000,
@@ -82,9 +112,17 @@ impl ServeConfig {
         }
     }
 
+    /// A new value of the protocol to serve: the custom one if set, else `protocol`'s.
+    pub fn build_protocol(&self) -> Box<dyn Protocol> {
+        match &self.custom {
+            Some(factory) => factory.build(),
+            None => self.protocol.build(),
+        }
+    }
+
     /// The framing in force: the one asked for, else the protocol's default.
     pub fn framing(&self) -> FramingKind {
         self.framing
-            .unwrap_or_else(|| self.protocol.build().default_framing())
+            .unwrap_or_else(|| self.build_protocol().default_framing())
     }
 }

@@ -54,7 +54,7 @@ pub mod timers;
 pub mod udp;
 
 pub use address::Address;
-pub use config::ServeConfig;
+pub use config::{ProtocolFactory, ServeConfig};
 pub use connection::CloseReason;
 pub use error::StartError;
 pub use framing::{Frame, FrameError, FramingKind};

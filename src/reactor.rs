@@ -212,7 +212,7 @@ impl Reactor {
             )?;
             datagrams.push(Some(DatagramEndpoint::new(socket, config.queue_limit)));
         }
-        let protocol = config.protocol.build();
+        let protocol = config.build_protocol();
         let framing = config.framing.unwrap_or_else(|| protocol.default_framing());
         let greeting = config.greeting.as_ref().map(|text| {
             let mut line = text.clone();

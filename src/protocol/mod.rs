@@ -14,9 +14,17 @@
 //!
 //! Next: `reactor.rs`, which feeds the frames in and carries the replies out.
 
+mod chargen;
+mod daytime;
+mod discard;
 mod echo;
+mod timestamp;
 
+pub use chargen::Chargen;
+pub use daytime::Daytime;
+pub use discard::Discard;
 pub use echo::Echo;
+pub use timestamp::{Ctime, Timestamp};
 
 use std::fmt;
 use std::rc::Rc;
@@ -96,6 +104,14 @@ pub trait Protocol {
 pub enum ProtocolKind {
     /// RFC 862: every byte comes back.
     Echo,
+    /// The tutorial server: each message comes back as `[<ctime>] <message>`.
+    Timestamp,
+    /// RFC 867: one line with the date and time, then the server closes.
+    Daytime,
+    /// RFC 863: everything is read and dropped; nothing is sent.
+    Discard,
+    /// RFC 864: an endless rotating pattern of characters, as fast as the client reads.
+    Chargen,
 }
 
 impl ProtocolKind {
@@ -103,6 +119,10 @@ impl ProtocolKind {
     pub fn build(self) -> Box<dyn Protocol> {
         match self {
             ProtocolKind::Echo => Box::new(Echo),
+            ProtocolKind::Timestamp => Box::new(Timestamp::new()),
+            ProtocolKind::Daytime => Box::new(Daytime),
+            ProtocolKind::Discard => Box::new(Discard),
+            ProtocolKind::Chargen => Box::new(Chargen::new()),
         }
     }
 }

@@ -1,0 +1,121 @@
+//! Framing through a running server: split and merged ("sticky") lines, `\r\n`, empty lines,
+//! lines over `--max-frame`, and length-prefixed binary frames.
+
+mod common;
+
+use echoloop::{CloseReason, FramingKind, ProtocolKind};
+
+fn serve(protocol: ProtocolKind, framing: FramingKind, max_frame: usize) -> common::TestServer {
+    common::serve(|cfg| {
+        cfg.protocol = protocol;
+        cfg.framing = Some(framing);
+        cfg.max_frame = max_frame;
+    })
+}
+
+/// `[<24 characters of ctime>] `: the stamp timestamp puts before each message.
+fn unstamp(line: &[u8]) -> &[u8] {
+    assert_eq!(line[0], b'[', "{:?}", String::from_utf8_lossy(line));
+    assert_eq!(&line[25..27], b"] ", "{:?}", String::from_utf8_lossy(line));
+    &line[27..]
+}
+
+#[test]
+fn a_line_split_across_writes_is_one_frame() {
+    let server = serve(ProtocolKind::Timestamp, FramingKind::Line, 1024);
+    let mut client = common::connect(&server);
+    common::send(&mut client, b"hel");
+    common::send(&mut client, b"lo wo");
+    common::send(&mut client, b"rld\n");
+    assert_eq!(unstamp(&common::read_line(&mut client)), b"hello world");
+}
+
+#[test]
+fn merged_lines_are_separate_frames() {
+    let server = serve(ProtocolKind::Timestamp, FramingKind::Line, 1024);
+    let mut client = common::connect(&server);
+    common::send(&mut client, b"one\ntwo\nthree\n");
+    for expected in [&b"one"[..], b"two", b"three"] {
+        assert_eq!(unstamp(&common::read_line(&mut client)), expected);
+    }
+}
+
+#[test]
+fn crlf_and_empty_lines() {
+    let server = serve(ProtocolKind::Timestamp, FramingKind::Line, 1024);
+    let mut client = common::connect(&server);
+    common::send(&mut client, b"windows\r\n\n\r\n");
+    assert_eq!(unstamp(&common::read_line(&mut client)), b"windows");
+    assert_eq!(unstamp(&common::read_line(&mut client)), b"");
+    assert_eq!(unstamp(&common::read_line(&mut client)), b"");
+}
+
+#[test]
+fn echo_in_line_framing_returns_the_terminator_it_was_sent() {
+    let server = serve(ProtocolKind::Echo, FramingKind::Line, 1024);
+    let mut client = common::connect(&server);
+    common::send(&mut client, b"a\r\nb\n");
+    assert_eq!(common::read_exactly(&mut client, 5), b"a\r\nb\n");
+}
+
+#[test]
+fn a_line_over_the_limit_gets_an_error_line_and_the_connection_goes_on() {
+    let server = serve(ProtocolKind::Echo, FramingKind::Line, 16);
+    let mut bystander = common::connect(&server);
+    let mut client = common::connect(&server);
+    common::send(&mut client, &[b'x'; 40]);
+    common::send(&mut client, b"\nstill here\n");
+    assert_eq!(
+        common::read_line(&mut client),
+        b"error: frame too long (limit 16 bytes)"
+    );
+    assert_eq!(common::read_line(&mut client), b"still here");
+    // At the limit exactly is fine.
+    common::send(&mut client, &[b'y'; 16]);
+    common::send(&mut client, b"\n");
+    assert_eq!(common::read_line(&mut client), [b'y'; 16]);
+    // Other clients never noticed.
+    common::send(&mut bystander, b"untouched\n");
+    assert_eq!(common::read_line(&mut bystander), b"untouched");
+    assert_eq!(server.stats().connections_open, 2);
+}
+
+#[test]
+fn length_framing_carries_binary_frames() {
+    let server = serve(ProtocolKind::Echo, FramingKind::Length, 1024);
+    let mut client = common::connect(&server);
+    let payload = common::pseudo_random_bytes(1000, 4);
+    let mut stream = Vec::new();
+    for frame in [&payload[..], b"", b"\n\r\n\x00"] {
+        stream.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+        stream.extend_from_slice(frame);
+    }
+    // Sent in awkward pieces: the prefix split, frames glued together.
+    for piece in stream.chunks(3) {
+        common::send(&mut client, piece);
+    }
+    assert_eq!(common::read_exactly(&mut client, stream.len()), stream);
+}
+
+#[test]
+fn a_length_prefix_over_the_limit_closes_only_that_connection() {
+    let server = serve(ProtocolKind::Timestamp, FramingKind::Length, 16);
+    let mut bystander = common::connect(&server);
+    let mut client = common::connect(&server);
+    common::send(&mut client, &1000u32.to_be_bytes());
+    common::send(&mut client, &[b'z'; 100]);
+    assert_eq!(
+        common::read_to_end(&mut client),
+        b"",
+        "closed without a reply"
+    );
+    drop(client); // our FIN ends the server's lingering close
+    common::wait_for_stats(&server, "the frame error close", |s| {
+        s.closed_for(CloseReason::FrameError) == 1
+    });
+    common::send(&mut bystander, &2u32.to_be_bytes());
+    common::send(&mut bystander, b"ok");
+    let prefix = common::read_exactly(&mut bystander, 4);
+    assert_eq!(u32::from_be_bytes(prefix.try_into().unwrap()), 27 + 2);
+    assert_eq!(unstamp(&common::read_exactly(&mut bystander, 29)), b"ok");
+}
