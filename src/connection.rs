@@ -5,14 +5,25 @@
 //! state it follows:
 //!
 //! ```text
-//!            queue over limit            peer FIN / protocol ends / shutdown / idle
-//!   Open ───────────────────► Paused ──────────────────────────────────────────────► Finishing
-//!    ▲ └── queue under half ◄──┘                                                    │ queue flushed
-//!    │                                                                              ▼
-//!  accept                      Closed ◄──── peer FIN, or linger deadline ───── Lingering
-//!                              (closed by the reactor at the end of the turn)   (our FIN sent,
-//!                                                                                input discarded)
+//!  accept
+//!    │       queue over the limit
+//!    ▼      ─────────────────────►
+//!  Open                              Paused
+//!    │      ◄─────────────────────     │
+//!    │       queue at half or below    │
+//!    │                                 │  peer FIN, protocol done (daytime, /quit), bad frame,
+//!    ├─────────────────────────────────┤  idle timeout (Open), shutdown
+//!    ▼                                 ▼
+//!  Finishing(reason) ── queue written ──► Lingering ── peer FIN or linger deadline ──► Closed
+//!    │                                    (our FIN sent,                                ▲
+//!    │                                     input dropped)                               │
+//!    └── queue written, and the peer had already sent FIN (PeerClosed) ──────────────────┤
+//!                                                                                        │
+//!  from any state: reset, IO error, dropped at the queue limit (chat), idle while not   │
+//!  reading (Paused/Finishing), shutdown deadline ───────────────────────────────────────┘
 //! ```
+//!
+//! `Closed` only marks the connection: the reactor frees it at the end of the turn.
 //!
 //! *Lingering* is the graceful close that serious servers do: closing a socket that still has
 //! unread input makes the kernel send RST, and an RST can destroy replies still in flight to the
@@ -20,7 +31,7 @@
 //! until its own FIN (or a short deadline), and only then close. A peer that closed first (the
 //! usual case) skips this: it will send nothing more.
 //!
-//! Next: `reactor.rs`, which drives connections from readiness events.
+//! Next: `outbound.rs`, the bytes a connection owes its client.
 
 use std::fmt;
 use std::io::{self, Write};

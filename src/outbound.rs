@@ -12,7 +12,7 @@
 //! so an idle connection costs nothing here. Writes hand the kernel several chunks at once
 //! (`writev`), so a queue of many small replies still drains in one system call.
 //!
-//! Next: `connection.rs`, which owns one of these per client.
+//! Next: `framing.rs`, where one message ends and the next begins.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -126,7 +126,9 @@ impl OutboundQueue {
             }
         }
         // Give the memory back: an idle connection should own no buffer.
-        self.chunks = VecDeque::new();
+        if self.chunks.capacity() > 0 {
+            self.chunks = VecDeque::new();
+        }
         Ok((Flushed::All, written))
     }
 

@@ -36,6 +36,7 @@ use crate::config::ServeConfig;
 use crate::connection::{CloseReason, Connection, State, interest_label};
 use crate::framing::FramingKind;
 use crate::listener::{AcceptOptions, Listener, ReserveFd, is_resource_exhaustion};
+use crate::outbound::Flushed;
 use crate::protocol::{Action, ClientId, Protocol, Replies, SlowReader};
 use crate::shutdown::{SignalRequest, SignalSource};
 use crate::stats::Stats;
@@ -65,7 +66,7 @@ pub enum Source {
     Client(usize),
 }
 
-const LISTENER_BASE: usize = 16;
+const LISTENER_BASE: usize = 2;
 const DATAGRAM_BASE: usize = 512;
 const CLIENT_BASE: usize = 1024;
 /// Most listeners (or UDP sockets) one reactor can hold.
@@ -78,7 +79,7 @@ impl From<Token> for Source {
             1 => Source::Waker,
             n if n >= CLIENT_BASE => Source::Client(n - CLIENT_BASE),
             n if n >= DATAGRAM_BASE => Source::Datagram(n - DATAGRAM_BASE),
-            n => Source::Listener(n.saturating_sub(LISTENER_BASE)),
+            n => Source::Listener(n - LISTENER_BASE),
         }
     }
 }
@@ -139,6 +140,8 @@ pub struct Reactor {
     datagrams: Vec<Option<DatagramEndpoint>>,
     clients: Slab<Connection>,
     protocol: Box<dyn Protocol>,
+    /// The protocol's [`Protocol::refills_when_drained`], asked once.
+    refills: bool,
     replies: Replies,
     read_buffer: Box<[u8]>,
     timers: Timers,
@@ -240,6 +243,7 @@ impl Reactor {
             listeners,
             datagrams,
             clients: Slab::new(),
+            refills: protocol.refills_when_drained(),
             protocol,
             replies: Replies::new(framing),
             read_buffer: vec![0; READ_BUFFER_BYTES].into_boxed_slice(),
@@ -409,7 +413,9 @@ impl Reactor {
         self.protocol
             .on_connect(ClientId(id), self.wall_now, &mut self.replies);
         self.deliver(id);
-        self.flush_client(id); // chargen makes more as soon as the kernel takes the first batch
+        if self.refills {
+            self.flush_client(id); // chargen makes more as soon as the kernel takes the first batch
+        }
         self.sync(id);
     }
 
@@ -430,6 +436,9 @@ impl Reactor {
         let mut stream = stream;
         let _ = io::Write::write(&mut stream, line.as_bytes()); // best effort: it has room
         let _ = stream.shutdown_write();
+        // Closing a socket with unread input sends RST, which can destroy the line above: drop
+        // what the client already sent (one read; a refused client gets no more care than that).
+        let _ = stream.read(&mut self.read_buffer);
     }
 
     // ----- one client's readiness --------------------------------------------------------------
@@ -451,7 +460,11 @@ impl Reactor {
         if readiness.readable {
             self.drain_reads(id);
         }
-        self.flush_client(id); // chargen may have more once the queue is empty
+        // No second write here for a non-empty queue: if it is not empty, the kernel has just
+        // refused bytes, and trying again now would only be told `WouldBlock`.
+        if self.refills && self.clients[id].outbound.is_empty() {
+            self.flush_client(id); // chargen: the client read everything, make more
+        }
         self.sync(id);
     }
 
@@ -489,6 +502,9 @@ impl Reactor {
             let short_read = n < self.read_buffer.len() && !conn.peer_fin_seen;
             if !lingering {
                 self.answer(id, n);
+                // Checked after every read, so a flooding client holds at most the limit plus
+                // the replies to one read.
+                self.apply_queue_limit(id);
             }
             // A short read means the kernel had no more: epoll(7) lets us stop here and save the
             // read that would only say `WouldBlock`. New bytes will raise a new edge.
@@ -586,8 +602,8 @@ impl Reactor {
         self.sync(target);
     }
 
-    /// Writes a client's queue; while it empties and the client is open, asks the protocol for
-    /// more (chargen), up to the per-turn budget.
+    /// Writes a client's queue; while it empties and the client is open, asks a refilling
+    /// protocol for more (chargen), up to the per-turn budget.
     fn flush_client(&mut self, id: usize) {
         let mut budget = TURN_BUDGET_BYTES;
         loop {
@@ -596,28 +612,28 @@ impl Reactor {
                 return;
             }
             let before = conn.outbound.len();
-            match conn.outbound.flush_into(&mut conn.stream) {
-                Ok((flushed, written)) => {
-                    conn.note_written(written, self.now);
-                    self.stats.bytes_sent.add(written as u64);
-                    if written < before {
-                        trace!("client {id} write {written} of {before} (short)");
+            if before > 0 {
+                match conn.outbound.flush_into(&mut conn.stream) {
+                    Ok((flushed, written)) => {
+                        conn.note_written(written, self.now);
+                        self.stats.bytes_sent.add(written as u64);
+                        if flushed == Flushed::Blocked {
+                            trace!("client {id} write {written} of {before} (short)");
+                            return;
+                        }
+                        trace!("client {id} write {written} of {before}");
+                        budget = budget.saturating_sub(written);
+                    }
+                    Err(e) => {
+                        debug!("client {id} write failed: {e}");
+                        conn.outbound.discard();
+                        conn.mark_closed(CloseReason::from_error(&e));
                         return;
                     }
-                    if before > 0 {
-                        trace!("client {id} write {written} of {before}");
-                    }
-                    debug_assert_eq!(flushed, crate::outbound::Flushed::All);
-                    budget = budget.saturating_sub(written);
-                }
-                Err(e) => {
-                    debug!("client {id} write failed: {e}");
-                    conn.outbound.discard();
-                    conn.mark_closed(CloseReason::from_error(&e));
-                    return;
                 }
             }
-            if conn.state() != State::Open {
+            // The queue is empty.
+            if !self.refills || conn.state() != State::Open {
                 return;
             }
             if budget == 0 {
@@ -636,17 +652,17 @@ impl Reactor {
         }
     }
 
-    /// After any change to a client: enforce the queue limit, move a finished client on, and
-    /// bring the poller's interest and the timers in line with the client's state.
-    fn sync(&mut self, id: usize) {
-        let Some(conn) = self.clients.get_mut(id) else {
-            return;
-        };
+    /// Counts a client's queue and applies `--queue-limit`: above it, pause reading (or drop the
+    /// client, for chat); at or below half of it, read again.
+    fn apply_queue_limit(&mut self, id: usize) {
+        let conn = &mut self.clients[id];
         let queued = conn.outbound.len();
-        self.stats.note_queue_len(queued);
-        self.stats.queued_bytes.add(queued as u64);
-        self.stats.queued_bytes.sub(conn.queue_counted as u64);
-        conn.queue_counted = queued;
+        if queued != conn.queue_counted {
+            self.stats.note_queue_len(queued);
+            self.stats.queued_bytes.add(queued as u64);
+            self.stats.queued_bytes.sub(conn.queue_counted as u64);
+            conn.queue_counted = queued;
+        }
         if queued > self.limits.queue_limit && !conn.is_closed() {
             match self.protocol.slow_reader() {
                 SlowReader::Drop => {
@@ -669,6 +685,16 @@ impl Reactor {
             trace!("client {id} resumed: {queued} bytes queued");
             conn.resume();
         }
+    }
+
+    /// After any change to a client: enforce the queue limit, move a finished client on, and
+    /// bring the poller's interest and the timers in line with the client's state.
+    fn sync(&mut self, id: usize) {
+        if !self.clients.contains(id) {
+            return;
+        }
+        self.apply_queue_limit(id);
+        let conn = &mut self.clients[id];
         let linger_cap = match self.phase {
             Phase::Draining { deadline } => Some(deadline),
             Phase::Serving => None,
@@ -700,7 +726,12 @@ impl Reactor {
                 }
             }
         }
-        if let Some(due) = conn.deadline(self.limits.idle_timeout)
+        // A scheduled entry can only be too late once the deadline moves *earlier*: activity
+        // moves it later (the entry is then re-checked when due), lingering moves it earlier.
+        let may_be_earlier =
+            conn.timer_at.is_none() || matches!(conn.state(), State::Lingering { .. });
+        if may_be_earlier
+            && let Some(due) = conn.deadline(self.limits.idle_timeout)
             && conn.timer_at.is_none_or(|at| due < at)
         {
             conn.timer_at = Some(due);
@@ -817,17 +848,36 @@ impl Reactor {
             conn.opened_at.elapsed().as_secs_f64()
         );
         drop(conn); // closes the socket; epoll forgets it
+        self.compact_timers();
         self.replies.reset(self.limits.framing);
         self.protocol
             .on_disconnect(ClientId(id), reason, &mut self.replies);
         self.deliver_to_others();
     }
 
-    /// Carries out the actions recorded for clients other than the sender.
-    fn deliver_to_others(&mut self) {
-        if self.replies.others().is_empty() {
+    /// Drops timer entries left behind by closed connections once they outnumber the live ones,
+    /// so that heavy churn cannot grow the heap (amortized: one pass per many closes).
+    fn compact_timers(&mut self) {
+        if self.timers.len() <= 2 * self.clients.len() + 1024 {
             return;
         }
+        let clients = &self.clients;
+        self.timers.retain(|entry| {
+            clients
+                .get(entry.slot)
+                .is_some_and(|c| c.serial == entry.serial && c.timer_at == Some(entry.due))
+        });
+    }
+
+    /// Carries out the actions recorded for clients other than the sender.
+    #[inline]
+    fn deliver_to_others(&mut self) {
+        if !self.replies.others().is_empty() {
+            self.deliver_actions();
+        }
+    }
+
+    fn deliver_actions(&mut self) {
         let others = self.replies.take_others();
         for action in &others {
             match action {
@@ -857,7 +907,6 @@ impl Reactor {
         if writable {
             endpoint.flush(&self.stats);
         }
-        let before = endpoint.wanted();
         match endpoint.drain_datagrams(
             self.protocol.as_mut(),
             &mut self.read_buffer,
@@ -870,12 +919,15 @@ impl Reactor {
             Err(e) => warn!("{}udp receive failed: {e}", self.name),
         }
         let wanted = endpoint.wanted();
-        if wanted != before || writable {
-            let _ = self.poll.registry().reregister(
+        if wanted != endpoint.registered {
+            match self.poll.registry().reregister(
                 &mut endpoint.socket,
                 Source::Datagram(index).token(),
                 wanted,
-            );
+            ) {
+                Ok(()) => endpoint.registered = wanted,
+                Err(e) => warn!("{}udp socket cannot change interest: {e}", self.name),
+            }
         }
     }
 

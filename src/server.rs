@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 
+use clap::ValueEnum;
 use log::info;
 use mio::Poll;
 
@@ -176,8 +177,11 @@ impl Server {
     pub fn run(self) -> io::Result<()> {
         let count = self.workers.len();
         info!(
-            "serving {:?} on {} socket(s) with {} worker(s)",
-            self.config.protocol,
+            "serving {} on {} socket(s) with {} worker(s)",
+            self.config
+                .protocol
+                .to_possible_value()
+                .map_or_else(|| "a protocol".to_string(), |v| v.get_name().to_string()),
             self.listening.len(),
             count
         );
@@ -191,8 +195,15 @@ impl Server {
             };
             let config = self.config.clone();
             let stop_requested = Arc::clone(&self.stop_requested);
+            let stop = self.stop.clone();
             let job = move || -> io::Result<()> {
-                Reactor::new(&config, poll, sockets, stop_requested, stats, name)?.run()
+                let result = Reactor::new(&config, poll, sockets, stop_requested, stats, name)
+                    .and_then(|mut reactor| reactor.run());
+                if let Err(e) = &result {
+                    log::error!("a worker cannot go on: {e}");
+                    stop.stop(); // the others drain and stop too
+                }
+                result
             };
             if i == 0 {
                 first = Some(job);
@@ -205,9 +216,6 @@ impl Server {
             }
         }
         let mut result = first.map_or(Ok(()), |job| job());
-        if result.is_err() {
-            self.stop.stop(); // one worker failed: the others drain too
-        }
         for thread in threads {
             let joined = thread
                 .join()

@@ -5,7 +5,7 @@
 //! read-modify-write: see [`Counter::add`]. Tests, the `--stats-interval` log line and the metrics
 //! endpoint read them with [`Stats::snapshot`]; with several workers the snapshots are added up.
 //!
-//! Next: `timers.rs`.
+//! That is the tour. `docs/ARCHITECTURE.md` follows one event through all of it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -4,7 +4,7 @@
 //! register with the poller the same way. This enum forwards each call to the socket inside, so the
 //! rest of the code is written once.
 //!
-//! Next: `outbound.rs`, the bytes we owe a stream.
+//! Next: `timers.rs`, deadlines without scanning every connection.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;

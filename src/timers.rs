@@ -59,6 +59,11 @@ impl Timers {
         }
     }
 
+    /// Keeps only the entries for which `live` holds.
+    pub fn retain(&mut self, mut live: impl FnMut(&TimerEntry) -> bool) {
+        self.heap.retain(|Reverse(entry)| live(entry));
+    }
+
     /// Entries held (live and stale).
     pub fn len(&self) -> usize {
         self.heap.len()

@@ -37,6 +37,8 @@ const DATAGRAMS_PER_TURN: usize = 256;
 pub struct DatagramEndpoint {
     /// The socket.
     pub socket: UdpSocket,
+    /// The interest the poller holds for it now.
+    pub registered: Interest,
     pending: VecDeque<(SocketAddr, Vec<u8>)>,
     pending_bytes: usize,
     queue_limit: usize,
@@ -57,6 +59,7 @@ impl DatagramEndpoint {
     pub fn new(socket: UdpSocket, queue_limit: usize) -> Self {
         DatagramEndpoint {
             socket,
+            registered: Interest::READABLE,
             pending: VecDeque::new(),
             pending_bytes: 0,
             queue_limit,

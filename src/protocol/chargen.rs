@@ -101,6 +101,10 @@ impl Protocol for Chargen {
 
     fn on_frame_error(&mut self, _: ClientId, _: &FrameError, _: &mut Replies) {}
 
+    fn refills_when_drained(&self) -> bool {
+        true
+    }
+
     fn on_drained(&mut self, client: ClientId, out: &mut Replies) {
         if self.next_line.contains_key(&client) {
             self.send_batch(client, out);

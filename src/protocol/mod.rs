@@ -12,7 +12,7 @@
 //! One protocol value serves every client of a reactor; per-client state (chargen's position in its
 //! pattern, chat's nicknames) lives inside it, keyed by [`ClientId`].
 //!
-//! Next: `reactor.rs`, which feeds the frames in and carries the replies out.
+//! Next: `echo.rs`, the simplest protocol, then `udp.rs`: datagrams on the same loop.
 
 mod chargen;
 mod daytime;
@@ -87,7 +87,15 @@ pub trait Protocol {
         }
     }
 
-    /// `client`'s outbound queue has emptied: chargen makes more here.
+    /// Whether this protocol makes output by itself as the client reads (chargen, file
+    /// downloads). Only then does the reactor call [`Protocol::on_drained`]; asking every echo
+    /// client "anything more?" after every reply would cost a call per message for nothing.
+    fn refills_when_drained(&self) -> bool {
+        false
+    }
+
+    /// `client`'s outbound queue has emptied (only if [`Protocol::refills_when_drained`]):
+    /// chargen makes more here.
     fn on_drained(&mut self, _client: ClientId, _out: &mut Replies) {}
 
     /// `client` is gone (its number may be reused after this returns). Chat announces it here.
