@@ -35,7 +35,9 @@ pub fn connect(server: &TestServer) -> TcpStream {
 /// Reads exactly `len` bytes (panics on timeout or early EOF).
 pub fn read_exactly(stream: &mut impl Read, len: usize) -> Vec<u8> {
     let mut buf = vec![0; len];
-    stream.read_exact(&mut buf).expect("read the expected bytes");
+    stream
+        .read_exact(&mut buf)
+        .expect("read the expected bytes");
     buf
 }
 
@@ -45,10 +47,16 @@ pub fn read_line(stream: &mut impl Read) -> Vec<u8> {
     let mut byte = [0u8; 1];
     loop {
         match stream.read(&mut byte) {
-            Ok(0) => panic!("EOF before end of line; got {:?}", String::from_utf8_lossy(&line)),
+            Ok(0) => panic!(
+                "EOF before end of line; got {:?}",
+                String::from_utf8_lossy(&line)
+            ),
             Ok(_) if byte[0] == b'\n' => return line,
             Ok(_) => line.push(byte[0]),
-            Err(e) => panic!("reading a line: {e}; got {:?}", String::from_utf8_lossy(&line)),
+            Err(e) => panic!(
+                "reading a line: {e}; got {:?}",
+                String::from_utf8_lossy(&line)
+            ),
         }
     }
 }
@@ -69,14 +77,21 @@ pub fn read_to_end(stream: &mut impl Read) -> Vec<u8> {
 
 /// Waits until `check` holds for the server's counters; panics with the last counters after
 /// [`PATIENCE`].
-pub fn wait_for_stats(server: &TestServer, what: &str, check: impl Fn(&StatsSnapshot) -> bool) -> StatsSnapshot {
+pub fn wait_for_stats(
+    server: &TestServer,
+    what: &str,
+    check: impl Fn(&StatsSnapshot) -> bool,
+) -> StatsSnapshot {
     let start = Instant::now();
     loop {
         let stats = server.stats();
         if check(&stats) {
             return stats;
         }
-        assert!(start.elapsed() < PATIENCE, "waited for {what}; counters: {stats:?}");
+        assert!(
+            start.elapsed() < PATIENCE,
+            "waited for {what}; counters: {stats:?}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
