@@ -31,6 +31,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Generate load against a server and check every reply.
+    Load(crate::load::LoadArgs),
 }
 
 /// `echoloop serve`.
@@ -139,7 +141,10 @@ mod tests {
     fn serve_defaults_match_the_contract() {
         let Cli {
             command: Command::Serve(args),
-        } = Cli::try_parse_from(["echoloop", "serve"]).unwrap();
+        } = Cli::try_parse_from(["echoloop", "serve"]).unwrap()
+        else {
+            panic!("not serve")
+        };
         let config = args.into_config();
         assert_eq!(config.listen, vec!["127.0.0.1:7007".parse().unwrap()]);
         assert_eq!(config.max_connections, 10_000);
@@ -153,7 +158,10 @@ mod tests {
     fn udp_alone_does_not_bind_the_default_tcp_port() {
         let Cli {
             command: Command::Serve(args),
-        } = Cli::try_parse_from(["echoloop", "serve", "-u", "127.0.0.1:0"]).unwrap();
+        } = Cli::try_parse_from(["echoloop", "serve", "-u", "127.0.0.1:0"]).unwrap()
+        else {
+            panic!("not serve")
+        };
         assert!(args.into_config().listen.is_empty());
     }
 }

@@ -18,6 +18,7 @@
 //! 11. [`timers`]: idle deadlines without scanning every connection.
 //! 12. [`shutdown`]: signals as readable events, and the drain.
 //! 13. [`stats`]: counters readable while the server runs.
+//! 14. [`load`]: the load generator, built like the server: a few client reactors, every reply checked.
 //!
 //! ```
 //! use std::io::{Read, Write};
@@ -43,6 +44,7 @@ pub mod connection;
 pub mod error;
 pub mod framing;
 pub mod listener;
+pub mod load;
 pub mod outbound;
 pub mod protocol;
 pub mod reactor;

@@ -32,6 +32,7 @@ fn main() -> ExitCode {
     logger.init();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Load(args) => load(args),
     }
 }
 
@@ -65,4 +66,32 @@ fn serve(args: ServeArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn load(args: echoloop::load::LoadArgs) -> ExitCode {
+    let (json, histogram) = (args.json, args.histogram.clone());
+    let config = match args.into_config() {
+        Ok(config) => config,
+        Err(message) => return usage_error(&message),
+    };
+    let report = match echoloop::load::run(&config) {
+        Ok(report) => report,
+        Err(e @ echoloop::load::LoadError::Limits(_)) => return usage_error(&e.to_string()),
+        Err(e) => {
+            eprintln!("echoloop: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(path) = histogram
+        && let Err(e) = std::fs::write(&path, report.percentile_distribution())
+    {
+        eprintln!("echoloop: cannot write {}: {e}", path.display());
+        return ExitCode::FAILURE;
+    }
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+    ExitCode::from(report.exit_code())
 }

@@ -1,0 +1,232 @@
+//! What each request carries, and how a reply is checked against it without keeping a copy.
+//!
+//! A load generator that sends the same bytes again and again cannot tell a correct server from one
+//! that returns a stale buffer, or the replies of another connection, or yesterday's answer in the
+//! wrong order. So every message is different: its payload starts with the connection number and
+//! the message's sequence number, in hex, and is filled up with letters that shift with the
+//! sequence number:
+//!
+//! ```text
+//! 0000002a:0000000000000011:stuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghi   (64 bytes, connection 42, message 17)
+//! ```
+//!
+//! The payload is a pure function of (connection, sequence, size), so a connection keeps no copy of
+//! what it sent: to check a reply it computes the bytes it expects, piece by piece, on the stack.
+//! Payloads shorter than the 26-byte header keep the end of it up to the last digit of the sequence
+//! number, so they still differ from one message to the next. Every byte is printable ASCII, never
+//! `\n`, so line framing can carry it.
+//!
+//! A timestamp reply is `[<ctime>] payload`: `[Tue Nov  4 09:05:01 2026] ` and then the payload,
+//! which must match as echo's does. The 24 characters of the time are checked for ctime's shape
+//! (day and month names, a space-padded day, digits and colons where they belong).
+//!
+//! Next: `pacing.rs`, when messages are sent.
+
+/// Bytes of the `cccccccc:ssssssssssssssss:` header.
+pub const HEADER_LEN: usize = 26;
+
+/// `[` + 24 bytes of ctime + `] `.
+pub const TIMESTAMP_PREFIX_LEN: usize = 27;
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// One message's payload, described rather than stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Message {
+    header: [u8; HEADER_LEN],
+    seq: u64,
+    size: usize,
+}
+
+impl Message {
+    /// Message `seq` of connection `connection`, `size` payload bytes.
+    pub fn new(connection: u32, seq: u64, size: usize) -> Self {
+        let mut header = [b':'; HEADER_LEN];
+        for i in 0..8 {
+            header[i] = HEX[((connection >> (28 - 4 * i)) & 0xf) as usize];
+        }
+        for i in 0..16 {
+            header[9 + i] = HEX[((seq >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        Message { header, seq, size }
+    }
+
+    /// The payload length.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Payload byte `i` (< size).
+    fn byte(&self, i: usize) -> u8 {
+        if self.size < HEADER_LEN {
+            // Short payloads end with the last digit of the sequence number (not the final `:`).
+            self.header[HEADER_LEN - 1 - self.size + i]
+        } else if i < HEADER_LEN {
+            self.header[i]
+        } else {
+            b'a' + ((self.seq.wrapping_add(i as u64)) % 26) as u8
+        }
+    }
+
+    /// Appends the payload to `out`.
+    pub fn write_payload(&self, out: &mut Vec<u8>) {
+        if self.size < HEADER_LEN {
+            out.extend((0..self.size).map(|i| self.byte(i)));
+        } else {
+            out.extend_from_slice(&self.header);
+            out.extend((HEADER_LEN..self.size).map(|i| self.byte(i)));
+        }
+    }
+
+    /// Whether `bytes` are the payload's bytes starting at `offset` (a piece of a raw stream).
+    pub fn matches_at(&self, offset: usize, bytes: &[u8]) -> bool {
+        offset + bytes.len() <= self.size
+            && bytes
+                .iter()
+                .enumerate()
+                .all(|(k, &b)| b == self.byte(offset + k))
+    }
+
+    /// Whether `reply` is a correct echo of this message.
+    pub fn is_echo(&self, reply: &[u8]) -> bool {
+        reply.len() == self.size && self.matches_at(0, reply)
+    }
+
+    /// Whether `reply` is `[<ctime>] payload` for this message.
+    pub fn is_timestamped(&self, reply: &[u8]) -> bool {
+        let Some((prefix, payload)) = reply.split_at_checked(TIMESTAMP_PREFIX_LEN) else {
+            return false;
+        };
+        prefix[0] == b'['
+            && &prefix[25..] == b"] "
+            && looks_like_ctime(&prefix[1..25])
+            && self.is_echo(payload)
+    }
+
+    /// The payload as text, for a mismatch report.
+    pub fn to_text(&self) -> String {
+        let mut out = Vec::with_capacity(self.size);
+        self.write_payload(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// `Www Mmm dd hh:mm:ss yyyy`, as C's `ctime()` writes it (the day padded with a space).
+pub fn looks_like_ctime(text: &[u8]) -> bool {
+    const DAYS: [&[u8]; 7] = [b"Sun", b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat"];
+    const MONTHS: [&[u8]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let digit = |i: usize| text[i].is_ascii_digit();
+    text.len() == 24
+        && DAYS.contains(&&text[0..3])
+        && text[3] == b' '
+        && MONTHS.contains(&&text[4..7])
+        && text[7] == b' '
+        && matches!(
+            (text[8], text[9]),
+            (b' ', b'1'..=b'9') | (b'1'..=b'3', b'0'..=b'9')
+        )
+        && text[10] == b' '
+        && digit(11)
+        && digit(12)
+        && text[13] == b':'
+        && digit(14)
+        && digit(15)
+        && text[16] == b':'
+        && digit(17)
+        && digit(18)
+        && text[19] == b' '
+        && (20..24).all(digit)
+}
+
+/// Up to 80 characters of `bytes`, for a mismatch report.
+pub fn preview(bytes: &[u8]) -> String {
+    let cut = &bytes[..bytes.len().min(80)];
+    let more = if bytes.len() > 80 { "…" } else { "" };
+    format!(
+        "{:?}{more} ({} bytes)",
+        String::from_utf8_lossy(cut),
+        bytes.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(connection: u32, seq: u64, size: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        Message::new(connection, seq, size).write_payload(&mut out);
+        out
+    }
+
+    #[test]
+    fn payload_names_connection_and_sequence() {
+        let bytes = payload(42, 17, 64);
+        assert_eq!(bytes.len(), 64);
+        assert!(bytes.starts_with(b"0000002a:0000000000000011:"));
+        assert!(!bytes.contains(&b'\n'));
+        assert!(Message::new(42, 17, 64).is_echo(&bytes));
+    }
+
+    #[test]
+    fn every_size_round_trips_and_neighbours_differ() {
+        for size in [0, 1, 2, 5, 25, 26, 27, 100, 5000] {
+            let a = payload(1, 7, size);
+            assert_eq!(a.len(), size);
+            assert!(Message::new(1, 7, size).is_echo(&a));
+            if size > 0 {
+                assert_ne!(a, payload(1, 8, size), "size {size}");
+                assert!(!Message::new(1, 8, size).is_echo(&a), "size {size}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_flipped_byte_or_a_wrong_length_is_caught() {
+        let message = Message::new(3, 99, 64);
+        let mut bytes = payload(3, 99, 64);
+        assert!(!message.is_echo(&bytes[..63]));
+        bytes[40] ^= 1;
+        assert!(!message.is_echo(&bytes));
+        assert!(!Message::new(4, 99, 64).is_echo(&payload(3, 99, 64)));
+    }
+
+    #[test]
+    fn pieces_of_a_stream_match_where_they_belong() {
+        let message = Message::new(5, 1234, 100);
+        let bytes = payload(5, 1234, 100);
+        assert!(message.matches_at(0, &bytes[..10]));
+        assert!(message.matches_at(10, &bytes[10..60]));
+        assert!(message.matches_at(60, &bytes[60..]));
+        assert!(!message.matches_at(11, &bytes[10..60]));
+        assert!(!message.matches_at(60, &bytes[59..]));
+    }
+
+    #[test]
+    fn timestamp_replies_are_checked_for_shape_and_payload() {
+        let message = Message::new(0, 1, 30);
+        let mut good = b"[Wed Nov  4 09:05:01 2026] ".to_vec();
+        good.extend_from_slice(&payload(0, 1, 30));
+        assert!(message.is_timestamped(&good));
+        let mut two_digit_day = b"[Sat Nov 14 09:05:01 2026] ".to_vec();
+        two_digit_day.extend_from_slice(&payload(0, 1, 30));
+        assert!(message.is_timestamped(&two_digit_day));
+        for bad in [
+            &b"[Wed Nov 04 09:05:01 2026] "[..], // zero-padded day
+            b"[Wed Nob  4 09:05:01 2026] ",
+            b"[Wed Nov  4 09-05:01 2026] ",
+            b"(Wed Nov  4 09:05:01 2026) ",
+        ] {
+            let mut reply = bad.to_vec();
+            reply.extend_from_slice(&payload(0, 1, 30));
+            assert!(!message.is_timestamped(&reply), "{}", preview(bad));
+        }
+        let mut wrong_payload = b"[Wed Nov  4 09:05:01 2026] ".to_vec();
+        wrong_payload.extend_from_slice(&payload(0, 2, 30));
+        assert!(!message.is_timestamped(&wrong_payload));
+        assert!(!message.is_timestamped(b"[short"));
+    }
+}
