@@ -14,8 +14,10 @@
 //!
 //! Next: `reactor.rs`, which feeds the frames in and carries the replies out.
 
+mod chat;
 mod echo;
 
+pub use chat::Chat;
 pub use echo::Echo;
 
 use std::fmt;
@@ -96,6 +98,8 @@ pub trait Protocol {
 pub enum ProtocolKind {
     /// RFC 862: every byte comes back.
     Echo,
+    /// A chat room: each line goes to every other client (`/nick`, `/who`, `/quit`).
+    Chat,
 }
 
 impl ProtocolKind {
@@ -103,6 +107,7 @@ impl ProtocolKind {
     pub fn build(self) -> Box<dyn Protocol> {
         match self {
             ProtocolKind::Echo => Box::new(Echo),
+            ProtocolKind::Chat => Box::new(Chat::new()),
         }
     }
 }
