@@ -570,6 +570,11 @@ impl Reactor {
             self.to_flush.push(target);
         }
         conn.outbound.push_shared(std::rc::Rc::clone(bytes));
+        if conn.outbound.len() > self.limits.queue_limit {
+            // Over the limit only because this turn piled it up? Offer it to the kernel before
+            // `sync` judges: the limit is for bytes a slow reader refuses, not for a burst.
+            self.flush_client(target);
+        }
         self.sync(target);
     }
 

@@ -222,3 +222,32 @@ fn a_slow_reader_is_dropped_and_the_others_go_on() {
     assert!(line_of(&mut a).ends_with("] still here"));
     drop(slow);
 }
+
+#[test]
+fn a_fast_reader_is_not_dropped_for_a_burst_bigger_than_the_queue_limit() {
+    let server = chat_server(|cfg| cfg.queue_limit = 64 * 1024);
+    let (mut a, an) = join(&server);
+    let (b, bn) = join(&server);
+    assert_eq!(line_of(&mut a), format!("* {bn} joined"));
+    let reader = thread::spawn(move || {
+        BufReader::new(b)
+            .lines()
+            .take(1024)
+            .map(|line| line.expect("b reads a line"))
+            .collect::<Vec<_>>()
+    });
+    // 1 MiB in one write: the server reads it in chunks that each broadcast more than the
+    // limit, and used to judge b's queue before offering it to the kernel. `b` reads as fast
+    // as it can (its socket buffers take the rest) and must get it all.
+    let filler = "z".repeat(1000);
+    let mut burst = Vec::new();
+    for i in 0..1024 {
+        writeln!(burst, "{i} {filler}").unwrap();
+    }
+    send(&mut a, &burst);
+    let lines = reader.join().unwrap();
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line, &format!("[{an}] {i} {filler}"));
+    }
+    assert_eq!(server.stats().clients_dropped, 0);
+}
