@@ -31,6 +31,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Talk to a server: stdin lines go out, what the server sends is printed as it arrives.
+    Client(crate::client::ClientArgs),
 }
 
 /// `echoloop serve`.
@@ -133,9 +135,10 @@ mod tests {
 
     #[test]
     fn serve_defaults_match_the_contract() {
-        let Cli {
-            command: Command::Serve(args),
-        } = Cli::try_parse_from(["echoloop", "serve"]).unwrap();
+        let Command::Serve(args) = Cli::try_parse_from(["echoloop", "serve"]).unwrap().command
+        else {
+            panic!("not serve");
+        };
         let config = args.into_config();
         assert_eq!(config.listen, vec!["127.0.0.1:7007".parse().unwrap()]);
         assert_eq!(config.max_connections, 10_000);
@@ -147,9 +150,12 @@ mod tests {
 
     #[test]
     fn udp_alone_does_not_bind_the_default_tcp_port() {
-        let Cli {
-            command: Command::Serve(args),
-        } = Cli::try_parse_from(["echoloop", "serve", "-u", "127.0.0.1:0"]).unwrap();
+        let Command::Serve(args) = Cli::try_parse_from(["echoloop", "serve", "-u", "127.0.0.1:0"])
+            .unwrap()
+            .command
+        else {
+            panic!("not serve");
+        };
         assert!(args.into_config().listen.is_empty());
     }
 }

@@ -18,6 +18,7 @@
 //! 11. [`timers`]: idle deadlines without scanning every connection.
 //! 12. [`shutdown`]: signals as readable events, and the drain.
 //! 13. [`stats`]: counters readable while the server runs.
+//! 14. [`client`]: the interactive client, the same event loop seen from the other side.
 //!
 //! ```
 //! use std::io::{Read, Write};
@@ -38,6 +39,7 @@
 
 pub mod address;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod connection;
 pub mod error;

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Client(args) => echoloop::client::run(args),
     }
 }
 
