@@ -33,6 +33,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Generate load against a server and check every reply.
     Load(crate::load::LoadArgs),
+    /// Talk to a server: stdin lines go out, what the server sends is printed as it arrives.
+    Client(crate::client::ClientArgs),
 }
 
 /// `echoloop serve`.
@@ -139,11 +141,9 @@ mod tests {
 
     #[test]
     fn serve_defaults_match_the_contract() {
-        let Cli {
-            command: Command::Serve(args),
-        } = Cli::try_parse_from(["echoloop", "serve"]).unwrap()
+        let Command::Serve(args) = Cli::try_parse_from(["echoloop", "serve"]).unwrap().command
         else {
-            panic!("not serve")
+            panic!("not serve");
         };
         let config = args.into_config();
         assert_eq!(config.listen, vec!["127.0.0.1:7007".parse().unwrap()]);
@@ -156,11 +156,11 @@ mod tests {
 
     #[test]
     fn udp_alone_does_not_bind_the_default_tcp_port() {
-        let Cli {
-            command: Command::Serve(args),
-        } = Cli::try_parse_from(["echoloop", "serve", "-u", "127.0.0.1:0"]).unwrap()
+        let Command::Serve(args) = Cli::try_parse_from(["echoloop", "serve", "-u", "127.0.0.1:0"])
+            .unwrap()
+            .command
         else {
-            panic!("not serve")
+            panic!("not serve");
         };
         assert!(args.into_config().listen.is_empty());
     }

@@ -19,6 +19,7 @@
 //! 12. [`shutdown`]: signals as readable events, and the drain.
 //! 13. [`stats`]: counters readable while the server runs.
 //! 14. [`load`]: the load generator, built like the server: a few client reactors, every reply checked.
+//! 15. [`client`]: the interactive client, the same event loop seen from the other side.
 //!
 //! ```
 //! use std::io::{Read, Write};
@@ -39,6 +40,7 @@
 
 pub mod address;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod connection;
 pub mod error;

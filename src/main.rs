@@ -33,6 +33,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Load(args) => load(args),
+        Command::Client(args) => echoloop::client::run(args),
     }
 }
 

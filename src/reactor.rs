@@ -153,6 +153,8 @@ pub struct Reactor {
     to_flush: Vec<usize>,
     /// Clients marked closed: removed at the end of the turn.
     closing: Vec<usize>,
+    /// Scratch list of a broadcast's recipients, kept for its memory.
+    broadcast_targets: Vec<usize>,
     signals: Option<SignalSource>,
     stop_requested: Arc<AtomicBool>,
     reserve_fd: ReserveFd,
@@ -252,6 +254,7 @@ impl Reactor {
             datagrams_still_ready: Vec::new(),
             to_flush: Vec::new(),
             closing: Vec::new(),
+            broadcast_targets: Vec::new(),
             signals,
             stop_requested,
             reserve_fd: ReserveFd::new(),
@@ -599,6 +602,11 @@ impl Reactor {
             self.to_flush.push(target);
         }
         conn.outbound.push_shared(std::rc::Rc::clone(bytes));
+        if conn.outbound.len() > self.limits.queue_limit {
+            // Over the limit only because this turn piled it up? Offer it to the kernel before
+            // `sync` judges: the limit is for bytes a slow reader refuses, not for a burst.
+            self.flush_client(target);
+        }
         self.sync(target);
     }
 
@@ -883,15 +891,20 @@ impl Reactor {
             match action {
                 Action::SendTo(target, bytes) => self.queue_shared(target.0, bytes),
                 Action::Broadcast { except, bytes } => {
-                    let targets: Vec<usize> = self
-                        .clients
-                        .iter()
-                        .map(|(key, _)| key)
-                        .filter(|key| Some(ClientId(*key)) != *except)
-                        .collect();
-                    for target in targets {
+                    // Recipients are listed first (queueing needs `&mut self`), into a list
+                    // kept between broadcasts so that a chat line allocates nothing here.
+                    let mut targets = std::mem::take(&mut self.broadcast_targets);
+                    targets.clear();
+                    targets.extend(
+                        self.clients
+                            .iter()
+                            .map(|(key, _)| key)
+                            .filter(|key| Some(ClientId(*key)) != *except),
+                    );
+                    for &target in &targets {
                         self.queue_shared(target, bytes);
                     }
+                    self.broadcast_targets = targets;
                 }
             }
         }

@@ -15,12 +15,14 @@
 //! Next: `echo.rs`, the simplest protocol, then `udp.rs`: datagrams on the same loop.
 
 mod chargen;
+mod chat;
 mod daytime;
 mod discard;
 mod echo;
 mod timestamp;
 
 pub use chargen::Chargen;
+pub use chat::Chat;
 pub use daytime::Daytime;
 pub use discard::Discard;
 pub use echo::Echo;
@@ -120,6 +122,8 @@ pub enum ProtocolKind {
     Discard,
     /// RFC 864: an endless rotating pattern of characters, as fast as the client reads.
     Chargen,
+    /// A chat room: each line goes to every other client (`/nick`, `/who`, `/quit`).
+    Chat,
 }
 
 impl ProtocolKind {
@@ -131,6 +135,7 @@ impl ProtocolKind {
             ProtocolKind::Daytime => Box::new(Daytime),
             ProtocolKind::Discard => Box::new(Discard),
             ProtocolKind::Chargen => Box::new(Chargen::new()),
+            ProtocolKind::Chat => Box::new(Chat::new()),
         }
     }
 }

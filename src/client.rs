@@ -1,0 +1,562 @@
+//! `echoloop client ADDR`: an interactive client, built on the same event-loop idea as the server.
+//!
+//! A client that first reads a line from the keyboard and then waits for the answer cannot show a
+//! chat message that arrives while you type: it is blocked in the wrong `read`. So this client
+//! waits on both at once. One `mio::Poll` holds stdin (file descriptor 0, through `SourceFd`) and
+//! the socket, both for `READABLE`; whichever is ready is served:
+//!
+//! - **Socket readable**: read until `WouldBlock` (the poller is edge-triggered, as in the server)
+//!   and copy the bytes to stdout as they are, flushed at once.
+//! - **Stdin readable**: read what is there and queue it for the server. Stdin is made
+//!   non-blocking for this (and its flags are put back on exit). A regular file cannot be
+//!   registered with epoll (`EPERM`): then stdin is simply treated as always readable.
+//! - **Socket writable**: only registered while the kernel has refused some of our bytes. Those
+//!   wait in an [`OutboundQueue`], exactly as the server's replies do.
+//!
+//! When stdin ends, a stream client sends FIN (`shutdown(Write)`) and keeps printing until the
+//! server closes; if the server stays silent for 2 seconds it stops anyway. With `--udp` each stdin
+//! line is one datagram (without its newline), each reply is printed on a line of its own, and the
+//! client waits a second after the last one for late replies. The server closing is a normal end
+//! (exit 0); a refused connection is one line on stderr and exit 1.
+//!
+//! Next: `main.rs`, which maps this to an exit code.
+
+use std::collections::VecDeque;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use mio::net::UdpSocket;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+use crate::address::Address;
+use crate::outbound::OutboundQueue;
+use crate::stream::Stream;
+
+const STDIN: Token = Token(0);
+const SOCKET: Token = Token(1);
+const SIGNALS: Token = Token(2);
+
+const STDIN_FD: RawFd = 0;
+const STDOUT_FD: RawFd = 1;
+/// Bytes read from stdin or the socket at a time (also the largest datagram we receive).
+const BUFFER_BYTES: usize = 64 * 1024;
+/// Stdin is not read while this much is still owed to the server: memory stays bounded.
+const MAX_QUEUED_BYTES: usize = 1024 * 1024;
+/// After our input ends, how long a silent stream server is waited for.
+const STREAM_GRACE: Duration = Duration::from_secs(2);
+/// After the last datagram, how long late replies are waited for.
+const DATAGRAM_GRACE: Duration = Duration::from_secs(1);
+/// How long connecting to a TCP server may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `echoloop client`.
+#[derive(Debug, clap::Args)]
+pub struct ClientArgs {
+    /// Send each stdin line as one UDP datagram (without its newline)
+    #[arg(long)]
+    pub udp: bool,
+    /// The server: HOST:PORT, [V6]:PORT or unix:/path
+    #[arg(value_name = "ADDR")]
+    pub addr: Address,
+}
+
+/// Why the client could not do its job.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server could not be reached.
+    #[error("cannot connect to {addr}: {}", describe(.source))]
+    Connect {
+        /// Where we tried.
+        addr: Address,
+        /// What the kernel said.
+        source: io::Error,
+    },
+    /// `--udp` with a Unix socket path.
+    #[error("--udp needs HOST:PORT, not {0}")]
+    UdpNeedsHostPort(Address),
+    /// The connection failed after it was made.
+    #[error("connection to {addr} failed: {}", describe(.source))]
+    Lost {
+        /// The server.
+        addr: Address,
+        /// What the kernel said.
+        source: io::Error,
+    },
+    /// The poller, the signal handlers or the terminal could not be set up.
+    #[error("{}", describe(.0))]
+    Setup(#[from] io::Error),
+}
+
+/// How a session ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Input and output are done (or the server closed): exit 0.
+    Done,
+    /// SIGINT or SIGTERM: exit 130, as a shell reports Ctrl-C.
+    Interrupted,
+}
+
+/// Runs the client; the exit code for `main`.
+pub fn run(args: ClientArgs) -> ExitCode {
+    let result = match (&args.addr, args.udp) {
+        (Address::Tcp(addr), true) => run_datagrams(*addr),
+        (addr, true) => Err(ClientError::UdpNeedsHostPort(addr.clone())),
+        (addr, false) => run_stream(addr),
+    };
+    match result {
+        Ok(Ending::Done) => ExitCode::SUCCESS,
+        Ok(Ending::Interrupted) => ExitCode::from(130),
+        Err(e) => {
+            eprintln!("echoloop: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// An IO error as one lower-case phrase: `connection refused`, not `Connection refused (os
+/// error 111)`.
+fn describe(error: &io::Error) -> String {
+    let text = error.to_string();
+    let text = text.split(" (os error").next().unwrap_or_default();
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+// ----- the terminal side ---------------------------------------------------------------------
+
+/// What one read of stdin gave.
+enum Input {
+    Bytes(usize),
+    /// Nothing now: wait for the next readiness event.
+    Wait,
+    End,
+}
+
+/// Stdin, non-blocking for as long as this lives, and whether it may have bytes for us.
+struct Console {
+    /// The flags stdin had, put back on drop (a shell sharing the terminal expects them).
+    saved_flags: Option<libc::c_int>,
+    /// Stdin is not pollable (a regular file, `/dev/null`): read it whenever there is room.
+    always_ready: bool,
+    /// The last event said readable and no read has said `WouldBlock` since.
+    ready: bool,
+    ended: bool,
+}
+
+impl Console {
+    fn register(registry: &Registry) -> io::Result<Console> {
+        // SAFETY: fcntl on fd 0 with F_GETFL/F_SETFL reads and sets flags; no memory involved.
+        let flags = unsafe { libc::fcntl(STDIN_FD, libc::F_GETFL) };
+        let saved_flags = (flags >= 0).then_some(flags);
+        if flags >= 0 && flags & libc::O_NONBLOCK == 0 {
+            // SAFETY: as above.
+            unsafe { libc::fcntl(STDIN_FD, libc::F_SETFL, flags | libc::O_NONBLOCK) };
+        }
+        let mut console = Console {
+            saved_flags,
+            always_ready: false,
+            ready: true, // bytes may be waiting already: they raise no new edge
+            ended: false,
+        };
+        match registry.register(&mut SourceFd(&STDIN_FD), STDIN, Interest::READABLE) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => console.always_ready = true,
+            Err(e) if e.raw_os_error() == Some(libc::EBADF) => console.ended = true, // no stdin
+            Err(e) => return Err(e),
+        }
+        Ok(console)
+    }
+
+    /// Whether a read may give something now.
+    fn has_input(&self) -> bool {
+        !self.ended && (self.ready || self.always_ready)
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<Input> {
+        loop {
+            // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
+            let n = unsafe { libc::read(STDIN_FD, buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                return Ok(Input::Bytes(n as usize));
+            }
+            if n == 0 {
+                self.ended = true;
+                return Ok(Input::End);
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => {
+                    self.ready = false;
+                    return Ok(Input::Wait);
+                }
+                _ => return Err(e),
+            }
+        }
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        if let Some(flags) = self.saved_flags {
+            // SAFETY: restores the flags read in `register`.
+            unsafe { libc::fcntl(STDIN_FD, libc::F_SETFL, flags) };
+        }
+    }
+}
+
+/// Writes all of `bytes` to stdout, unbuffered. On a terminal, stdout is often the same open file
+/// as stdin, so it is non-blocking too: a full terminal makes us wait for it with `poll(2)`.
+fn write_stdout(mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is valid for reads of `bytes.len()` bytes.
+        let n = unsafe { libc::write(STDOUT_FD, bytes.as_ptr().cast(), bytes.len()) };
+        if n >= 0 {
+            bytes = &bytes[n as usize..];
+            continue;
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => {}
+            io::ErrorKind::WouldBlock => {
+                let mut fd = libc::pollfd {
+                    fd: STDOUT_FD,
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(&mut fd, 1, -1) };
+            }
+            _ => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The poller with the signals registered: Ctrl-C ends the loop cleanly, so stdin's flags are
+/// restored.
+fn poll_with_signals() -> io::Result<(Poll, Signals)> {
+    let poll = Poll::new()?;
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    poll.registry()
+        .register(&mut signals, SIGNALS, Interest::READABLE)?;
+    Ok((poll, signals))
+}
+
+/// How long `poll` may sleep: not at all while stdin has bytes we can take, else until `deadline`.
+fn timeout(may_read_stdin: bool, deadline: Option<Instant>) -> Option<Duration> {
+    if may_read_stdin {
+        return Some(Duration::ZERO);
+    }
+    deadline.map(|at| at.saturating_duration_since(Instant::now()))
+}
+
+// ----- TCP and Unix --------------------------------------------------------------------------
+
+fn connect_stream(addr: &Address) -> Result<Stream, ClientError> {
+    let failed = |source| ClientError::Connect {
+        addr: addr.clone(),
+        source,
+    };
+    let stream = match addr {
+        Address::Tcp(socket) => {
+            let stream =
+                std::net::TcpStream::connect_timeout(socket, CONNECT_TIMEOUT).map_err(failed)?;
+            let _ = stream.set_nodelay(true); // interactive: a line goes out when typed
+            stream.set_nonblocking(true)?;
+            Stream::Tcp(mio::net::TcpStream::from_std(stream))
+        }
+        Address::Unix(path) => {
+            let stream = std::os::unix::net::UnixStream::connect(path).map_err(failed)?;
+            stream.set_nonblocking(true)?;
+            Stream::Unix(mio::net::UnixStream::from_std(stream))
+        }
+    };
+    Ok(stream)
+}
+
+fn run_stream(addr: &Address) -> Result<Ending, ClientError> {
+    let mut stream = connect_stream(addr)?;
+    let lost = |source| ClientError::Lost {
+        addr: addr.clone(),
+        source,
+    };
+    let (poll, _signals) = poll_with_signals()?;
+    let mut poll = poll;
+    poll.registry()
+        .register(&mut stream, SOCKET, Interest::READABLE)?;
+    let mut registered = Interest::READABLE;
+    let mut console = Console::register(poll.registry())?;
+    let mut outbound = OutboundQueue::new();
+    let mut buf = vec![0u8; BUFFER_BYTES];
+    let mut events = Events::with_capacity(16);
+    // Set once our FIN is out: when to stop waiting for a server that says nothing more.
+    let mut quiet_deadline: Option<Instant> = None;
+    loop {
+        let may_read_stdin = console.has_input() && outbound.len() < MAX_QUEUED_BYTES;
+        match poll.poll(&mut events, timeout(may_read_stdin, quiet_deadline)) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            result => result?,
+        }
+        for event in events.iter() {
+            match event.token() {
+                SIGNALS => return Ok(Ending::Interrupted),
+                STDIN => console.ready = true,
+                _ => {
+                    if event.is_readable() || event.is_read_closed() || event.is_error() {
+                        match drain_stream(&mut stream, &mut buf).map_err(lost)? {
+                            Received::Closed => return Ok(Ending::Done),
+                            Received::Some if quiet_deadline.is_some() => {
+                                quiet_deadline = Some(Instant::now() + STREAM_GRACE);
+                            }
+                            Received::Some | Received::Nothing => {}
+                        }
+                    }
+                }
+            }
+        }
+        // One read of stdin per turn, so a large piped file cannot starve the socket.
+        if console.has_input() && outbound.len() < MAX_QUEUED_BYTES {
+            match console.read(&mut buf)? {
+                Input::Bytes(n) => outbound.push_copy(&buf[..n]),
+                Input::Wait | Input::End => {}
+            }
+        }
+        outbound.flush_into(&mut stream).map_err(lost)?;
+        if console.ended && outbound.is_empty() && quiet_deadline.is_none() {
+            stream.shutdown_write().map_err(lost)?;
+            quiet_deadline = Some(Instant::now() + STREAM_GRACE);
+        }
+        if quiet_deadline.is_some_and(|at| at <= Instant::now()) {
+            return Ok(Ending::Done); // the server keeps the connection open: stop waiting
+        }
+        let wanted = if outbound.is_empty() {
+            Interest::READABLE
+        } else {
+            Interest::READABLE | Interest::WRITABLE
+        };
+        if wanted != registered {
+            poll.registry().reregister(&mut stream, SOCKET, wanted)?;
+            registered = wanted;
+        }
+    }
+}
+
+/// What a drain of the socket found.
+enum Received {
+    Nothing,
+    Some,
+    /// The server closed its side.
+    Closed,
+}
+
+/// Reads the socket until `WouldBlock`, copying everything to stdout.
+fn drain_stream(stream: &mut Stream, buf: &mut [u8]) -> io::Result<Received> {
+    let mut received = Received::Nothing;
+    loop {
+        match stream.read(buf) {
+            Ok(0) => return Ok(Received::Closed),
+            Ok(n) => {
+                if write_stdout(&buf[..n]).is_err() {
+                    return Ok(Received::Closed); // nobody reads our output (`| head`): done
+                }
+                received = Received::Some;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(received),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+// ----- UDP -----------------------------------------------------------------------------------
+
+fn connect_datagrams(addr: SocketAddr) -> Result<UdpSocket, ClientError> {
+    let failed = |source| ClientError::Connect {
+        addr: Address::Tcp(addr),
+        source,
+    };
+    let local: SocketAddr = if addr.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = std::net::UdpSocket::bind(local).map_err(failed)?;
+    socket.connect(addr).map_err(failed)?; // replies from anyone else are not ours
+    socket.set_nonblocking(true)?;
+    Ok(UdpSocket::from_std(socket))
+}
+
+fn run_datagrams(addr: SocketAddr) -> Result<Ending, ClientError> {
+    let mut socket = connect_datagrams(addr)?;
+    let lost = |source| ClientError::Lost {
+        addr: Address::Tcp(addr),
+        source,
+    };
+    let (mut poll, _signals) = poll_with_signals()?;
+    poll.registry()
+        .register(&mut socket, SOCKET, Interest::READABLE)?;
+    let mut registered = Interest::READABLE;
+    let mut console = Console::register(poll.registry())?;
+    let mut lines = LineSplitter::default();
+    let mut buf = vec![0u8; BUFFER_BYTES];
+    let mut events = Events::with_capacity(16);
+    let mut quiet_deadline: Option<Instant> = None;
+    loop {
+        let may_read_stdin = console.has_input() && lines.queued_bytes < MAX_QUEUED_BYTES;
+        match poll.poll(&mut events, timeout(may_read_stdin, quiet_deadline)) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            result => result?,
+        }
+        for event in events.iter() {
+            match event.token() {
+                SIGNALS => return Ok(Ending::Interrupted),
+                STDIN => console.ready = true,
+                _ => {
+                    if drain_datagrams(&socket, &mut buf).map_err(lost)? && quiet_deadline.is_some()
+                    {
+                        quiet_deadline = Some(Instant::now() + DATAGRAM_GRACE);
+                    }
+                }
+            }
+        }
+        if may_read_stdin {
+            match console.read(&mut buf)? {
+                Input::Bytes(n) => lines.push(&buf[..n]),
+                Input::End => lines.finish(),
+                Input::Wait => {}
+            }
+        }
+        lines.send_into(&socket).map_err(lost)?;
+        if console.ended && lines.pending.is_empty() && quiet_deadline.is_none() {
+            quiet_deadline = Some(Instant::now() + DATAGRAM_GRACE);
+        }
+        if quiet_deadline.is_some_and(|at| at <= Instant::now()) {
+            return Ok(Ending::Done);
+        }
+        let wanted = if lines.pending.is_empty() {
+            Interest::READABLE
+        } else {
+            Interest::READABLE | Interest::WRITABLE
+        };
+        if wanted != registered {
+            poll.registry().reregister(&mut socket, SOCKET, wanted)?;
+            registered = wanted;
+        }
+    }
+}
+
+/// Receives until `WouldBlock`, printing each datagram on a line of its own. Returns whether
+/// anything came.
+fn drain_datagrams(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<bool> {
+    let mut received = false;
+    loop {
+        match socket.recv(buf) {
+            Ok(n) => {
+                received = true;
+                let datagram = &buf[..n];
+                let mut printed = write_stdout(datagram);
+                if !datagram.ends_with(b"\n") {
+                    printed = printed.and_then(|()| write_stdout(b"\n"));
+                }
+                if printed.is_err() {
+                    return Ok(received); // nobody reads our output; the deadline ends us
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(received),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // An ICMP "port unreachable" for an earlier datagram shows up here.
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Cuts stdin into lines; each line (without `\n` or `\r\n`) becomes one datagram.
+#[derive(Debug, Default)]
+struct LineSplitter {
+    partial: Vec<u8>,
+    pending: VecDeque<Vec<u8>>,
+    queued_bytes: usize,
+}
+
+impl LineSplitter {
+    fn push(&mut self, mut bytes: &[u8]) {
+        while let Some(at) = memchr::memchr(b'\n', bytes) {
+            self.partial.extend_from_slice(&bytes[..at]);
+            self.complete();
+            bytes = &bytes[at + 1..];
+        }
+        self.partial.extend_from_slice(bytes);
+    }
+
+    /// End of input: a last line without `\n` is still a datagram.
+    fn finish(&mut self) {
+        if !self.partial.is_empty() {
+            self.complete();
+        }
+    }
+
+    fn complete(&mut self) {
+        let mut line = std::mem::take(&mut self.partial);
+        if line.ends_with(b"\r") {
+            line.pop();
+        }
+        self.queued_bytes += line.len();
+        self.pending.push_back(line);
+    }
+
+    /// Sends pending datagrams until the kernel refuses one.
+    fn send_into(&mut self, socket: &UdpSocket) -> io::Result<()> {
+        while let Some(datagram) = self.pending.front() {
+            match socket.send(datagram) {
+                Ok(_) => {
+                    self.queued_bytes -= datagram.len();
+                    self.pending.pop_front();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_read_as_one_lower_case_phrase() {
+        let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert_eq!(describe(&refused), "connection refused");
+        let error = ClientError::Connect {
+            addr: "127.0.0.1:7".parse().unwrap(),
+            source: refused,
+        };
+        assert_eq!(
+            error.to_string(),
+            "cannot connect to 127.0.0.1:7: connection refused"
+        );
+    }
+
+    #[test]
+    fn stdin_lines_become_datagrams_without_their_newlines() {
+        let mut lines = LineSplitter::default();
+        lines.push(b"one\r\ntw");
+        lines.push(b"o\n\nthree");
+        lines.finish();
+        let datagrams: Vec<&[u8]> = lines.pending.iter().map(Vec::as_slice).collect();
+        assert_eq!(datagrams, [&b"one"[..], b"two", b"", b"three"]);
+        assert_eq!(lines.queued_bytes, 11);
+    }
+}

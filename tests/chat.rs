@@ -1,0 +1,253 @@
+//! Chat over real sockets: joins, leaves, broadcast to the others, order, commands, slow readers.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::sync::mpsc;
+use std::thread;
+
+use common::{PATIENCE, TestServer, connect, read_line, read_to_end, send, serve, wait_for_stats};
+use echoloop::{CloseReason, ProtocolKind, ServeConfig};
+
+fn chat_server(adjust: impl FnOnce(&mut ServeConfig)) -> TestServer {
+    serve(|cfg| {
+        cfg.protocol = ProtocolKind::Chat;
+        adjust(cfg);
+    })
+}
+
+/// Connects and reads the `* you are userN` line; returns the stream and the name.
+fn join(server: &TestServer) -> (TcpStream, String) {
+    let mut stream = connect(server);
+    let line = String::from_utf8(read_line(&mut stream)).unwrap();
+    let name = line
+        .strip_prefix("* you are ")
+        .unwrap_or_else(|| panic!("unexpected greeting {line:?}"))
+        .to_string();
+    (stream, name)
+}
+
+fn line_of(stream: &mut TcpStream) -> String {
+    String::from_utf8_lossy(&read_line(stream)).into_owned()
+}
+
+/// Three clients, each having seen the later ones join.
+fn three(server: &TestServer) -> [(TcpStream, String); 3] {
+    let (mut a, an) = join(server);
+    let (mut b, bn) = join(server);
+    assert_eq!(line_of(&mut a), format!("* {bn} joined"));
+    let (c, cn) = join(server);
+    assert_eq!(line_of(&mut a), format!("* {cn} joined"));
+    assert_eq!(line_of(&mut b), format!("* {cn} joined"));
+    [(a, an), (b, bn), (c, cn)]
+}
+
+#[test]
+fn a_line_reaches_the_others_and_not_the_sender() {
+    let server = chat_server(|_| {});
+    let [(mut a, an), (mut b, bn), (mut c, _)] = three(&server);
+    send(&mut a, b"hello \xff bytes\r\n");
+    let expected = format!("[{an}] hello \u{fffd} bytes");
+    assert_eq!(line_of(&mut b), expected);
+    assert_eq!(line_of(&mut c), expected);
+    // `a` got nothing back: the next thing it reads is b's line.
+    send(&mut b, b"back\n");
+    assert_eq!(line_of(&mut a), format!("[{bn}] back"));
+    assert_eq!(line_of(&mut c), format!("[{bn}] back"));
+}
+
+#[test]
+fn one_senders_lines_arrive_in_order() {
+    let server = chat_server(|_| {});
+    let [(mut a, an), (b, _), (c, _)] = three(&server);
+    let readers: Vec<_> = [b, c]
+        .into_iter()
+        .map(|mut stream| {
+            thread::spawn(move || (0..200).map(|_| line_of(&mut stream)).collect::<Vec<_>>())
+        })
+        .collect();
+    let mut first_half = Vec::new();
+    for i in 0..100 {
+        writeln!(first_half, "line {i}").unwrap();
+    }
+    // Half in one write, half line by line: the order must hold either way.
+    send(&mut a, &first_half);
+    for i in 100..200 {
+        send(&mut a, format!("line {i}\n").as_bytes());
+    }
+    let expected: Vec<String> = (0..200).map(|i| format!("[{an}] line {i}")).collect();
+    for reader in readers {
+        assert_eq!(reader.join().unwrap(), expected);
+    }
+}
+
+#[test]
+fn joins_and_leaves_are_announced_with_the_reason() {
+    let server = chat_server(|_| {});
+    let [(mut a, _), (mut b, _), (c, cn)] = three(&server);
+    drop(c);
+    assert_eq!(line_of(&mut a), format!("* {cn} left (peer-closed)"));
+    assert_eq!(line_of(&mut b), format!("* {cn} left (peer-closed)"));
+    let (mut d, dn) = join(&server);
+    assert_eq!(line_of(&mut a), format!("* {dn} joined"));
+    send(&mut d, b"/quit\n");
+    assert_eq!(line_of(&mut d), "* bye");
+    assert!(read_to_end(&mut d).is_empty());
+    assert_eq!(line_of(&mut a), format!("* {dn} left (finished)"));
+    assert_eq!(line_of(&mut b), format!("* {dn} joined"));
+    assert_eq!(line_of(&mut b), format!("* {dn} left (finished)"));
+}
+
+#[test]
+fn idle_clients_are_closed_with_idle_timeout() {
+    let server = chat_server(|cfg| cfg.idle_timeout = Some(std::time::Duration::from_millis(300)));
+    let (mut a, _) = join(&server);
+    let (mut b, bn) = join(&server);
+    assert_eq!(line_of(&mut a), format!("* {bn} joined"));
+    // Which one idles out first is a matter of timing; both do, and each is told why.
+    for stream in [&mut a, &mut b] {
+        let rest = String::from_utf8_lossy(&read_to_end(stream)).into_owned();
+        assert!(rest.contains("error: idle timeout\n"), "{rest:?}");
+    }
+    wait_for_stats(&server, "two idle closes", |s| {
+        s.closed_for(CloseReason::IdleTimeout) == 2
+    });
+}
+
+#[test]
+fn nick_who_and_unknown_commands() {
+    let server = chat_server(|_| {});
+    let [(mut a, an), (mut b, bn), (mut c, cn)] = three(&server);
+    send(&mut a, b"/nick alice\n");
+    assert_eq!(line_of(&mut a), "* you are now known as alice");
+    assert_eq!(line_of(&mut b), format!("* {an} is now known as alice"));
+    assert_eq!(line_of(&mut c), format!("* {an} is now known as alice"));
+
+    send(&mut b, b"/nick alice\n");
+    assert_eq!(line_of(&mut b), "error: name alice is taken");
+    send(&mut b, b"/nick two words\n");
+    assert_eq!(
+        line_of(&mut b),
+        "error: a name is printable ASCII without spaces"
+    );
+    send(&mut b, format!("/nick {}\n", "x".repeat(33)).as_bytes());
+    assert_eq!(line_of(&mut b), "error: name too long (limit 32 bytes)");
+    send(&mut b, format!("/nick {cn}\n").as_bytes());
+    assert_eq!(line_of(&mut b), "error: names user<N> are reserved");
+    send(&mut b, b"/nick\n/shout hi\n/who\n");
+    assert_eq!(line_of(&mut b), "error: usage: /nick NAME");
+    assert_eq!(line_of(&mut b), "error: unknown command");
+    assert_eq!(line_of(&mut b), format!("* online: alice {bn} {cn}"));
+
+    send(&mut a, b"still here\n");
+    assert_eq!(line_of(&mut c), "[alice] still here");
+    // None of b's mistakes reached the others: c's next line is b's real message.
+    send(&mut b, b"hi\n");
+    assert_eq!(line_of(&mut c), format!("[{bn}] hi"));
+    assert_eq!(line_of(&mut a), format!("[{bn}] hi"));
+}
+
+#[test]
+fn an_over_long_line_is_refused_and_not_broadcast() {
+    let server = chat_server(|cfg| cfg.max_frame = 64);
+    let [(mut a, an), (mut b, _), (_c, _)] = three(&server);
+    let mut long = vec![b'x'; 200];
+    long.extend_from_slice(b"\nafter\n");
+    send(&mut a, &long);
+    assert_eq!(line_of(&mut a), "error: line too long (limit 64 bytes)");
+    assert_eq!(line_of(&mut b), format!("[{an}] after"));
+    send(&mut a, b"/who\n");
+    assert!(line_of(&mut a).starts_with("* online: "));
+}
+
+#[test]
+fn a_slow_reader_is_dropped_and_the_others_go_on() {
+    let server = chat_server(|cfg| cfg.queue_limit = 64 * 1024);
+    let [(mut a, an), (b, _), (slow, slow_name)] = three(&server);
+    // `b` reads everything, passing each line on; `a` sends a batch, then waits until `b` has
+    // it, so `b` keeps up (a reader slower than the sender would rightly be dropped too) while
+    // `slow`, which never reads, falls further behind with every batch.
+    let (lines_tx, lines) = mpsc::channel();
+    let mut b_reader = BufReader::new(b.try_clone().unwrap());
+    thread::spawn(move || {
+        let mut line = Vec::new();
+        while matches!(b_reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+            let text = String::from_utf8_lossy(&line).trim_end().to_string();
+            if lines_tx.send(text).is_err() {
+                return;
+            }
+            line.clear();
+        }
+    });
+    let filler = "y".repeat(1000);
+    let mut announcements = Vec::new();
+    let mut sent = 0;
+    while server.stats().clients_dropped == 0 {
+        let mut batch = Vec::new();
+        for i in sent..sent + 32 {
+            writeln!(batch, "{i} {filler}").unwrap();
+        }
+        send(&mut a, &batch);
+        let target = sent + 32;
+        while sent < target {
+            let line = lines.recv_timeout(PATIENCE).expect("b gets every line");
+            match line.strip_prefix(&format!("[{an}] ")) {
+                Some(rest) => assert_eq!(rest, format!("{sent} {filler}"), "b missed a line"),
+                None => {
+                    announcements.push(line);
+                    continue;
+                }
+            }
+            sent += 1;
+        }
+    }
+    let stats = wait_for_stats(&server, "the slow reader dropped", |s| {
+        s.closed_for(CloseReason::QueueLimit) == 1
+    });
+    assert_eq!(stats.clients_dropped, 1);
+    // The two left still talk both ways, and `b` heard that `slow` left.
+    send(&mut a, b"end\n");
+    loop {
+        let line = lines.recv_timeout(PATIENCE).expect("b gets the end");
+        if line == format!("[{an}] end") {
+            break;
+        }
+        announcements.push(line);
+    }
+    assert_eq!(announcements, [format!("* {slow_name} left (queue-limit)")]);
+    let mut b = b;
+    send(&mut b, b"still here\n");
+    assert_eq!(line_of(&mut a), format!("* {slow_name} left (queue-limit)"));
+    assert!(line_of(&mut a).ends_with("] still here"));
+    drop(slow);
+}
+
+#[test]
+fn a_fast_reader_is_not_dropped_for_a_burst_bigger_than_the_queue_limit() {
+    let server = chat_server(|cfg| cfg.queue_limit = 64 * 1024);
+    let (mut a, an) = join(&server);
+    let (b, bn) = join(&server);
+    assert_eq!(line_of(&mut a), format!("* {bn} joined"));
+    let reader = thread::spawn(move || {
+        BufReader::new(b)
+            .lines()
+            .take(1024)
+            .map(|line| line.expect("b reads a line"))
+            .collect::<Vec<_>>()
+    });
+    // 1 MiB in one write: the server reads it in chunks that each broadcast more than the
+    // limit, and used to judge b's queue before offering it to the kernel. `b` reads as fast
+    // as it can (its socket buffers take the rest) and must get it all.
+    let filler = "z".repeat(1000);
+    let mut burst = Vec::new();
+    for i in 0..1024 {
+        writeln!(burst, "{i} {filler}").unwrap();
+    }
+    send(&mut a, &burst);
+    let lines = reader.join().unwrap();
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line, &format!("[{an}] {i} {filler}"));
+    }
+    assert_eq!(server.stats().clients_dropped, 0);
+}
