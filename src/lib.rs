@@ -18,6 +18,8 @@
 //! 11. [`timers`]: idle deadlines without scanning every connection.
 //! 12. [`shutdown`]: signals as readable events, and the drain.
 //! 13. [`stats`]: counters readable while the server runs.
+//! 14. [`metrics`]: the counters for Prometheus, on the same loop (`--metrics`).
+//! 15. [`activation`]: running under systemd: inherited sockets, readiness.
 //!
 //! ```
 //! use std::io::{Read, Write};
@@ -36,6 +38,7 @@
 
 #![warn(missing_docs)]
 
+pub mod activation;
 pub mod address;
 pub mod cli;
 pub mod config;
@@ -43,6 +46,7 @@ pub mod connection;
 pub mod error;
 pub mod framing;
 pub mod listener;
+pub mod metrics;
 pub mod outbound;
 pub mod protocol;
 pub mod reactor;
@@ -53,6 +57,7 @@ pub mod stream;
 pub mod timers;
 pub mod udp;
 
+pub use activation::InheritedSocket;
 pub use address::Address;
 pub use config::{ProtocolFactory, ServeConfig};
 pub use connection::CloseReason;
