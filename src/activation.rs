@@ -72,9 +72,16 @@ fn display_addr(addr: io::Result<std::net::SocketAddr>) -> String {
 /// The variables are left in place (removing them is unsafe once threads exist, and echoloop
 /// starts no child that could mistake them for its own: `LISTEN_PID` would not match anyway).
 pub fn inherited_sockets() -> Result<Vec<InheritedSocket>, StartError> {
-    let fds = sd_notify::listen_fds_with_names().map_err(|e| {
+    let bad = |e: io::Error| {
         StartError::Config(format!("socket activation: bad LISTEN_* variables: {e}"))
-    })?;
+    };
+    // Not for us (no `LISTEN_PID`, or another process's): nothing to take. Asked first because
+    // sd-notify 0.5's `listen_fds_with_names` fails when `LISTEN_FDNAMES` is set but the sockets
+    // are not ours, which is exactly the variable a child inherits from a socket-activated parent.
+    if sd_notify::listen_fds().map_err(bad)?.len() == 0 {
+        return Ok(Vec::new());
+    }
+    let fds = sd_notify::listen_fds_with_names().map_err(bad)?;
     let mut sockets = Vec::new();
     for (fd, name) in fds {
         let socket = classify(fd).map_err(|e| {
