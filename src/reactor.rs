@@ -950,6 +950,7 @@ impl Reactor {
             self.limits.shutdown_timeout
         );
         // Dropping a listener closes it: new connection attempts are refused by the kernel.
+        // (An inherited socket stays open in systemd, which queues them for the next start.)
         self.listeners.iter_mut().for_each(|l| *l = None);
         self.datagrams.iter_mut().for_each(|d| *d = None);
         self.metrics = None;

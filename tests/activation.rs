@@ -123,7 +123,7 @@ fn connect_when_listening(addr: SocketAddr) -> TcpStream {
 }
 
 #[test]
-fn inherited_tcp_and_unix_sockets_are_served() {
+fn inherited_tcp_and_unix_sockets_are_served_by_every_worker() {
     if !have("systemd-socket-activate") {
         return;
     }
@@ -137,7 +137,8 @@ fn inherited_tcp_and_unix_sockets_are_served() {
             .arg("-l")
             .arg(&unix)
             .arg("--fdname=echo-tcp:echo-unix")
-            .args([ECHOLOOP, "serve"]),
+            // Two workers: each gets a duplicate of every inherited socket.
+            .args([ECHOLOOP, "serve", "--workers", "2"]),
     );
     // The first client starts echoloop, on the socket it was waiting on.
     let mut first = connect_when_listening(tcp);
