@@ -88,6 +88,9 @@ pub struct ServeArgs {
     /// Log every readiness event and every decision of the reactor (as RUST_LOG=echoloop=trace)
     #[arg(long)]
     pub trace: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics (TCP, same reactor), e.g. 127.0.0.1:9707
+    #[arg(long, value_name = "ADDR", value_parser = parse_socket_addr)]
+    pub metrics: Option<SocketAddr>,
 }
 
 fn parse_address(text: &str) -> Result<Address, String> {
@@ -125,6 +128,7 @@ impl ServeArgs {
             keepalive: seconds_or_off(self.keepalive),
             stats_interval: seconds_or_off(self.stats_interval),
             handle_signals: true,
+            metrics: self.metrics,
         }
     }
 }

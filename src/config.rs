@@ -76,6 +76,8 @@ pub struct ServeConfig {
     pub stats_interval: Option<Duration>,
     /// Install SIGINT/SIGTERM/SIGUSR1 handlers (the daemon does; in-process test servers do not).
     pub handle_signals: bool,
+    /// Serve `GET /metrics` (Prometheus) on this TCP address (`--metrics`); `None`: off.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Default for ServeConfig {
@@ -98,6 +100,7 @@ impl Default for ServeConfig {
             keepalive: None,
             stats_interval: None,
             handle_signals: true,
+            metrics: None,
         }
     }
 }

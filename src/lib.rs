@@ -18,8 +18,10 @@
 //! 11. [`timers`]: idle deadlines without scanning every connection.
 //! 12. [`shutdown`]: signals as readable events, and the drain.
 //! 13. [`stats`]: counters readable while the server runs.
-//! 14. [`load`]: the load generator, built like the server: a few client reactors, every reply checked.
-//! 15. [`client`]: the interactive client, the same event loop seen from the other side.
+//! 14. [`metrics`]: the counters for Prometheus, on the same loop (`--metrics`).
+//! 15. [`activation`]: running under systemd: inherited sockets, readiness.
+//! 16. [`load`]: the load generator, built like the server: a few client reactors, every reply checked.
+//! 17. [`client`]: the interactive client, the same event loop seen from the other side.
 //!
 //! ```
 //! use std::io::{Read, Write};
@@ -38,6 +40,7 @@
 
 #![warn(missing_docs)]
 
+pub mod activation;
 pub mod address;
 pub mod cli;
 pub mod client;
@@ -47,6 +50,7 @@ pub mod error;
 pub mod framing;
 pub mod listener;
 pub mod load;
+pub mod metrics;
 pub mod outbound;
 pub mod protocol;
 pub mod reactor;
@@ -57,6 +61,7 @@ pub mod stream;
 pub mod timers;
 pub mod udp;
 
+pub use activation::InheritedSocket;
 pub use address::Address;
 pub use config::{ProtocolFactory, ServeConfig};
 pub use connection::CloseReason;

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use clap::error::ErrorKind;
 use echoloop::cli::{Cli, Command, ServeArgs};
-use echoloop::{Server, StartError};
+use echoloop::{Server, StartError, activation};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -45,8 +45,21 @@ fn usage_error(message: &str) -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    let config = args.into_config();
-    let server = match Server::bind(&config) {
+    // Sockets from systemd (socket activation) are served with any `-l`/`-u`; with some and no
+    // `-l`, the default 127.0.0.1:7007 is not bound.
+    let inherited = match activation::inherited_sockets() {
+        Ok(sockets) => sockets,
+        Err(e) => {
+            eprintln!("echoloop: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let explicit_listen = !args.listen.is_empty();
+    let mut config = args.into_config();
+    if !inherited.is_empty() && !explicit_listen {
+        config.listen.clear();
+    }
+    let server = match Server::bind_with(&config, inherited) {
         Ok(server) => server,
         Err(e @ StartError::Config(_)) => return usage_error(&e.to_string()),
         Err(e) => {
@@ -60,6 +73,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     let _ = stdout.flush();
     drop(stdout);
+    activation::notify_ready(); // every socket is bound: systemd's Type=notify may go on
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -32,12 +32,15 @@ use mio::event::Event;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
+use crate::activation;
 use crate::config::ServeConfig;
 use crate::connection::{CloseReason, Connection, State, interest_label};
 use crate::framing::FramingKind;
 use crate::listener::{AcceptOptions, Listener, ReserveFd, is_resource_exhaustion};
+use crate::metrics::MetricsEndpoint;
 use crate::outbound::Flushed;
 use crate::protocol::{Action, ClientId, Protocol, Replies, SlowReader};
+use crate::server::ServerStats;
 use crate::shutdown::{SignalRequest, SignalSource};
 use crate::stats::Stats;
 use crate::stream::Stream;
@@ -58,6 +61,8 @@ pub enum Source {
     Signals,
     /// The waker of a [`crate::StopHandle`].
     Waker,
+    /// The `--metrics` endpoint: `0` its listener, `n` its scrape slot `n - 1` (see `metrics.rs`).
+    Metrics(usize),
     /// Listener number `n`.
     Listener(usize),
     /// UDP endpoint number `n`.
@@ -66,7 +71,10 @@ pub enum Source {
     Client(usize),
 }
 
-const LISTENER_BASE: usize = 2;
+const METRICS_BASE: usize = 2;
+const LISTENER_BASE: usize = 16;
+/// Tokens for the metrics endpoint: its listener and its scrapes.
+pub const METRICS_SOURCES: usize = LISTENER_BASE - METRICS_BASE;
 const DATAGRAM_BASE: usize = 512;
 const CLIENT_BASE: usize = 1024;
 /// Most listeners (or UDP sockets) one reactor can hold.
@@ -79,6 +87,7 @@ impl From<Token> for Source {
             1 => Source::Waker,
             n if n >= CLIENT_BASE => Source::Client(n - CLIENT_BASE),
             n if n >= DATAGRAM_BASE => Source::Datagram(n - DATAGRAM_BASE),
+            n if (METRICS_BASE..LISTENER_BASE).contains(&n) => Source::Metrics(n - METRICS_BASE),
             n => Source::Listener(n - LISTENER_BASE),
         }
     }
@@ -90,6 +99,7 @@ impl Source {
         Token(match self {
             Source::Signals => 0,
             Source::Waker => 1,
+            Source::Metrics(n) => METRICS_BASE + n,
             Source::Listener(n) => LISTENER_BASE + n,
             Source::Datagram(n) => DATAGRAM_BASE + n,
             Source::Client(n) => CLIENT_BASE + n,
@@ -115,6 +125,10 @@ pub struct ReactorSockets {
     pub datagrams: Vec<mio::net::UdpSocket>,
     /// SIGINT/SIGTERM/SIGUSR1, already caught (daemons only; see [`Reactor::signals`]).
     pub signals: Option<SignalSource>,
+    /// The `--metrics` endpoint (worker 0 only).
+    pub metrics: Option<MetricsEndpoint>,
+    /// Every worker's counters, for the `STATUS=` line to systemd (worker 0 only).
+    pub all_stats: Option<ServerStats>,
 }
 
 /// Settings the reactor reads on the hot path, copied out of [`ServeConfig`].
@@ -156,6 +170,8 @@ pub struct Reactor {
     /// Scratch list of a broadcast's recipients, kept for its memory.
     broadcast_targets: Vec<usize>,
     signals: Option<SignalSource>,
+    metrics: Option<MetricsEndpoint>,
+    all_stats: Option<ServerStats>,
     stop_requested: Arc<AtomicBool>,
     reserve_fd: ReserveFd,
     accept_retry_at: Option<Instant>,
@@ -199,6 +215,10 @@ impl Reactor {
         name: String,
     ) -> io::Result<Reactor> {
         let signals = sockets.signals;
+        let mut metrics = sockets.metrics;
+        if let Some(endpoint) = &mut metrics {
+            endpoint.register(poll.registry())?;
+        }
         let mut listeners = Vec::new();
         for (i, mut listener) in sockets.listeners.into_iter().enumerate() {
             poll.registry().register(
@@ -256,6 +276,8 @@ impl Reactor {
             closing: Vec::new(),
             broadcast_targets: Vec::new(),
             signals,
+            metrics,
+            all_stats: sockets.all_stats,
             stop_requested,
             reserve_fd: ReserveFd::new(),
             accept_retry_at: None,
@@ -299,6 +321,11 @@ impl Reactor {
                     Source::Datagram(i) => self.drain_datagrams(i, event.is_writable()),
                     Source::Signals => self.on_signals(),
                     Source::Waker => self.on_wake(),
+                    Source::Metrics(n) => {
+                        if let Some(endpoint) = &mut self.metrics {
+                            endpoint.on_event(n, self.poll.registry());
+                        }
+                    }
                     Source::Client(id) => self.drive_client(id, Readiness::from(event)),
                 }
             }
@@ -965,6 +992,9 @@ impl Reactor {
 
     fn log_stats(&self) {
         info!("{}{}", self.name, self.stats.snapshot().summary_line());
+        if let Some(all) = &self.all_stats {
+            activation::notify_status(&all.snapshot().summary_line());
+        }
     }
 
     /// Stops accepting at once, then lets every client finish: flush, FIN, close. A second
@@ -977,6 +1007,7 @@ impl Reactor {
         }
         let deadline = self.now + self.limits.shutdown_timeout;
         self.phase = Phase::Draining { deadline };
+        activation::notify_stopping();
         info!(
             "{}shutting down: {} clients to drain (up to {:?})",
             self.name,
@@ -984,8 +1015,10 @@ impl Reactor {
             self.limits.shutdown_timeout
         );
         // Dropping a listener closes it: new connection attempts are refused by the kernel.
+        // (An inherited socket stays open in systemd, which queues them for the next start.)
         self.listeners.iter_mut().for_each(|l| *l = None);
         self.datagrams.iter_mut().for_each(|d| *d = None);
+        self.metrics = None;
         let ids: Vec<usize> = self.clients.iter().map(|(id, _)| id).collect();
         for id in ids {
             self.clients[id].finish(CloseReason::Shutdown);
@@ -1048,6 +1081,7 @@ impl std::fmt::Display for Source {
         match self {
             Source::Signals => write!(f, "signals"),
             Source::Waker => write!(f, "waker"),
+            Source::Metrics(n) => write!(f, "metrics {n}"),
             Source::Listener(n) => write!(f, "listener {n}"),
             Source::Datagram(n) => write!(f, "udp {n}"),
             Source::Client(n) => write!(f, "client {n}"),

@@ -11,6 +11,12 @@
 //! [`RunningServer`] runs the whole thing on a background thread and stops and joins it when
 //! dropped: that is what tests use.
 //!
+//! Sockets inherited from systemd (socket activation, see `activation.rs`) join the ones bound
+//! here. They cannot be bound again per worker, so each worker gets a duplicate descriptor of the
+//! same socket: the workers then share that socket's one accept queue (or receive queue), and the
+//! kernel wakes whichever is waiting, rather than spreading clients evenly as `SO_REUSEPORT` does.
+//! The `--metrics` listener is bound once, for worker 0, which reports every worker's counters.
+//!
 //! Next: `reactor.rs`, the loop itself.
 
 use std::io;
@@ -24,10 +30,12 @@ use clap::ValueEnum;
 use log::info;
 use mio::Poll;
 
+use crate::activation::InheritedSocket;
 use crate::address::Address;
 use crate::config::ServeConfig;
 use crate::error::StartError;
 use crate::listener::{self, BindOptions, Listener};
+use crate::metrics::MetricsEndpoint;
 use crate::reactor::{MAX_SOCKETS_PER_KIND, Reactor, ReactorSockets};
 use crate::shutdown::StopHandle;
 use crate::stats::{Stats, StatsSnapshot};
@@ -42,15 +50,32 @@ pub struct Server {
     listening: Vec<String>,
     tcp_addrs: Vec<SocketAddr>,
     udp_addrs: Vec<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl Server {
     /// Binds every socket `config` names, once per worker.
     pub fn bind(config: &ServeConfig) -> Result<Server, StartError> {
-        if config.listen.is_empty() && config.udp.is_empty() {
+        Server::bind_with(config, Vec::new())
+    }
+
+    /// Binds every socket `config` names, once per worker, and serves the `inherited` sockets
+    /// too (socket activation: [`crate::activation::inherited_sockets`]).
+    pub fn bind_with(
+        config: &ServeConfig,
+        inherited: Vec<InheritedSocket>,
+    ) -> Result<Server, StartError> {
+        if config.listen.is_empty() && config.udp.is_empty() && inherited.is_empty() {
             return Err(StartError::Config("nothing to listen on".into()));
         }
-        if config.listen.len() > MAX_SOCKETS_PER_KIND || config.udp.len() > MAX_SOCKETS_PER_KIND {
+        let inherited_udp = inherited
+            .iter()
+            .filter(|s| matches!(s, InheritedSocket::Udp(_)))
+            .count();
+        let inherited_streams = inherited.len() - inherited_udp;
+        if config.listen.len() + inherited_streams > MAX_SOCKETS_PER_KIND
+            || config.udp.len() + inherited_udp > MAX_SOCKETS_PER_KIND
+        {
             return Err(StartError::Config(format!(
                 "at most {MAX_SOCKETS_PER_KIND} listeners of each kind"
             )));
@@ -69,8 +94,36 @@ impl Server {
                 listeners: Vec::new(),
                 datagrams: Vec::new(),
                 signals: None,
+                metrics: None,
+                all_stats: None,
             })
             .collect();
+
+        for socket in &inherited {
+            for sockets in per_worker.iter_mut() {
+                match socket.try_clone()? {
+                    InheritedSocket::Tcp(l) => sockets
+                        .listeners
+                        .push(Listener::Tcp(mio::net::TcpListener::from_std(l))),
+                    // The socket file belongs to the socket unit: never removed by us.
+                    InheritedSocket::Unix(l, path) => sockets.listeners.push(Listener::Unix(
+                        mio::net::UnixListener::from_std(l),
+                        path,
+                        false,
+                    )),
+                    InheritedSocket::Udp(s) => {
+                        sockets.datagrams.push(mio::net::UdpSocket::from_std(s))
+                    }
+                }
+            }
+            match socket {
+                InheritedSocket::Tcp(l) => tcp_addrs.push(l.local_addr()?),
+                InheritedSocket::Udp(s) => udp_addrs.push(s.local_addr()?),
+                InheritedSocket::Unix(..) => {}
+            }
+            listening.push(socket.describe());
+        }
+        drop(inherited); // each worker holds its own duplicate
 
         for address in &config.listen {
             match address {
@@ -124,6 +177,28 @@ impl Server {
             udp_addrs.push(addr);
         }
 
+        let stats: Vec<Arc<Stats>> = (0..workers).map(|_| Arc::new(Stats::default())).collect();
+        let mut metrics_addr = None;
+        if let Some(asked) = config.metrics {
+            let bound = listener::bind_tcp(
+                asked,
+                BindOptions {
+                    backlog: 128,
+                    reuse_port: false,
+                },
+            )
+            .map_err(|source| StartError::Bind {
+                what: format!("metrics {asked}"),
+                source,
+            })?;
+            let endpoint = MetricsEndpoint::new(bound, ServerStats(stats.clone()));
+            let addr = endpoint.local_addr()?;
+            listening.push(format!("metrics {addr}"));
+            metrics_addr = Some(addr);
+            per_worker[0].metrics = Some(endpoint);
+        }
+        per_worker[0].all_stats = Some(ServerStats(stats.clone()));
+
         let stop_requested = Arc::new(AtomicBool::new(false));
         let mut wakers = Vec::new();
         let mut workers_ready = Vec::new();
@@ -137,13 +212,14 @@ impl Server {
         }
         Ok(Server {
             config: config.clone(),
-            stats: (0..workers).map(|_| Arc::new(Stats::default())).collect(),
+            stats,
             stop: StopHandle::new(Arc::clone(&stop_requested), wakers),
             stop_requested,
             workers: workers_ready,
             listening,
             tcp_addrs,
             udp_addrs,
+            metrics_addr,
         })
     }
 
@@ -160,6 +236,11 @@ impl Server {
     /// The UDP addresses bound, real ports included.
     pub fn udp_addrs(&self) -> &[SocketAddr] {
         &self.udp_addrs
+    }
+
+    /// The `--metrics` address bound, real port included.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// A handle that stops the server from another thread.
@@ -231,6 +312,7 @@ impl Server {
         let stats = self.stats();
         let tcp_addrs = self.tcp_addrs.clone();
         let udp_addrs = self.udp_addrs.clone();
+        let metrics_addr = self.metrics_addr;
         let thread = std::thread::Builder::new()
             .name("echoloop-server".into())
             .spawn(move || self.run())?;
@@ -239,6 +321,7 @@ impl Server {
             stats,
             tcp_addrs,
             udp_addrs,
+            metrics_addr,
             thread: Some(thread),
         })
     }
@@ -266,6 +349,7 @@ pub struct RunningServer {
     stats: ServerStats,
     tcp_addrs: Vec<SocketAddr>,
     udp_addrs: Vec<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
 
@@ -283,6 +367,11 @@ impl RunningServer {
     /// The UDP addresses bound.
     pub fn udp_addrs(&self) -> &[SocketAddr] {
         &self.udp_addrs
+    }
+
+    /// The `--metrics` address, if one was asked for.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The counters now.

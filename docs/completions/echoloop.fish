@@ -1,0 +1,83 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_echoloop_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_echoloop_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_echoloop_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_echoloop_using_subcommand
+    set -l cmd (__fish_echoloop_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c echoloop -n "__fish_echoloop_needs_command" -s h -l help -d 'Print help'
+complete -c echoloop -n "__fish_echoloop_needs_command" -s V -l version -d 'Print version'
+complete -c echoloop -n "__fish_echoloop_needs_command" -f -a "serve" -d 'Run the server'
+complete -c echoloop -n "__fish_echoloop_needs_command" -f -a "load" -d 'Generate load against a server and check every reply'
+complete -c echoloop -n "__fish_echoloop_needs_command" -f -a "client" -d 'Talk to a server: stdin lines go out, what the server sends is printed as it arrives'
+complete -c echoloop -n "__fish_echoloop_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -s l -l listen -d 'Stream listen address, repeatable: HOST:PORT, [V6]:PORT or unix:/path [default: 127.0.0.1:7007]' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -s u -l udp -d 'Also serve the protocol over UDP at ADDR, repeatable' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -s p -l protocol -d 'The service' -r -f -a "echo\t'RFC 862: every byte comes back'
+timestamp\t'The tutorial server: each message comes back as `[<ctime>] <message>`'
+daytime\t'RFC 867: one line with the date and time, then the server closes'
+discard\t'RFC 863: everything is read and dropped; nothing is sent'
+chargen\t'RFC 864: an endless rotating pattern of characters, as fast as the client reads'
+chat\t'A chat room: each line goes to every other client (`/nick`, `/who`, `/quit`)'"
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l framing -d 'How frames are cut [default: the protocol\'s: echo raw; timestamp, chat line]' -r -f -a "raw\t'Each read is one frame'
+line\t'`\\n`-terminated lines (`\\r\\n` accepted)'
+length\t'A 4-byte big-endian length, then that many bytes'"
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l max-frame -d 'Largest line or frame accepted, in bytes' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l max-connections -d 'Connections held at once; one over it gets `error: server full` and is closed' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l idle-timeout -d 'Close a connection with no traffic for this long; 0 = never' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l queue-limit -d 'Per-client outbound queue limit: above it the client is not read until it drains (chat: dropped)' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l greeting -d 'A line sent to each new stream client on connect' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l workers -d 'Single-threaded reactors sharing the port (SO_REUSEPORT)' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l shutdown-timeout -d 'On SIGINT/SIGTERM: stop accepting, flush queued output up to this long, exit 0' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l backlog -d 'Listen backlog' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l nodelay -d 'TCP_NODELAY on accepted sockets' -r -f -a "true\t''
+false\t''"
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l keepalive -d 'TCP keepalive idle time on accepted sockets; 0 = off' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l stats-interval -d 'Log a line of counters every SECS; 0 = off (SIGUSR1 logs one at any time)' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l metrics -d 'Serve Prometheus metrics at http://ADDR/metrics (TCP, same reactor), e.g. 127.0.0.1:9707' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l trace -d 'Log every readiness event and every decision of the reactor (as RUST_LOG=echoloop=trace)'
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c echoloop -n "__fish_echoloop_using_subcommand load" -s c -l connections -d 'Connections (UDP: sockets) over all threads' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand load" -s d -l duration -d 'Measured seconds, after connecting and warmup (fractions allowed: 0.5)' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l warmup -d 'Seconds of traffic before the measurement starts' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand load" -s s -l size -d 'Payload bytes per message' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l pipeline -d 'Messages in flight per connection' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l rate -d 'Total messages per second over all connections: open loop (latency from intended send time)' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l connect-rate -d 'New connections per second (ramp-up)' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l threads -d 'Client reactors, one thread each [default: number of cores]' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l framing -d 'How requests are framed and replies cut [default: echo raw, timestamp line]' -r -f -a "raw\t'Each read is one frame'
+line\t'`\\n`-terminated lines (`\\r\\n` accepted)'
+length\t'A 4-byte big-endian length, then that many bytes'"
+complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l protocol -d 'What a correct reply looks like' -r -f -a "echo\t'The payload back, byte for byte'
+timestamp\t'`[<ctime>] payload`: the tutorial timestamp server'"
+complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l source-addrs -d 'Local addresses to spread connections over: 127.0.0.1-127.0.0.16, or a comma list' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l histogram -d 'Write the latency percentile distribution (HdrHistogram text, µs) to FILE' -r -F
+complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l udp -d 'Send datagrams to a UDP server instead (one message per datagram)'
+complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l json -d 'Print one JSON object on stdout instead of the summary'
+complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l hold -d 'Open the connections, keep them idle for -d seconds, report how many are up'
+complete -c echoloop -n "__fish_echoloop_using_subcommand load" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c echoloop -n "__fish_echoloop_using_subcommand client" -l udp -d 'Send each stdin line as one UDP datagram (without its newline)'
+complete -c echoloop -n "__fish_echoloop_using_subcommand client" -s h -l help -d 'Print help'
+complete -c echoloop -n "__fish_echoloop_using_subcommand help; and not __fish_seen_subcommand_from serve load client help" -f -a "serve" -d 'Run the server'
+complete -c echoloop -n "__fish_echoloop_using_subcommand help; and not __fish_seen_subcommand_from serve load client help" -f -a "load" -d 'Generate load against a server and check every reply'
+complete -c echoloop -n "__fish_echoloop_using_subcommand help; and not __fish_seen_subcommand_from serve load client help" -f -a "client" -d 'Talk to a server: stdin lines go out, what the server sends is printed as it arrives'
+complete -c echoloop -n "__fish_echoloop_using_subcommand help; and not __fish_seen_subcommand_from serve load client help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

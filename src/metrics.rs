@@ -1,0 +1,484 @@
+//! `--metrics ADDR`: the counters as Prometheus scrapes them, served by the same reactor.
+//!
+//! Prometheus *pulls*: every few seconds it connects, sends `GET /metrics`, and reads a page of
+//! plain text, one `name{labels} value` line per counter, each family introduced by `# HELP` and
+//! `# TYPE` lines (the *text exposition format*). So the endpoint is one more listening socket on
+//! the loop, with a tiny HTTP/1.1 server behind it, and no web framework: read the request until
+//! its headers are complete (`httparse` says `Partial` until then), answer once with
+//! `Connection: close`, close. It is not a web server: no keep-alive, no bodies, no other pages.
+//!
+//! - `GET` or `HEAD /metrics`: 200 with the page; other paths 404; other methods 405.
+//! - A request `httparse` rejects: 400. Headers past [`MAX_REQUEST_BYTES`] (or too many): 431.
+//! - At most a few scrapes at once, each in a fixed slot; one more evicts the oldest, so a client
+//!   that connects and says nothing cannot hold the endpoint, and no timer is needed.
+//! - After the answer we send FIN and read until the peer's FIN (*lingering close*): closing with
+//!   unread bytes in the socket would send RST, and the peer could lose the answer to it.
+//!
+//! Scrapes are not clients: they are not counted in the stats they report. With `--workers N` the
+//! endpoint lives on worker 0 and reports every worker's counters, added up ([`ServerStats`]).
+//!
+//! Stream counters are kept per reactor for TCP and Unix clients together (one counter, one
+//! store on the hot path), so they carry `transport="stream"`; datagram counters carry
+//! `transport="udp"`.
+//!
+//! Next: `stats.rs`, the counters themselves.
+
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+
+use log::{debug, trace};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Registry};
+
+use crate::connection::CloseReason;
+use crate::reactor::{METRICS_SOURCES, Source};
+use crate::server::ServerStats;
+use crate::stats::StatsSnapshot;
+
+/// Largest request head we read; past it the answer is 431.
+pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
+/// Most headers a request may have; past it the answer is 431 too.
+const MAX_HEADERS: usize = 32;
+/// Scrapes served at once: every metrics token but the listener's.
+const MAX_SCRAPES: usize = METRICS_SOURCES - 1;
+
+/// The metrics listener and the scrapes in progress.
+pub struct MetricsEndpoint {
+    listener: TcpListener,
+    scrapes: Vec<Option<Scrape>>,
+    stats: ServerStats,
+    next_serial: u64,
+}
+
+/// One scrape connection.
+struct Scrape {
+    stream: TcpStream,
+    /// Order of arrival: the smallest is evicted first.
+    serial: u64,
+    state: ScrapeState,
+}
+
+/// Where a scrape is: reading its request, writing its answer, or waiting for the peer's FIN.
+enum ScrapeState {
+    Reading(Vec<u8>),
+    Writing { response: Vec<u8>, written: usize },
+    Lingering,
+}
+
+/// What a scrape asks of the endpoint after being driven.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    Wait,
+    Close,
+}
+
+impl MetricsEndpoint {
+    /// An endpoint on a bound, non-blocking listener, reporting `stats`.
+    pub fn new(listener: TcpListener, stats: ServerStats) -> Self {
+        MetricsEndpoint {
+            listener,
+            scrapes: (0..MAX_SCRAPES).map(|_| None).collect(),
+            stats,
+            next_serial: 0,
+        }
+    }
+
+    /// The address the endpoint listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Registers the listener under [`Source::Metrics`]`(0)`.
+    pub fn register(&mut self, registry: &Registry) -> io::Result<()> {
+        registry.register(
+            &mut self.listener,
+            Source::Metrics(0).token(),
+            Interest::READABLE,
+        )
+    }
+
+    /// Readiness on [`Source::Metrics`]`(n)`: the listener (`0`) or scrape slot `n - 1`.
+    pub fn on_event(&mut self, n: usize, registry: &Registry) {
+        if n == 0 {
+            self.drain_accepts(registry);
+            return;
+        }
+        let slot = n - 1;
+        let Some(Some(scrape)) = self.scrapes.get_mut(slot) else {
+            return; // closed earlier: events are hints
+        };
+        if scrape.drive(&self.stats) == Next::Close {
+            trace!("metrics scrape {slot} closed");
+            self.scrapes[slot] = None; // dropping the stream closes it; epoll forgets it
+        }
+    }
+
+    /// Accepts until `WouldBlock`; each scrape takes a free slot or the oldest one's.
+    fn drain_accepts(&mut self, registry: &Registry) {
+        loop {
+            let mut stream = match self.listener.accept() {
+                Ok((stream, _peer)) => stream,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    debug!("metrics accept failed: {e}");
+                    return;
+                }
+            };
+            let slot = self.free_slot();
+            // Both interests from the start, never changed: a scrape lives for a few events.
+            if let Err(e) = registry.register(
+                &mut stream,
+                Source::Metrics(slot + 1).token(),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                debug!("metrics scrape cannot be registered: {e}");
+                continue;
+            }
+            trace!("metrics scrape {slot} accepted");
+            self.scrapes[slot] = Some(Scrape {
+                stream,
+                serial: self.next_serial,
+                state: ScrapeState::Reading(Vec::new()),
+            });
+            self.next_serial += 1;
+        }
+    }
+
+    /// A free slot, or the oldest scrape's (which is closed to make room).
+    fn free_slot(&mut self) -> usize {
+        if let Some(free) = self.scrapes.iter().position(Option::is_none) {
+            return free;
+        }
+        let oldest = (0..self.scrapes.len())
+            .min_by_key(|&i| self.scrapes[i].as_ref().map_or(0, |s| s.serial))
+            .unwrap_or(0);
+        debug!("metrics: too many scrapes at once; closing the oldest");
+        self.scrapes[oldest] = None;
+        oldest
+    }
+}
+
+impl Scrape {
+    /// Does all that readiness allows: read the request, write the answer, wait for FIN.
+    fn drive(&mut self, stats: &ServerStats) -> Next {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match &mut self.state {
+                ScrapeState::Reading(request) => match self.stream.read(&mut chunk) {
+                    Ok(0) => return Next::Close, // gone before asking: nothing to answer
+                    Ok(n) => {
+                        request.extend_from_slice(&chunk[..n]);
+                        if let Some(response) = answer(request, || stats.snapshot()) {
+                            self.state = ScrapeState::Writing {
+                                response,
+                                written: 0,
+                            };
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Wait,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Next::Close,
+                },
+                ScrapeState::Writing { response, written } => {
+                    match self.stream.write(&response[*written..]) {
+                        Ok(n) => {
+                            *written += n;
+                            if *written == response.len() {
+                                let _ = self.stream.shutdown(Shutdown::Write);
+                                self.state = ScrapeState::Lingering;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Wait,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => return Next::Close,
+                    }
+                }
+                ScrapeState::Lingering => match self.stream.read(&mut chunk) {
+                    Ok(0) => return Next::Close,
+                    Ok(_) => {} // the rest of an oversized request: read and forgotten
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Wait,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Next::Close,
+                },
+            }
+        }
+    }
+}
+
+/// The answer to the request bytes read so far, or `None` while its head is incomplete.
+/// Pure: the counters are read only when a page is asked for.
+pub fn answer(request: &[u8], snapshot: impl FnOnce() -> StatsSnapshot) -> Option<Vec<u8>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(request) {
+        Ok(httparse::Status::Partial) if request.len() > MAX_REQUEST_BYTES => {
+            Some(plain(431, "Request Header Fields Too Large", ""))
+        }
+        Ok(httparse::Status::Partial) => None,
+        Err(httparse::Error::TooManyHeaders) => {
+            Some(plain(431, "Request Header Fields Too Large", ""))
+        }
+        Err(_) => Some(plain(400, "Bad Request", "")),
+        Ok(httparse::Status::Complete(head)) if head > MAX_REQUEST_BYTES => {
+            Some(plain(431, "Request Header Fields Too Large", ""))
+        }
+        Ok(httparse::Status::Complete(_)) => {
+            let method = parsed.method.unwrap_or("");
+            let path = parsed.path.unwrap_or("");
+            let path = path.split_once('?').map_or(path, |(path, _query)| path);
+            let head_only = method == "HEAD";
+            Some(match (method, path) {
+                ("GET" | "HEAD", "/metrics") => {
+                    let body = exposition(&snapshot());
+                    response(200, "OK", CONTENT_TYPE, "", &body, head_only)
+                }
+                ("GET" | "HEAD", _) => plain(404, "Not Found", ""),
+                _ => plain(405, "Method Not Allowed", "Allow: GET, HEAD\r\n"),
+            })
+        }
+    }
+}
+
+/// The text exposition format, version 0.0.4.
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A short plain-text error answer: the status line again as the body.
+fn plain(code: u16, reason: &str, extra_headers: &str) -> Vec<u8> {
+    let body = format!("{code} {reason}\n");
+    response(
+        code,
+        reason,
+        "text/plain; charset=utf-8",
+        extra_headers,
+        &body,
+        false,
+    )
+}
+
+/// One HTTP/1.1 response that closes the connection; `head_only` leaves the body out (HEAD).
+fn response(
+    code: u16,
+    reason: &str,
+    content_type: &str,
+    extra_headers: &str,
+    body: &str,
+    head_only: bool,
+) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra_headers}Connection: close\r\n\r\n",
+        body.len()
+    );
+    if !head_only {
+        out.push_str(body);
+    }
+    out.into_bytes()
+}
+
+/// The counters as Prometheus reads them: a `# HELP` and a `# TYPE` line per family.
+pub fn exposition(s: &StatsSnapshot) -> String {
+    let mut page = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+        let _ = writeln!(page, "# HELP {name} {help}");
+        let _ = writeln!(page, "# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(page, "{name}{{{labels}}} {value}");
+        }
+    };
+    const STREAM: &str = "transport=\"stream\"";
+    const UDP: &str = "transport=\"udp\"";
+    family(
+        "echoloop_connections_open",
+        "gauge",
+        "Stream connections (TCP and Unix) open now.",
+        &[(STREAM, s.connections_open)],
+    );
+    family(
+        "echoloop_connections_accepted_total",
+        "counter",
+        "Stream connections accepted.",
+        &[(STREAM, s.connections_accepted)],
+    );
+    family(
+        "echoloop_connections_refused_total",
+        "counter",
+        "Stream connections refused at --max-connections.",
+        &[(STREAM, s.connections_refused)],
+    );
+    let closed: Vec<(String, u64)> = CloseReason::ALL
+        .iter()
+        .map(|reason| {
+            (
+                format!("{STREAM},reason=\"{}\"", reason.as_str()),
+                s.closed_for(*reason),
+            )
+        })
+        .collect();
+    let closed: Vec<(&str, u64)> = closed.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+    family(
+        "echoloop_connections_closed_total",
+        "counter",
+        "Stream connections closed, by reason.",
+        &closed,
+    );
+    family(
+        "echoloop_bytes_received_total",
+        "counter",
+        "Bytes read from stream clients.",
+        &[(STREAM, s.bytes_received)],
+    );
+    family(
+        "echoloop_bytes_sent_total",
+        "counter",
+        "Bytes written to stream clients.",
+        &[(STREAM, s.bytes_sent)],
+    );
+    family(
+        "echoloop_queued_bytes",
+        "gauge",
+        "Bytes waiting in outbound queues now.",
+        &[(STREAM, s.queued_bytes)],
+    );
+    family(
+        "echoloop_queue_peak_bytes",
+        "gauge",
+        "Most bytes ever waiting in one client's outbound queue.",
+        &[(STREAM, s.queued_bytes_peak)],
+    );
+    family(
+        "echoloop_readers_paused_total",
+        "counter",
+        "Times a client was not read because its queue passed --queue-limit.",
+        &[(STREAM, s.readers_paused)],
+    );
+    family(
+        "echoloop_clients_dropped_total",
+        "counter",
+        "Clients dropped because their queue passed --queue-limit (chat).",
+        &[(STREAM, s.clients_dropped)],
+    );
+    family(
+        "echoloop_accept_errors_total",
+        "counter",
+        "Accept calls that failed (EMFILE, ENFILE, ECONNABORTED, ...).",
+        &[(STREAM, s.accept_errors)],
+    );
+    family(
+        "echoloop_datagrams_received_total",
+        "counter",
+        "Datagrams received.",
+        &[(UDP, s.datagrams_received)],
+    );
+    family(
+        "echoloop_datagrams_sent_total",
+        "counter",
+        "Datagrams sent.",
+        &[(UDP, s.datagrams_sent)],
+    );
+    family(
+        "echoloop_datagrams_dropped_total",
+        "counter",
+        "Datagrams dropped: too long, from a loop port, or replies over the queue limit.",
+        &[(UDP, s.datagrams_dropped)],
+    );
+    page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(response: &[u8]) -> &str {
+        let text = std::str::from_utf8(response).unwrap();
+        text.split("\r\n").next().unwrap()
+    }
+
+    fn answer_to(request: &[u8]) -> Option<Vec<u8>> {
+        answer(request, StatsSnapshot::default)
+    }
+
+    #[test]
+    fn a_scrape_gets_the_page() {
+        let reply = answer_to(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert_eq!(status(&reply), "HTTP/1.1 200 OK");
+        let text = String::from_utf8(reply).unwrap();
+        assert!(text.contains("Connection: close\r\n"));
+        assert!(text.contains("echoloop_connections_accepted_total{transport=\"stream\"} 0\n"));
+    }
+
+    #[test]
+    fn an_incomplete_head_waits_for_more() {
+        assert_eq!(answer_to(b"GET /metrics HTTP/1.1\r\nHost:"), None);
+        assert_eq!(answer_to(b""), None);
+    }
+
+    #[test]
+    fn head_has_no_body_but_the_same_length() {
+        let get = answer_to(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let head = answer_to(b"HEAD /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let text = String::from_utf8(head).unwrap();
+        assert!(text.ends_with("\r\n\r\n"));
+        let get = String::from_utf8(get).unwrap();
+        assert!(get.starts_with(&text));
+    }
+
+    #[test]
+    fn errors_are_answered_by_status() {
+        assert_eq!(
+            status(&answer_to(b"GET /metrics HTTP/1.1\r\nbad header\r\n\r\n").unwrap()),
+            "HTTP/1.1 400 Bad Request"
+        );
+        assert_eq!(
+            status(&answer_to(b"\x00\x01\x02 nonsense\r\n\r\n").unwrap()),
+            "HTTP/1.1 400 Bad Request"
+        );
+        assert_eq!(
+            status(&answer_to(b"GET / HTTP/1.1\r\n\r\n").unwrap()),
+            "HTTP/1.1 404 Not Found"
+        );
+        let post = answer_to(b"POST /metrics HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(status(&post), "HTTP/1.1 405 Method Not Allowed");
+        assert!(
+            String::from_utf8(post)
+                .unwrap()
+                .contains("Allow: GET, HEAD\r\n")
+        );
+    }
+
+    #[test]
+    fn an_oversized_head_gets_431() {
+        let mut request = b"GET /metrics HTTP/1.1\r\nX-Big: ".to_vec();
+        request.resize(MAX_REQUEST_BYTES + 1, b'a');
+        assert_eq!(
+            status(&answer_to(&request).unwrap()),
+            "HTTP/1.1 431 Request Header Fields Too Large"
+        );
+        let mut many = b"GET /metrics HTTP/1.1\r\n".to_vec();
+        for i in 0..=MAX_HEADERS {
+            many.extend_from_slice(format!("X-{i}: 1\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert_eq!(
+            status(&answer_to(&many).unwrap()),
+            "HTTP/1.1 431 Request Header Fields Too Large"
+        );
+    }
+
+    #[test]
+    fn every_family_has_help_and_type() {
+        let page = exposition(&StatsSnapshot::default());
+        let helps = page.lines().filter(|l| l.starts_with("# HELP ")).count();
+        let types = page.lines().filter(|l| l.starts_with("# TYPE ")).count();
+        assert_eq!(helps, types);
+        assert_eq!(helps, 14);
+        for line in page.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let words: Vec<&str> = line.split(' ').collect();
+            assert_eq!(
+                words[3] == "counter",
+                words[2].ends_with("_total"),
+                "{line}"
+            );
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! Running under systemd: inherited sockets (via `systemd-socket-activate`) and `sd_notify`.
+//!
+//! `systemd-socket-activate` (Debian's systemd package) binds the sockets, waits for the first
+//! client, then execs echoloop in the same process with `LISTEN_PID`/`LISTEN_FDS` set: what a
+//! `.socket` unit does. Tests that need it say why and return when it is missing.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::PATIENCE;
+
+const ECHOLOOP: &str = env!("CARGO_BIN_EXE_echoloop");
+
+fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        eprintln!("skipping: {tool} is not installed (Debian: apt-get install systemd)");
+    }
+    found
+}
+
+/// A directory of this test's own, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("echoloop-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A loopback port nobody listens on now (the kernel picks it; there is a small race).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A started process, killed (by its PID, through `Child`) if the test ends early.
+struct Process(Child);
+
+impl Process {
+    fn start(command: &mut Command) -> (Process, BufReader<ChildStdout>) {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the process");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        (Process(child), stdout)
+    }
+
+    fn terminate_and_wait(mut self) -> i32 {
+        // SAFETY: kill(2) on a child we started and have not reaped.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(start.elapsed() < PATIENCE, "the process did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Reads `count` `listening` lines; returns the words after `listening `.
+fn listening_lines(stdout: &mut BufReader<ChildStdout>, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|_| {
+            let mut line = String::new();
+            stdout.read_line(&mut line).expect("read a listening line");
+            line.trim_end()
+                .strip_prefix("listening ")
+                .unwrap_or_else(|| panic!("expected a listening line, got {line:?}"))
+                .to_string()
+        })
+        .collect()
+}
+
+/// Connects, retrying while the activator is still binding.
+fn connect_when_listening(addr: SocketAddr) -> TcpStream {
+    let start = Instant::now();
+    loop {
+        match TcpStream::connect(addr) {
+            Ok(stream) => {
+                stream.set_read_timeout(Some(PATIENCE)).unwrap();
+                return stream;
+            }
+            Err(e) => assert!(start.elapsed() < PATIENCE, "connect {addr}: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn inherited_tcp_and_unix_sockets_are_served_by_every_worker() {
+    if !have("systemd-socket-activate") {
+        return;
+    }
+    let dir = TempDir::new("activation");
+    let tcp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let unix = dir.0.join("echo.sock");
+    let (process, mut stdout) = Process::start(
+        Command::new("systemd-socket-activate")
+            .arg("-l")
+            .arg(tcp.to_string())
+            .arg("-l")
+            .arg(&unix)
+            .arg("--fdname=echo-tcp:echo-unix")
+            // Two workers: each gets a duplicate of every inherited socket.
+            .args([ECHOLOOP, "serve", "--workers", "2"]),
+    );
+    // The first client starts echoloop, on the socket it was waiting on.
+    let mut first = connect_when_listening(tcp);
+    first.write_all(b"first").unwrap();
+    let mut reply = [0u8; 5];
+    first.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"first");
+
+    let lines = listening_lines(&mut stdout, 2);
+    assert_eq!(
+        lines,
+        vec![format!("tcp {tcp}"), format!("unix {}", unix.display())]
+    );
+    let mut local = UnixStream::connect(&unix).unwrap();
+    local.set_read_timeout(Some(PATIENCE)).unwrap();
+    local.write_all(b"local").unwrap();
+    local.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"local");
+    drop(first);
+    drop(local);
+
+    assert_eq!(process.terminate_and_wait(), 0);
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "", "no other socket (no default 127.0.0.1:7007)");
+}
+
+#[test]
+fn an_inherited_udp_socket_is_served() {
+    if !have("systemd-socket-activate") {
+        return;
+    }
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (process, mut stdout) = Process::start(
+        Command::new("systemd-socket-activate")
+            .args(["--datagram", "-l", &addr.to_string()])
+            .args([ECHOLOOP, "serve"]),
+    );
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    // Before the activator has bound, a datagram is lost: send again until one is answered.
+    let start = Instant::now();
+    let mut reply = [0u8; 16];
+    let n = loop {
+        client.send_to(b"datagram", addr).unwrap();
+        if let Ok((n, _)) = client.recv_from(&mut reply) {
+            break n;
+        }
+        assert!(start.elapsed() < PATIENCE, "no echo from {addr}");
+    };
+    assert_eq!(&reply[..n], b"datagram");
+    assert_eq!(listening_lines(&mut stdout, 1), vec![format!("udp {addr}")]);
+    assert_eq!(process.terminate_and_wait(), 0);
+}
+
+#[test]
+fn listen_pid_of_another_process_is_ignored() {
+    // A real listening socket as descriptor 3, announced for another process (PID 1): a variable
+    // inherited from a parent, not meant for us. echoloop serves only its own `-l`.
+    let decoy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let decoy_fd = std::os::fd::AsRawFd::as_raw_fd(&decoy);
+    let mut command = Command::new(ECHOLOOP);
+    command
+        .args(["serve", "-l", "127.0.0.1:0"])
+        .env("LISTEN_PID", "1")
+        .env("LISTEN_FDS", "1")
+        .env("LISTEN_FDNAMES", "decoy");
+    // SAFETY: only dup2(2), which is async-signal-safe, between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+            if libc::dup2(decoy_fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let (process, mut stdout) = Process::start(&mut command);
+    let lines = listening_lines(&mut stdout, 1);
+    assert!(lines[0].starts_with("tcp 127.0.0.1:"), "{lines:?}");
+    assert_ne!(
+        lines[0],
+        format!("tcp {}", decoy.local_addr().unwrap()),
+        "the decoy is not served"
+    );
+    assert_eq!(process.terminate_and_wait(), 0);
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "", "only the -l socket");
+}
+
+#[test]
+fn sd_notify_says_ready_status_and_stopping() {
+    let dir = TempDir::new("notify");
+    let path = dir.0.join("notify.sock");
+    let notify = UnixDatagram::bind(&path).unwrap();
+    notify.set_read_timeout(Some(PATIENCE)).unwrap();
+    let (process, mut stdout) = Process::start(
+        Command::new(ECHOLOOP)
+            .args(["serve", "-l", "127.0.0.1:0", "--stats-interval", "1"])
+            .env("NOTIFY_SOCKET", &path),
+    );
+    let receive = || {
+        let mut buf = [0u8; 4096];
+        let n = notify.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let lines = listening_lines(&mut stdout, 1);
+    assert_eq!(receive(), "READY=1\n", "ready once {lines:?} is bound");
+    let status = receive();
+    assert!(
+        status.starts_with("STATUS=stats: open=0 accepted=0"),
+        "{status}"
+    );
+    // SAFETY: kill(2) on a child we started and have not reaped.
+    unsafe { libc::kill(process.0.id() as i32, libc::SIGTERM) };
+    let start = Instant::now();
+    loop {
+        let message = receive();
+        if message == "STOPPING=1\n" {
+            break;
+        }
+        assert!(message.starts_with("STATUS="), "unexpected {message:?}");
+        assert!(start.elapsed() < PATIENCE, "no STOPPING=1");
+    }
+    assert_eq!(process.terminate_and_wait(), 0);
+}

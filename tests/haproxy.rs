@@ -1,0 +1,186 @@
+//! Past one machine: HAProxy (`mode tcp`) in front of two echoloop instances, as in
+//! docs/OPERATIONS.md. Connections reach both; when one stops, new connections reach the other.
+//!
+//! Needs Debian's haproxy (`.ci/run` installs it); says why and returns when it is missing.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Daemon, PATIENCE};
+
+fn haproxy() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain([PathBuf::from("/usr/sbin")])
+        .map(|dir| dir.join("haproxy"))
+        .find(|path| path.is_file());
+    if found.is_none() {
+        eprintln!("skipping: haproxy is not installed (Debian: apt-get install haproxy)");
+    }
+    found
+}
+
+/// The configuration docs/OPERATIONS.md gives, on loopback ports.
+fn config(frontend: SocketAddr, backends: &[SocketAddr]) -> String {
+    let mut text = format!(
+        "defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+    retries 3
+    option redispatch
+
+frontend echo
+    bind {frontend}
+    default_backend echoloop
+
+backend echoloop
+    balance roundrobin
+"
+    );
+    for (i, addr) in backends.iter().enumerate() {
+        text.push_str(&format!(
+            "    server echoloop{i} {addr} check inter 200ms fall 1 rise 1\n"
+        ));
+    }
+    text
+}
+
+/// HAProxy in the foreground (`-db`), killed by its PID if the test ends early.
+struct Haproxy {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Haproxy {
+    fn start(binary: &Path, dir: &Path, config_text: &str) -> Haproxy {
+        let config = dir.join("haproxy.cfg");
+        std::fs::write(&config, config_text).unwrap();
+        let log = dir.join("haproxy.log");
+        let child = Command::new(binary)
+            .arg("-f")
+            .arg(&config)
+            .arg("-db")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start haproxy");
+        Haproxy { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Connects through the proxy; returns the greeting of the instance reached (after an echo
+/// round trip), or `None` if the proxy closed the connection without reaching one.
+fn reach(frontend: SocketAddr) -> Option<String> {
+    let mut stream = TcpStream::connect(frontend).ok()?;
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut greeting = Vec::new();
+    let mut byte = [0u8; 1];
+    while stream.read(&mut byte).ok()? == 1 {
+        if byte[0] == b'\n' {
+            break;
+        }
+        greeting.push(byte[0]);
+    }
+    let greeting = String::from_utf8(greeting).ok()?;
+    if greeting.is_empty() {
+        return None;
+    }
+    stream.write_all(b"ping").ok()?;
+    let mut echo = [0u8; 4];
+    stream.read_exact(&mut echo).ok()?;
+    assert_eq!(&echo, b"ping", "echo through the proxy");
+    Some(greeting)
+}
+
+#[test]
+fn haproxy_spreads_connections_and_routes_around_a_stopped_instance() {
+    let Some(binary) = haproxy() else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("echoloop-haproxy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let a = Daemon::start(
+        &["serve", "-l", "127.0.0.1:0", "--greeting", "instance-a"],
+        1,
+    );
+    let b = Daemon::start(
+        &["serve", "-l", "127.0.0.1:0", "--greeting", "instance-b"],
+        1,
+    );
+    let frontend: SocketAddr = {
+        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let proxy = Haproxy::start(
+        &binary,
+        &dir,
+        &config(frontend, &[a.tcp_addr(), b.tcp_addr()]),
+    );
+
+    // Both instances are reached (round robin, once the checks have seen them up).
+    let start = Instant::now();
+    let (mut seen_a, mut seen_b) = (false, false);
+    while !(seen_a && seen_b) {
+        match reach(frontend).as_deref() {
+            Some("instance-a") => seen_a = true,
+            Some("instance-b") => seen_b = true,
+            Some(other) => panic!("unexpected greeting {other:?}"),
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "not both reached (a={seen_a} b={seen_b}); haproxy said:\n{}",
+            proxy.log()
+        );
+    }
+
+    // Stop instance a (SIGTERM, by its PID) and wait for it to exit.
+    a.signal(libc::SIGTERM);
+    let (code, _) = a.wait();
+    assert_eq!(code, 0);
+
+    // From now on every connection that reaches an instance reaches b; a few may be closed
+    // by the proxy while its check has not yet seen a go down.
+    let start = Instant::now();
+    let mut in_a_row = 0;
+    let mut lost = 0;
+    while in_a_row < 6 {
+        match reach(frontend).as_deref() {
+            Some("instance-b") => in_a_row += 1,
+            Some(other) => panic!("reached {other:?} after it stopped"),
+            None => {
+                lost += 1;
+                in_a_row = 0;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "b not reached 6 times in a row ({lost} lost); haproxy said:\n{}",
+            proxy.log()
+        );
+    }
+    drop(proxy);
+    drop(b);
+    let _ = std::fs::remove_dir_all(&dir);
+}

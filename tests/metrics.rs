@@ -1,0 +1,258 @@
+//! `--metrics`: the page counts what clients did, passes promtool, and bad requests cost nothing.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::process::{Command, Stdio};
+
+use common::{
+    PATIENCE, TestServer, connect, read_exactly, read_to_end, send, serve, wait_for_stats,
+};
+use echoloop::CloseReason;
+
+fn with_metrics() -> TestServer {
+    serve(|cfg| {
+        cfg.udp = vec!["127.0.0.1:0".parse().unwrap()];
+        cfg.metrics = Some("127.0.0.1:0".parse().unwrap());
+    })
+}
+
+/// Sends `request` as is and returns the whole answer (the endpoint closes after it).
+fn http(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect to the metrics endpoint");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.set_write_timeout(Some(PATIENCE)).unwrap();
+    stream.write_all(request).expect("send the request");
+    String::from_utf8(read_to_end(&mut stream)).expect("an HTTP answer is text")
+}
+
+fn scrape(server: &TestServer) -> String {
+    let answer = http(
+        server.metrics_addr().unwrap(),
+        b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    let (_head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+    body.to_string()
+}
+
+/// The value of the sample `series` (name and labels, as written) on the page.
+fn sample(page: &str, series: &str) -> u64 {
+    page.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample {series} in\n{page}"))
+        .parse()
+        .unwrap()
+}
+
+/// `promtool check metrics` on the page, where Debian's prometheus package is installed.
+fn promtool_accepts(page: &str) {
+    let mut child = match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => {
+            eprintln!("skipping the promtool check: cannot run promtool ({e})");
+            return;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(page.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool check metrics failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn a_scrape_counts_what_the_clients_did() {
+    let server = with_metrics();
+    for i in 0..3 {
+        let mut client = connect(&server);
+        let message = vec![b'a' + i; 100];
+        send(&mut client, &message);
+        assert_eq!(read_exactly(&mut client, 100), message);
+    }
+    wait_for_stats(&server, "three clients closed", |s| {
+        s.closed_for(CloseReason::PeerClosed) == 3
+    });
+    let mut open = connect(&server);
+    send(&mut open, b"still here");
+    assert_eq!(read_exactly(&mut open, 10), b"still here");
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(PATIENCE)).unwrap();
+    for _ in 0..2 {
+        udp.send_to(b"ping", server.udp_addrs()[0]).unwrap();
+        let mut reply = [0u8; 16];
+        let (n, _) = udp.recv_from(&mut reply).unwrap();
+        assert_eq!(&reply[..n], b"ping");
+    }
+
+    let page = scrape(&server);
+    let stream = "{transport=\"stream\"}";
+    let udp_label = "{transport=\"udp\"}";
+    assert_eq!(
+        sample(&page, &format!("echoloop_connections_open{stream}")),
+        1
+    );
+    assert_eq!(
+        sample(
+            &page,
+            &format!("echoloop_connections_accepted_total{stream}")
+        ),
+        4
+    );
+    assert_eq!(
+        sample(
+            &page,
+            "echoloop_connections_closed_total{transport=\"stream\",reason=\"peer-closed\"}"
+        ),
+        3
+    );
+    assert_eq!(
+        sample(&page, &format!("echoloop_bytes_received_total{stream}")),
+        310
+    );
+    assert_eq!(
+        sample(&page, &format!("echoloop_bytes_sent_total{stream}")),
+        310
+    );
+    assert_eq!(
+        sample(
+            &page,
+            &format!("echoloop_datagrams_received_total{udp_label}")
+        ),
+        2
+    );
+    assert_eq!(
+        sample(&page, &format!("echoloop_datagrams_sent_total{udp_label}")),
+        2
+    );
+    assert_eq!(
+        sample(
+            &page,
+            &format!("echoloop_connections_refused_total{stream}")
+        ),
+        0
+    );
+    promtool_accepts(&page);
+
+    // Scrapes are not clients: a second one sees the same counts.
+    let again = scrape(&server);
+    assert_eq!(
+        sample(
+            &again,
+            &format!("echoloop_connections_accepted_total{stream}")
+        ),
+        4
+    );
+    assert_eq!(server.stats().connections_accepted, 4);
+    drop(open);
+}
+
+#[test]
+fn bad_requests_get_400_and_431_and_cost_nothing_else() {
+    let server = with_metrics();
+    let metrics = server.metrics_addr().unwrap();
+    let mut client = connect(&server);
+    send(&mut client, b"before");
+    assert_eq!(read_exactly(&mut client, 6), b"before");
+
+    let malformed = http(metrics, b"GET /metrics HTTP/1.1\r\nno colon here\r\n\r\n");
+    assert!(
+        malformed.starts_with("HTTP/1.1 400 "),
+        "malformed: {malformed}"
+    );
+    let mut oversized = b"GET /metrics HTTP/1.1\r\nX-Padding: ".to_vec();
+    oversized.resize(64 * 1024, b'x');
+    let oversized = http(metrics, &oversized);
+    assert!(
+        oversized.starts_with("HTTP/1.1 431 "),
+        "oversized: {oversized}"
+    );
+    let wrong_method = http(metrics, b"POST /metrics HTTP/1.1\r\n\r\n");
+    assert!(wrong_method.starts_with("HTTP/1.1 405 "), "{wrong_method}");
+    let wrong_path = http(metrics, b"GET /admin HTTP/1.1\r\n\r\n");
+    assert!(wrong_path.starts_with("HTTP/1.1 404 "), "{wrong_path}");
+    // A scraper that connects and leaves without a word.
+    drop(TcpStream::connect(metrics).unwrap());
+
+    // The client was not disturbed, nothing was counted, and the endpoint still answers.
+    send(&mut client, b"after");
+    assert_eq!(read_exactly(&mut client, 5), b"after");
+    let page = scrape(&server);
+    assert_eq!(
+        sample(
+            &page,
+            "echoloop_connections_accepted_total{transport=\"stream\"}"
+        ),
+        1
+    );
+    let stats = server.stats();
+    assert_eq!(stats.connections_accepted, 1);
+    assert_eq!(stats.bytes_received, 11);
+    assert_eq!(stats.accept_errors, 0);
+}
+
+#[test]
+fn workers_are_reported_together() {
+    let server = serve(|cfg| {
+        cfg.workers = 2;
+        cfg.metrics = Some("127.0.0.1:0".parse().unwrap());
+    });
+    for _ in 0..8 {
+        let mut client = connect(&server);
+        send(&mut client, b"x");
+        assert_eq!(read_exactly(&mut client, 1), b"x");
+    }
+    wait_for_stats(&server, "eight closes", |s| {
+        s.closed_for(CloseReason::PeerClosed) == 8
+    });
+    let page = scrape(&server);
+    assert_eq!(
+        sample(
+            &page,
+            "echoloop_connections_accepted_total{transport=\"stream\"}"
+        ),
+        8
+    );
+}
+
+#[test]
+fn the_daemon_prints_a_metrics_line_and_head_has_no_body() {
+    let daemon = common::Daemon::start(
+        &["serve", "-l", "127.0.0.1:0", "--metrics", "127.0.0.1:0"],
+        2,
+    );
+    let addr: SocketAddr = daemon.listening[1]
+        .strip_prefix("metrics ")
+        .unwrap_or_else(|| panic!("expected a metrics line: {:?}", daemon.listening))
+        .parse()
+        .unwrap();
+    assert_ne!(addr.port(), 0);
+    let head = http(addr, b"HEAD /metrics HTTP/1.0\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "HEAD has no body: {head}");
+    assert!(head.contains("Connection: close\r\n"));
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    let mut page = String::new();
+    stream.read_to_string(&mut page).unwrap();
+    assert!(page.contains("# TYPE echoloop_bytes_received_total counter"));
+    daemon.signal(libc::SIGTERM);
+    let (code, _stderr) = daemon.wait();
+    assert_eq!(code, 0);
+}
