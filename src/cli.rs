@@ -70,6 +70,9 @@ pub struct ServeArgs {
     /// Single-threaded reactors sharing the port (SO_REUSEPORT)
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
     pub workers: u64,
+    /// Set SO_REUSEPORT so that several echoloop processes can share the port (implied by --workers > 1)
+    #[arg(long)]
+    pub reuse_port: bool,
     /// On SIGINT/SIGTERM: stop accepting, flush queued output up to this long, exit 0
     #[arg(long, default_value_t = 5, value_name = "SECS")]
     pub shutdown_timeout: u64,
@@ -122,6 +125,7 @@ impl ServeArgs {
             queue_limit: self.queue_limit as usize,
             greeting: self.greeting.map(String::into_bytes),
             workers: self.workers as usize,
+            reuse_port: self.reuse_port,
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout),
             backlog: self.backlog,
             nodelay: self.nodelay,

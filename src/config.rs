@@ -64,6 +64,9 @@ pub struct ServeConfig {
     pub greeting: Option<Vec<u8>>,
     /// Independent reactors sharing the listening ports (SO_REUSEPORT).
     pub workers: usize,
+    /// Set SO_REUSEPORT even with one worker, so that several echoloop *processes* can share the
+    /// port (each with its own open-file limit). Always on with more than one worker.
+    pub reuse_port: bool,
     /// How long a shutdown may spend flushing queues.
     pub shutdown_timeout: Duration,
     /// Listen backlog.
@@ -94,6 +97,7 @@ impl Default for ServeConfig {
             queue_limit: 1024 * 1024,
             greeting: None,
             workers: 1,
+            reuse_port: false,
             shutdown_timeout: Duration::from_secs(5),
             backlog: 1024,
             nodelay: true,

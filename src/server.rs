@@ -81,7 +81,7 @@ impl Server {
             )));
         }
         let workers = config.workers.max(1);
-        let reuse_port = workers > 1;
+        let reuse_port = workers > 1 || config.reuse_port;
         let options = BindOptions {
             backlog: config.backlog,
             reuse_port,

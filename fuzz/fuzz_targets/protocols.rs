@@ -16,6 +16,7 @@ const KINDS: &[ProtocolKind] = &[
     ProtocolKind::Daytime,
     ProtocolKind::Discard,
     ProtocolKind::Chargen,
+    ProtocolKind::Chat,
 ];
 
 fuzz_target!(|data: &[u8]| {
