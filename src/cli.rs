@@ -7,6 +7,7 @@
 //! Next: `config.rs`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
@@ -14,7 +15,8 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use crate::address::{Address, parse_socket_addr};
 use crate::config::ServeConfig;
 use crate::framing::FramingKind;
-use crate::protocol::ProtocolKind;
+use crate::protocol::files::DEFAULT_MAX_FILE_BYTES;
+use crate::protocol::{FilesConfig, ProtocolKind};
 
 /// echoloop: a single-threaded event-loop server (echo, timestamp, chat, ...), its load
 /// generator and its client.
@@ -31,6 +33,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Upload FILE to a `-p files` server, resuming where an interrupted upload stopped.
+    Put(PutArgs),
+    /// Download NAME from a `-p files` server, continuing a partial local file.
+    Get(GetArgs),
 }
 
 /// `echoloop serve`.
@@ -84,6 +90,49 @@ pub struct ServeArgs {
     /// Log every readiness event and every decision of the reactor (as RUST_LOG=echoloop=trace)
     #[arg(long)]
     pub trace: bool,
+    /// -p files: the folder served (required; it must exist)
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// -p files: largest file accepted, in bytes
+    #[arg(long, default_value_t = DEFAULT_MAX_FILE_BYTES, value_name = "BYTES")]
+    pub max_file_bytes: u64,
+    /// -p files: content bytes the folder may hold, partial files included; 0 = no quota
+    #[arg(long, default_value_t = 0, value_name = "BYTES")]
+    pub dir_quota: u64,
+}
+
+/// `echoloop put`.
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    /// The server: HOST:PORT, [V6]:PORT or unix:/path
+    #[arg(value_name = "ADDR", value_parser = parse_address)]
+    pub addr: Address,
+    /// The local file to upload
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The name on the server [default: FILE's own name]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Reconnect this many times after a dropped connection (or `error: busy`)
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub retries: u32,
+}
+
+/// `echoloop get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The server: HOST:PORT, [V6]:PORT or unix:/path
+    #[arg(value_name = "ADDR", value_parser = parse_address)]
+    pub addr: Address,
+    /// The file's name on the server
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Where to write it [default: NAME in the current folder]
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Reconnect this many times after a dropped connection
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub retries: u32,
 }
 
 fn parse_address(text: &str) -> Result<Address, String> {
@@ -99,6 +148,11 @@ impl ServeArgs {
     /// The config these arguments describe.
     pub fn into_config(self) -> ServeConfig {
         let defaults = ServeConfig::default();
+        let files = self.dir.map(|dir| FilesConfig {
+            dir,
+            max_file_bytes: self.max_file_bytes,
+            dir_quota: self.dir_quota,
+        });
         ServeConfig {
             listen: if self.listen.is_empty() && self.udp.is_empty() {
                 defaults.listen
@@ -121,6 +175,7 @@ impl ServeArgs {
             keepalive: seconds_or_off(self.keepalive),
             stats_interval: seconds_or_off(self.stats_interval),
             handle_signals: true,
+            files,
         }
     }
 }
@@ -137,9 +192,10 @@ mod tests {
 
     #[test]
     fn serve_defaults_match_the_contract() {
-        let Cli {
-            command: Command::Serve(args),
-        } = Cli::try_parse_from(["echoloop", "serve"]).unwrap();
+        let Command::Serve(args) = Cli::try_parse_from(["echoloop", "serve"]).unwrap().command
+        else {
+            unreachable!()
+        };
         let config = args.into_config();
         assert_eq!(config.listen, vec!["127.0.0.1:7007".parse().unwrap()]);
         assert_eq!(config.max_connections, 10_000);
@@ -151,9 +207,12 @@ mod tests {
 
     #[test]
     fn udp_alone_does_not_bind_the_default_tcp_port() {
-        let Cli {
-            command: Command::Serve(args),
-        } = Cli::try_parse_from(["echoloop", "serve", "-u", "127.0.0.1:0"]).unwrap();
+        let Command::Serve(args) = Cli::try_parse_from(["echoloop", "serve", "-u", "127.0.0.1:0"])
+            .unwrap()
+            .command
+        else {
+            unreachable!()
+        };
         assert!(args.into_config().listen.is_empty());
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::address::Address;
 use crate::framing::FramingKind;
-use crate::protocol::{Protocol, ProtocolKind};
+use crate::protocol::{Files, FilesConfig, Protocol, ProtocolKind};
 
 /// Makes a fresh protocol value for one reactor: how a protocol of your own is served.
 ///
@@ -76,6 +76,8 @@ pub struct ServeConfig {
     pub stats_interval: Option<Duration>,
     /// Install SIGINT/SIGTERM/SIGUSR1 handlers (the daemon does; in-process test servers do not).
     pub handle_signals: bool,
+    /// The folder and limits of `-p files` (`--dir`, `--max-file-bytes`, `--dir-quota`).
+    pub files: Option<FilesConfig>,
 }
 
 impl Default for ServeConfig {
@@ -98,6 +100,7 @@ impl Default for ServeConfig {
             keepalive: None,
             stats_interval: None,
             handle_signals: true,
+            files: None,
         }
     }
 }
@@ -114,9 +117,12 @@ impl ServeConfig {
 
     /// A new value of the protocol to serve: the custom one if set, else `protocol`'s.
     pub fn build_protocol(&self) -> Box<dyn Protocol> {
-        match &self.custom {
-            Some(factory) => factory.build(),
-            None => self.protocol.build(),
+        match (&self.custom, &self.files) {
+            (Some(factory), _) => factory.build(),
+            (None, Some(files)) if self.protocol == ProtocolKind::Files => {
+                Box::new(Files::new(files))
+            }
+            (None, _) => self.protocol.build(),
         }
     }
 

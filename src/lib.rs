@@ -18,6 +18,7 @@
 //! 11. [`timers`]: idle deadlines without scanning every connection.
 //! 12. [`shutdown`]: signals as readable events, and the drain.
 //! 13. [`stats`]: counters readable while the server runs.
+//! 14. [`protocol::files`] and [`transfer`]: file transfer with resume, server and clients.
 //!
 //! ```
 //! use std::io::{Read, Write};
@@ -51,6 +52,7 @@ pub mod shutdown;
 pub mod stats;
 pub mod stream;
 pub mod timers;
+pub mod transfer;
 pub mod udp;
 
 pub use address::Address;

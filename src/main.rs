@@ -32,6 +32,8 @@ fn main() -> ExitCode {
     logger.init();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Put(args) => echoloop::transfer::put(args),
+        Command::Get(args) => echoloop::transfer::get(args),
     }
 }
 

@@ -46,6 +46,7 @@ pub struct Server {
 impl Server {
     /// Binds every socket `config` names, once per worker.
     pub fn bind(config: &ServeConfig) -> Result<Server, StartError> {
+        crate::protocol::files::check_config(config)?;
         if config.listen.is_empty() && config.udp.is_empty() {
             return Err(StartError::Config("nothing to listen on".into()));
         }

@@ -18,12 +18,14 @@ mod chargen;
 mod daytime;
 mod discard;
 mod echo;
+pub mod files;
 mod timestamp;
 
 pub use chargen::Chargen;
 pub use daytime::Daytime;
 pub use discard::Discard;
 pub use echo::Echo;
+pub use files::{Files, FilesConfig};
 pub use timestamp::{Ctime, Timestamp};
 
 use std::fmt;
@@ -112,6 +114,8 @@ pub enum ProtocolKind {
     Discard,
     /// RFC 864: an endless rotating pattern of characters, as fast as the client reads.
     Chargen,
+    /// Uploads and downloads with resume, in one folder (`--dir`); the tutorial upload client too.
+    Files,
 }
 
 impl ProtocolKind {
@@ -123,6 +127,8 @@ impl ProtocolKind {
             ProtocolKind::Daytime => Box::new(Daytime),
             ProtocolKind::Discard => Box::new(Discard),
             ProtocolKind::Chargen => Box::new(Chargen::new()),
+            // Needs its folder: `ServeConfig::build_protocol` builds it from `ServeConfig::files`.
+            ProtocolKind::Files => Box::new(Files::unconfigured()),
         }
     }
 }
