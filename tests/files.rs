@@ -677,3 +677,33 @@ fn the_command_line_refuses_what_files_cannot_serve() {
     let run = echoloop(&["put", "127.0.0.1:1"], dir.path());
     assert_eq!(run.status.code(), Some(2));
 }
+
+#[test]
+fn the_tutorial_python_upload_client_works_unchanged() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("skipped: no python3");
+        return;
+    }
+    let dir = TempDir::new("python");
+    let local = TempDir::new("python-local");
+    let content = pseudo_random_bytes(100_000, 8);
+    std::fs::write(local.join("photo.jpg"), &content).unwrap();
+    let server = serve_files(dir.path(), |_| {});
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/compat/tcp_upload_client.py");
+    let run = Command::new("python3")
+        .arg(script)
+        .args(["127.0.0.1", &server.addr().port().to_string()])
+        .arg(local.join("photo.jpg"))
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "sent 100000 bytes\n");
+    common::wait_for_stats(&server, "the upload's end", |s| s.connections_open == 0);
+    let names = dir.names();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert_eq!(std::fs::read(dir.join(&names[0])).unwrap(), content);
+}
