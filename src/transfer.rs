@@ -288,12 +288,37 @@ fn run_put(args: &PutArgs) -> Result<(), TransferError> {
         put_attempt(&args.addr, &name, size, &mut file, &bar)
     });
     bar.finish_and_clear();
-    let server = result?;
+    let server = match result {
+        // Stored already (say, by a run killed after the last byte): the same file is success.
+        Err(TransferError::Server(what)) if what == "exists" => {
+            match stored_digest(&args.addr, &name, size) {
+                Some(digest) if digest == local => {
+                    eprintln!("echoloop: {name} is stored already ({size} bytes, sha256 {local})");
+                    return Ok(());
+                }
+                _ => return Err(TransferError::Server(what)),
+            }
+        }
+        result => result?,
+    };
     if server != local {
         return Err(TransferError::Mismatch { server, local });
     }
     eprintln!("echoloop: stored {name} ({size} bytes, sha256 {local})");
     Ok(())
+}
+
+/// The server's digest of `name` if it is a file of `size` bytes (asked with `GET name size`,
+/// which sends no body).
+fn stored_digest(addr: &Address, name: &str, size: u64) -> Option<String> {
+    let mut conn = Conn::open(addr).ok()?;
+    let mut reader = BufReader::new(conn.try_clone().ok()?);
+    conn.write_all(format!("GET {name} {size}\nQUIT\n").as_bytes())
+        .ok()?;
+    let line = read_reply(&mut reader).ok()?;
+    let words = expect_reply(&line, "OK").ok()?;
+    let stored = number(words.first()).ok()?;
+    (stored == size).then(|| words.get(1).map(|d| d.to_string()))?
 }
 
 /// One connection's worth of upload; returns the server's digest.

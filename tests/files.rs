@@ -314,10 +314,18 @@ fn echoloop_put_resumes_a_killed_upload_and_checks_the_digest() {
     );
     assert!(stderr.contains(&sha256_hex(&content)), "{stderr}");
     assert_eq!(std::fs::read(dir.join("data.bin")).unwrap(), content);
-    // Again: the server has it complete.
+    // Again: the server has it complete, with the same digest: nothing to do.
     let again = echoloop(&["put", &addr, "data.bin"], local.path());
-    assert_eq!(again.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&again.stderr).contains("error: exists"));
+    assert_eq!(again.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("stored already"));
+    // Another file under that name: the server's refusal, exit 1.
+    std::fs::write(local.join("other.bin"), b"other").unwrap();
+    let other = echoloop(
+        &["put", &addr, "other.bin", "--name", "data.bin"],
+        local.path(),
+    );
+    assert_eq!(other.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&other.stderr).contains("error: exists"));
 }
 
 #[test]

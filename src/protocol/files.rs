@@ -370,7 +370,7 @@ impl Files {
             Start::Resume(held) => held,
             Start::Discard => {
                 folder.remove(&partial).map_err(io_words)?;
-                used -= held.unwrap_or(0);
+                used = used.saturating_sub(held.unwrap_or(0));
                 0
             }
         };
