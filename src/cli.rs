@@ -7,6 +7,7 @@
 //! Next: `config.rs`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
@@ -14,7 +15,8 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 use crate::address::{Address, parse_socket_addr};
 use crate::config::ServeConfig;
 use crate::framing::FramingKind;
-use crate::protocol::ProtocolKind;
+use crate::protocol::files::DEFAULT_MAX_FILE_BYTES;
+use crate::protocol::{FilesConfig, ProtocolKind};
 
 /// echoloop: a single-threaded event-loop server (echo, timestamp, chat, ...), its load
 /// generator and its client.
@@ -35,6 +37,10 @@ pub enum Command {
     Load(crate::load::LoadArgs),
     /// Talk to a server: stdin lines go out, what the server sends is printed as it arrives.
     Client(crate::client::ClientArgs),
+    /// Upload FILE to a `-p files` server, resuming where an interrupted upload stopped.
+    Put(PutArgs),
+    /// Download NAME from a `-p files` server, continuing a partial local file.
+    Get(GetArgs),
 }
 
 /// `echoloop serve`.
@@ -94,6 +100,49 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (TCP, same reactor), e.g. 127.0.0.1:9707
     #[arg(long, value_name = "ADDR", value_parser = parse_socket_addr)]
     pub metrics: Option<SocketAddr>,
+    /// -p files: the folder served (required; it must exist)
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// -p files: largest file accepted, in bytes
+    #[arg(long, default_value_t = DEFAULT_MAX_FILE_BYTES, value_name = "BYTES")]
+    pub max_file_bytes: u64,
+    /// -p files: content bytes the folder may hold, partial files included; 0 = no quota
+    #[arg(long, default_value_t = 0, value_name = "BYTES")]
+    pub dir_quota: u64,
+}
+
+/// `echoloop put`.
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    /// The server: HOST:PORT, [V6]:PORT or unix:/path
+    #[arg(value_name = "ADDR", value_parser = parse_address)]
+    pub addr: Address,
+    /// The local file to upload
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The name on the server [default: FILE's own name]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Reconnect this many times after a dropped connection (or `error: busy`)
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub retries: u32,
+}
+
+/// `echoloop get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The server: HOST:PORT, [V6]:PORT or unix:/path
+    #[arg(value_name = "ADDR", value_parser = parse_address)]
+    pub addr: Address,
+    /// The file's name on the server
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Where to write it [default: NAME in the current folder]
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Reconnect this many times after a dropped connection
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub retries: u32,
 }
 
 fn parse_address(text: &str) -> Result<Address, String> {
@@ -109,6 +158,11 @@ impl ServeArgs {
     /// The config these arguments describe.
     pub fn into_config(self) -> ServeConfig {
         let defaults = ServeConfig::default();
+        let files = self.dir.map(|dir| FilesConfig {
+            dir,
+            max_file_bytes: self.max_file_bytes,
+            dir_quota: self.dir_quota,
+        });
         ServeConfig {
             listen: if self.listen.is_empty() && self.udp.is_empty() {
                 defaults.listen
@@ -133,6 +187,7 @@ impl ServeArgs {
             stats_interval: seconds_or_off(self.stats_interval),
             handle_signals: true,
             metrics: self.metrics,
+            files,
         }
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::address::Address;
 use crate::framing::FramingKind;
-use crate::protocol::{Protocol, ProtocolKind};
+use crate::protocol::{Files, FilesConfig, Protocol, ProtocolKind};
 
 /// Makes a fresh protocol value for one reactor: how a protocol of your own is served.
 ///
@@ -81,6 +81,8 @@ pub struct ServeConfig {
     pub handle_signals: bool,
     /// Serve `GET /metrics` (Prometheus) on this TCP address (`--metrics`); `None`: off.
     pub metrics: Option<SocketAddr>,
+    /// The folder and limits of `-p files` (`--dir`, `--max-file-bytes`, `--dir-quota`).
+    pub files: Option<FilesConfig>,
 }
 
 impl Default for ServeConfig {
@@ -105,6 +107,7 @@ impl Default for ServeConfig {
             stats_interval: None,
             handle_signals: true,
             metrics: None,
+            files: None,
         }
     }
 }
@@ -121,9 +124,12 @@ impl ServeConfig {
 
     /// A new value of the protocol to serve: the custom one if set, else `protocol`'s.
     pub fn build_protocol(&self) -> Box<dyn Protocol> {
-        match &self.custom {
-            Some(factory) => factory.build(),
-            None => self.protocol.build(),
+        match (&self.custom, &self.files) {
+            (Some(factory), _) => factory.build(),
+            (None, Some(files)) if self.protocol == ProtocolKind::Files => {
+                Box::new(Files::new(files))
+            }
+            (None, _) => self.protocol.build(),
         }
     }
 

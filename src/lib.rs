@@ -22,6 +22,7 @@
 //! 15. [`activation`]: running under systemd: inherited sockets, readiness.
 //! 16. [`load`]: the load generator, built like the server: a few client reactors, every reply checked.
 //! 17. [`client`]: the interactive client, the same event loop seen from the other side.
+//! 18. [`protocol::files`] and [`transfer`]: file transfer with resume, server and clients.
 //!
 //! ```
 //! use std::io::{Read, Write};
@@ -59,6 +60,7 @@ pub mod shutdown;
 pub mod stats;
 pub mod stream;
 pub mod timers;
+pub mod transfer;
 pub mod udp;
 
 pub use activation::InheritedSocket;

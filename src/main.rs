@@ -34,6 +34,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Load(args) => load(args),
         Command::Client(args) => echoloop::client::run(args),
+        Command::Put(args) => echoloop::transfer::put(args),
+        Command::Get(args) => echoloop::transfer::get(args),
     }
 }
 

@@ -65,6 +65,7 @@ impl Server {
         config: &ServeConfig,
         inherited: Vec<InheritedSocket>,
     ) -> Result<Server, StartError> {
+        crate::protocol::files::check_config(config)?;
         if config.listen.is_empty() && config.udp.is_empty() && inherited.is_empty() {
             return Err(StartError::Config("nothing to listen on".into()));
         }

@@ -19,11 +19,17 @@ _echoloop() {
             echoloop,client)
                 cmd="echoloop__subcmd__client"
                 ;;
+            echoloop,get)
+                cmd="echoloop__subcmd__get"
+                ;;
             echoloop,help)
                 cmd="echoloop__subcmd__help"
                 ;;
             echoloop,load)
                 cmd="echoloop__subcmd__load"
+                ;;
+            echoloop,put)
+                cmd="echoloop__subcmd__put"
                 ;;
             echoloop,serve)
                 cmd="echoloop__subcmd__serve"
@@ -31,11 +37,17 @@ _echoloop() {
             echoloop__subcmd__help,client)
                 cmd="echoloop__subcmd__help__subcmd__client"
                 ;;
+            echoloop__subcmd__help,get)
+                cmd="echoloop__subcmd__help__subcmd__get"
+                ;;
             echoloop__subcmd__help,help)
                 cmd="echoloop__subcmd__help__subcmd__help"
                 ;;
             echoloop__subcmd__help,load)
                 cmd="echoloop__subcmd__help__subcmd__load"
+                ;;
+            echoloop__subcmd__help,put)
+                cmd="echoloop__subcmd__help__subcmd__put"
                 ;;
             echoloop__subcmd__help,serve)
                 cmd="echoloop__subcmd__help__subcmd__serve"
@@ -47,7 +59,7 @@ _echoloop() {
 
     case "${cmd}" in
         echoloop)
-            opts="-h -V --help --version serve load client help"
+            opts="-h -V --help --version serve load client put get help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -74,8 +86,34 @@ _echoloop() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        echoloop__subcmd__get)
+            opts="-o -h --output --retries --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         echoloop__subcmd__help)
-            opts="serve load client help"
+            opts="serve load client put get help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -89,6 +127,20 @@ _echoloop() {
             return 0
             ;;
         echoloop__subcmd__help__subcmd__client)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        echoloop__subcmd__help__subcmd__get)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -117,6 +169,20 @@ _echoloop() {
             return 0
             ;;
         echoloop__subcmd__help__subcmd__load)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        echoloop__subcmd__help__subcmd__put)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -218,8 +284,30 @@ _echoloop() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        echoloop__subcmd__put)
+            opts="-h --name --retries --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         echoloop__subcmd__serve)
-            opts="-l -u -p -h --listen --udp --protocol --framing --max-frame --max-connections --idle-timeout --queue-limit --greeting --workers --shutdown-timeout --backlog --nodelay --keepalive --stats-interval --trace --metrics --help"
+            opts="-l -u -p -h --listen --udp --protocol --framing --max-frame --max-connections --idle-timeout --queue-limit --greeting --workers --reuse-port --shutdown-timeout --backlog --nodelay --keepalive --stats-interval --trace --metrics --dir --max-file-bytes --dir-quota --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -242,11 +330,11 @@ _echoloop() {
                     return 0
                     ;;
                 --protocol)
-                    COMPREPLY=($(compgen -W "echo timestamp daytime discard chargen chat" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "echo timestamp daytime discard chargen chat files" -- "${cur}"))
                     return 0
                     ;;
                 -p)
-                    COMPREPLY=($(compgen -W "echo timestamp daytime discard chargen chat" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "echo timestamp daytime discard chargen chat files" -- "${cur}"))
                     return 0
                     ;;
                 --framing)
@@ -298,6 +386,18 @@ _echoloop() {
                     return 0
                     ;;
                 --metrics)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-file-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dir-quota)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

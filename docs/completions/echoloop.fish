@@ -29,6 +29,8 @@ complete -c echoloop -n "__fish_echoloop_needs_command" -s V -l version -d 'Prin
 complete -c echoloop -n "__fish_echoloop_needs_command" -f -a "serve" -d 'Run the server'
 complete -c echoloop -n "__fish_echoloop_needs_command" -f -a "load" -d 'Generate load against a server and check every reply'
 complete -c echoloop -n "__fish_echoloop_needs_command" -f -a "client" -d 'Talk to a server: stdin lines go out, what the server sends is printed as it arrives'
+complete -c echoloop -n "__fish_echoloop_needs_command" -f -a "put" -d 'Upload FILE to a `-p files` server, resuming where an interrupted upload stopped'
+complete -c echoloop -n "__fish_echoloop_needs_command" -f -a "get" -d 'Download NAME from a `-p files` server, continuing a partial local file'
 complete -c echoloop -n "__fish_echoloop_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -s l -l listen -d 'Stream listen address, repeatable: HOST:PORT, [V6]:PORT or unix:/path [default: 127.0.0.1:7007]' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -s u -l udp -d 'Also serve the protocol over UDP at ADDR, repeatable' -r
@@ -37,7 +39,8 @@ timestamp\t'The tutorial server: each message comes back as `[<ctime>] <message>
 daytime\t'RFC 867: one line with the date and time, then the server closes'
 discard\t'RFC 863: everything is read and dropped; nothing is sent'
 chargen\t'RFC 864: an endless rotating pattern of characters, as fast as the client reads'
-chat\t'A chat room: each line goes to every other client (`/nick`, `/who`, `/quit`)'"
+chat\t'A chat room: each line goes to every other client (`/nick`, `/who`, `/quit`)'
+files\t'Uploads and downloads with resume, in one folder (`--dir`); the tutorial upload client too'"
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l framing -d 'How frames are cut [default: the protocol\'s: echo raw; timestamp, chat line]' -r -f -a "raw\t'Each read is one frame'
 line\t'`\\n`-terminated lines (`\\r\\n` accepted)'
 length\t'A 4-byte big-endian length, then that many bytes'"
@@ -54,6 +57,10 @@ false\t''"
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l keepalive -d 'TCP keepalive idle time on accepted sockets; 0 = off' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l stats-interval -d 'Log a line of counters every SECS; 0 = off (SIGUSR1 logs one at any time)' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l metrics -d 'Serve Prometheus metrics at http://ADDR/metrics (TCP, same reactor), e.g. 127.0.0.1:9707' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l dir -d '-p files: the folder served (required; it must exist)' -r -F
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l max-file-bytes -d '-p files: largest file accepted, in bytes' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l dir-quota -d '-p files: content bytes the folder may hold, partial files included; 0 = no quota' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l reuse-port -d 'Set SO_REUSEPORT so that several echoloop processes can share the port (implied by --workers > 1)'
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l trace -d 'Log every readiness event and every decision of the reactor (as RUST_LOG=echoloop=trace)'
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c echoloop -n "__fish_echoloop_using_subcommand load" -s c -l connections -d 'Connections (UDP: sockets) over all threads' -r
@@ -77,7 +84,15 @@ complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l hold -d 'Open
 complete -c echoloop -n "__fish_echoloop_using_subcommand load" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c echoloop -n "__fish_echoloop_using_subcommand client" -l udp -d 'Send each stdin line as one UDP datagram (without its newline)'
 complete -c echoloop -n "__fish_echoloop_using_subcommand client" -s h -l help -d 'Print help'
-complete -c echoloop -n "__fish_echoloop_using_subcommand help; and not __fish_seen_subcommand_from serve load client help" -f -a "serve" -d 'Run the server'
-complete -c echoloop -n "__fish_echoloop_using_subcommand help; and not __fish_seen_subcommand_from serve load client help" -f -a "load" -d 'Generate load against a server and check every reply'
-complete -c echoloop -n "__fish_echoloop_using_subcommand help; and not __fish_seen_subcommand_from serve load client help" -f -a "client" -d 'Talk to a server: stdin lines go out, what the server sends is printed as it arrives'
-complete -c echoloop -n "__fish_echoloop_using_subcommand help; and not __fish_seen_subcommand_from serve load client help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c echoloop -n "__fish_echoloop_using_subcommand put" -l name -d 'The name on the server [default: FILE\'s own name]' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand put" -l retries -d 'Reconnect this many times after a dropped connection (or `error: busy`)' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand put" -s h -l help -d 'Print help'
+complete -c echoloop -n "__fish_echoloop_using_subcommand get" -s o -l output -d 'Where to write it [default: NAME in the current folder]' -r -F
+complete -c echoloop -n "__fish_echoloop_using_subcommand get" -l retries -d 'Reconnect this many times after a dropped connection' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand get" -s h -l help -d 'Print help'
+complete -c echoloop -n "__fish_echoloop_using_subcommand help; and not __fish_seen_subcommand_from serve load client put get help" -f -a "serve" -d 'Run the server'
+complete -c echoloop -n "__fish_echoloop_using_subcommand help; and not __fish_seen_subcommand_from serve load client put get help" -f -a "load" -d 'Generate load against a server and check every reply'
+complete -c echoloop -n "__fish_echoloop_using_subcommand help; and not __fish_seen_subcommand_from serve load client put get help" -f -a "client" -d 'Talk to a server: stdin lines go out, what the server sends is printed as it arrives'
+complete -c echoloop -n "__fish_echoloop_using_subcommand help; and not __fish_seen_subcommand_from serve load client put get help" -f -a "put" -d 'Upload FILE to a `-p files` server, resuming where an interrupted upload stopped'
+complete -c echoloop -n "__fish_echoloop_using_subcommand help; and not __fish_seen_subcommand_from serve load client put get help" -f -a "get" -d 'Download NAME from a `-p files` server, continuing a partial local file'
+complete -c echoloop -n "__fish_echoloop_using_subcommand help; and not __fish_seen_subcommand_from serve load client put get help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

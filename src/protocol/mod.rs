@@ -19,6 +19,7 @@ mod chat;
 mod daytime;
 mod discard;
 mod echo;
+pub mod files;
 mod timestamp;
 
 pub use chargen::Chargen;
@@ -26,6 +27,7 @@ pub use chat::Chat;
 pub use daytime::Daytime;
 pub use discard::Discard;
 pub use echo::Echo;
+pub use files::{Files, FilesConfig};
 pub use timestamp::{Ctime, Timestamp};
 
 use std::fmt;
@@ -124,6 +126,8 @@ pub enum ProtocolKind {
     Chargen,
     /// A chat room: each line goes to every other client (`/nick`, `/who`, `/quit`).
     Chat,
+    /// Uploads and downloads with resume, in one folder (`--dir`); the tutorial upload client too.
+    Files,
 }
 
 impl ProtocolKind {
@@ -136,6 +140,8 @@ impl ProtocolKind {
             ProtocolKind::Discard => Box::new(Discard),
             ProtocolKind::Chargen => Box::new(Chargen::new()),
             ProtocolKind::Chat => Box::new(Chat::new()),
+            // Needs its folder: `ServeConfig::build_protocol` builds it from `ServeConfig::files`.
+            ProtocolKind::Files => Box::new(Files::unconfigured()),
         }
     }
 }

@@ -1,0 +1,746 @@
+//! File transfer with resume: the tutorials' upload server, done safely on the reactor.
+//!
+//! The tutorials end with an upload server: the client sends the file's size, waits for the server
+//! to echo it (their cure for "sticky packets": the size and the first bytes of the file can no
+//! longer arrive glued together), then streams the file. `-p files` is that server grown up: named
+//! uploads and downloads that survive a dropped connection, served from one folder (`--dir`) on the
+//! same single-threaded reactor as every other protocol. Two conversations share the port:
+//!
+//! - **Tutorial mode.** A client whose first bytes are only ASCII digits is the tutorial client: we
+//!   echo the digits, read exactly that many bytes into `upload-<UTC time>-<id>.bin`, and close.
+//! - **Named mode.** Request lines, one reply line each (see `request.rs`): `PUT <name> <size>` is
+//!   answered `OK <offset>`, the bytes the server already holds of an interrupted upload of that
+//!   name and size (FTP's `SIZE` + `REST`, tus's `Upload-Offset`): the client sends the rest, and
+//!   gets `DONE <size> <sha256>`. `GET <name> [offset]` is answered `OK <size> <sha256>`, then the
+//!   bytes from `offset` on. `LIST` and `QUIT` do what they say.
+//!
+//! **Frames are just bytes here.** The default framing is `raw`, so each read reaches
+//! [`Protocol::on_frame`] as it came. Each client has a small state machine ([`Mode`]): while it is
+//! sending request lines, its bytes go into a line buffer of at most 4096 bytes; after `OK` to a
+//! `PUT` they are the body; one read may hold the end of a body and the next request, and both are
+//! handled.
+//!
+//! **Fair to everyone else.** The disk is touched only in `disk.rs`, and a bounded amount per event:
+//! an upload writes the bytes of one read (at most `--max-frame`), and a download reads one chunk
+//! ([`CHUNK_BYTES`]) each time the client's queue empties ([`Protocol::on_drained`], the way chargen
+//! produces only as fast as the client reads), so a file is never held in memory and a slow reader
+//! costs nothing. The exceptions, said plainly in `docs/FILES.md`: the `fsync` when an upload
+//! completes, the first digest of a file this server did not receive itself, and re-reading the
+//! held part of an upload resumed after a restart.
+//!
+//! **Shared state lives here, per reactor.** The digest cache (by name, size and mtime), the busy
+//! set (names being written: a second writer gets `error: busy`) and the quota are fields of
+//! [`Files`]. With `--workers N` there would be N of each, so `-p files` refuses more than one.
+//!
+//! Next: `files/request.rs` (the words, pure) and `files/disk.rs` (the syscalls).
+
+mod disk;
+pub mod request;
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use log::{debug, info, warn};
+use memchr::memchr;
+use sha2::{Digest, Sha256};
+
+use self::disk::{Folder, Kind, describe_io_error};
+use self::request::{
+    FirstBytes, MAX_LINE_BYTES, Request, Start, check_quota, classify_first, hex, is_valid_name,
+    parse_partial_name, parse_request, partial_name, start_of, tutorial_name,
+};
+use super::{ClientId, Protocol, ProtocolKind, Replies};
+use crate::config::ServeConfig;
+use crate::connection::CloseReason;
+use crate::error::StartError;
+use crate::framing::{Frame, FrameError, FramingKind};
+
+/// `--max-file-bytes` when not given: 1 GiB.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 1 << 30;
+/// Bytes read from disk for a download each time the client's queue empties.
+pub const CHUNK_BYTES: usize = 64 * 1024;
+
+/// What `-p files` serves and how much it may hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilesConfig {
+    /// The served folder (`--dir`): nothing outside it is ever created, read or followed.
+    pub dir: PathBuf,
+    /// Largest file accepted (`--max-file-bytes`); a larger size is refused before anything is written.
+    pub max_file_bytes: u64,
+    /// Content bytes the folder may hold, partial files included (`--dir-quota`); 0: no quota.
+    pub dir_quota: u64,
+}
+
+impl FilesConfig {
+    /// Serves `dir` with the default limits.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        FilesConfig {
+            dir: dir.into(),
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            dir_quota: 0,
+        }
+    }
+}
+
+/// Checks what `-p files` needs of a config: a folder that opens, stream sockets only, no greeting
+/// (it would break the tutorial client), its own framing, one worker (its busy set and quota are
+/// per reactor). A config error is a usage error (exit 2); a folder that does not open is not.
+pub fn check_config(config: &ServeConfig) -> Result<(), StartError> {
+    if config.protocol != ProtocolKind::Files || config.custom.is_some() {
+        return Ok(());
+    }
+    let refuse = |what: &str| Err(StartError::Config(format!("-p files: {what}")));
+    if !config.udp.is_empty() {
+        return refuse("serves TCP and Unix sockets only, not UDP (-u)");
+    }
+    if config.framing.is_some() {
+        return refuse("has its own framing (no --framing)");
+    }
+    if config.greeting.is_some() {
+        return refuse("takes no --greeting (it would break the tutorial client)");
+    }
+    if config.workers > 1 {
+        return refuse("runs on one worker (its busy set and quota are per reactor)");
+    }
+    let Some(files) = &config.files else {
+        return refuse("needs --dir DIR");
+    };
+    Folder::open(&files.dir).map_err(|e| {
+        StartError::Io(io::Error::new(
+            e.kind(),
+            format!("--dir {}: {e}", files.dir.display()),
+        ))
+    })?;
+    Ok(())
+}
+
+/// An upload under way: bytes go to `partial` until all `size` are in, then it becomes `name`.
+#[derive(Debug)]
+struct Upload {
+    name: String,
+    partial: String,
+    file: File,
+    size: u64,
+    written: u64,
+    /// The digest of bytes `0..written`.
+    hasher: Sha256,
+    /// Tutorial mode: close when done, delete if cut short (there is no name to resume under).
+    tutorial: bool,
+}
+
+impl Upload {
+    fn remaining(&self) -> u64 {
+        self.size - self.written
+    }
+}
+
+/// A download under way: bytes `pos..end` of `file` are still to be sent.
+#[derive(Debug)]
+struct Download {
+    file: File,
+    pos: u64,
+    end: u64,
+}
+
+/// Where one client's conversation is.
+#[derive(Debug)]
+enum Mode {
+    /// Nothing received yet: the first bytes choose tutorial or named mode.
+    Start,
+    /// Reading request lines.
+    Lines,
+    /// Reading the body of a `PUT` or a tutorial upload.
+    Receiving(Upload),
+    /// Sending a file; what the client sends meanwhile waits in the line buffer.
+    Sending(Download),
+    /// Closing: everything more is ignored.
+    Done,
+}
+
+/// One client: its mode and its unfinished request line (at most [`MAX_LINE_BYTES`]).
+#[derive(Debug)]
+struct Session {
+    mode: Mode,
+    line: Vec<u8>,
+}
+
+/// A file's digest, valid while its size and modification time stay the same.
+#[derive(Debug, Clone, Copy)]
+struct CachedDigest {
+    size: u64,
+    modified: Option<SystemTime>,
+    digest: [u8; 32],
+}
+
+/// The files service of one reactor: its folder, its clients, and what they share.
+pub struct Files {
+    /// `None`: the folder could not be opened when this reactor started.
+    folder: Option<Folder>,
+    max_file_bytes: u64,
+    dir_quota: u64,
+    sessions: HashMap<ClientId, Session>,
+    /// Names being written now.
+    busy: HashSet<String>,
+    digests: HashMap<String, CachedDigest>,
+    /// Digests of interrupted uploads' partial files, so a resume need not read them back.
+    partial_hashes: HashMap<String, (u64, Sha256)>,
+    next_upload_id: u64,
+    buffer: Box<[u8]>,
+}
+
+impl std::fmt::Debug for Files {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Files")
+            .field("folder", &self.folder)
+            .field("clients", &self.sessions.len())
+            .field("busy", &self.busy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The words after `error: ` when a request is refused.
+type Refusal = String;
+
+fn io_words(e: io::Error) -> Refusal {
+    describe_io_error(&e)
+}
+
+impl Files {
+    /// The files service for `config.dir`. Also sets SIGXFSZ to ignored, process-wide: a write past
+    /// `RLIMIT_FSIZE` then fails with `EFBIG` (an error line) instead of killing the server.
+    pub fn new(config: &FilesConfig) -> Files {
+        ignore_sigxfsz();
+        let folder = match Folder::open(&config.dir) {
+            Ok(folder) => Some(folder),
+            Err(e) => {
+                log::error!("files: cannot open {}: {e}", config.dir.display());
+                None
+            }
+        };
+        Files {
+            folder,
+            max_file_bytes: config.max_file_bytes,
+            dir_quota: config.dir_quota,
+            sessions: HashMap::new(),
+            busy: HashSet::new(),
+            digests: HashMap::new(),
+            partial_hashes: HashMap::new(),
+            next_upload_id: 0,
+            buffer: vec![0; CHUNK_BYTES].into_boxed_slice(),
+        }
+    }
+
+    /// A files service with no folder (no `--dir`): every request is answered with an error.
+    pub fn unconfigured() -> Files {
+        let mut files = Files::new(&FilesConfig::new(PathBuf::new()));
+        files.folder = None;
+        files
+    }
+
+    fn folder(&self) -> Result<&Folder, Refusal> {
+        self.folder
+            .as_ref()
+            .ok_or_else(|| "folder unavailable".to_string())
+    }
+
+    /// Runs `input` through `session`'s state machine, mode by mode, until it is used up.
+    fn feed(
+        &mut self,
+        session: &mut Session,
+        mut input: &[u8],
+        now: SystemTime,
+        out: &mut Replies,
+    ) {
+        while !input.is_empty() {
+            let mode = std::mem::replace(&mut session.mode, Mode::Done);
+            session.mode = match mode {
+                Mode::Done => return,
+                Mode::Start => match classify_first(input) {
+                    FirstBytes::Named => Mode::Lines,
+                    FirstBytes::BadSize => refuse_and_close(out, "bad size"),
+                    FirstBytes::Tutorial(size) => {
+                        let digits = std::mem::take(&mut input);
+                        self.begin_tutorial(size, digits, now, out)
+                    }
+                },
+                Mode::Lines => {
+                    let (taken, complete) = match memchr(b'\n', input) {
+                        Some(end) => (&input[..end], true),
+                        None => (input, false),
+                    };
+                    input = &input[taken.len() + usize::from(complete)..];
+                    if session.line.len() + taken.len() > MAX_LINE_BYTES {
+                        session.line.clear();
+                        refuse_and_close(out, "line too long")
+                    } else {
+                        session.line.extend_from_slice(taken);
+                        if complete {
+                            let line = std::mem::take(&mut session.line);
+                            let next = self.on_request(&line, out);
+                            session.line = line;
+                            session.line.clear();
+                            next
+                        } else {
+                            Mode::Lines
+                        }
+                    }
+                }
+                Mode::Receiving(upload) => {
+                    let len = usize::try_from(upload.remaining())
+                        .map_or(input.len(), |left| left.min(input.len()));
+                    let (body, rest) = input.split_at(len);
+                    input = rest;
+                    self.receive(upload, body, out)
+                }
+                Mode::Sending(download) => {
+                    // Requests sent ahead wait until the file is out; only a line's worth fits.
+                    if session.line.len() + input.len() > MAX_LINE_BYTES {
+                        refuse_and_close(out, "line too long")
+                    } else {
+                        session.line.extend_from_slice(std::mem::take(&mut input));
+                        Mode::Sending(download)
+                    }
+                }
+            };
+        }
+    }
+
+    /// One request line: the reply is recorded in `out`; returns the mode that follows.
+    fn on_request(&mut self, line: &[u8], out: &mut Replies) -> Mode {
+        let request = match parse_request(line) {
+            Ok(Some(request)) => request,
+            Ok(None) => return Mode::Lines, // a blank line
+            Err(e) => {
+                out.error_line(&e.to_string());
+                return Mode::Lines;
+            }
+        };
+        debug!("files: {request:?}");
+        let result = match request {
+            Request::Put { name, size } => self.begin_put(name, size, out),
+            Request::Get { name, offset } => self.begin_get(name, offset, out),
+            Request::List => self.list(out).map(|()| Mode::Lines),
+            Request::Quit => {
+                out.send_raw(b"BYE\n");
+                out.close();
+                Ok(Mode::Done)
+            }
+        };
+        result.unwrap_or_else(|refusal| {
+            out.error_line(&refusal);
+            Mode::Lines
+        })
+    }
+
+    /// `PUT <name> <size>`: `OK <offset>` and the body follows, or a refusal.
+    fn begin_put(&mut self, name: &str, size: u64, out: &mut Replies) -> Result<Mode, Refusal> {
+        if size > self.max_file_bytes {
+            return Err(format!("too large (limit {} bytes)", self.max_file_bytes));
+        }
+        if self.busy.contains(name) {
+            return Err("busy".into());
+        }
+        let folder = self.folder()?;
+        if folder.stat(name).map_err(io_words)?.is_some() {
+            return Err("exists".into()); // complete already, or a link or anything else: never replaced
+        }
+        let partial = partial_name(name, size);
+        // One listing per PUT (not per byte): stale partials of this name, and the quota.
+        let mut used = 0;
+        for (file, entry) in folder.entries().map_err(io_words)? {
+            match parse_partial_name(&file) {
+                Some((other_size, of)) if of == name && other_size != size => {
+                    debug!("files: {name}: dropping {file}, a partial upload of another size");
+                    folder.remove(&file).map_err(io_words)?;
+                }
+                _ if entry.kind == Kind::Regular => used += entry.size,
+                _ => {}
+            }
+        }
+        let held = match folder.stat(&partial).map_err(io_words)? {
+            Some(entry) if entry.kind == Kind::Regular => Some(entry.size),
+            Some(_) => return Err("exists".into()), // something planted under our partial's name
+            None => None,
+        };
+        let offset = match start_of(held, size) {
+            Start::Fresh => 0,
+            Start::Resume(held) => held,
+            Start::Discard => {
+                folder.remove(&partial).map_err(io_words)?;
+                used = used.saturating_sub(held.unwrap_or(0));
+                0
+            }
+        };
+        check_quota(self.dir_quota, used, self.reserved(), size - offset)
+            .map_err(|free| format!("over quota ({free} bytes free)"))?;
+        let (file, hasher) = if held.is_some() && offset > 0 {
+            let (file, _) = folder.open_for_writing(&partial).map_err(io_words)?;
+            let hasher = self.prefix_hasher(&partial, &file, offset)?;
+            (file, hasher)
+        } else if held.is_some() {
+            (
+                folder.open_for_writing(&partial).map_err(io_words)?.0,
+                Sha256::new(),
+            )
+        } else {
+            let file = folder.create_new(&partial).map_err(io_words)?;
+            (file, Sha256::new())
+        };
+        out.send_raw(format!("OK {offset}\n").as_bytes());
+        self.busy.insert(name.to_string());
+        let upload = Upload {
+            name: name.to_string(),
+            partial,
+            file,
+            size,
+            written: offset,
+            hasher,
+            tutorial: false,
+        };
+        Ok(self.receive(upload, &[], out))
+    }
+
+    /// The digest of the `held` bytes of a partial file: remembered from the interrupted upload,
+    /// or (after a restart) read back from disk once.
+    fn prefix_hasher(&mut self, partial: &str, file: &File, held: u64) -> Result<Sha256, Refusal> {
+        if let Some((bytes, hasher)) = self.partial_hashes.remove(partial)
+            && bytes == held
+        {
+            return Ok(hasher);
+        }
+        let mut hasher = Sha256::new();
+        disk::hash_prefix(file, held, &mut hasher, &mut self.buffer).map_err(io_words)?;
+        Ok(hasher)
+    }
+
+    /// Bytes the uploads under way will still bring: the quota holds room for them.
+    fn reserved(&self) -> u64 {
+        self.sessions
+            .values()
+            .filter_map(|session| match &session.mode {
+                Mode::Receiving(upload) => Some(upload.remaining()),
+                _ => None,
+            })
+            .sum()
+    }
+
+    /// The tutorial client's size: echo it, then receive that many bytes into a new file.
+    fn begin_tutorial(
+        &mut self,
+        size: u64,
+        digits: &[u8],
+        now: SystemTime,
+        out: &mut Replies,
+    ) -> Mode {
+        if size > self.max_file_bytes {
+            let what = format!("too large (limit {} bytes)", self.max_file_bytes);
+            return refuse_and_close(out, &what);
+        }
+        match self.create_tutorial_file(size, now) {
+            Ok((name, partial, file)) => {
+                out.send_raw(digits);
+                self.busy.insert(name.clone());
+                let upload = Upload {
+                    name,
+                    partial,
+                    file,
+                    size,
+                    written: 0,
+                    hasher: Sha256::new(),
+                    tutorial: true,
+                };
+                self.receive(upload, &[], out)
+            }
+            Err(refusal) => refuse_and_close(out, &refusal),
+        }
+    }
+
+    /// A fresh `upload-<time>-<id>.bin` (its partial file, created exclusively), within the quota.
+    fn create_tutorial_file(
+        &mut self,
+        size: u64,
+        now: SystemTime,
+    ) -> Result<(String, String, File), Refusal> {
+        // The field, not `self.folder()`: the id below changes while the folder is borrowed.
+        let folder = self.folder.as_ref().ok_or("folder unavailable")?;
+        if self.dir_quota > 0 {
+            let used = folder
+                .entries()
+                .map_err(io_words)?
+                .iter()
+                .filter(|(_, entry)| entry.kind == Kind::Regular)
+                .map(|(_, entry)| entry.size)
+                .sum();
+            check_quota(self.dir_quota, used, self.reserved(), size)
+                .map_err(|free| format!("over quota ({free} bytes free)"))?;
+        }
+        for _ in 0..1000 {
+            self.next_upload_id += 1;
+            let name = tutorial_name(now, self.next_upload_id);
+            let partial = partial_name(&name, size);
+            if self.busy.contains(&name) || folder.stat(&name).map_err(io_words)?.is_some() {
+                continue;
+            }
+            match folder.create_new(&partial) {
+                Ok(file) => return Ok((name, partial, file)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io_words(e)),
+            }
+        }
+        Err("busy".into())
+    }
+
+    /// Writes one read's worth of body; completes the upload when the last byte is in. A write
+    /// error ends the request with an error line and a close: the client is still sending body
+    /// bytes, which cannot be told apart from requests. The partial file stays for a resume.
+    fn receive(&mut self, mut upload: Upload, body: &[u8], out: &mut Replies) -> Mode {
+        let (written, error) = disk::write_at(&upload.file, body, upload.written);
+        upload.hasher.update(&body[..written]);
+        upload.written += written as u64;
+        if let Some(e) = error {
+            warn!("files: writing {}: {e}", upload.partial);
+            self.abandon(upload);
+            return refuse_and_close(out, &describe_io_error(&e));
+        }
+        if upload.remaining() > 0 {
+            return Mode::Receiving(upload);
+        }
+        self.complete(upload, out)
+    }
+
+    /// All bytes are in: fsync, give the file its name atomically, reply `DONE` (or close).
+    fn complete(&mut self, upload: Upload, out: &mut Replies) -> Mode {
+        self.busy.remove(&upload.name);
+        let published = match self.folder() {
+            Ok(folder) => upload
+                .file
+                .sync_all()
+                .and_then(|()| folder.publish(&upload.partial, &upload.name))
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::AlreadyExists => "exists".to_string(),
+                    _ => describe_io_error(&e),
+                }),
+            Err(refusal) => Err(refusal),
+        };
+        if let Err(refusal) = published {
+            warn!("files: completing {}: {refusal}", upload.name);
+            let tutorial = upload.tutorial;
+            self.abandon(upload);
+            return if tutorial {
+                refuse_and_close(out, &refusal)
+            } else {
+                out.error_line(&refusal);
+                Mode::Lines
+            };
+        }
+        let digest: [u8; 32] = upload.hasher.finalize().into();
+        let modified = upload.file.metadata().and_then(|m| m.modified()).ok();
+        self.digests.insert(
+            upload.name.clone(),
+            CachedDigest {
+                size: upload.size,
+                modified,
+                digest,
+            },
+        );
+        info!("files: stored {} ({} bytes)", upload.name, upload.size);
+        if upload.tutorial {
+            out.close();
+            Mode::Done
+        } else {
+            out.send_raw(format!("DONE {} {}\n", upload.size, hex(&digest)).as_bytes());
+            Mode::Lines
+        }
+    }
+
+    /// An upload that will not finish now: free its name; keep a named upload's partial file (and
+    /// its digest so far) for a resume, delete a tutorial upload's.
+    fn abandon(&mut self, upload: Upload) {
+        self.busy.remove(&upload.name);
+        if upload.tutorial {
+            if let Ok(folder) = self.folder() {
+                let _ = folder.remove(&upload.partial);
+            }
+        } else {
+            self.partial_hashes
+                .insert(upload.partial, (upload.written, upload.hasher));
+        }
+    }
+
+    /// `GET <name> [offset]`: `OK <size> <sha256>`, then the bytes, chunk by chunk on drain.
+    fn begin_get(&mut self, name: &str, offset: u64, out: &mut Replies) -> Result<Mode, Refusal> {
+        let (file, entry) = match self.folder()?.open_for_reading(name) {
+            Ok(opened) => opened,
+            // Missing, a link (ELOOP with O_NOFOLLOW), or not a regular file: all "not found".
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || matches!(
+                        e.raw_os_error(),
+                        Some(libc::ELOOP | libc::EINVAL | libc::ENXIO)
+                    ) =>
+            {
+                return Err("not found".into());
+            }
+            Err(e) => return Err(io_words(e)),
+        };
+        if offset > entry.size {
+            return Err(format!("bad offset (size {})", entry.size));
+        }
+        let digest = self.digest_of(name, &file, entry.size)?;
+        out.send_raw(format!("OK {} {}\n", entry.size, hex(&digest)).as_bytes());
+        if offset == entry.size {
+            return Ok(Mode::Lines);
+        }
+        Ok(Mode::Sending(Download {
+            file,
+            pos: offset,
+            end: entry.size,
+        }))
+    }
+
+    /// A file's sha256: from the cache while its size and mtime match, else read once and kept.
+    fn digest_of(&mut self, name: &str, file: &File, size: u64) -> Result<[u8; 32], Refusal> {
+        let modified = file.metadata().and_then(|m| m.modified()).ok();
+        if let Some(cached) = self.digests.get(name)
+            && cached.size == size
+            && cached.modified == modified
+        {
+            return Ok(cached.digest);
+        }
+        let mut hasher = Sha256::new();
+        disk::hash_prefix(file, size, &mut hasher, &mut self.buffer).map_err(io_words)?;
+        let digest: [u8; 32] = hasher.finalize().into();
+        self.digests.insert(
+            name.to_string(),
+            CachedDigest {
+                size,
+                modified,
+                digest,
+            },
+        );
+        Ok(digest)
+    }
+
+    /// `LIST`: `<size> <name>` per complete regular file with a valid name, by name, then `END`.
+    fn list(&self, out: &mut Replies) -> Result<(), Refusal> {
+        let mut files: Vec<(String, u64)> = self
+            .folder()?
+            .entries()
+            .map_err(io_words)?
+            .into_iter()
+            .filter(|(name, entry)| entry.kind == Kind::Regular && is_valid_name(name.as_bytes()))
+            .map(|(name, entry)| (name, entry.size))
+            .collect();
+        files.sort();
+        for (name, size) in files {
+            out.send_raw(format!("{size} {name}\n").as_bytes());
+        }
+        out.send_raw(b"END\n");
+        Ok(())
+    }
+
+    /// The next chunk of a download; when the file is out, requests sent meanwhile are answered.
+    fn send_chunk(&mut self, session: &mut Session, mut download: Download, out: &mut Replies) {
+        let want = usize::try_from(download.end - download.pos)
+            .map_or(CHUNK_BYTES, |left| left.min(CHUNK_BYTES));
+        match disk::read_at(&download.file, &mut self.buffer[..want], download.pos) {
+            Ok(n) if n > 0 => {
+                out.send_raw(&self.buffer[..n]);
+                download.pos += n as u64;
+            }
+            result => {
+                // The file shrank (or the disk failed) under us: the promised bytes cannot come.
+                warn!(
+                    "files: download cut short at byte {}: {result:?}",
+                    download.pos
+                );
+                out.close();
+                session.mode = Mode::Done;
+                return;
+            }
+        }
+        if download.pos < download.end {
+            session.mode = Mode::Sending(download);
+            return;
+        }
+        session.mode = Mode::Lines;
+        let pending = std::mem::take(&mut session.line);
+        // `now` only names tutorial uploads, which cannot start here.
+        self.feed(session, &pending, SystemTime::now(), out);
+    }
+}
+
+/// `error: <what>`, then close: nothing after this can be trusted.
+fn refuse_and_close(out: &mut Replies, what: &str) -> Mode {
+    out.error_line(what);
+    out.close();
+    Mode::Done
+}
+
+/// A write past `RLIMIT_FSIZE` raises SIGXFSZ, whose default action ends the process. Ignored, the
+/// write fails with `EFBIG` instead, and that client gets an error line.
+fn ignore_sigxfsz() {
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code; it is
+    // async-signal-safe and idempotent.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
+impl Protocol for Files {
+    fn default_framing(&self) -> FramingKind {
+        FramingKind::Raw
+    }
+
+    fn on_connect(&mut self, client: ClientId, _now: SystemTime, _out: &mut Replies) {
+        self.sessions.insert(
+            client,
+            Session {
+                mode: Mode::Start,
+                line: Vec::new(),
+            },
+        );
+    }
+
+    fn on_frame(&mut self, client: ClientId, frame: Frame<'_>, now: SystemTime, out: &mut Replies) {
+        let Some(mut session) = self.sessions.remove(&client) else {
+            return;
+        };
+        self.feed(&mut session, frame.payload, now, out);
+        self.sessions.insert(client, session);
+    }
+
+    fn on_frame_error(&mut self, _: ClientId, _: &FrameError, _: &mut Replies) {}
+
+    fn refills_when_drained(&self) -> bool {
+        true // GET bodies are read from disk as the client takes them
+    }
+
+    fn on_drained(&mut self, client: ClientId, out: &mut Replies) {
+        let Some(mut session) = self.sessions.remove(&client) else {
+            return;
+        };
+        match std::mem::replace(&mut session.mode, Mode::Done) {
+            Mode::Sending(download) => self.send_chunk(&mut session, download, out),
+            mode => session.mode = mode,
+        }
+        self.sessions.insert(client, session);
+    }
+
+    fn on_disconnect(&mut self, client: ClientId, reason: CloseReason, _out: &mut Replies) {
+        if let Some(Session {
+            mode: Mode::Receiving(upload),
+            ..
+        }) = self.sessions.remove(&client)
+        {
+            debug!(
+                "files: {} interrupted at byte {} of {} ({reason})",
+                upload.name, upload.written, upload.size
+            );
+            self.abandon(upload);
+        }
+    }
+}

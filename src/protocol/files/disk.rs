@@ -1,0 +1,215 @@
+//! The one place that touches the served folder: every path is one name, resolved relative to the
+//! folder's descriptor, and never through a symbolic link.
+//!
+//! A server that writes files where clients say must not be talked into writing elsewhere. Checking
+//! a *path* first and opening it later leaves a gap (someone swaps a folder for a link in between),
+//! so we do not open paths at all. [`Folder`] holds a descriptor of the served folder, opened once;
+//! each file is then opened with `openat(folder, name, ...)`, where `name` has passed the name rules
+//! (`request.rs`: no `/`, never `.` or `..`), and with `O_NOFOLLOW`: a symbolic link planted in the
+//! folder makes the open fail instead of leading out. New partial files are created with `O_EXCL`
+//! (never an existing file, never through a link), and a finished upload gets its name with
+//! `renameat2(..., RENAME_NOREPLACE)`: atomic, and it never replaces whatever holds the name.
+//! Opens also carry `O_NONBLOCK`, so a FIFO planted in the folder cannot stall the reactor; after
+//! opening, `fstat` on the descriptor (not the name) checks that it is a regular file.
+//!
+//! Reads and writes here are ordinary blocking calls on regular files: on a local disk they return
+//! as fast as the page cache takes the bytes. `docs/FILES.md` says why that is acceptable on the
+//! reactor, and what changes on a slow network filesystem.
+//!
+//! Next: `../files.rs`, the protocol that decides when to call these.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, RenameFlags};
+use sha2::{Digest, Sha256};
+
+/// What a name in the folder is, as far as the files protocol cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A regular file: servable, resumable.
+    Regular,
+    /// A link, folder, FIFO, socket, device: never followed, never replaced.
+    Other,
+}
+
+/// One name's kind and size, from `fstatat` without following links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// Regular or not.
+    pub kind: Kind,
+    /// Size in bytes (of the link itself, for a link).
+    pub size: u64,
+}
+
+/// The served folder, by descriptor.
+#[derive(Debug)]
+pub struct Folder {
+    fd: std::os::fd::OwnedFd,
+}
+
+fn entry_of(stat: &rustix::fs::Stat) -> Entry {
+    let kind = match FileType::from_raw_mode(stat.st_mode) {
+        FileType::RegularFile => Kind::Regular,
+        _ => Kind::Other,
+    };
+    Entry {
+        kind,
+        size: u64::try_from(stat.st_size).unwrap_or(0),
+    }
+}
+
+/// Not a regular file: the error a caller sees for a link, FIFO or folder where a file should be.
+fn not_regular() -> io::Error {
+    io::Error::from_raw_os_error(libc::EINVAL)
+}
+
+impl Folder {
+    /// Opens the folder at `path` (the operator's choice: a link to a folder is fine here).
+    pub fn open(path: &Path) -> io::Result<Folder> {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Folder { fd })
+    }
+
+    /// What `name` is, without following it; `None` when nothing has that name.
+    pub fn stat(&self, name: &str) -> io::Result<Option<Entry>> {
+        match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => Ok(Some(entry_of(&stat))),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn open_at(&self, name: &str, flags: OFlags) -> io::Result<File> {
+        let flags = flags | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&self.fd, name, flags, Mode::from_bits_truncate(0o644))?;
+        Ok(File::from(fd))
+    }
+
+    fn regular(file: File) -> io::Result<(File, Entry)> {
+        let stat = rustix::fs::fstat(&file)?;
+        let entry = entry_of(&stat);
+        if entry.kind != Kind::Regular {
+            return Err(not_regular());
+        }
+        Ok((file, entry))
+    }
+
+    /// Creates `name`, which must not exist: `EEXIST` otherwise, even for a dangling link.
+    pub fn create_new(&self, name: &str) -> io::Result<File> {
+        self.open_at(name, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL)
+    }
+
+    /// Opens the existing regular file `name` for writing (a partial file being resumed).
+    pub fn open_for_writing(&self, name: &str) -> io::Result<(File, Entry)> {
+        Self::regular(self.open_at(name, OFlags::WRONLY)?)
+    }
+
+    /// Opens the existing regular file `name` for reading. A link fails (`ELOOP`), so does
+    /// anything but a regular file (`EINVAL`).
+    pub fn open_for_reading(&self, name: &str) -> io::Result<(File, Entry)> {
+        Self::regular(self.open_at(name, OFlags::RDONLY)?)
+    }
+
+    /// Gives the finished `partial` its `name`, atomically; `EEXIST` if the name is taken.
+    pub fn publish(&self, partial: &str, name: &str) -> io::Result<()> {
+        rustix::fs::renameat_with(&self.fd, partial, &self.fd, name, RenameFlags::NOREPLACE)?;
+        Ok(())
+    }
+
+    /// Removes `name` (a link is removed itself, never its target).
+    pub fn remove(&self, name: &str) -> io::Result<()> {
+        rustix::fs::unlinkat(&self.fd, name, AtFlags::empty())?;
+        Ok(())
+    }
+
+    /// Every entry whose name is UTF-8, with what it is. Entries that vanish meanwhile are skipped.
+    pub fn entries(&self) -> io::Result<Vec<(String, Entry)>> {
+        let mut found = Vec::new();
+        for entry in Dir::read_from(&self.fd)? {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().to_str() else {
+                continue;
+            };
+            if name == "." || name == ".." {
+                continue;
+            }
+            if let Some(stat) = self.stat(name)? {
+                found.push((name.to_string(), stat));
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Writes `bytes` at `offset`, retrying short writes. Returns how many bytes reached the file,
+/// and the error that stopped it early, if one did: the bytes before an error count too.
+pub fn write_at(file: &File, bytes: &[u8], offset: u64) -> (usize, Option<io::Error>) {
+    let mut done = 0;
+    while done < bytes.len() {
+        match file.write_at(&bytes[done..], offset + done as u64) {
+            Ok(0) => return (done, Some(io::ErrorKind::WriteZero.into())),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return (done, Some(e)),
+        }
+    }
+    (done, None)
+}
+
+/// Reads into `buf` from `offset`; `Ok(0)` at end of file.
+pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    loop {
+        match file.read_at(buf, offset) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            result => return result,
+        }
+    }
+}
+
+/// Feeds bytes `0..len` of `file` to `hasher`, through `buf`. Fails if the file is shorter.
+pub fn hash_prefix(file: &File, len: u64, hasher: &mut Sha256, buf: &mut [u8]) -> io::Result<()> {
+    let mut pos = 0;
+    while pos < len {
+        let want = buf
+            .len()
+            .min(usize::try_from(len - pos).unwrap_or(usize::MAX));
+        let n = read_at(file, &mut buf[..want], pos)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        hasher.update(&buf[..n]);
+        pos += n as u64;
+    }
+    Ok(())
+}
+
+/// What an error writing or syncing a file is called on the wire (after `error: `).
+pub fn describe_io_error(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => "disk full".to_string(),
+        Some(libc::EFBIG) => "file too large for the filesystem".to_string(),
+        Some(libc::EIO) => "io error".to_string(),
+        _ => format!("{}", io::Error::from(e.kind())).to_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_errors_have_short_names() {
+        let named = |code| describe_io_error(&io::Error::from_raw_os_error(code));
+        assert_eq!(named(libc::ENOSPC), "disk full");
+        assert_eq!(named(libc::EFBIG), "file too large for the filesystem");
+        assert_eq!(named(libc::EIO), "io error");
+        assert_eq!(named(libc::EACCES), "permission denied");
+    }
+}
