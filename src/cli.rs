@@ -40,6 +40,7 @@ pub enum Command {
 /// `echoloop serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    #[allow(rustdoc::broken_intra_doc_links)] // `[V6]` is clap help text, not a link
     /// Stream listen address, repeatable: HOST:PORT, [V6]:PORT or unix:/path [default: 127.0.0.1:7007]
     #[arg(short, long = "listen", value_name = "ADDR", value_parser = parse_address)]
     pub listen: Vec<Address>,
