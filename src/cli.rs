@@ -89,6 +89,9 @@ pub struct ServeArgs {
     /// Log every readiness event and every decision of the reactor (as RUST_LOG=echoloop=trace)
     #[arg(long)]
     pub trace: bool,
+    /// How clients are served: one event-loop thread (reactor), or a blocking thread per connection (threaded)
+    #[arg(long, value_enum, default_value = "reactor", value_name = "MODEL")]
+    pub model: crate::threaded::Model,
 }
 
 fn parse_address(text: &str) -> Result<Address, String> {

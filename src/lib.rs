@@ -20,6 +20,8 @@
 //! 13. [`stats`]: counters readable while the server runs.
 //! 14. [`load`]: the load generator, built like the server: a few client reactors, every reply checked.
 //! 15. [`client`]: the interactive client, the same event loop seen from the other side.
+//! 16. [`threaded`]: the design the reactor replaces, one blocking thread per connection
+//!     (`serve --model threaded`), serving the same protocols for side-by-side study.
 //!
 //! ```
 //! use std::io::{Read, Write};
@@ -54,6 +56,7 @@ pub mod server;
 pub mod shutdown;
 pub mod stats;
 pub mod stream;
+pub mod threaded;
 pub mod timers;
 pub mod udp;
 

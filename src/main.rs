@@ -45,7 +45,11 @@ fn usage_error(message: &str) -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
+    let model = args.model;
     let config = args.into_config();
+    if model == echoloop::threaded::Model::Threaded {
+        return serve_threaded(&config);
+    }
     let server = match Server::bind(&config) {
         Ok(server) => server,
         Err(e @ StartError::Config(_)) => return usage_error(&e.to_string()),
@@ -60,6 +64,28 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     let _ = stdout.flush();
     drop(stdout);
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("server failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `serve --model threaded`: the same start and exit codes, one thread per connection.
+fn serve_threaded(config: &echoloop::ServeConfig) -> ExitCode {
+    let server = match echoloop::threaded::ThreadedServer::bind(config) {
+        Ok(server) => server,
+        Err(e @ StartError::Config(_)) => return usage_error(&e.to_string()),
+        Err(e) => {
+            eprintln!("echoloop: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for socket in server.listening() {
+        println!("listening {socket}");
+    }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
