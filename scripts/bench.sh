@@ -5,6 +5,13 @@
 # matrix") and a picture into docs/bench.svg. Loopback only; every server is stopped by its PID.
 #
 #   scripts/bench.sh [--quick] [--duration SECS] [--no-build]
+#   scripts/bench.sh --models [--duration SECS] [--no-build]
+#
+# --models: instead of the matrix, echoloop's two serving models side by side ("Reactor vs
+# threaded" in docs/BENCHMARKS.md): `serve` (one reactor thread) and `serve --model threaded` (a
+# blocking thread per connection) at 10, 1000 and 5000 connections, 64-byte echo, pipeline 1,
+# alternating which model runs first. Adds: peak `Threads:` of the server (/proc/PID/status,
+# sampled every 0.1 s during the run) and the load average before each cell.
 #
 # --quick: connections 1, 50, 1000; size 64; pipeline 1 and 16. Full: connections 1, 50, 1000,
 # 5000 × size 64, 4096 × pipeline 1, 16. --duration: measured seconds per cell (default 3).
@@ -15,15 +22,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 QUICK=0
+MODELS=0
 DURATION=3
 BUILD=1
 COMMAND="scripts/bench.sh $*"
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
+        --models) MODELS=1 ;;
         --duration) DURATION="$2"; shift ;;
         --no-build) BUILD=0 ;;
-        *) echo "usage: scripts/bench.sh [--quick] [--duration SECS] [--no-build]" >&2; exit 2 ;;
+        *) echo "usage: scripts/bench.sh [--quick | --models] [--duration SECS] [--no-build]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -40,11 +49,102 @@ ulimit -n "$(ulimit -Hn)"
 
 if [ "$BUILD" = 1 ]; then
     cargo build --release
-    cargo build --release --manifest-path "$PEERS/tokio_echo/Cargo.toml" --target-dir /tmp/peers-target
-    cargo build --release --manifest-path "$PEERS/mio_echo/Cargo.toml" --target-dir /tmp/peers-target
+    if [ "$MODELS" = 0 ]; then
+        cargo build --release --manifest-path "$PEERS/tokio_echo/Cargo.toml" --target-dir /tmp/peers-target
+        cargo build --release --manifest-path "$PEERS/mio_echo/Cargo.toml" --target-dir /tmp/peers-target
+    fi
 fi
 cc -O2 -Wall -o "$WORK/c_epoll_echo" "$PEERS/c_epoll_echo.c"
 LOAD=target/release/echoloop
+
+# ----- --models: reactor vs threaded ----------------------------------------------------------
+models_comparison() {
+    local results="$WORK/models.tsv" round=0
+    printf 'model\tconnections\tmsgs_per_sec\tp99_us\tcpu_pct\trss_kib\tthreads\tmismatches\tfailed\tloadavg\n' > "$results"
+    for c in 10 1000 5000; do
+        for i in 0 1; do
+            local models=(reactor threaded)
+            local model=${models[$(( (i + round) % 2 ))]}
+            echo "cell c=$c: $model" >&2
+            local loadavg
+            loadavg=$(cut -d' ' -f1-3 /proc/loadavg)
+            rm -f "$WORK/server.out"
+            taskset -c 0 target/release/echoloop serve -l 127.0.0.1:0 --max-connections 20000 \
+                --model "$model" > "$WORK/server.out" 2> "$WORK/server.err" &
+            SERVER_PID=$!
+            for _ in $(seq 400); do grep -q '^listening tcp' "$WORK/server.out" 2>/dev/null && break; sleep 0.05; done
+            local addr
+            addr=$(awk '/^listening tcp/ {print $3; exit}' "$WORK/server.out")
+            # Peak thread count while the load runs.
+            echo 0 > "$WORK/threads"
+            ( peak=0; while kill -0 "$SERVER_PID" 2>/dev/null; do
+                  n=$(awk '/^Threads:/ {print $2}' "/proc/$SERVER_PID/status" 2>/dev/null || echo 0)
+                  if [ "${n:-0}" -gt "$peak" ]; then peak=$n; echo "$peak" > "$WORK/threads"; fi
+                  sleep 0.1
+              done ) &
+            local sampler=$!
+            local before after start end
+            before=$(cpu_ticks "$SERVER_PID")
+            start=$(date +%s.%N)
+            taskset -c 1 "$LOAD" load --json --threads 1 -c "$c" -s 64 --pipeline 1 \
+                -d "$DURATION" --warmup 0.5 "$addr" > "$WORK/load.json" || true
+            end=$(date +%s.%N)
+            after=$(cpu_ticks "$SERVER_PID")
+            local rss
+            rss=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
+            kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
+            wait "$sampler" 2>/dev/null || true
+            python3 - "$WORK/load.json" "$model" "$c" "$before" "$after" "$CLK_TCK" "$start" "$end" \
+                "$rss" "$(cat "$WORK/threads")" "$loadavg" >> "$results" <<'PY'
+import json, sys
+path, model, c, before, after, tck, start, end, rss, threads, loadavg = sys.argv[1:]
+r = json.load(open(path))
+cpu = (int(after) - int(before)) / int(tck)
+wall = float(end) - float(start)
+print(f'{model}\t{c}\t{r["msgs_per_sec"]:.0f}\t{r["latency_us"]["p99"]:.0f}\t{100 * cpu / wall:.0f}'
+      f'\t{rss}\t{threads}\t{r["mismatches"]}\t{r["connections_failed"]}\t{loadavg}')
+PY
+        done
+        round=$((round + 1))
+    done
+    python3 - "$results" "$COMMAND" "$DURATION" > "$WORK/models.md" <<'PY'
+import csv, datetime, subprocess, sys
+path, command, duration = sys.argv[1:]
+rows = list(csv.DictReader(open(path), delimiter="\t"))
+base = {r["connections"]: r for r in rows if r["model"] == "reactor"}
+def ratio(r, key):
+    try:
+        return f'{float(r[key]) / float(base[r["connections"]][key]):.2f}'
+    except (KeyError, ValueError, ZeroDivisionError):
+        return "n/a"
+cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
+                     capture_output=True, text=True).stdout.strip()
+print("## Reactor vs threaded\n")
+print(f"Measured {datetime.date.today()} on {cpu} (2 cores, shared), {duration} s per cell after 0.5 s warmup,")
+print("server pinned to CPU 0, `echoloop load --threads 1` pinned to CPU 1, closed loop, 64-byte echo, pipeline 1.")
+print(f"Command: `{command}`. Ratios are threaded / reactor in the same cell of the same run; the load")
+print("average (1, 5, 15 min) was read just before each cell.\n")
+print("| connections | model | msgs/s | × reactor | p99 µs | × reactor | server CPU % | peak RSS KiB | × reactor | peak threads | mismatches | failed conns | load average |")
+print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+for r in sorted(rows, key=lambda r: (int(r["connections"]), r["model"])):
+    print(f'| {r["connections"]} | {r["model"]} | {r["msgs_per_sec"]} | {ratio(r, "msgs_per_sec")} | {r["p99_us"]} | {ratio(r, "p99_us")} '
+          f'| {r["cpu_pct"]} | {r["rss_kib"]} | {ratio(r, "rss_kib")} | {r["threads"]} | {r["mismatches"]} | {r["failed"]} | {r["loadavg"]} |')
+PY
+    python3 - docs/BENCHMARKS.md "$WORK/models.md" <<'PY'
+import re, sys
+doc_path, table_path = sys.argv[1:]
+doc = open(doc_path).read()
+table = open(table_path).read().rstrip() + "\n"
+pattern = re.compile(r"## Reactor vs threaded\n.*?(?=\n## |\Z)", re.S)
+if pattern.search(doc):
+    doc = pattern.sub(lambda _: table, doc, count=1)
+else:
+    doc = doc.rstrip() + "\n\n" + table
+open(doc_path, "w").write(doc)
+PY
+    cat "$WORK/models.md"
+    echo "wrote docs/BENCHMARKS.md (Reactor vs threaded)" >&2
+}
 
 server_command() {
     case "$1" in
@@ -67,6 +167,11 @@ RESULTS="$WORK/results.tsv"
 printf 'server\tconnections\tsize\tpipeline\tmsgs_per_sec\tp99_us\tcpu_s_per_m\tcpu_pct\trss_kib\tmismatches\tfailed\n' > "$RESULTS"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+if [ "$MODELS" = 1 ]; then
+    models_comparison
+    exit 0
+fi
 
 run_cell() { # server connections size pipeline
     local name=$1 c=$2 s=$3 p=$4

@@ -46,6 +46,7 @@ pub enum Command {
 /// `echoloop serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    #[allow(rustdoc::broken_intra_doc_links)] // `[V6]` is clap help text, not a link
     /// Stream listen address, repeatable: HOST:PORT, [V6]:PORT or unix:/path [default: 127.0.0.1:7007]
     #[arg(short, long = "listen", value_name = "ADDR", value_parser = parse_address)]
     pub listen: Vec<Address>,
@@ -109,6 +110,9 @@ pub struct ServeArgs {
     /// -p files: content bytes the folder may hold, partial files included; 0 = no quota
     #[arg(long, default_value_t = 0, value_name = "BYTES")]
     pub dir_quota: u64,
+    /// How clients are served: one event-loop thread (reactor), or a blocking thread per connection (threaded)
+    #[arg(long, value_enum, default_value = "reactor", value_name = "MODEL")]
+    pub model: crate::threaded::Model,
 }
 
 /// `echoloop put`.

@@ -61,6 +61,7 @@ pub struct ClientArgs {
     /// Send each stdin line as one UDP datagram (without its newline)
     #[arg(long)]
     pub udp: bool,
+    #[allow(rustdoc::broken_intra_doc_links)] // `[V6]` is clap help text, not a link
     /// The server: HOST:PORT, [V6]:PORT or unix:/path
     #[arg(value_name = "ADDR")]
     pub addr: Address,

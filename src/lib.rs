@@ -23,6 +23,8 @@
 //! 16. [`load`]: the load generator, built like the server: a few client reactors, every reply checked.
 //! 17. [`client`]: the interactive client, the same event loop seen from the other side.
 //! 18. [`protocol::files`] and [`transfer`]: file transfer with resume, server and clients.
+//! 19. [`threaded`]: the design the reactor replaces, one blocking thread per connection
+//!     (`serve --model threaded`), serving the same protocols for side-by-side study.
 //!
 //! ```
 //! use std::io::{Read, Write};
@@ -59,6 +61,7 @@ pub mod server;
 pub mod shutdown;
 pub mod stats;
 pub mod stream;
+pub mod threaded;
 pub mod timers;
 pub mod transfer;
 pub mod udp;

@@ -57,7 +57,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     let explicit_listen = !args.listen.is_empty();
+    let model = args.model;
     let mut config = args.into_config();
+    if model == echoloop::threaded::Model::Threaded {
+        return serve_threaded(&config);
+    }
     if !inherited.is_empty() && !explicit_listen {
         config.listen.clear();
     }
@@ -76,6 +80,28 @@ fn serve(args: ServeArgs) -> ExitCode {
     let _ = stdout.flush();
     drop(stdout);
     activation::notify_ready(); // every socket is bound: systemd's Type=notify may go on
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("server failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `serve --model threaded`: the same start and exit codes, one thread per connection.
+fn serve_threaded(config: &echoloop::ServeConfig) -> ExitCode {
+    let server = match echoloop::threaded::ThreadedServer::bind(config) {
+        Ok(server) => server,
+        Err(e @ StartError::Config(_)) => return usage_error(&e.to_string()),
+        Err(e) => {
+            eprintln!("echoloop: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for socket in server.listening() {
+        println!("listening {socket}");
+    }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -539,10 +539,12 @@ impl Reactor {
             // A short read means the kernel had no more: epoll(7) lets us stop here and save the
             // read that would only say `WouldBlock`. New bytes will raise a new edge.
             if short_read {
+                trace!("client {id} short read: stop until the next edge");
                 return;
             }
             budget = budget.saturating_sub(n);
             if budget == 0 {
+                trace!("client {id} read budget used: served again next turn");
                 self.still_ready.push(id);
                 return;
             }

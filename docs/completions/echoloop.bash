@@ -307,7 +307,7 @@ _echoloop() {
             return 0
             ;;
         echoloop__subcmd__serve)
-            opts="-l -u -p -h --listen --udp --protocol --framing --max-frame --max-connections --idle-timeout --queue-limit --greeting --workers --reuse-port --shutdown-timeout --backlog --nodelay --keepalive --stats-interval --trace --metrics --dir --max-file-bytes --dir-quota --help"
+            opts="-l -u -p -h --listen --udp --protocol --framing --max-frame --max-connections --idle-timeout --queue-limit --greeting --workers --reuse-port --shutdown-timeout --backlog --nodelay --keepalive --stats-interval --trace --metrics --dir --max-file-bytes --dir-quota --model --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -399,6 +399,10 @@ _echoloop() {
                     ;;
                 --dir-quota)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --model)
+                    COMPREPLY=($(compgen -W "reactor threaded" -- "${cur}"))
                     return 0
                     ;;
                 *)

@@ -24,6 +24,7 @@ const MAX_DATAGRAM_PAYLOAD: u64 = 65_507;
 /// `echoloop load`.
 #[derive(Debug, Args)]
 pub struct LoadArgs {
+    #[allow(rustdoc::broken_intra_doc_links)] // `[V6]` is clap help text, not a link
     /// The server: HOST:PORT, [V6]:PORT or unix:/path (with --udp: HOST:PORT)
     #[arg(value_name = "ADDR", value_parser = parse_address)]
     pub addr: Address,

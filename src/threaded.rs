@@ -1,0 +1,801 @@
+//! The other design: one thread per connection, blocking sockets (`serve --model threaded`).
+//!
+//! This is Python's `socketserver.ThreadingTCPServer`: an acceptor thread blocks in `accept`, and
+//! every connection gets a thread of its own that blocks in `read`, answers, blocks in `write`,
+//! and reads again. It serves the same protocols with the same [`Decoder`], [`Protocol`] and
+//! [`Replies`] as the reactor, so the two can be read and measured side by side.
+//!
+//! **Where it is simpler.** Each thread's code is the protocol, top to bottom: no readiness, no
+//! interest, no outbound queue, no `WouldBlock`. A short write cannot happen (`write_all` blocks
+//! until the kernel took everything), and that blocking *is* the backpressure: a client that does
+//! not read stops its own thread, and only its own. Chargen is a plain loop: `on_drained`, write,
+//! repeat. The idle timeout is the socket's read timeout (`SO_RCVTIMEO`); no timer heap.
+//!
+//! **What it costs.** A thread per client: a stack (2 MiB of address space reserved, a few pages
+//! touched), a kernel task, and a 64 KiB read buffer per connection instead of one per reactor.
+//! A context switch per message: the kernel must wake the right thread for each readable socket,
+//! where the reactor handles a whole batch of ready sockets in one `epoll_wait`. Compare the two
+//! in `docs/BENCHMARKS.md` ("Reactor vs threaded") and the `Threads:` line of `/proc/PID/status`.
+//!
+//! **What it cannot do alone: share.** Each thread builds its own protocol value
+//! ([`ServeConfig::build_protocol`]), because protocol values are not `Send` and one value serving
+//! every client (as in the reactor) would need a lock around every frame. That is fine for echo,
+//! timestamp, daytime, discard and chargen, which keep nothing between clients. Chat is refused:
+//! a room is state shared by all threads (a lock), and a line for everyone needs a writer per
+//! client that other threads can hand bytes to (a queue and a thread, or a lock around each
+//! socket, and a slow reader then blocks the sender). The reactor does all that on one thread with
+//! no lock; that is its job here. UDP (`-u`) and `--workers` belong to the reactor too.
+//!
+//! The counters ([`Stats`]) are written by one thread in the reactor, with a plain load and store.
+//! Here many threads write them, so every update takes one mutex ([`SharedStats`]): the first lock
+//! this model needs, and the smallest example of what sharing costs.
+//!
+//! **Shutdown.** SIGINT/SIGTERM (or a [`ThreadedStop`]): the listeners are shut down (the blocked
+//! `accept` returns, the acceptors end, the kernel refuses new connections), every client socket's
+//! *read* side is shut down (its thread's blocked `read` returns 0, as if the client had sent FIN,
+//! and the thread finishes what it owes), and the main thread waits for the client threads up to
+//! `--shutdown-timeout`. Whoever is still there then (a chargen or echo client that stopped
+//! reading, blocked in `write`) has both directions shut down, which fails the `write`.
+//!
+//! Next: `docs/GUIDE.md`, which walks from this design to the reactor.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use log::{debug, info, trace, warn};
+use slab::Slab;
+
+use crate::address::Address;
+use crate::config::ServeConfig;
+use crate::connection::{CloseReason, LINGER};
+use crate::error::StartError;
+use crate::framing::{Decoder, FramingKind};
+use crate::listener::{self, BindOptions};
+use crate::protocol::{ClientId, Protocol, ProtocolKind, Replies};
+use crate::stats::{Stats, StatsSnapshot};
+
+/// Bytes one connection thread reads at a time (the reactor's read buffer, but one per client).
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// After the drain deadline, how long to wait for threads whose sockets were shut down.
+const LAST_WAIT: Duration = Duration::from_secs(1);
+
+/// The two ways `serve` can run (`--model`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Model {
+    /// One thread, readiness events, non-blocking sockets (`reactor.rs`).
+    #[default]
+    Reactor,
+    /// One blocking thread per connection (`threaded.rs`).
+    Threaded,
+}
+
+/// The counters, written by many threads: each update holds one lock, so loads and stores of
+/// [`Stats`]' single-writer counters never interleave and no count is lost.
+#[derive(Debug, Default)]
+pub struct SharedStats {
+    stats: Stats,
+    writer: Mutex<()>,
+}
+
+impl SharedStats {
+    /// Updates the counters under the lock.
+    fn update(&self, change: impl FnOnce(&Stats)) {
+        let _only_writer = lock(&self.writer);
+        change(&self.stats);
+    }
+
+    /// The values now (read without the lock: each counter is an atomic).
+    pub fn snapshot(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+}
+
+/// A listening socket, blocking.
+#[derive(Debug)]
+enum BlockingListener {
+    Tcp(TcpListener),
+    /// The path is removed when the server stops.
+    Unix(UnixListener, PathBuf),
+}
+
+/// A connected socket, blocking.
+#[derive(Debug)]
+enum BlockingStream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl BlockingStream {
+    fn try_clone(&self) -> io::Result<BlockingStream> {
+        Ok(match self {
+            BlockingStream::Tcp(s) => BlockingStream::Tcp(s.try_clone()?),
+            BlockingStream::Unix(s) => BlockingStream::Unix(s.try_clone()?),
+        })
+    }
+
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match self {
+            BlockingStream::Tcp(s) => s.shutdown(how),
+            BlockingStream::Unix(s) => s.shutdown(how),
+        }
+    }
+
+    /// Read and write timeouts: a blocked call gives up after `timeout` (`None`: never).
+    fn set_timeouts(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            BlockingStream::Tcp(s) => {
+                s.set_read_timeout(timeout)?;
+                s.set_write_timeout(timeout)
+            }
+            BlockingStream::Unix(s) => {
+                s.set_read_timeout(timeout)?;
+                s.set_write_timeout(timeout)
+            }
+        }
+    }
+
+    fn peer_label(&self) -> String {
+        match self {
+            BlockingStream::Tcp(s) => s
+                .peer_addr()
+                .map_or_else(|_| "tcp peer".to_string(), |a| a.to_string()),
+            BlockingStream::Unix(_) => "unix peer".to_string(),
+        }
+    }
+}
+
+impl Read for BlockingStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            BlockingStream::Tcp(s) => s.read(buf),
+            BlockingStream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for BlockingStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            BlockingStream::Tcp(s) => s.write(buf),
+            BlockingStream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What the threads share: the config, the counters, the open clients (so shutdown can reach
+/// their sockets) and the stop request.
+struct Shared {
+    config: ServeConfig,
+    framing: FramingKind,
+    greeting: Option<Vec<u8>>,
+    stats: SharedStats,
+    /// A clone of each open client's socket, by client number.
+    clients: Mutex<Slab<BlockingStream>>,
+    /// Signalled when a client leaves and when a stop is requested.
+    changed: Condvar,
+    stop: Mutex<StopState>,
+    stop_changed: Condvar,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopState {
+    Serving,
+    /// Stop accepting and drain.
+    Draining,
+    /// A second request: close everyone now.
+    Now,
+}
+
+impl Shared {
+    fn stopping(&self) -> bool {
+        *lock(&self.stop) != StopState::Serving
+    }
+}
+
+/// Stops a [`ThreadedServer`] from another thread: the first call drains, a second closes now.
+#[derive(Clone)]
+pub struct ThreadedStop(Arc<Shared>);
+
+impl ThreadedStop {
+    /// Requests the stop (as SIGTERM does).
+    pub fn stop(&self) {
+        let mut state = lock(&self.0.stop);
+        *state = match *state {
+            StopState::Serving => StopState::Draining,
+            _ => StopState::Now,
+        };
+        self.0.stop_changed.notify_all();
+        drop(state);
+        // Wake the main thread if it is already waiting for clients to leave.
+        let _clients = lock(&self.0.clients);
+        self.0.changed.notify_all();
+    }
+}
+
+/// Sockets bound for the threaded model, ready to run.
+pub struct ThreadedServer {
+    shared: Arc<Shared>,
+    listeners: Vec<BlockingListener>,
+    listening: Vec<String>,
+    tcp_addrs: Vec<SocketAddr>,
+}
+
+impl ThreadedServer {
+    /// Binds every stream socket `config` names, or says why this model cannot serve it.
+    pub fn bind(config: &ServeConfig) -> Result<ThreadedServer, StartError> {
+        if config.custom.is_none() && config.protocol == ProtocolKind::Chat {
+            return Err(StartError::Config(
+                "--model threaded cannot serve chat: a room shared by all threads needs locks \
+                 and a writer per client; that is the reactor's job (leave out --model)"
+                    .into(),
+            ));
+        }
+        if !config.udp.is_empty() {
+            return Err(StartError::Config(
+                "--model threaded serves stream sockets only: UDP (-u) is one socket for all \
+                 clients, served by the reactor (leave out --model)"
+                    .into(),
+            ));
+        }
+        if config.workers > 1 {
+            return Err(StartError::Config(
+                "--model threaded has a thread per connection already: --workers is for the reactor"
+                    .into(),
+            ));
+        }
+        if config.listen.is_empty() {
+            return Err(StartError::Config("nothing to listen on".into()));
+        }
+        let options = BindOptions {
+            backlog: config.backlog,
+            reuse_port: false,
+        };
+        let mut listeners = Vec::new();
+        let mut listening = Vec::new();
+        let mut tcp_addrs = Vec::new();
+        for address in &config.listen {
+            match address {
+                Address::Tcp(addr) => {
+                    let bound =
+                        listener::bind_tcp(*addr, options).map_err(|source| StartError::Bind {
+                            what: format!("tcp {addr}"),
+                            source,
+                        })?;
+                    let std_listener = TcpListener::from(OwnedFd::from(bound));
+                    std_listener.set_nonblocking(false)?;
+                    let local = std_listener.local_addr()?;
+                    listening.push(format!("tcp {local}"));
+                    tcp_addrs.push(local);
+                    listeners.push(BlockingListener::Tcp(std_listener));
+                }
+                Address::Unix(path) => {
+                    let bound = listener::bind_unix(path).map_err(|source| StartError::Bind {
+                        what: format!("unix {}", path.display()),
+                        source,
+                    })?;
+                    let std_listener = UnixListener::from(OwnedFd::from(bound));
+                    std_listener.set_nonblocking(false)?;
+                    listening.push(format!("unix {}", path.display()));
+                    listeners.push(BlockingListener::Unix(std_listener, path.clone()));
+                }
+            }
+        }
+        let framing = config.framing();
+        let greeting = config.greeting.as_ref().map(|text| {
+            let mut line = text.clone();
+            line.push(b'\n');
+            line
+        });
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            framing,
+            greeting,
+            stats: SharedStats::default(),
+            clients: Mutex::new(Slab::new()),
+            changed: Condvar::new(),
+            stop: Mutex::new(StopState::Serving),
+            stop_changed: Condvar::new(),
+        });
+        Ok(ThreadedServer {
+            shared,
+            listeners,
+            listening,
+            tcp_addrs,
+        })
+    }
+
+    /// What each `listening` line says after `listening `: `tcp 127.0.0.1:40123`.
+    pub fn listening(&self) -> &[String] {
+        &self.listening
+    }
+
+    /// The TCP addresses bound, real ports included.
+    pub fn tcp_addrs(&self) -> &[SocketAddr] {
+        &self.tcp_addrs
+    }
+
+    /// A handle that stops the server from another thread.
+    pub fn stop_handle(&self) -> ThreadedStop {
+        ThreadedStop(Arc::clone(&self.shared))
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// Serves until stopped (SIGINT/SIGTERM if `config.handle_signals`, or a [`ThreadedStop`]),
+    /// then drains the clients up to `--shutdown-timeout`.
+    pub fn run(self) -> io::Result<()> {
+        let shared = self.shared;
+        let stop = ThreadedStop(Arc::clone(&shared));
+        let signals = if shared.config.handle_signals {
+            Some(catch_signals(stop.clone())?)
+        } else {
+            None
+        };
+        info!(
+            "serving {} on {} socket(s), one thread per connection",
+            protocol_name(&shared.config),
+            self.listening.len()
+        );
+        // Each acceptor blocks in `accept`; the main thread keeps a clone to wake it with.
+        let mut wakers = Vec::new();
+        let mut acceptors = Vec::new();
+        for (i, listener) in self.listeners.into_iter().enumerate() {
+            wakers.push(match &listener {
+                BlockingListener::Tcp(l) => BlockingListener::Tcp(l.try_clone()?),
+                BlockingListener::Unix(l, p) => BlockingListener::Unix(l.try_clone()?, p.clone()),
+            });
+            let shared = Arc::clone(&shared);
+            acceptors.push(
+                std::thread::Builder::new()
+                    .name(format!("echoloop-accept-{i}"))
+                    .spawn(move || accept_loop(listener, &shared))?,
+            );
+        }
+
+        // Wait for the stop request.
+        let mut state = lock(&shared.stop);
+        while *state == StopState::Serving {
+            state = shared
+                .stop_changed
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        drop(state);
+        let timeout = shared.config.shutdown_timeout;
+        let deadline = Instant::now() + timeout;
+        info!(
+            "shutting down: {} clients to drain (up to {timeout:?})",
+            lock(&shared.clients).len()
+        );
+
+        // Stop accepting: shutting a listening socket down wakes the thread blocked in `accept`.
+        for waker in &wakers {
+            let _ = match waker {
+                BlockingListener::Tcp(l) => socket2::SockRef::from(l).shutdown(Shutdown::Both),
+                BlockingListener::Unix(l, _) => socket2::SockRef::from(l).shutdown(Shutdown::Both),
+            };
+        }
+        for acceptor in acceptors {
+            let _ = acceptor.join();
+        }
+        for waker in wakers {
+            if let BlockingListener::Unix(_, path) = waker {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+
+        // Every client's read side: its blocked `read` returns 0, and it finishes what it owes.
+        let mut clients = lock(&shared.clients);
+        for (_, stream) in clients.iter() {
+            let _ = stream.shutdown(Shutdown::Read);
+        }
+        while !clients.is_empty() && *lock(&shared.stop) != StopState::Now {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            clients = shared
+                .changed
+                .wait_timeout(clients, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        if !clients.is_empty() {
+            warn!(
+                "shutdown deadline: {} clients closed (their threads were still writing)",
+                clients.len()
+            );
+            for (_, stream) in clients.iter() {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+            let last = Instant::now() + LAST_WAIT;
+            while !clients.is_empty() {
+                let left = last.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                clients = shared
+                    .changed
+                    .wait_timeout(clients, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+        }
+        drop(clients);
+        if let Some(signals) = signals {
+            signals.close();
+        }
+        info!("stopped");
+        Ok(())
+    }
+
+    /// Runs the server on a background thread; it stops and joins when the result is dropped.
+    pub fn spawn(self) -> io::Result<RunningThreaded> {
+        let stop = self.stop_handle();
+        let shared = Arc::clone(&self.shared);
+        let tcp_addrs = self.tcp_addrs.clone();
+        let thread = std::thread::Builder::new()
+            .name("echoloop-threaded".into())
+            .spawn(move || self.run())?;
+        Ok(RunningThreaded {
+            stop,
+            shared,
+            tcp_addrs,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// A threaded server on a background thread (tests). Dropping it stops it and waits.
+pub struct RunningThreaded {
+    stop: ThreadedStop,
+    shared: Arc<Shared>,
+    tcp_addrs: Vec<SocketAddr>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl RunningThreaded {
+    /// The first TCP address.
+    pub fn addr(&self) -> SocketAddr {
+        self.tcp_addrs[0]
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// Begins the drain (as SIGTERM does) and waits for the server to finish.
+    pub fn stop(mut self) -> io::Result<()> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> io::Result<()> {
+        self.stop.stop();
+        match self.thread.take() {
+            Some(thread) => thread
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the server thread panicked"))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningThreaded {
+    fn drop(&mut self) {
+        let _ = self.stop_and_join();
+    }
+}
+
+/// SIGINT/SIGTERM stop the server (a second one: at once); SIGUSR1 logs the counters. A thread
+/// of its own waits for them: with blocking threads there is no event loop to deliver them to.
+fn catch_signals(stop: ThreadedStop) -> io::Result<signal_hook::iterator::Handle> {
+    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGUSR1])?;
+    let handle = signals.handle();
+    std::thread::Builder::new()
+        .name("echoloop-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if signal == SIGUSR1 {
+                    info!("{}", stop.0.stats.snapshot().summary_line());
+                } else {
+                    stop.stop();
+                }
+            }
+        })?;
+    Ok(handle)
+}
+
+/// Accepts until the listener is shut down; each connection gets a thread, or a refusal.
+fn accept_loop(listener: BlockingListener, shared: &Arc<Shared>) {
+    loop {
+        let accepted = match &listener {
+            BlockingListener::Tcp(l) => l.accept().map(|(stream, _)| {
+                let _ = stream.set_nodelay(shared.config.nodelay);
+                if let Some(idle) = shared.config.keepalive {
+                    let _ = socket2::SockRef::from(&stream)
+                        .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(idle));
+                }
+                BlockingStream::Tcp(stream)
+            }),
+            BlockingListener::Unix(l, _) => l.accept().map(|(s, _)| BlockingStream::Unix(s)),
+        };
+        if shared.stopping() {
+            return; // woken by the shutdown of the listener (or a connection that came too late)
+        }
+        match accepted {
+            Ok(stream) => admit(stream, shared),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                // EMFILE and friends: the connection stays in the backlog; do not spin on it.
+                shared.stats.update(|s| s.accept_errors.add(1));
+                warn!("accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Gives a new connection its thread, or refuses it when the server is full.
+fn admit(stream: BlockingStream, shared: &Arc<Shared>) {
+    let mut clients = lock(&shared.clients);
+    if clients.len() >= shared.config.max_connections {
+        drop(clients);
+        shared.stats.update(|s| s.connections_refused.add(1));
+        refuse(stream, shared.config.max_connections);
+        return;
+    }
+    let Ok(copy) = stream.try_clone() else {
+        return; // out of descriptors: dropping the stream closes it
+    };
+    let id = clients.insert(copy);
+    drop(clients);
+    shared.stats.update(|s| {
+        s.connections_accepted.add(1);
+        s.connections_open.add(1);
+    });
+    debug!("client {id} accepted from {}", stream.peer_label());
+    let for_thread = Arc::clone(shared);
+    let spawned = std::thread::Builder::new()
+        .name(format!("echoloop-client-{id}"))
+        .spawn(move || serve_client(id, stream, &for_thread));
+    if let Err(e) = spawned {
+        warn!("client {id}: cannot start a thread: {e}");
+        leave(id, CloseReason::IoError, shared);
+    }
+}
+
+/// One over `--max-connections`: the same line as the reactor, a FIN, and a close.
+fn refuse(mut stream: BlockingStream, max: usize) {
+    let _ = stream.write_all(format!("error: server full ({max} connections)\n").as_bytes());
+    let _ = stream.shutdown(Shutdown::Write);
+    // Unread input would turn the close into an RST that can destroy the line: read it first,
+    // but never wait long for it.
+    let _ = stream.set_timeouts(Some(Duration::from_millis(100)));
+    let _ = stream.read(&mut [0u8; 4096]);
+}
+
+/// A client has left: forget its socket, count it, wake the draining main thread.
+fn leave(id: usize, reason: CloseReason, shared: &Shared) {
+    let mut clients = lock(&shared.clients);
+    if clients.try_remove(id).is_some() {
+        shared.stats.update(|s| s.count_close(reason));
+    }
+    shared.changed.notify_all();
+}
+
+/// One connection, start to end, on its own thread.
+fn serve_client(id: usize, mut stream: BlockingStream, shared: &Shared) {
+    let started = Instant::now();
+    let mut protocol = shared.config.build_protocol(); // this thread's own value: not `Send`
+    let mut session = Session {
+        id,
+        shared,
+        bytes_in: 0,
+        bytes_out: 0,
+    };
+    let reason = session.run(&mut stream, protocol.as_mut());
+    // Our side ends: FIN, then read what the peer still sends until its FIN (or LINGER), so
+    // that the close cannot become an RST that destroys replies still in flight.
+    if reason != CloseReason::PeerClosed && reason != CloseReason::Reset {
+        let _ = stream.shutdown(Shutdown::Write);
+        let _ = stream.set_timeouts(Some(LINGER));
+        let mut sink = [0u8; 4096];
+        while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+    }
+    let mut ignored = Replies::new(shared.framing);
+    protocol.on_disconnect(ClientId(id), reason, &mut ignored);
+    debug!(
+        "client {id} closed: {reason} (in={} out={} age={:.1}s)",
+        session.bytes_in,
+        session.bytes_out,
+        started.elapsed().as_secs_f64()
+    );
+    drop(stream);
+    leave(id, reason, shared);
+}
+
+/// One client's conversation: read, decode, answer, write, until it ends.
+struct Session<'a> {
+    id: usize,
+    shared: &'a Shared,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+impl Session<'_> {
+    fn run(&mut self, stream: &mut BlockingStream, protocol: &mut dyn Protocol) -> CloseReason {
+        let id = self.id;
+        let config = &self.shared.config;
+        // The idle timeout is the socket's own: a `read` (or `write`) blocked this long fails.
+        if stream.set_timeouts(config.idle_timeout).is_err() {
+            return CloseReason::IoError;
+        }
+        let mut replies = Replies::new(self.shared.framing);
+        if let Some(greeting) = &self.shared.greeting
+            && let Err(e) = self.write(stream, greeting)
+        {
+            return CloseReason::from_error(&e);
+        }
+        protocol.on_connect(ClientId(id), SystemTime::now(), &mut replies);
+        if let Some(reason) = self.deliver(stream, &replies) {
+            return reason;
+        }
+        if protocol.refills_when_drained() {
+            return self.refill_forever(stream, protocol, &mut replies);
+        }
+        let mut decoder = Decoder::new(self.shared.framing, config.max_frame);
+        let mut buffer = vec![0u8; READ_BUFFER_BYTES];
+        loop {
+            let n = match stream.read(&mut buffer) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_timeout(&e) => return self.idle(stream),
+                Err(e) => {
+                    debug!("client {id} read failed: {e}");
+                    return CloseReason::from_error(&e);
+                }
+            };
+            trace!("client {id} read {n} bytes");
+            self.bytes_in += n as u64;
+            self.shared.stats.update(|s| s.bytes_received.add(n as u64));
+            replies.reset(self.shared.framing);
+            let now = SystemTime::now();
+            if n == 0 {
+                // The peer's FIN (or our own shutdown of the read side, when stopping): its last
+                // unfinished line is still a frame; answer it, and we are done.
+                if let Some(frame) = decoder.finish() {
+                    protocol.on_frame(ClientId(id), frame, now, &mut replies);
+                }
+                return match self.deliver(stream, &replies) {
+                    Some(reason) => reason,
+                    None if self.shared.stopping() => CloseReason::Shutdown,
+                    None => CloseReason::PeerClosed,
+                };
+            }
+            let mut input = &buffer[..n];
+            let mut broken = false;
+            while !replies.closes_sender() {
+                match decoder.next_frame(&mut input) {
+                    Ok(Some(frame)) => protocol.on_frame(ClientId(id), frame, now, &mut replies),
+                    Ok(None) => break,
+                    Err(error) => {
+                        debug!("client {id} sent a bad frame: {error}");
+                        protocol.on_frame_error(ClientId(id), &error, &mut replies);
+                        if decoder.kind() == FramingKind::Length {
+                            broken = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            if let Some(reason) = self.deliver(stream, &replies) {
+                return reason;
+            }
+            if broken {
+                return CloseReason::FrameError;
+            }
+        }
+    }
+
+    /// Chargen: make more, write it (blocking until the client has read enough), repeat. The
+    /// blocking `write` is the backpressure; the stop request is checked between batches.
+    fn refill_forever(
+        &mut self,
+        stream: &mut BlockingStream,
+        protocol: &mut dyn Protocol,
+        replies: &mut Replies,
+    ) -> CloseReason {
+        loop {
+            if self.shared.stopping() {
+                return CloseReason::Shutdown;
+            }
+            replies.reset(self.shared.framing);
+            protocol.on_drained(ClientId(self.id), replies);
+            if replies.to_sender().is_empty() && !replies.closes_sender() {
+                return CloseReason::Finished;
+            }
+            if let Some(reason) = self.deliver(stream, replies) {
+                return reason;
+            }
+        }
+    }
+
+    /// Writes the sender's replies; `Some(reason)` if the session ends here.
+    fn deliver(&mut self, stream: &mut BlockingStream, replies: &Replies) -> Option<CloseReason> {
+        // Actions for other clients (`send_to`, `broadcast`) have nobody to go to: each thread
+        // knows only its own client. That is why chat is refused.
+        if let Err(e) = self.write(stream, replies.to_sender()) {
+            return Some(if is_timeout(&e) {
+                CloseReason::IdleTimeout // the client stopped reading for a whole idle timeout
+            } else {
+                CloseReason::from_error(&e)
+            });
+        }
+        replies.closes_sender().then_some(CloseReason::Finished)
+    }
+
+    /// Blocks until the kernel has taken all of `bytes`: no short writes, no queue.
+    fn write(&mut self, stream: &mut BlockingStream, bytes: &[u8]) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let result = stream.write_all(bytes);
+        // `write_all` does not say how much went out before an error; count all or nothing.
+        if result.is_ok() {
+            trace!("client {} write {} bytes (blocking)", self.id, bytes.len());
+            self.bytes_out += bytes.len() as u64;
+            self.shared
+                .stats
+                .update(|s| s.bytes_sent.add(bytes.len() as u64));
+        }
+        result
+    }
+
+    /// The read timed out: line clients are told why, then the session ends.
+    fn idle(&mut self, stream: &mut BlockingStream) -> CloseReason {
+        debug!("client {} idle: closing", self.id);
+        if self.shared.framing == FramingKind::Line {
+            let _ = self.write(stream, b"error: idle timeout\n");
+        }
+        CloseReason::IdleTimeout
+    }
+}
+
+/// A blocking call that gave up at its timeout (`SO_RCVTIMEO`/`SO_SNDTIMEO` say `EAGAIN`).
+fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+fn protocol_name(config: &ServeConfig) -> String {
+    use clap::ValueEnum;
+    if config.custom.is_some() {
+        return "a protocol".into();
+    }
+    config
+        .protocol
+        .to_possible_value()
+        .map_or_else(|| "a protocol".to_string(), |v| v.get_name().to_string())
+}
+
+/// Locks, even if a thread panicked while holding the lock (the data is counters and sockets).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
