@@ -116,6 +116,7 @@ pub struct ServeArgs {
 }
 
 /// `echoloop put`.
+#[allow(rustdoc::broken_intra_doc_links)] // `[V6]` is clap help text, not a link
 #[derive(Debug, Args)]
 pub struct PutArgs {
     /// The server: HOST:PORT, [V6]:PORT or unix:/path
@@ -133,6 +134,7 @@ pub struct PutArgs {
 }
 
 /// `echoloop get`.
+#[allow(rustdoc::broken_intra_doc_links)] // `[V6]` is clap help text, not a link
 #[derive(Debug, Args)]
 pub struct GetArgs {
     /// The server: HOST:PORT, [V6]:PORT or unix:/path

@@ -15,7 +15,7 @@
 //!   bytes from `offset` on. `LIST` and `QUIT` do what they say.
 //!
 //! **Frames are just bytes here.** The default framing is `raw`, so each read reaches
-//! [`Protocol::on_frame`] as it came. Each client has a small state machine ([`Mode`]): while it is
+//! [`Protocol::on_frame`] as it came. Each client has a small state machine (`Mode`): while it is
 //! sending request lines, its bytes go into a line buffer of at most 4096 bytes; after `OK` to a
 //! `PUT` they are the body; one read may hold the end of a body and the next request, and both are
 //! handled.
