@@ -590,6 +590,8 @@ impl Reactor {
                 self.protocol
                     .on_frame(ClientId(id), frame, self.wall_now, &mut self.replies);
             }
+            self.protocol
+                .on_end_of_input(ClientId(id), &mut self.replies);
             self.deliver(id);
         }
         self.clients[id].on_end_of_input();
@@ -669,12 +671,13 @@ impl Reactor {
                     }
                 }
             }
-            // The queue is empty.
-            if !self.refills || conn.state() != State::Open {
-                return;
-            }
-            if budget == 0 {
-                self.still_ready.push(id);
+            // The queue is empty. A client that half-closed may still be owed a body (a file
+            // download): keep refilling while the protocol has more.
+            let open_for_output = matches!(
+                conn.state(),
+                State::Open | State::Finishing(CloseReason::PeerClosed)
+            );
+            if !self.refills || !open_for_output {
                 return;
             }
             self.replies.reset(conn.decoder.kind());
@@ -685,6 +688,12 @@ impl Reactor {
             conn.outbound.push_copy(self.replies.to_sender());
             if self.replies.closes_sender() {
                 conn.finish(CloseReason::Finished);
+            }
+            // Out of budget: the new batch waits in the queue (so a half-closed client is not
+            // mistaken for a finished one) and is written next turn.
+            if budget == 0 {
+                self.still_ready.push(id);
+                return;
             }
         }
     }

@@ -105,6 +105,10 @@ impl Protocol for Chargen {
         true
     }
 
+    fn on_end_of_input(&mut self, client: ClientId, _out: &mut Replies) {
+        self.next_line.remove(&client); // RFC 864: the pattern runs until the client closes
+    }
+
     fn on_drained(&mut self, client: ClientId, out: &mut Replies) {
         if self.next_line.contains_key(&client) {
             self.send_batch(client, out);

@@ -102,6 +102,11 @@ pub trait Protocol {
     /// chargen makes more here.
     fn on_drained(&mut self, _client: ClientId, _out: &mut Replies) {}
 
+    /// `client` sent FIN: it will send no more, but may still read. A refilling protocol that
+    /// still owes a body (a file download) keeps being asked through `on_drained`; one that would
+    /// talk forever (chargen) stops here.
+    fn on_end_of_input(&mut self, _client: ClientId, _out: &mut Replies) {}
+
     /// `client` is gone (its number may be reused after this returns). Chat announces it here.
     fn on_disconnect(&mut self, _client: ClientId, _reason: CloseReason, _out: &mut Replies) {}
 
