@@ -392,17 +392,25 @@ impl RunningServer {
 
     fn stop_and_join(&mut self) -> io::Result<()> {
         self.stop.stop();
-        match self.thread.take() {
-            Some(thread) => thread
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("the server thread panicked"))),
-            None => Ok(()),
-        }
+        join_server_thread(&mut self.thread)
     }
 }
 
 impl Drop for RunningServer {
     fn drop(&mut self) {
         let _ = self.stop_and_join();
+    }
+}
+
+/// Waits for a background server thread (once; later calls return `Ok`), turning a panic into
+/// an error. Shared by [`RunningServer`] and the threaded model's handle.
+pub(crate) fn join_server_thread(
+    thread: &mut Option<JoinHandle<io::Result<()>>>,
+) -> io::Result<()> {
+    match thread.take() {
+        Some(thread) => thread
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the server thread panicked"))),
+        None => Ok(()),
     }
 }

@@ -485,12 +485,7 @@ impl RunningThreaded {
 
     fn stop_and_join(&mut self) -> io::Result<()> {
         self.stop.stop();
-        match self.thread.take() {
-            Some(thread) => thread
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("the server thread panicked"))),
-            None => Ok(()),
-        }
+        crate::server::join_server_thread(&mut self.thread)
     }
 }
 
