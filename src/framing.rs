@@ -108,6 +108,7 @@ impl Decoder {
     ///
     /// `Ok(None)`: `input` is used up and no frame is complete yet (normal, not an error). Call again
     /// until it returns `Ok(None)`; the returned frame borrows from `input` or from the decoder.
+    #[inline]
     pub fn next_frame<'s, 'i: 's>(
         &'s mut self,
         input: &mut &'i [u8],

@@ -301,8 +301,11 @@ impl Reactor {
     /// Runs until shutdown has drained. Each turn: wait for readiness, dispatch, then tidy up.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        self.now = Instant::now();
         while !self.is_finished() {
-            let timeout = self.next_timeout(Instant::now()); // zero while some client is still ready
+            // Zero while some client is still ready. `self.now` was read by `run_timers` at the
+            // end of the last turn, microseconds ago: no need to ask the clock again.
+            let timeout = self.next_timeout(self.now);
             match self.poll.poll(&mut events, timeout) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 result => result?,
@@ -532,16 +535,17 @@ impl Reactor {
             let short_read = n < self.read_buffer.len() && !conn.peer_fin_seen;
             if !lingering {
                 self.answer(id, n);
-                // Checked after every read, so a flooding client holds at most the limit plus
-                // the replies to one read.
-                self.apply_queue_limit(id);
             }
             // A short read means the kernel had no more: epoll(7) lets us stop here and save the
-            // read that would only say `WouldBlock`. New bytes will raise a new edge.
+            // read that would only say `WouldBlock`. New bytes will raise a new edge. (`sync`,
+            // which follows every `drain_reads`, applies the queue limit.)
             if short_read {
                 trace!("client {id} short read: stop until the next edge");
                 return;
             }
+            // Before reading more: checked after every full read, so a flooding client holds at
+            // most the limit plus the replies to one read.
+            self.apply_queue_limit(id);
             budget = budget.saturating_sub(n);
             if budget == 0 {
                 trace!("client {id} read budget used: served again next turn");
