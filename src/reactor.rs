@@ -560,6 +560,7 @@ impl Reactor {
         let conn = &mut self.clients[id];
         self.replies.reset(conn.decoder.kind());
         let mut input = &self.read_buffer[..len];
+        self.replies.answering(input); // echoed slices of it are written from here, not copied
         let mut broken = false;
         while !self.replies.closes_sender() {
             match conn.decoder.next_frame(&mut input) {
@@ -604,19 +605,27 @@ impl Reactor {
     /// Carries out what the protocol recorded in `self.replies` on behalf of client `id`.
     fn deliver(&mut self, id: usize) {
         let conn = &mut self.clients[id];
-        let reply = self.replies.to_sender();
-        let queued_before = conn.outbound.len();
-        match conn.send(reply, self.now) {
-            Ok(written) => {
-                self.stats.bytes_sent.add(written as u64);
-                if !reply.is_empty() {
+        // The answer is the echoed run of the read buffer (if any), then the copied bytes.
+        let echoed = match self.replies.echoed_input() {
+            Some(run) => &self.read_buffer[run],
+            None => &[][..],
+        };
+        for reply in [echoed, self.replies.to_sender()] {
+            if reply.is_empty() {
+                continue;
+            }
+            let queued_before = conn.outbound.len();
+            match conn.send(reply, self.now) {
+                Ok(written) => {
+                    self.stats.bytes_sent.add(written as u64);
                     trace_send(id, written, reply.len(), queued_before);
                 }
-            }
-            Err(e) => {
-                debug!("client {id} write failed: {e}");
-                conn.outbound.discard();
-                conn.mark_closed(CloseReason::from_error(&e));
+                Err(e) => {
+                    debug!("client {id} write failed: {e}");
+                    conn.outbound.discard();
+                    conn.mark_closed(CloseReason::from_error(&e));
+                    break;
+                }
             }
         }
         if self.replies.closes_sender() {
