@@ -1,41 +1,66 @@
 #!/usr/bin/env bash
-# Throughput matrix: `echoloop load` against `echoloop serve` and the reference servers in
-# ../shared/peers (C epoll, tokio, mio, Python select), alternating servers run by run, the server
-# pinned to CPU 0 and the load to CPU 1. Writes the table into docs/BENCHMARKS.md ("Throughput
-# matrix") and a picture into docs/bench.svg. Loopback only; every server is stopped by its PID.
+# Throughput benchmarks: `echoloop load` against `echoloop serve` and the reference servers in
+# ../shared/peers (C epoll, tokio, mio, Python select). Loopback only; every server is started
+# here and stopped by its PID; the script stops by itself.
 #
-#   scripts/bench.sh [--quick] [--duration SECS] [--no-build]
-#   scripts/bench.sh --models [--duration SECS] [--no-build]
+#   scripts/bench.sh [--quick] [--repeat N] [--duration SECS] [--no-build]     the matrix
+#   scripts/bench.sh --workers [--repeat N] [--duration SECS] [--no-build]     workers 1 vs 2
+#   scripts/bench.sh --models [--duration SECS] [--no-build]                   reactor vs threaded
 #
-# --models: instead of the matrix, echoloop's two serving models side by side ("Reactor vs
-# threaded" in docs/BENCHMARKS.md): `serve` (one reactor thread) and `serve --model threaded` (a
-# blocking thread per connection) at 10, 1000 and 5000 connections, 64-byte echo, pipeline 1,
-# alternating which model runs first. Adds: peak `Threads:` of the server (/proc/PID/status,
-# sampled every 0.1 s during the run) and the load average before each cell.
+# The matrix (default): connections 1, 50, 1000, 5000 × size 64, 4096 × pipeline 1, 16 (--quick:
+# connections 1, 50, 1000; size 64), each cell run against every server, the server pinned to
+# CPU 0 and `echoloop load --threads 1` to CPU 1. Servers are alternated: the order rotates from
+# cell to cell, and each cell is run --repeat times (default 3) in separate rounds, the table
+# giving the median of the rounds and the spread of msgs/s. Written to docs/BENCHMARKS.md
+# ("Throughput matrix", "Does `echoloop load` saturate the C server?"), the rounds to
+# docs/bench-matrix.tsv, a picture to docs/bench.svg.
 #
-# --quick: connections 1, 50, 1000; size 64; pipeline 1 and 16. Full: connections 1, 50, 1000,
-# 5000 × size 64, 4096 × pipeline 1, 16. --duration: measured seconds per cell (default 3).
-# Figures: msgs/s and p99 from `echoloop load --json`; server CPU seconds per million messages from
-# /proc/PID/stat (utime+stime) before/after the load run; server CPU % of its core over the run;
-# peak RSS from VmHWM in /proc/PID/status. Ratios are to the C epoll server, measured in the same run.
+# What is measured, per run:
+# - msgs/s, p99: from `echoloop load --json` (its measured window, after --warmup 0.5 s).
+# - server CPU %: utime+stime of the server (/proc/PID/stat) over a steady window inside the
+#   measured one (from 1.2 s after start to 0.3 s before the end), as a share of one core.
+#   ≥ 95% means the server was the bottleneck; below it, the load generator or the latency was.
+# - user %: the share of that CPU time spent in user space (the rest is the kernel's TCP work).
+# - CPU s / M msgs: server CPU seconds per million echoed messages = steady CPU / msgs/s.
+# - peak RSS: VmHWM of the server at the end.
+#
+# --workers: `echoloop serve --workers 1` vs `--workers 2` (and tokio's multi-thread runtime with
+# 2 workers as a reference), nothing pinned, `echoloop load --threads 2`, connections 50 and 1000,
+# 64 bytes, pipeline 1 and 16: server and load share the two cores ("Workers" section).
+#
+# --models: `serve` (one reactor thread) vs `serve --model threaded` (a thread per connection) at
+# 10, 1000 and 5000 connections ("Reactor vs threaded" section), with peak thread counts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+MODE=matrix
 QUICK=0
-MODELS=0
-DURATION=3
+REPEAT=3
+DURATION=4
 BUILD=1
 COMMAND="scripts/bench.sh $*"
+usage() {
+    echo "usage: scripts/bench.sh [--quick | --workers | --models] [--repeat N] [--duration SECS] [--no-build]" >&2
+    exit 2
+}
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
-        --models) MODELS=1 ;;
-        --duration) DURATION="$2"; shift ;;
+        --models) MODE=models ;;
+        --workers) MODE=workers ;;
+        --repeat) REPEAT="${2:-}"; shift ;;
+        --duration) DURATION="${2:-}"; shift ;;
         --no-build) BUILD=0 ;;
-        *) echo "usage: scripts/bench.sh [--quick | --models] [--duration SECS] [--no-build]" >&2; exit 2 ;;
+        *) usage ;;
     esac
     shift
 done
+[[ "$REPEAT" =~ ^[1-9][0-9]*$ ]] || usage
+[[ "$DURATION" =~ ^[0-9]+(\.[0-9]+)?$ ]] || usage
+if python3 -c "import sys; sys.exit(float('$DURATION') >= 2)"; then
+    echo "scripts/bench.sh: --duration must be at least 2 s (the CPU window needs 1 s of steady state)" >&2
+    exit 2
+fi
 
 PEERS=../shared/peers
 WORK=$(mktemp -d /tmp/echoloop-bench.XXXXXX)
@@ -49,67 +74,356 @@ ulimit -n "$(ulimit -Hn)"
 
 if [ "$BUILD" = 1 ]; then
     cargo build --release
-    if [ "$MODELS" = 0 ]; then
-        cargo build --release --manifest-path "$PEERS/tokio_echo/Cargo.toml" --target-dir /tmp/peers-target
-        cargo build --release --manifest-path "$PEERS/mio_echo/Cargo.toml" --target-dir /tmp/peers-target
-    fi
+    cargo build --release --manifest-path "$PEERS/tokio_echo/Cargo.toml" --target-dir /tmp/peers-target
+    cargo build --release --manifest-path "$PEERS/mio_echo/Cargo.toml" --target-dir /tmp/peers-target
 fi
 cc -O2 -Wall -o "$WORK/c_epoll_echo" "$PEERS/c_epoll_echo.c"
 LOAD=target/release/echoloop
+CLK_TCK=$(getconf CLK_TCK)
+CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 
-# ----- --models: reactor vs threaded ----------------------------------------------------------
-models_comparison() {
-    local results="$WORK/models.tsv" round=0
-    printf 'model\tconnections\tmsgs_per_sec\tp99_us\tcpu_pct\trss_kib\tthreads\tmismatches\tfailed\tloadavg\n' > "$results"
+server_command() {
+    case "$1" in
+        c) echo "$WORK/c_epoll_echo 0" ;;
+        echoloop) echo "target/release/echoloop serve -l 127.0.0.1:0 --max-connections 20000" ;;
+        echoloop-w1) echo "target/release/echoloop serve -l 127.0.0.1:0 --max-connections 20000 --workers 1" ;;
+        echoloop-w2) echo "target/release/echoloop serve -l 127.0.0.1:0 --max-connections 20000 --workers 2" ;;
+        tokio) echo "/tmp/peers-target/release/tokio_echo 0" ;;
+        tokio-mt2) echo "/tmp/peers-target/release/tokio_echo 0 --multi-thread 2" ;;
+        mio) echo "/tmp/peers-target/release/mio_echo 0" ;;
+        python) echo "python3 -u $PEERS/py_select_echo.py 0" ;;
+        reactor) echo "target/release/echoloop serve -l 127.0.0.1:0 --max-connections 20000 --model reactor" ;;
+        threaded) echo "target/release/echoloop serve -l 127.0.0.1:0 --max-connections 20000 --model threaded" ;;
+    esac
+}
+
+# start_server NAME CPUS: starts it (pinned to CPUS unless "all"), sets SERVER_PID and ADDR.
+start_server() {
+    local name=$1 cpus=$2 pin=()
+    [ "$cpus" = all ] || pin=(taskset -c "$cpus")
+    rm -f "$WORK/server.out"
+    # shellcheck disable=SC2046
+    "${pin[@]}" $(server_command "$name") > "$WORK/server.out" 2> "$WORK/server.err" &
+    SERVER_PID=$!
+    for _ in $(seq 400); do grep -q '^listening tcp' "$WORK/server.out" 2>/dev/null && break; sleep 0.05; done
+    ADDR=$(awk '/^listening tcp/ {print $3; exit}' "$WORK/server.out")
+    if [ -z "$ADDR" ]; then
+        echo "$name did not start within 20 s: $(head -c 300 "$WORK/server.err")" >&2
+        stop_server
+        return 1
+    fi
+}
+
+stop_server() {
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+}
+
+# "utime stime" of a process and all its threads, in clock ticks.
+cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
+
+# measure NAME SERVER_CPUS LOAD_CPUS LOAD_ARGS...: one run; prints one TSV row of
+# msgs_per_sec p99_us cpu_pct user_pct cpu_s_per_m rss_kib mismatches failed loadavg.
+# (Called with its output redirected to a file, not in $(...): a subshell would keep
+# SERVER_PID from the cleanup trap.)
+measure() {
+    local name=$1 server_cpus=$2 load_cpus=$3 pin=()
+    shift 3
+    local na='n/a\tn/a\tn/a\tn/a\tn/a\tn/a\tn/a\tn/a'
+    local loadavg
+    loadavg=$(cut -d' ' -f1-3 /proc/loadavg)
+    if ! start_server "$name" "$server_cpus"; then
+        printf "$na\t%s\n" "$loadavg"
+        return
+    fi
+    [ "$load_cpus" = all ] || pin=(taskset -c "$load_cpus")
+    "${pin[@]}" "$LOAD" load --json --warmup 0.5 -d "$DURATION" "$@" "$ADDR" > "$WORK/load.json" &
+    local load_pid=$!
+    # The steady window: from 1.2 s after start (connected, warmed up) to 0.3 s before the end.
+    sleep 1.2
+    local a b t_a t_b
+    a=$(cpu_ticks "$SERVER_PID"); t_a=$(date +%s.%N)
+    sleep "$(python3 -c "print(float('$DURATION') + 0.5 - 1.2 - 0.3)")"
+    b=$(cpu_ticks "$SERVER_PID"); t_b=$(date +%s.%N)
+    wait "$load_pid" || true
+    local rss
+    rss=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
+    stop_server
+    python3 - "$WORK/load.json" "$a" "$b" "$t_a" "$t_b" "$CLK_TCK" "$rss" "$loadavg" <<'PY'
+import json, sys
+path, a, b, t_a, t_b, tck, rss, loadavg = sys.argv[1:]
+try:
+    r = json.load(open(path))
+except ValueError:
+    print("\t".join(["n/a"] * 8 + [loadavg]))
+    sys.exit()
+ua, sa = map(int, a.split())
+ub, sb = map(int, b.split())
+cpu = (ub + sb - ua - sa) / int(tck)
+user = (ub - ua) / int(tck)
+wall = float(t_b) - float(t_a)
+rate = r["msgs_per_sec"]
+per_m = (cpu / wall) / rate * 1e6 if rate else float("nan")
+user_pct = 100 * user / cpu if cpu else float("nan")
+print(f'{rate:.0f}\t{r["latency_us"]["p99"]:.0f}\t{100 * cpu / wall:.0f}\t{user_pct:.0f}\t{per_m:.2f}'
+      f'\t{rss}\t{r["mismatches"]}\t{r["connections_failed"]}\t{loadavg}')
+PY
+}
+
+# replace_section TITLE FILE: puts FILE (which starts with "## TITLE") into docs/BENCHMARKS.md,
+# replacing the section of that title (up to the next "## "), or appending it.
+replace_section() {
+    python3 - docs/BENCHMARKS.md "$1" "$2" <<'PY'
+import re, sys
+doc_path, title, section_path = sys.argv[1:]
+doc = open(doc_path).read()
+section = open(section_path).read().rstrip() + "\n"
+pattern = re.compile(r"## " + re.escape(title) + r"\n.*?(?=\n## |\Z)", re.S)
+if pattern.search(doc):
+    doc = pattern.sub(lambda _: section, doc, count=1)
+else:
+    doc = doc.rstrip() + "\n\n" + section
+open(doc_path, "w").write(doc)
+PY
+}
+
+# ----- the matrix -------------------------------------------------------------------------------
+matrix() {
+    local connections sizes pipelines
+    if [ "$QUICK" = 1 ]; then
+        connections="1 50 1000"; sizes="64"; pipelines="1 16"
+    else
+        connections="1 50 1000 5000"; sizes="64 4096"; pipelines="1 16"
+    fi
+    local servers=(c echoloop tokio mio python)
+    local results="$WORK/results.tsv" turn=0
+    printf 'round\tserver\tconnections\tsize\tpipeline\tmsgs_per_sec\tp99_us\tcpu_pct\tuser_pct\tcpu_s_per_m\trss_kib\tmismatches\tfailed\tloadavg\n' > "$results"
+    for round in $(seq "$REPEAT"); do
+        for c in $connections; do
+            for s in $sizes; do
+                for p in $pipelines; do
+                    # Rotate the order of servers from cell to cell: no server always runs first.
+                    for i in "${!servers[@]}"; do
+                        local name=${servers[$(( (i + turn) % ${#servers[@]} ))]}
+                        echo "round $round/$REPEAT c=$c s=$s p=$p: $name" >&2
+                        if [ "$name" = python ] && [ "$c" -gt 1000 ]; then
+                            # select() cannot watch descriptors past FD_SETSIZE (1024).
+                            row=$(printf 'n/a\tn/a\tn/a\tn/a\tn/a\tn/a\tn/a\tn/a\t-')
+                        else
+                            measure "$name" 0 1 --threads 1 -c "$c" -s "$s" --pipeline "$p" > "$WORK/row"
+                            row=$(cat "$WORK/row")
+                        fi
+                        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$c" "$s" "$p" "$row" >> "$results"
+                    done
+                    turn=$((turn + 1))
+                done
+            done
+        done
+    done
+    cp "$results" docs/bench-matrix.tsv
+    python3 - "$results" "$COMMAND" "$DURATION" "$REPEAT" "$CPU_MODEL" "$WORK" <<'PY'
+import csv, datetime, statistics, sys
+path, command, duration, repeat, cpu, work = sys.argv[1:]
+rows = [r for r in csv.DictReader(open(path), delimiter="\t")]
+def num(v):
+    try:
+        return float(v)
+    except ValueError:
+        return None
+cells = {}
+for r in rows:
+    cells.setdefault((int(r["connections"]), int(r["size"]), int(r["pipeline"]), r["server"]), []).append(r)
+def med(rs, key):
+    vals = [num(r[key]) for r in rs if num(r[key]) is not None]
+    return statistics.median(vals) if vals else None
+agg = {}
+for key, rs in cells.items():
+    rates = [num(r["msgs_per_sec"]) for r in rs if num(r["msgs_per_sec"]) is not None]
+    agg[key] = {
+        "rate": med(rs, "msgs_per_sec"), "p99": med(rs, "p99_us"), "cpu": med(rs, "cpu_pct"),
+        "user": med(rs, "user_pct"), "per_m": med(rs, "cpu_s_per_m"),
+        "rss": max((num(r["rss_kib"]) for r in rs if num(r["rss_kib"]) is not None), default=None),
+        "spread": (max(rates) - min(rates)) / statistics.median(rates) * 100 if len(rates) > 1 and statistics.median(rates) else None,
+        "mismatches": sum(int(num(r["mismatches"]) or 0) for r in rs),
+        "failed": sum(int(num(r["failed"]) or 0) for r in rs),
+        "n": len(rates),
+    }
+def fmt(v, spec):
+    return "n/a" if v is None else format(v, spec)
+def ratio(a, b):
+    return "n/a" if a is None or not b else f"{a / b:.2f}"
+order = ["c", "echoloop", "tokio", "mio", "python"]
+out = []
+out.append("## Throughput matrix\n")
+out.append(f"Measured {datetime.date.today()} on {cpu} (2 cores), {duration} s per run after 0.5 s warmup, "
+           f"each cell run {repeat} times in separate rounds (servers alternated, order rotating); the table "
+           "shows the median of the rounds. Server pinned to CPU 0, `echoloop load --threads 1` pinned to "
+           "CPU 1, closed loop, echo, raw framing. Ratios (× C) are to the C epoll server's median in the same cell; "
+           "\"spread\" is (max − min) / median of msgs/s over the rounds. Server CPU % and CPU s / M msgs come "
+           "from the server's utime+stime over a steady window of the run; user % is the user-space share of it. "
+           "Every round of every cell: `docs/bench-matrix.tsv`.")
+out.append(f"\nCommand: `{command}`\n")
+out.append("| connections | size | pipeline | server | msgs/s | × C | spread % | p99 µs | × C | server CPU % | user % | CPU s / M msgs | × C | peak RSS KiB | mismatches | failed conns |")
+out.append("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+keys = sorted({k[:3] for k in agg})
+for cell in keys:
+    base = agg.get(cell + ("c",))
+    for server in order:
+        a = agg.get(cell + (server,))
+        if a is None:
+            continue
+        out.append(f'| {cell[0]} | {cell[1]} | {cell[2]} | {server} | {fmt(a["rate"], ".0f")} | {ratio(a["rate"], base and base["rate"])} '
+                   f'| {fmt(a["spread"], ".0f")} | {fmt(a["p99"], ".0f")} | {ratio(a["p99"], base and base["p99"])} '
+                   f'| {fmt(a["cpu"], ".0f")} | {fmt(a["user"], ".0f")} | {fmt(a["per_m"], ".2f")} | {ratio(a["per_m"], base and base["per_m"])} '
+                   f'| {fmt(a["rss"], ".0f")} | {a["mismatches"]} | {a["failed"]} |')
+# echoloop against C and tokio, one line per cell: the targets of issue 7.
+out.append("\n**echoloop against the targets** (median of the rounds; ≥ 1.00 wanted for msgs/s, ≤ 1.00 for CPU):\n")
+out.append("| connections | size | pipeline | msgs/s × C | msgs/s × tokio | CPU s/M × C | C server CPU % | echoloop server CPU % |")
+out.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
+for cell in keys:
+    e, c, t = (agg.get(cell + (s,)) for s in ("echoloop", "c", "tokio"))
+    if not e or not c:
+        continue
+    out.append(f'| {cell[0]} | {cell[1]} | {cell[2]} | {ratio(e["rate"], c["rate"])} | {ratio(e["rate"], t and t["rate"])} '
+               f'| {ratio(e["per_m"], c["per_m"])} | {fmt(c["cpu"], ".0f")} | {fmt(e["cpu"], ".0f")} |')
+open(f"{work}/matrix.md", "w").write("\n".join(out) + "\n")
+# Does the load generator saturate the C server? Its CPU at 50 and 1000 connections.
+sat = ["## Does `echoloop load` saturate the C server?\n",
+       "Issue 5 asks that `echoloop load` (one thread, pinned to CPU 1) drive the C epoll server (pinned to "
+       "CPU 0) to ≥ 95% of its core at 50 and 1000 connections. From the matrix above (same run, median of "
+       f"the rounds, server CPU over the steady window). Command: `{command}`\n",
+       "| connections | size | pipeline | C server CPU % | C msgs/s | ≥ 95%? |", "|---:|---:|---:|---:|---:|---|"]
+for cell in keys:
+    if cell[0] not in (50, 1000):
+        continue
+    c = agg.get(cell + ("c",))
+    if c:
+        verdict = "n/a" if c["cpu"] is None else ("yes" if c["cpu"] >= 95 else "no")
+        sat.append(f'| {cell[0]} | {cell[1]} | {cell[2]} | {fmt(c["cpu"], ".0f")} | {fmt(c["rate"], ".0f")} | {verdict} |')
+open(f"{work}/saturation.md", "w").write("\n".join(sat) + "\n")
+# Data for the picture: size 64, pipeline 1.
+for server in order:
+    with open(f"{work}/{server}.dat", "w") as f:
+        for cell in keys:
+            a = agg.get(cell + (server,))
+            if cell[1] == 64 and cell[2] == 1 and a and a["rate"] is not None:
+                f.write(f'{cell[0]} {a["rate"]:.0f} {a["p99"]:.0f}\n')
+PY
+    replace_section "Throughput matrix" "$WORK/matrix.md"
+    replace_section 'Does `echoloop load` saturate the C server?' "$WORK/saturation.md"
+
+    # The picture: throughput and p99 against connections (size 64, pipeline 1), one line per server.
+    if ! command -v gnuplot > /dev/null; then
+        apt-get install -y gnuplot-nox > /dev/null 2>&1 || { apt-get update > /dev/null && apt-get install -y gnuplot-nox > /dev/null; }
+    fi
+    gnuplot <<GP
+set terminal svg size 900,420 dynamic font "sans,11"
+set output "docs/bench.svg"
+set multiplot layout 1,2 title "echoloop load, closed loop, 64-byte echo, pipeline 1, median of $REPEAT ($(date +%F))"
+set logscale x
+set xlabel "connections"
+set key top left
+set ylabel "msgs/s"
+plot for [n in "${servers[*]}"] "$WORK/".n.".dat" using 1:2 with linespoints title n
+set ylabel "p99 latency (µs)"
+set logscale y
+plot for [n in "${servers[*]}"] "$WORK/".n.".dat" using 1:3 with linespoints title n
+unset multiplot
+GP
+    cat "$WORK/matrix.md" "$WORK/saturation.md"
+    echo "wrote docs/BENCHMARKS.md (Throughput matrix, saturation), docs/bench-matrix.tsv, docs/bench.svg" >&2
+}
+
+# ----- workers 1 vs 2 ---------------------------------------------------------------------------
+workers() {
+    local servers=(echoloop-w1 echoloop-w2 tokio-mt2)
+    local results="$WORK/workers.tsv" turn=0
+    printf 'round\tserver\tconnections\tpipeline\tmsgs_per_sec\tp99_us\tcpu_pct\tuser_pct\tcpu_s_per_m\trss_kib\tmismatches\tfailed\tloadavg\n' > "$results"
+    for round in $(seq "$REPEAT"); do
+        for c in 50 1000; do
+            for p in 1 16; do
+                for i in "${!servers[@]}"; do
+                    local name=${servers[$(( (i + turn) % ${#servers[@]} ))]}
+                    echo "round $round/$REPEAT c=$c p=$p: $name" >&2
+                    measure "$name" all all --threads 2 -c "$c" -s 64 --pipeline "$p" > "$WORK/row"
+                    row=$(cat "$WORK/row")
+                    printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$c" "$p" "$row" >> "$results"
+                done
+                turn=$((turn + 1))
+            done
+        done
+    done
+    python3 - "$results" "$COMMAND" "$DURATION" "$REPEAT" "$CPU_MODEL" > "$WORK/workers.md" <<'PY'
+import csv, datetime, statistics, sys
+path, command, duration, repeat, cpu = sys.argv[1:]
+rows = list(csv.DictReader(open(path), delimiter="\t"))
+def num(v):
+    try:
+        return float(v)
+    except ValueError:
+        return None
+cells = {}
+for r in rows:
+    cells.setdefault((int(r["connections"]), int(r["pipeline"]), r["server"]), []).append(r)
+def med(rs, key):
+    vals = [num(r[key]) for r in rs if num(r[key]) is not None]
+    return statistics.median(vals) if vals else None
+print("## Workers: one reactor or two\n")
+print(f"Measured {datetime.date.today()} on {cpu} (2 cores), {duration} s per run after 0.5 s warmup, each cell "
+      f"run {repeat} times (servers alternated), median shown. Nothing pinned: `echoloop serve --workers N` "
+      "(N reactors, each its own listener on the port with SO_REUSEPORT) and `echoloop load --threads 2` share "
+      "the two cores; tokio's work-stealing runtime with 2 workers (`tokio_echo --multi-thread 2`) for reference. "
+      "64-byte echo, closed loop. Server CPU % is of one core (200% = both).")
+print(f"\nCommand: `{command}`\n")
+print("| connections | pipeline | server | msgs/s | × workers 1 | p99 µs | server CPU % | user % | CPU s / M msgs | failed conns |")
+print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+for c in (50, 1000):
+    for p in (1, 16):
+        base = med(cells.get((c, p, "echoloop-w1"), []), "msgs_per_sec")
+        for s in ("echoloop-w1", "echoloop-w2", "tokio-mt2"):
+            rs = cells.get((c, p, s), [])
+            rate = med(rs, "msgs_per_sec")
+            f = lambda v, spec: "n/a" if v is None else format(v, spec)
+            ratio = "n/a" if rate is None or not base else f"{rate / base:.2f}"
+            failed = sum(int(num(r["failed"]) or 0) for r in rs)
+            print(f'| {c} | {p} | {s} | {f(rate, ".0f")} | {ratio} | {f(med(rs, "p99_us"), ".0f")} | {f(med(rs, "cpu_pct"), ".0f")} '
+                  f'| {f(med(rs, "user_pct"), ".0f")} | {f(med(rs, "cpu_s_per_m"), ".2f")} | {failed} |')
+PY
+    replace_section "Workers: one reactor or two" "$WORK/workers.md"
+    cat "$WORK/workers.md"
+    echo "wrote docs/BENCHMARKS.md (Workers: one reactor or two)" >&2
+}
+
+# ----- --models: reactor vs threaded -------------------------------------------------------------
+models() {
+    local results="$WORK/models.tsv" turn=0
+    printf 'model\tconnections\tmsgs_per_sec\tp99_us\tcpu_pct\tuser_pct\tcpu_s_per_m\trss_kib\tmismatches\tfailed\tloadavg\tthreads\n' > "$results"
     for c in 10 1000 5000; do
         for i in 0 1; do
             local models=(reactor threaded)
-            local model=${models[$(( (i + round) % 2 ))]}
+            local model=${models[$(( (i + turn) % 2 ))]}
             echo "cell c=$c: $model" >&2
-            local loadavg
-            loadavg=$(cut -d' ' -f1-3 /proc/loadavg)
-            rm -f "$WORK/server.out"
-            taskset -c 0 target/release/echoloop serve -l 127.0.0.1:0 --max-connections 20000 \
-                --model "$model" > "$WORK/server.out" 2> "$WORK/server.err" &
-            SERVER_PID=$!
-            for _ in $(seq 400); do grep -q '^listening tcp' "$WORK/server.out" 2>/dev/null && break; sleep 0.05; done
-            local addr
-            addr=$(awk '/^listening tcp/ {print $3; exit}' "$WORK/server.out")
-            # Peak thread count while the load runs.
+            # Peak thread count of the server while the load runs (it is the newest process
+            # running this model's command line; sampled every 0.1 s).
             echo 0 > "$WORK/threads"
-            ( peak=0; while kill -0 "$SERVER_PID" 2>/dev/null; do
-                  n=$(awk '/^Threads:/ {print $2}' "/proc/$SERVER_PID/status" 2>/dev/null || echo 0)
+            ( sleep 0.3; pid=$(pgrep -n -f -- "--model $model" || true); peak=0
+              while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do
+                  n=$(awk '/^Threads:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
                   if [ "${n:-0}" -gt "$peak" ]; then peak=$n; echo "$peak" > "$WORK/threads"; fi
                   sleep 0.1
               done ) &
             local sampler=$!
-            local before after start end
-            before=$(cpu_ticks "$SERVER_PID")
-            start=$(date +%s.%N)
-            taskset -c 1 "$LOAD" load --json --threads 1 -c "$c" -s 64 --pipeline 1 \
-                -d "$DURATION" --warmup 0.5 "$addr" > "$WORK/load.json" || true
-            end=$(date +%s.%N)
-            after=$(cpu_ticks "$SERVER_PID")
-            local rss
-            rss=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
-            kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
+            measure "$model" 0 1 --threads 1 -c "$c" -s 64 --pipeline 1 > "$WORK/row"
+            row=$(cat "$WORK/row")
             wait "$sampler" 2>/dev/null || true
-            python3 - "$WORK/load.json" "$model" "$c" "$before" "$after" "$CLK_TCK" "$start" "$end" \
-                "$rss" "$(cat "$WORK/threads")" "$loadavg" >> "$results" <<'PY'
-import json, sys
-path, model, c, before, after, tck, start, end, rss, threads, loadavg = sys.argv[1:]
-r = json.load(open(path))
-cpu = (int(after) - int(before)) / int(tck)
-wall = float(end) - float(start)
-print(f'{model}\t{c}\t{r["msgs_per_sec"]:.0f}\t{r["latency_us"]["p99"]:.0f}\t{100 * cpu / wall:.0f}'
-      f'\t{rss}\t{threads}\t{r["mismatches"]}\t{r["connections_failed"]}\t{loadavg}')
-PY
+            printf '%s\t%s\t%s\t%s\n' "$model" "$c" "$row" "$(cat "$WORK/threads")" >> "$results"
         done
-        round=$((round + 1))
+        turn=$((turn + 1))
     done
-    python3 - "$results" "$COMMAND" "$DURATION" > "$WORK/models.md" <<'PY'
-import csv, datetime, subprocess, sys
-path, command, duration = sys.argv[1:]
+    python3 - "$results" "$COMMAND" "$DURATION" "$CPU_MODEL" > "$WORK/models.md" <<'PY'
+import csv, datetime, sys
+path, command, duration, cpu = sys.argv[1:]
 rows = list(csv.DictReader(open(path), delimiter="\t"))
 base = {r["connections"]: r for r in rows if r["model"] == "reactor"}
 def ratio(r, key):
@@ -117,10 +431,8 @@ def ratio(r, key):
         return f'{float(r[key]) / float(base[r["connections"]][key]):.2f}'
     except (KeyError, ValueError, ZeroDivisionError):
         return "n/a"
-cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
-                     capture_output=True, text=True).stdout.strip()
 print("## Reactor vs threaded\n")
-print(f"Measured {datetime.date.today()} on {cpu} (2 cores, shared), {duration} s per cell after 0.5 s warmup,")
+print(f"Measured {datetime.date.today()} on {cpu} (2 cores), {duration} s per cell after 0.5 s warmup,")
 print("server pinned to CPU 0, `echoloop load --threads 1` pinned to CPU 1, closed loop, 64-byte echo, pipeline 1.")
 print(f"Command: `{command}`. Ratios are threaded / reactor in the same cell of the same run; the load")
 print("average (1, 5, 15 min) was read just before each cell.\n")
@@ -130,168 +442,13 @@ for r in sorted(rows, key=lambda r: (int(r["connections"]), r["model"])):
     print(f'| {r["connections"]} | {r["model"]} | {r["msgs_per_sec"]} | {ratio(r, "msgs_per_sec")} | {r["p99_us"]} | {ratio(r, "p99_us")} '
           f'| {r["cpu_pct"]} | {r["rss_kib"]} | {ratio(r, "rss_kib")} | {r["threads"]} | {r["mismatches"]} | {r["failed"]} | {r["loadavg"]} |')
 PY
-    python3 - docs/BENCHMARKS.md "$WORK/models.md" <<'PY'
-import re, sys
-doc_path, table_path = sys.argv[1:]
-doc = open(doc_path).read()
-table = open(table_path).read().rstrip() + "\n"
-pattern = re.compile(r"## Reactor vs threaded\n.*?(?=\n## |\Z)", re.S)
-if pattern.search(doc):
-    doc = pattern.sub(lambda _: table, doc, count=1)
-else:
-    doc = doc.rstrip() + "\n\n" + table
-open(doc_path, "w").write(doc)
-PY
+    replace_section "Reactor vs threaded" "$WORK/models.md"
     cat "$WORK/models.md"
     echo "wrote docs/BENCHMARKS.md (Reactor vs threaded)" >&2
 }
 
-server_command() {
-    case "$1" in
-        c) echo "$WORK/c_epoll_echo 0" ;;
-        echoloop) echo "target/release/echoloop serve -l 127.0.0.1:0 --max-connections 20000" ;;
-        tokio) echo "/tmp/peers-target/release/tokio_echo 0" ;;
-        mio) echo "/tmp/peers-target/release/mio_echo 0" ;;
-        python) echo "python3 -u $PEERS/py_select_echo.py 0" ;;
-    esac
-}
-
-if [ "$QUICK" = 1 ]; then
-    CONNECTIONS="1 50 1000"; SIZES="64"; PIPELINES="1 16"
-else
-    CONNECTIONS="1 50 1000 5000"; SIZES="64 4096"; PIPELINES="1 16"
-fi
-SERVERS=(c echoloop tokio mio python)
-CLK_TCK=$(getconf CLK_TCK)
-RESULTS="$WORK/results.tsv"
-printf 'server\tconnections\tsize\tpipeline\tmsgs_per_sec\tp99_us\tcpu_s_per_m\tcpu_pct\trss_kib\tmismatches\tfailed\n' > "$RESULTS"
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-
-if [ "$MODELS" = 1 ]; then
-    models_comparison
-    exit 0
-fi
-
-run_cell() { # server connections size pipeline
-    local name=$1 c=$2 s=$3 p=$4
-    if [ "$name" = python ] && [ "$c" -gt 1000 ]; then
-        # select() cannot watch descriptors past FD_SETSIZE (1024).
-        printf '%s\t%s\t%s\t%s\tn/a\tn/a\tn/a\tn/a\tn/a\tn/a\tn/a\n' "$name" "$c" "$s" "$p" >> "$RESULTS"
-        return
-    fi
-    # shellcheck disable=SC2046
-    rm -f "$WORK/server.out"
-    taskset -c 0 $(server_command "$name") > "$WORK/server.out" 2> "$WORK/server.err" &
-    SERVER_PID=$!
-    for _ in $(seq 400); do grep -q '^listening tcp' "$WORK/server.out" 2>/dev/null && break; sleep 0.05; done
-    local addr
-    addr=$(awk '/^listening tcp/ {print $3; exit}' "$WORK/server.out")
-    if [ -z "$addr" ]; then
-        echo "$name did not start within 20 s: $(head -c 300 "$WORK/server.err")" >&2
-        kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
-        printf '%s\t%s\t%s\t%s\tn/a\tn/a\tn/a\tn/a\tn/a\tn/a\tn/a\n' "$name" "$c" "$s" "$p" >> "$RESULTS"
-        return
-    fi
-    local before after start end
-    before=$(cpu_ticks "$SERVER_PID")
-    start=$(date +%s.%N)
-    taskset -c 1 "$LOAD" load --json --threads 1 -c "$c" -s "$s" --pipeline "$p" \
-        -d "$DURATION" --warmup 0.5 "$addr" > "$WORK/load.json" || true
-    end=$(date +%s.%N)
-    after=$(cpu_ticks "$SERVER_PID")
-    local rss
-    rss=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
-    kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
-    python3 - "$WORK/load.json" "$name" "$c" "$s" "$p" "$before" "$after" "$CLK_TCK" "$start" "$end" "$rss" >> "$RESULTS" <<'PY'
-import json, sys
-path, name, c, s, p, before, after, tck, start, end, rss = sys.argv[1:]
-r = json.load(open(path))
-cpu = (int(after) - int(before)) / int(tck)
-wall = float(end) - float(start)
-# Every message the server answered in the run (warmup and drain included) is about
-# msgs/s × (warmup + duration); the measured window alone is messages_received.
-total = r["msgs_per_sec"] * (r["config"]["warmup_secs"] + r["duration_secs"])
-per_m = cpu / (total / 1e6) if total else float("nan")
-print(f'{name}\t{c}\t{s}\t{p}\t{r["msgs_per_sec"]:.0f}\t{r["latency_us"]["p99"]:.0f}\t{per_m:.2f}'
-      f'\t{100 * cpu / wall:.0f}\t{rss}\t{r["mismatches"]}\t{r["connections_failed"]}')
-PY
-}
-
-round=0
-for c in $CONNECTIONS; do
-    for s in $SIZES; do
-        for p in $PIPELINES; do
-            # Alternate the order of servers from cell to cell, so no server always runs first.
-            for i in "${!SERVERS[@]}"; do
-                name=${SERVERS[$(( (i + round) % ${#SERVERS[@]} ))]}
-                echo "cell c=$c s=$s p=$p: $name" >&2
-                run_cell "$name" "$c" "$s" "$p"
-            done
-            round=$((round + 1))
-        done
-    done
-done
-
-python3 - "$RESULTS" "$COMMAND" "$DURATION" > "$WORK/table.md" <<'PY'
-import csv, datetime, subprocess, sys
-path, command, duration = sys.argv[1:]
-rows = list(csv.DictReader(open(path), delimiter="\t"))
-base = {(r["connections"], r["size"], r["pipeline"]): r for r in rows if r["server"] == "c"}
-def ratio(r, key):
-    b = base.get((r["connections"], r["size"], r["pipeline"]))
-    try:
-        return f'{float(r[key]) / float(b[key]):.2f}'
-    except (TypeError, ValueError, ZeroDivisionError):
-        return "n/a"
-cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
-                     capture_output=True, text=True).stdout.strip()
-print("## Throughput matrix\n")
-print(f"Measured {datetime.date.today()} on {cpu} (2 cores, shared), {duration} s per cell after 0.5 s warmup,")
-print("server pinned to CPU 0, `echoloop load --threads 1` pinned to CPU 1, closed loop, echo, raw framing.")
-print(f"Command: `{command}`. Ratios are to the C epoll server (`c`) in the same cell of the same run.\n")
-print("| connections | size | pipeline | server | msgs/s | × C | p99 µs | server CPU s / M msgs | × C | server CPU % | peak RSS KiB | mismatches | failed conns |")
-print("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for r in rows:
-    print(f'| {r["connections"]} | {r["size"]} | {r["pipeline"]} | {r["server"]} | {r["msgs_per_sec"]} | {ratio(r, "msgs_per_sec")} '
-          f'| {r["p99_us"]} | {r["cpu_s_per_m"]} | {ratio(r, "cpu_s_per_m")} | {r["cpu_pct"]} | {r["rss_kib"]} | {r["mismatches"]} | {r["failed"]} |')
-PY
-
-# Replace the "Throughput matrix" section of docs/BENCHMARKS.md (up to the next "## ").
-touch docs/BENCHMARKS.md
-python3 - docs/BENCHMARKS.md "$WORK/table.md" <<'PY'
-import re, sys
-doc_path, table_path = sys.argv[1:]
-doc = open(doc_path).read()
-table = open(table_path).read().rstrip() + "\n"
-pattern = re.compile(r"## Throughput matrix\n.*?(?=\n## |\Z)", re.S)
-if pattern.search(doc):
-    doc = pattern.sub(lambda _: table, doc, count=1)
-else:
-    doc = (doc.rstrip() + "\n\n" if doc.strip() else "# Benchmarks\n\n") + table
-open(doc_path, "w").write(doc)
-PY
-
-# The picture: throughput and p99 against connections (size 64, pipeline 1), one line per server.
-if ! command -v gnuplot > /dev/null; then
-    apt-get install -y gnuplot-nox > /dev/null 2>&1 || { apt-get update > /dev/null && apt-get install -y gnuplot-nox > /dev/null; }
-fi
-for name in "${SERVERS[@]}"; do
-    awk -F'\t' -v n="$name" '$1 == n && $3 == 64 && $4 == 1 && $5 != "n/a" {print $2, $5, $6}' "$RESULTS" > "$WORK/$name.dat"
-done
-gnuplot <<GP
-set terminal svg size 900,420 dynamic font "sans,11"
-set output "docs/bench.svg"
-set multiplot layout 1,2 title "echoloop load, closed loop, 64-byte echo, pipeline 1 ($(date +%F))"
-set logscale x
-set xlabel "connections"
-set key top left
-set ylabel "msgs/s"
-plot for [n in "${SERVERS[*]}"] "$WORK/".n.".dat" using 1:2 with linespoints title n
-set ylabel "p99 latency (µs)"
-set logscale y
-plot for [n in "${SERVERS[*]}"] "$WORK/".n.".dat" using 1:3 with linespoints title n
-unset multiplot
-GP
-cat "$WORK/table.md"
-echo "wrote docs/BENCHMARKS.md (Throughput matrix) and docs/bench.svg" >&2
+case "$MODE" in
+    matrix) matrix ;;
+    workers) workers ;;
+    models) models ;;
+esac
