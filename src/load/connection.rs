@@ -491,13 +491,17 @@ impl Connection {
                 }
             };
             let message = Message::new(self.id, self.next_seq, env.size);
-            env.payload.clear();
-            message.write_payload(&mut env.payload);
             if datagram {
+                env.payload.clear();
+                message.write_payload(&mut env.payload);
                 if !self.send_datagram(env) {
                     break;
                 }
+            } else if env.framing == FramingKind::Raw {
+                message.write_payload(&mut env.scratch); // raw framing adds nothing: no copy
             } else {
+                env.payload.clear();
+                message.write_payload(&mut env.payload);
                 framing::encode(env.framing, &[&env.payload], &mut env.scratch);
             }
             let measured = (env.window_ns.0..env.window_ns.1).contains(&due_ns);
