@@ -206,7 +206,7 @@ impl Replies {
 
     /// Tells which bytes are being answered (the reactor's read buffer, after [`Replies::reset`]),
     /// so echoing slices of them needs no copy. Only addresses are kept, never the bytes.
-    pub fn answering(&mut self, input: &[u8]) {
+    pub(crate) fn answering(&mut self, input: &[u8]) {
         let start = input.as_ptr() as usize;
         self.input = start..start + input.len();
     }
@@ -279,7 +279,7 @@ impl Replies {
 
     /// The run of the input (see [`Replies::answering`]) sent back as it is, as offsets into
     /// it: it goes to the sender before [`Replies::to_sender`].
-    pub fn echoed_input(&self) -> Option<Range<usize>> {
+    pub(crate) fn echoed_input(&self) -> Option<Range<usize>> {
         self.echoed.clone()
     }
 
