@@ -435,10 +435,10 @@ print(f"Measured {datetime.date.today()} on {cpu} (2 cores), {duration} s per ru
       f"run {repeat} times (servers alternated), median shown. Nothing pinned: `echoloop serve --workers N` "
       "(N reactors, each its own listener on the port with SO_REUSEPORT) and `echoloop load --threads 2` share "
       "the two cores; tokio's work-stealing runtime with 2 workers (`tokio_echo --multi-thread 2`) for reference. "
-      "64-byte echo, closed loop. Server CPU % is of one core (200% = both).")
+      "64-byte echo, closed loop. Server and load CPU % are of one core (200% = both).")
 print(f"\nCommand: `{command}`\n")
-print("| connections | pipeline | server | msgs/s | × workers 1 | p99 µs | server CPU % | user % | CPU s / M msgs | failed conns |")
-print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+print("| connections | pipeline | server | msgs/s | × workers 1 | p99 µs | server CPU % | user % | load CPU % | CPU s / M msgs | failed conns |")
+print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for c in (50, 1000):
     for p in (1, 16):
         base = med(cells.get((c, p, "echoloop-w1"), []), "msgs_per_sec")
@@ -449,7 +449,7 @@ for c in (50, 1000):
             ratio = "n/a" if rate is None or not base else f"{rate / base:.2f}"
             failed = sum(int(num(r["failed"]) or 0) for r in rs)
             print(f'| {c} | {p} | {s} | {f(rate, ".0f")} | {ratio} | {f(med(rs, "p99_us"), ".0f")} | {f(med(rs, "cpu_pct"), ".0f")} '
-                  f'| {f(med(rs, "user_pct"), ".0f")} | {f(med(rs, "cpu_s_per_m"), ".2f")} | {failed} |')
+                  f'| {f(med(rs, "user_pct"), ".0f")} | {f(med(rs, "load_cpu_pct"), ".0f")} | {f(med(rs, "cpu_s_per_m"), ".2f")} | {failed} |')
 PY
     replace_section "Workers: one reactor or two" "$WORK/workers.md"
     cat "$WORK/workers.md"
