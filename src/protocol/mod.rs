@@ -174,10 +174,10 @@ pub enum Action {
 /// Echo sends back slices of the very bytes it is answering. Copying them into `to_sender` only
 /// to write them out again costs a `memcpy` of everything echoed, which at 4 KiB messages was
 /// nearly half of the server's CPU time. So the reactor says which bytes it is answering
-/// ([`Replies::answering`]), and while the answer so far is one unbroken run of those bytes,
-/// `send_raw` only records where the run is ([`Replies::echoed_input`]); the reactor writes it
-/// straight from its read buffer. Anything else goes to `to_sender`, after the run: the order of
-/// the bytes is always the run, then `to_sender`.
+/// (`Replies::answering`, crate-private), and while the answer so far is one unbroken run of
+/// those bytes, `send_raw` only records where the run is (`Replies::echoed_input`); the reactor
+/// writes it straight from its read buffer. Anything else goes to `to_sender`, after the run: the
+/// order of the bytes is always the run, then `to_sender`.
 #[derive(Debug)]
 pub struct Replies {
     framing: FramingKind,
@@ -272,7 +272,7 @@ impl Replies {
     }
 
     /// The bytes recorded (copied) for the sender so far; they follow
-    /// [`Replies::echoed_input`], if there is one.
+    /// `Replies::echoed_input` (crate-private), if there is one.
     pub fn to_sender(&self) -> &[u8] {
         &self.to_sender
     }
