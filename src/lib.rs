@@ -76,3 +76,4 @@ pub use protocol::{ClientId, Protocol, ProtocolKind, Replies};
 pub use server::{RunningServer, Server};
 pub use shutdown::StopHandle;
 pub use stats::StatsSnapshot;
+pub use stream::Transport;

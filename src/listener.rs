@@ -32,7 +32,7 @@ use mio::net::{TcpListener, UnixListener};
 use mio::{Interest, Registry, Token};
 use socket2::{Domain, Socket, TcpKeepalive, Type};
 
-use crate::stream::Stream;
+use crate::stream::{Stream, Transport};
 
 /// Options for a TCP listening socket.
 #[derive(Debug, Clone, Copy)]
@@ -128,6 +128,14 @@ impl Listener {
                 Ok(Stream::Tcp(stream))
             }
             Listener::Unix(listener, ..) => listener.accept().map(|(s, _)| Stream::Unix(s)),
+        }
+    }
+
+    /// Which kind of stream its connections are (accept errors are counted by it).
+    pub fn transport(&self) -> Transport {
+        match self {
+            Listener::Tcp(_) => Transport::Tcp,
+            Listener::Unix(..) => Transport::Unix,
         }
     }
 

@@ -17,9 +17,12 @@
 //! Scrapes are not clients: they are not counted in the stats they report. With `--workers N` the
 //! endpoint lives on worker 0 and reports every worker's counters, added up ([`ServerStats`]).
 //!
-//! Stream counters are kept per reactor for TCP and Unix clients together (one counter, one
-//! store on the hot path), so they carry `transport="stream"`; datagram counters carry
-//! `transport="udp"`.
+//! Every family carries a `transport` label: `tcp` and `unix` for stream clients, `udp` for
+//! datagrams. The reactor keeps one set of stream counters per transport (`stats.rs`), picked by
+//! the client's [`Transport`] with an array index, so the split costs the hot path nothing. Both
+//! stream series are always on the page, at 0 while nobody uses that transport: a series that
+//! appeared only with the first Unix client would break dashboards and `rate()` over the gap.
+//! Sum over the label (`sum without (transport) (...)`) for stream totals.
 //!
 //! Next: `stats.rs`, the counters themselves.
 
@@ -34,7 +37,8 @@ use mio::{Interest, Registry};
 use crate::connection::CloseReason;
 use crate::reactor::{METRICS_SOURCES, Source};
 use crate::server::ServerStats;
-use crate::stats::StatsSnapshot;
+use crate::stats::{StatsSnapshot, StreamSnapshot};
+use crate::stream::Transport;
 
 /// Largest request head we read; past it the answer is 431.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
@@ -279,43 +283,51 @@ fn response(
 /// The counters as Prometheus reads them: a `# HELP` and a `# TYPE` line per family.
 pub fn exposition(s: &StatsSnapshot) -> String {
     let mut page = String::new();
-    let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+    let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
         let _ = writeln!(page, "# HELP {name} {help}");
         let _ = writeln!(page, "# TYPE {name} {kind}");
         for (labels, value) in samples {
             let _ = writeln!(page, "{name}{{{labels}}} {value}");
         }
     };
-    const STREAM: &str = "transport=\"stream\"";
-    const UDP: &str = "transport=\"udp\"";
+    // One sample per stream transport, each always written (0 if unused): a series that appears
+    // only once a Unix client connects would leave gaps in dashboards and `rate()`.
+    let streams = |value: fn(&StreamSnapshot) -> u64| -> Vec<(String, u64)> {
+        Transport::ALL
+            .iter()
+            .map(|t| (transport_label(*t), value(s.stream(*t))))
+            .collect()
+    };
+    let udp = |value: u64| vec![("transport=\"udp\"".to_string(), value)];
     family(
         "echoloop_connections_open",
         "gauge",
-        "Stream connections (TCP and Unix) open now.",
-        &[(STREAM, s.connections_open)],
+        "Stream connections open now.",
+        &streams(|t| t.connections_open),
     );
     family(
         "echoloop_connections_accepted_total",
         "counter",
         "Stream connections accepted.",
-        &[(STREAM, s.connections_accepted)],
+        &streams(|t| t.connections_accepted),
     );
     family(
         "echoloop_connections_refused_total",
         "counter",
         "Stream connections refused at --max-connections.",
-        &[(STREAM, s.connections_refused)],
+        &streams(|t| t.connections_refused),
     );
-    let closed: Vec<(String, u64)> = CloseReason::ALL
+    let closed: Vec<(String, u64)> = Transport::ALL
         .iter()
-        .map(|reason| {
-            (
-                format!("{STREAM},reason=\"{}\"", reason.as_str()),
-                s.closed_for(*reason),
-            )
+        .flat_map(|t| {
+            CloseReason::ALL.iter().map(|reason| {
+                (
+                    format!("{},reason=\"{}\"", transport_label(*t), reason.as_str()),
+                    s.stream(*t).closed_for(*reason),
+                )
+            })
         })
         .collect();
-    let closed: Vec<(&str, u64)> = closed.iter().map(|(l, v)| (l.as_str(), *v)).collect();
     family(
         "echoloop_connections_closed_total",
         "counter",
@@ -326,68 +338,74 @@ pub fn exposition(s: &StatsSnapshot) -> String {
         "echoloop_bytes_received_total",
         "counter",
         "Bytes read from stream clients.",
-        &[(STREAM, s.bytes_received)],
+        &streams(|t| t.bytes_received),
     );
     family(
         "echoloop_bytes_sent_total",
         "counter",
         "Bytes written to stream clients.",
-        &[(STREAM, s.bytes_sent)],
+        &streams(|t| t.bytes_sent),
     );
     family(
         "echoloop_queued_bytes",
         "gauge",
         "Bytes waiting in outbound queues now.",
-        &[(STREAM, s.queued_bytes)],
+        &streams(|t| t.queued_bytes),
     );
     family(
         "echoloop_queue_peak_bytes",
         "gauge",
         "Most bytes ever waiting in one client's outbound queue.",
-        &[(STREAM, s.queued_bytes_peak)],
+        &streams(|t| t.queued_bytes_peak),
     );
     family(
         "echoloop_readers_paused_total",
         "counter",
         "Times a client was not read because its queue passed --queue-limit.",
-        &[(STREAM, s.readers_paused)],
+        &streams(|t| t.readers_paused),
     );
     family(
         "echoloop_clients_dropped_total",
         "counter",
         "Clients dropped because their queue passed --queue-limit (chat).",
-        &[(STREAM, s.clients_dropped)],
+        &streams(|t| t.clients_dropped),
     );
     family(
         "echoloop_accept_errors_total",
         "counter",
         "Accept calls that failed (EMFILE, ENFILE, ECONNABORTED, ...).",
-        &[(STREAM, s.accept_errors)],
+        &streams(|t| t.accept_errors),
     );
     family(
         "echoloop_datagrams_received_total",
         "counter",
         "Datagrams received.",
-        &[(UDP, s.datagrams_received)],
+        &udp(s.datagrams_received),
     );
     family(
         "echoloop_datagrams_sent_total",
         "counter",
         "Datagrams sent.",
-        &[(UDP, s.datagrams_sent)],
+        &udp(s.datagrams_sent),
     );
     family(
         "echoloop_datagrams_dropped_total",
         "counter",
         "Datagrams dropped: too long, from a loop port, or replies over the queue limit.",
-        &[(UDP, s.datagrams_dropped)],
+        &udp(s.datagrams_dropped),
     );
     page
+}
+
+/// `transport="tcp"` or `transport="unix"`.
+fn transport_label(transport: Transport) -> String {
+    format!("transport=\"{transport}\"")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::Stats;
 
     fn status(response: &[u8]) -> &str {
         let text = std::str::from_utf8(response).unwrap();
@@ -404,7 +422,9 @@ mod tests {
         assert_eq!(status(&reply), "HTTP/1.1 200 OK");
         let text = String::from_utf8(reply).unwrap();
         assert!(text.contains("Connection: close\r\n"));
-        assert!(text.contains("echoloop_connections_accepted_total{transport=\"stream\"} 0\n"));
+        assert!(text.contains("echoloop_connections_accepted_total{transport=\"tcp\"} 0\n"));
+        assert!(text.contains("echoloop_connections_accepted_total{transport=\"unix\"} 0\n"));
+        assert!(!text.contains("transport=\"stream\""));
     }
 
     #[test]
@@ -463,6 +483,29 @@ mod tests {
             status(&answer_to(&many).unwrap()),
             "HTTP/1.1 431 Request Header Fields Too Large"
         );
+    }
+
+    #[test]
+    fn tcp_and_unix_are_separate_series() {
+        let stats = Stats::default();
+        stats.stream(Transport::Tcp).bytes_sent.add(5);
+        stats.stream(Transport::Unix).bytes_sent.add(7);
+        stats.stream(Transport::Unix).connections_open.add(1);
+        stats
+            .stream(Transport::Unix)
+            .count_close(CloseReason::Reset);
+        let page = exposition(&stats.snapshot());
+        assert!(page.contains("echoloop_bytes_sent_total{transport=\"tcp\"} 5\n"));
+        assert!(page.contains("echoloop_bytes_sent_total{transport=\"unix\"} 7\n"));
+        assert!(page.contains(
+            "echoloop_connections_closed_total{transport=\"unix\",reason=\"reset\"} 1\n"
+        ));
+        assert!(
+            page.contains(
+                "echoloop_connections_closed_total{transport=\"tcp\",reason=\"reset\"} 0\n"
+            )
+        );
+        assert!(page.contains("echoloop_datagrams_sent_total{transport=\"udp\"} 0\n"));
     }
 
     #[test]

@@ -387,7 +387,7 @@ impl Reactor {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_resource_exhaustion(&e) => {
-                    self.stats.accept_errors.add(1);
+                    self.stats.stream(listener.transport()).accept_errors.add(1);
                     if !self.exhaustion_logged {
                         warn!(
                             "{}accept failed: {e}; shedding new connections until descriptors free up",
@@ -403,7 +403,7 @@ impl Reactor {
                 }
                 Err(e) => {
                     // ECONNABORTED and the like: that one connection is gone, the next may be fine.
-                    self.stats.accept_errors.add(1);
+                    self.stats.stream(listener.transport()).accept_errors.add(1);
                     debug!("{}accept failed: {e}", self.name);
                 }
             }
@@ -432,6 +432,9 @@ impl Reactor {
         }
         let serial = self.next_serial;
         self.next_serial += 1;
+        let counters = self.stats.stream(stream.transport());
+        counters.connections_accepted.add(1);
+        counters.connections_open.add(1);
         entry.insert(Connection::new(
             stream,
             self.limits.framing,
@@ -439,8 +442,6 @@ impl Reactor {
             self.now,
             serial,
         ));
-        self.stats.connections_accepted.add(1);
-        self.stats.connections_open.add(1);
 
         let conn = &mut self.clients[id];
         if let Some(greeting) = &self.limits.greeting
@@ -460,7 +461,10 @@ impl Reactor {
 
     /// One over `--max-connections`: a one-line explanation, then close.
     fn refuse(&mut self, stream: Stream) {
-        self.stats.connections_refused.add(1);
+        self.stats
+            .stream(stream.transport())
+            .connections_refused
+            .add(1);
         if !self.full_logged {
             warn!(
                 "{}refusing connections: server full ({} connections)",
@@ -537,7 +541,10 @@ impl Reactor {
             };
             trace!("client {id} read {n} bytes");
             conn.note_read(n, self.now);
-            self.stats.bytes_received.add(n as u64);
+            self.stats
+                .stream(conn.stream.transport())
+                .bytes_received
+                .add(n as u64);
             let lingering = matches!(conn.state(), State::Lingering { .. });
             let short_read = n < STREAM_READ_BYTES && !conn.peer_fin_seen;
             if !lingering {
@@ -624,7 +631,10 @@ impl Reactor {
             let queued_before = conn.outbound.len();
             match conn.send(reply, self.now) {
                 Ok(written) => {
-                    self.stats.bytes_sent.add(written as u64);
+                    self.stats
+                        .stream(conn.stream.transport())
+                        .bytes_sent
+                        .add(written as u64);
                     trace_send(id, written, reply.len(), queued_before);
                 }
                 Err(e) => {
@@ -675,7 +685,10 @@ impl Reactor {
                 match conn.outbound.flush_into(&mut conn.stream) {
                     Ok((flushed, written)) => {
                         conn.note_written(written, self.now);
-                        self.stats.bytes_sent.add(written as u64);
+                        self.stats
+                            .stream(conn.stream.transport())
+                            .bytes_sent
+                            .add(written as u64);
                         if flushed == Flushed::Blocked {
                             trace!("client {id} write {written} of {before} (short)");
                             return;
@@ -723,10 +736,11 @@ impl Reactor {
     fn apply_queue_limit(&mut self, id: usize) {
         let conn = &mut self.clients[id];
         let queued = conn.outbound.len();
+        let counters = self.stats.stream(conn.stream.transport());
         if queued != conn.queue_counted {
-            self.stats.note_queue_len(queued);
-            self.stats.queued_bytes.add(queued as u64);
-            self.stats.queued_bytes.sub(conn.queue_counted as u64);
+            counters.note_queue_len(queued);
+            counters.queued_bytes.add(queued as u64);
+            counters.queued_bytes.sub(conn.queue_counted as u64);
             conn.queue_counted = queued;
         }
         if queued > self.limits.queue_limit && !conn.is_closed() {
@@ -738,12 +752,12 @@ impl Reactor {
                     );
                     conn.outbound.discard();
                     conn.mark_closed(CloseReason::QueueLimit);
-                    self.stats.clients_dropped.add(1);
+                    counters.clients_dropped.add(1);
                 }
                 SlowReader::PauseReading if conn.state() == State::Open => {
                     trace!("client {id} paused: {queued} bytes queued");
                     conn.pause();
-                    self.stats.readers_paused.add(1);
+                    counters.readers_paused.add(1);
                 }
                 SlowReader::PauseReading => {}
             }
@@ -865,7 +879,10 @@ impl Reactor {
                 State::Open if self.limits.framing == FramingKind::Line => {
                     debug!("client {id} idle: closing");
                     if let Ok(written) = conn.send(b"error: idle timeout\n", self.now) {
-                        self.stats.bytes_sent.add(written as u64);
+                        self.stats
+                            .stream(conn.stream.transport())
+                            .bytes_sent
+                            .add(written as u64);
                     }
                     conn.finish(CloseReason::IdleTimeout);
                 }
@@ -904,8 +921,9 @@ impl Reactor {
         }
         let conn = self.clients.remove(id);
         let reason = conn.close_reason().unwrap_or(CloseReason::IoError);
-        self.stats.count_close(reason);
-        self.stats.queued_bytes.sub(conn.queue_counted as u64);
+        let counters = self.stats.stream(conn.stream.transport());
+        counters.count_close(reason);
+        counters.queued_bytes.sub(conn.queue_counted as u64);
         debug!(
             "client {id} closed: {reason} (in={} out={} unsent={} age={:.1}s)",
             conn.bytes_in,

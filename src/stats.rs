@@ -5,11 +5,18 @@
 //! read-modify-write: see [`Counter::add`]. Tests, the `--stats-interval` log line and the metrics
 //! endpoint read them with [`Stats::snapshot`]; with several workers the snapshots are added up.
 //!
+//! Stream counters come in one set per [`Transport`] (TCP, Unix), in an array indexed by the
+//! transport: counting a read on a Unix client is `stats.stream(Transport::Unix)`, an array index,
+//! where one shared set would be no cheaper. Datagram counters are UDP's alone. A snapshot keeps
+//! both sets and, for readers that do not care, their sums ([`StatsSnapshot::connections_open`]
+//! and the rest).
+//!
 //! That is the tour. `docs/ARCHITECTURE.md` follows one event through all of it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::connection::CloseReason;
+use crate::stream::Transport;
 
 /// A counter written by one thread (its reactor) and read by any.
 #[derive(Debug, Default)]
@@ -46,6 +53,19 @@ impl Counter {
 /// One reactor's counters.
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Stream counters, one set per transport (indexed as [`Transport::ALL`]): [`Stats::stream`].
+    streams: [StreamStats; Transport::ALL.len()],
+    /// Datagrams received.
+    pub datagrams_received: Counter,
+    /// Datagrams sent.
+    pub datagrams_sent: Counter,
+    /// Datagrams dropped: over `--max-frame`, from a loop port, or replies over the UDP queue limit.
+    pub datagrams_dropped: Counter,
+}
+
+/// One stream transport's counters.
+#[derive(Debug, Default)]
+pub struct StreamStats {
     /// Connections open now (gauge).
     pub connections_open: Counter,
     /// Connections accepted since start.
@@ -54,9 +74,9 @@ pub struct Stats {
     pub connections_refused: Counter,
     /// Connections closed, by reason (indexed as [`CloseReason::ALL`]).
     pub closed: [Counter; CloseReason::ALL.len()],
-    /// Bytes read from stream clients.
+    /// Bytes read from clients.
     pub bytes_received: Counter,
-    /// Bytes written to stream clients.
+    /// Bytes written to clients.
     pub bytes_sent: Counter,
     /// Bytes waiting in outbound queues now (gauge).
     pub queued_bytes: Counter,
@@ -68,15 +88,30 @@ pub struct Stats {
     pub clients_dropped: Counter,
     /// Accept calls that failed (EMFILE, ENFILE, ENOBUFS, ...).
     pub accept_errors: Counter,
-    /// Datagrams received.
-    pub datagrams_received: Counter,
-    /// Datagrams sent.
-    pub datagrams_sent: Counter,
-    /// Datagrams dropped: over `--max-frame`, from a loop port, or replies over the UDP queue limit.
-    pub datagrams_dropped: Counter,
 }
 
 impl Stats {
+    /// The counters of stream clients on `transport`: an array index, cheap enough for every read.
+    #[inline]
+    pub fn stream(&self, transport: Transport) -> &StreamStats {
+        &self.streams[transport as usize]
+    }
+
+    /// The values now, as plain numbers.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let mut snapshot = StatsSnapshot {
+            streams: std::array::from_fn(|i| self.streams[i].snapshot()),
+            datagrams_received: self.datagrams_received.get(),
+            datagrams_sent: self.datagrams_sent.get(),
+            datagrams_dropped: self.datagrams_dropped.get(),
+            ..StatsSnapshot::default()
+        };
+        snapshot.add_up_streams();
+        snapshot
+    }
+}
+
+impl StreamStats {
     /// Counts one close.
     pub fn count_close(&self, reason: CloseReason) {
         let index = CloseReason::ALL
@@ -95,8 +130,8 @@ impl Stats {
     }
 
     /// The values now, as plain numbers.
-    pub fn snapshot(&self) -> StatsSnapshot {
-        StatsSnapshot {
+    pub fn snapshot(&self) -> StreamSnapshot {
+        StreamSnapshot {
             connections_open: self.connections_open.get(),
             connections_accepted: self.connections_accepted.get(),
             connections_refused: self.connections_refused.get(),
@@ -108,14 +143,60 @@ impl Stats {
             readers_paused: self.readers_paused.get(),
             clients_dropped: self.clients_dropped.get(),
             accept_errors: self.accept_errors.get(),
-            datagrams_received: self.datagrams_received.get(),
-            datagrams_sent: self.datagrams_sent.get(),
-            datagrams_dropped: self.datagrams_dropped.get(),
         }
     }
 }
 
+/// One stream transport's counter values at one moment (see [`StreamStats`] for each).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct StreamSnapshot {
+    pub connections_open: u64,
+    pub connections_accepted: u64,
+    pub connections_refused: u64,
+    pub closed: [u64; CloseReason::ALL.len()],
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    pub queued_bytes: u64,
+    pub queued_bytes_peak: u64,
+    pub readers_paused: u64,
+    pub clients_dropped: u64,
+    pub accept_errors: u64,
+}
+
+impl StreamSnapshot {
+    /// Connections closed for `reason`.
+    pub fn closed_for(&self, reason: CloseReason) -> u64 {
+        let index = CloseReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        self.closed[index]
+    }
+
+    /// Adds another set (another transport, or another reactor): gauges and totals add, peaks
+    /// take the larger.
+    pub fn merge(&mut self, other: &StreamSnapshot) {
+        self.connections_open += other.connections_open;
+        self.connections_accepted += other.connections_accepted;
+        self.connections_refused += other.connections_refused;
+        for (mine, theirs) in self.closed.iter_mut().zip(other.closed) {
+            *mine += theirs;
+        }
+        self.bytes_received += other.bytes_received;
+        self.bytes_sent += other.bytes_sent;
+        self.queued_bytes += other.queued_bytes;
+        self.queued_bytes_peak = self.queued_bytes_peak.max(other.queued_bytes_peak);
+        self.readers_paused += other.readers_paused;
+        self.clients_dropped += other.clients_dropped;
+        self.accept_errors += other.accept_errors;
+    }
+}
+
 /// Counter values at one moment (see [`Stats`] for what each means).
+///
+/// The stream fields are TCP and Unix added up, kept current by every constructor and by
+/// [`merge`](StatsSnapshot::merge); [`stream`](StatsSnapshot::stream) gives one transport's.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub struct StatsSnapshot {
@@ -133,36 +214,55 @@ pub struct StatsSnapshot {
     pub datagrams_received: u64,
     pub datagrams_sent: u64,
     pub datagrams_dropped: u64,
+    /// Per transport, indexed as [`Transport::ALL`]: read with [`StatsSnapshot::stream`].
+    streams: [StreamSnapshot; Transport::ALL.len()],
 }
 
 impl StatsSnapshot {
-    /// Connections closed for `reason`.
+    /// The stream counters of one transport.
+    pub fn stream(&self, transport: Transport) -> &StreamSnapshot {
+        &self.streams[transport as usize]
+    }
+
+    /// Connections closed for `reason`, on any transport.
     pub fn closed_for(&self, reason: CloseReason) -> u64 {
-        let index = CloseReason::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .unwrap_or(0);
-        self.closed[index]
+        self.total().closed_for(reason)
     }
 
     /// Adds another reactor's snapshot (workers): gauges and totals add, peaks take the larger.
     pub fn merge(&mut self, other: &StatsSnapshot) {
-        self.connections_open += other.connections_open;
-        self.connections_accepted += other.connections_accepted;
-        self.connections_refused += other.connections_refused;
-        for (mine, theirs) in self.closed.iter_mut().zip(other.closed) {
-            *mine += theirs;
+        for (mine, theirs) in self.streams.iter_mut().zip(&other.streams) {
+            mine.merge(theirs);
         }
-        self.bytes_received += other.bytes_received;
-        self.bytes_sent += other.bytes_sent;
-        self.queued_bytes += other.queued_bytes;
-        self.queued_bytes_peak = self.queued_bytes_peak.max(other.queued_bytes_peak);
-        self.readers_paused += other.readers_paused;
-        self.clients_dropped += other.clients_dropped;
-        self.accept_errors += other.accept_errors;
         self.datagrams_received += other.datagrams_received;
         self.datagrams_sent += other.datagrams_sent;
         self.datagrams_dropped += other.datagrams_dropped;
+        self.add_up_streams();
+    }
+
+    /// Every transport's stream counters added up.
+    fn total(&self) -> StreamSnapshot {
+        let mut total = StreamSnapshot::default();
+        for one in &self.streams {
+            total.merge(one);
+        }
+        total
+    }
+
+    /// Sets the stream fields to the sums over the transports.
+    fn add_up_streams(&mut self) {
+        let total = self.total();
+        self.connections_open = total.connections_open;
+        self.connections_accepted = total.connections_accepted;
+        self.connections_refused = total.connections_refused;
+        self.closed = total.closed;
+        self.bytes_received = total.bytes_received;
+        self.bytes_sent = total.bytes_sent;
+        self.queued_bytes = total.queued_bytes;
+        self.queued_bytes_peak = total.queued_bytes_peak;
+        self.readers_paused = total.readers_paused;
+        self.clients_dropped = total.clients_dropped;
+        self.accept_errors = total.accept_errors;
     }
 
     /// The one-line summary the `--stats-interval` log and SIGUSR1 print.
@@ -190,5 +290,42 @@ impl StatsSnapshot {
             self.datagrams_sent,
             self.datagrams_dropped,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transports_are_counted_apart_and_added_up() {
+        let stats = Stats::default();
+        let tcp = stats.stream(Transport::Tcp);
+        let unix = stats.stream(Transport::Unix);
+        tcp.connections_open.add(2);
+        tcp.count_close(CloseReason::PeerClosed);
+        unix.connections_open.add(1);
+        tcp.bytes_received.add(100);
+        unix.bytes_received.add(7);
+        tcp.note_queue_len(10);
+        unix.note_queue_len(30);
+
+        let s = stats.snapshot();
+        assert_eq!(s.stream(Transport::Tcp).bytes_received, 100);
+        assert_eq!(s.stream(Transport::Unix).bytes_received, 7);
+        assert_eq!(s.bytes_received, 107);
+        assert_eq!(s.connections_open, 2);
+        assert_eq!(
+            s.stream(Transport::Tcp).closed_for(CloseReason::PeerClosed),
+            1
+        );
+        assert_eq!(s.closed_for(CloseReason::PeerClosed), 1);
+        assert_eq!(s.queued_bytes_peak, 30, "a peak is the larger, not a sum");
+
+        let mut workers = s;
+        workers.merge(&s);
+        assert_eq!(workers.stream(Transport::Unix).bytes_received, 14);
+        assert_eq!(workers.bytes_received, 214);
+        assert_eq!(workers.queued_bytes_peak, 30);
     }
 }

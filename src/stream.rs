@@ -2,16 +2,47 @@
 //!
 //! The reactor does not care which kind a client came in on: both read, write, half-close and
 //! register with the poller the same way. This enum forwards each call to the socket inside, so the
-//! rest of the code is written once.
+//! rest of the code is written once. Only the counters ask which kind it is ([`Transport`]): TCP
+//! and Unix clients are counted apart, and the answer is the enum's own tag, read for free.
 //!
 //! Next: `timers.rs`, deadlines without scanning every connection.
 
+use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
 
 use mio::event::Source;
 use mio::net::{TcpStream, UnixStream};
 use mio::{Interest, Registry, Token};
+
+/// Which kind of stream socket: the `transport` label of the metrics, and the index of that
+/// transport's counters in [`Stats`](crate::stats::Stats) (hence the explicit discriminants).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP.
+    Tcp = 0,
+    /// Unix stream sockets.
+    Unix = 1,
+}
+
+impl Transport {
+    /// Every stream transport, in index order.
+    pub const ALL: [Transport; 2] = [Transport::Tcp, Transport::Unix];
+
+    /// The name logs and metric labels use: `tcp` or `unix`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Unix => "unix",
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A connected, non-blocking stream socket.
 #[derive(Debug)]
@@ -31,11 +62,13 @@ impl Stream {
         }
     }
 
-    /// The transport's name, for logs and metrics: `tcp` or `unix`.
-    pub fn transport(&self) -> &'static str {
+    /// Which kind of socket this is; the reactor asks on every read and write to pick the
+    /// transport's counters, so it is only the enum's tag (no system call).
+    #[inline]
+    pub fn transport(&self) -> Transport {
         match self {
-            Stream::Tcp(_) => "tcp",
-            Stream::Unix(_) => "unix",
+            Stream::Tcp(_) => Transport::Tcp,
+            Stream::Unix(_) => Transport::Unix,
         }
     }
 

@@ -59,6 +59,7 @@ use crate::framing::{Decoder, FramingKind};
 use crate::listener::{self, BindOptions};
 use crate::protocol::{ClientId, Protocol, ProtocolKind, Replies};
 use crate::stats::{Stats, StatsSnapshot};
+use crate::stream::Transport;
 
 /// Bytes one connection thread reads at a time (the reactor's read buffer, but one per client).
 const READ_BUFFER_BYTES: usize = 64 * 1024;
@@ -104,6 +105,16 @@ enum BlockingListener {
     Unix(UnixListener, PathBuf),
 }
 
+impl BlockingListener {
+    /// Which kind of stream its connections are.
+    fn transport(&self) -> Transport {
+        match self {
+            BlockingListener::Tcp(_) => Transport::Tcp,
+            BlockingListener::Unix(..) => Transport::Unix,
+        }
+    }
+}
+
 /// A connected socket, blocking.
 #[derive(Debug)]
 enum BlockingStream {
@@ -112,6 +123,14 @@ enum BlockingStream {
 }
 
 impl BlockingStream {
+    /// Which kind of socket it is: picks the counters it is counted in.
+    fn transport(&self) -> Transport {
+        match self {
+            BlockingStream::Tcp(_) => Transport::Tcp,
+            BlockingStream::Unix(_) => Transport::Unix,
+        }
+    }
+
     fn try_clone(&self) -> io::Result<BlockingStream> {
         Ok(match self {
             BlockingStream::Tcp(s) => BlockingStream::Tcp(s.try_clone()?),
@@ -537,7 +556,10 @@ fn accept_loop(listener: BlockingListener, shared: &Arc<Shared>) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 // EMFILE and friends: the connection stays in the backlog; do not spin on it.
-                shared.stats.update(|s| s.accept_errors.add(1));
+                let transport = listener.transport();
+                shared
+                    .stats
+                    .update(|s| s.stream(transport).accept_errors.add(1));
                 warn!("accept failed: {e}");
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -547,10 +569,13 @@ fn accept_loop(listener: BlockingListener, shared: &Arc<Shared>) {
 
 /// Gives a new connection its thread, or refuses it when the server is full.
 fn admit(stream: BlockingStream, shared: &Arc<Shared>) {
+    let transport = stream.transport();
     let mut clients = lock(&shared.clients);
     if clients.len() >= shared.config.max_connections {
         drop(clients);
-        shared.stats.update(|s| s.connections_refused.add(1));
+        shared
+            .stats
+            .update(|s| s.stream(transport).connections_refused.add(1));
         refuse(stream, shared.config.max_connections);
         return;
     }
@@ -560,8 +585,8 @@ fn admit(stream: BlockingStream, shared: &Arc<Shared>) {
     let id = clients.insert(copy);
     drop(clients);
     shared.stats.update(|s| {
-        s.connections_accepted.add(1);
-        s.connections_open.add(1);
+        s.stream(transport).connections_accepted.add(1);
+        s.stream(transport).connections_open.add(1);
     });
     debug!("client {id} accepted from {}", stream.peer_label());
     let for_thread = Arc::clone(shared);
@@ -570,7 +595,7 @@ fn admit(stream: BlockingStream, shared: &Arc<Shared>) {
         .spawn(move || serve_client(id, stream, &for_thread));
     if let Err(e) = spawned {
         warn!("client {id}: cannot start a thread: {e}");
-        leave(id, CloseReason::IoError, shared);
+        leave(id, transport, CloseReason::IoError, shared);
     }
 }
 
@@ -585,10 +610,12 @@ fn refuse(mut stream: BlockingStream, max: usize) {
 }
 
 /// A client has left: forget its socket, count it, wake the draining main thread.
-fn leave(id: usize, reason: CloseReason, shared: &Shared) {
+fn leave(id: usize, transport: Transport, reason: CloseReason, shared: &Shared) {
     let mut clients = lock(&shared.clients);
     if clients.try_remove(id).is_some() {
-        shared.stats.update(|s| s.count_close(reason));
+        shared
+            .stats
+            .update(|s| s.stream(transport).count_close(reason));
     }
     shared.changed.notify_all();
 }
@@ -597,8 +624,10 @@ fn leave(id: usize, reason: CloseReason, shared: &Shared) {
 fn serve_client(id: usize, mut stream: BlockingStream, shared: &Shared) {
     let started = Instant::now();
     let mut protocol = shared.config.build_protocol(); // this thread's own value: not `Send`
+    let transport = stream.transport();
     let mut session = Session {
         id,
+        transport,
         shared,
         bytes_in: 0,
         bytes_out: 0,
@@ -621,12 +650,14 @@ fn serve_client(id: usize, mut stream: BlockingStream, shared: &Shared) {
         started.elapsed().as_secs_f64()
     );
     drop(stream);
-    leave(id, reason, shared);
+    leave(id, transport, reason, shared);
 }
 
 /// One client's conversation: read, decode, answer, write, until it ends.
 struct Session<'a> {
     id: usize,
+    /// The client's socket kind, for the counters.
+    transport: Transport,
     shared: &'a Shared,
     bytes_in: u64,
     bytes_out: u64,
@@ -667,7 +698,10 @@ impl Session<'_> {
             };
             trace!("client {id} read {n} bytes");
             self.bytes_in += n as u64;
-            self.shared.stats.update(|s| s.bytes_received.add(n as u64));
+            let transport = self.transport;
+            self.shared
+                .stats
+                .update(|s| s.stream(transport).bytes_received.add(n as u64));
             replies.reset(self.shared.framing);
             let now = SystemTime::now();
             if n == 0 {
@@ -754,9 +788,10 @@ impl Session<'_> {
         if result.is_ok() {
             trace!("client {} write {} bytes (blocking)", self.id, bytes.len());
             self.bytes_out += bytes.len() as u64;
+            let transport = self.transport;
             self.shared
                 .stats
-                .update(|s| s.bytes_sent.add(bytes.len() as u64));
+                .update(|s| s.stream(transport).bytes_sent.add(bytes.len() as u64));
         }
         result
     }

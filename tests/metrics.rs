@@ -1,15 +1,18 @@
-//! `--metrics`: the page counts what clients did, passes promtool, and bad requests cost nothing.
+//! `--metrics`: the page counts what clients did (TCP and Unix apart), passes promtool, and bad
+//! requests cost nothing.
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use common::{
     PATIENCE, TestServer, connect, read_exactly, read_to_end, send, serve, wait_for_stats,
 };
-use echoloop::CloseReason;
+use echoloop::{Address, CloseReason, Transport};
 
 fn with_metrics() -> TestServer {
     serve(|cfg| {
@@ -101,7 +104,7 @@ fn a_scrape_counts_what_the_clients_did() {
     }
 
     let page = scrape(&server);
-    let stream = "{transport=\"stream\"}";
+    let stream = "{transport=\"tcp\"}";
     let udp_label = "{transport=\"udp\"}";
     assert_eq!(
         sample(&page, &format!("echoloop_connections_open{stream}")),
@@ -117,7 +120,7 @@ fn a_scrape_counts_what_the_clients_did() {
     assert_eq!(
         sample(
             &page,
-            "echoloop_connections_closed_total{transport=\"stream\",reason=\"peer-closed\"}"
+            "echoloop_connections_closed_total{transport=\"tcp\",reason=\"peer-closed\"}"
         ),
         3
     );
@@ -163,6 +166,63 @@ fn a_scrape_counts_what_the_clients_did() {
 }
 
 #[test]
+fn tcp_and_unix_clients_are_counted_apart() {
+    let path: PathBuf =
+        std::env::temp_dir().join(format!("echoloop-{}-metrics.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let server = serve(|cfg| {
+        cfg.listen.push(Address::Unix(path.clone()));
+        cfg.metrics = Some("127.0.0.1:0".parse().unwrap());
+    });
+    // One TCP client that leaves, one Unix client that stays; different sizes tell them apart.
+    let mut tcp = connect(&server);
+    send(&mut tcp, &[b't'; 100]);
+    assert_eq!(read_exactly(&mut tcp, 100), [b't'; 100]);
+    drop(tcp);
+    let mut unix = UnixStream::connect(&path).expect("connect to the unix socket");
+    unix.set_read_timeout(Some(PATIENCE)).unwrap();
+    send(&mut unix, &[b'u'; 7]);
+    assert_eq!(read_exactly(&mut unix, 7), [b'u'; 7]);
+    wait_for_stats(&server, "the TCP client closed", |s| {
+        s.closed_for(CloseReason::PeerClosed) == 1
+    });
+
+    let page = scrape(&server);
+    let series = |name: &str, transport: &str| format!("{name}{{transport=\"{transport}\"}}");
+    for (name, tcp, unix) in [
+        ("echoloop_connections_open", 0, 1),
+        ("echoloop_connections_accepted_total", 1, 1),
+        ("echoloop_connections_refused_total", 0, 0),
+        ("echoloop_bytes_received_total", 100, 7),
+        ("echoloop_bytes_sent_total", 100, 7),
+        ("echoloop_queued_bytes", 0, 0),
+        ("echoloop_accept_errors_total", 0, 0),
+    ] {
+        assert_eq!(sample(&page, &series(name, "tcp")), tcp, "{name} tcp");
+        assert_eq!(sample(&page, &series(name, "unix")), unix, "{name} unix");
+    }
+    let closed = |transport: &str| {
+        format!(
+            "echoloop_connections_closed_total{{transport=\"{transport}\",reason=\"peer-closed\"}}"
+        )
+    };
+    assert_eq!(sample(&page, &closed("tcp")), 1);
+    assert_eq!(sample(&page, &closed("unix")), 0);
+    assert!(!page.contains("transport=\"stream\""), "{page}");
+    promtool_accepts(&page);
+
+    // The snapshot keeps both: per transport, and the totals other tests read.
+    let stats = server.stats();
+    assert_eq!(stats.connections_accepted, 2);
+    assert_eq!(stats.bytes_received, 107);
+    assert_eq!(stats.stream(Transport::Tcp).bytes_received, 100);
+    assert_eq!(stats.stream(Transport::Unix).bytes_received, 7);
+    drop(unix);
+    drop(server);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
 fn bad_requests_get_400_and_431_and_cost_nothing_else() {
     let server = with_metrics();
     let metrics = server.metrics_addr().unwrap();
@@ -196,7 +256,7 @@ fn bad_requests_get_400_and_431_and_cost_nothing_else() {
     assert_eq!(
         sample(
             &page,
-            "echoloop_connections_accepted_total{transport=\"stream\"}"
+            "echoloop_connections_accepted_total{transport=\"tcp\"}"
         ),
         1
     );
@@ -224,7 +284,7 @@ fn workers_are_reported_together() {
     assert_eq!(
         sample(
             &page,
-            "echoloop_connections_accepted_total{transport=\"stream\"}"
+            "echoloop_connections_accepted_total{transport=\"tcp\"}"
         ),
         8
     );
