@@ -75,8 +75,10 @@ fi
 PEERS=../shared/peers
 WORK=$(mktemp -d /tmp/echoloop-bench.XXXXXX)
 SERVER_PID=
+LOAD_PID=
+SAMPLER_PID=
 cleanup() {
-    if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
+    for pid in $SAMPLER_PID $LOAD_PID $SERVER_PID; do kill "$pid" 2>/dev/null || true; done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -116,6 +118,7 @@ start_server() {
     # shellcheck disable=SC2046
     "${pin[@]}" $(server_command "$name") > "$WORK/server.out" 2> "$WORK/server.err" &
     SERVER_PID=$!
+    echo "$SERVER_PID" > "$WORK/server.pid"
     for _ in $(seq 400); do grep -q '^listening tcp' "$WORK/server.out" 2>/dev/null && break; sleep 0.05; done
     ADDR=$(awk '/^listening tcp/ {print $3; exit}' "$WORK/server.out")
     if [ -z "$ADDR" ]; then
@@ -150,7 +153,8 @@ measure() {
     fi
     [ "$load_cpus" = all ] || pin=(taskset -c "$load_cpus")
     "${pin[@]}" "$LOAD" load --json --warmup 0.5 -d "$DURATION" "$@" "$ADDR" > "$WORK/load.json" &
-    local load_pid=$!
+    LOAD_PID=$!
+    local load_pid=$LOAD_PID
     # The steady window: from 1.2 s after start (connected, warmed up) to about 0.5 s before
     # the load's end (0.5 s warmup + DURATION).
     sleep 1.2
@@ -159,6 +163,7 @@ measure() {
     sleep "$WINDOW_SECS"
     b=$(cpu_ticks "$SERVER_PID"); lb=$(cpu_ticks "$load_pid"); t_b=$(date +%s.%N)
     wait "$load_pid" || true
+    LOAD_PID=
     local rss
     rss=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
     stop_server
@@ -422,7 +427,7 @@ rows = list(csv.DictReader(open(path), delimiter="\t"))
 def num(v):
     try:
         return float(v)
-    except ValueError:
+    except (TypeError, ValueError):
         return None
 cells = {}
 for r in rows:
@@ -465,19 +470,23 @@ models() {
             local models=(reactor threaded)
             local model=${models[$(( (i + turn) % 2 ))]}
             echo "cell c=$c: $model" >&2
-            # Peak thread count of the server while the load runs (it is the newest process
-            # running this model's command line; sampled every 0.1 s).
+            # Peak thread count of the server while the load runs, sampled every 0.1 s; the
+            # server's PID comes from the file `start_server` writes.
             echo 0 > "$WORK/threads"
-            ( sleep 0.3; pid=$(pgrep -n -f -- "--model $model" || true); peak=0
+            rm -f "$WORK/server.pid"
+            ( pid=
+              for _ in $(seq 400); do [ -s "$WORK/server.pid" ] && break; sleep 0.05; done
+              pid=$(cat "$WORK/server.pid" 2>/dev/null || true); peak=0
               while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do
                   n=$(awk '/^Threads:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
                   if [ "${n:-0}" -gt "$peak" ]; then peak=$n; echo "$peak" > "$WORK/threads"; fi
                   sleep 0.1
               done ) &
-            local sampler=$!
+            SAMPLER_PID=$!
             measure "$model" 0 1 --threads 1 -c "$c" -s 64 --pipeline 1 > "$WORK/row"
             row=$(cat "$WORK/row")
-            wait "$sampler" 2>/dev/null || true
+            wait "$SAMPLER_PID" 2>/dev/null || true
+            SAMPLER_PID=
             printf '%s\t%s\t%s\t%s\n' "$model" "$c" "$row" "$(cat "$WORK/threads")" >> "$results"
         done
         turn=$((turn + 1))

@@ -62,6 +62,10 @@ start_server() { # NAME
     SERVER_PID=$!
     for _ in $(seq 200); do grep -q '^listening tcp' "$WORK/server.out" 2>/dev/null && break; sleep 0.05; done
     ADDR=$(awk '/^listening tcp/ {print $3; exit}' "$WORK/server.out")
+    if [ -z "$ADDR" ]; then
+        echo "scripts/profile.sh: $1 did not start: $(head -c 300 "$WORK/server.out")" >&2
+        exit 1
+    fi
 }
 
 stop() { # PID
@@ -118,6 +122,8 @@ for name in ("echoloop", "c"):
         if len(f) > 2 and f[0].isdigit():
             counts[f[2].split("sys_enter_")[-1]] = int(f[0])
     msgs = json.load(open(f"{work}/{name}.stat.json"))["messages_received"]
+    if not msgs:
+        sys.exit(f"scripts/profile.sh: no message was answered by {name}; nothing to divide by")
     reads = counts.get("recvfrom", 0) + counts.get("read", 0)
     writes = counts.get("sendto", 0) + counts.get("write", 0) + counts.get("writev", 0)
     steady = reads + writes + counts.get("epoll_wait", 0)

@@ -51,9 +51,9 @@ use crate::udp::{DatagramEndpoint, Drained};
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// Most bytes one stream read takes. Smaller reads cost more system calls; bigger ones make a
 /// peer wait longer for the first reply. Measured with one connection sending 16 × 4 KiB at a
-/// time (docs/BENCHMARKS.md), 32 KiB answered 1.35× the messages of 64 KiB: the client gets the
-/// first half of its replies, and sends more, while the server reads the second half. At 50
-/// and 1000 connections the two were within noise of each other.
+/// time (docs/BENCHMARKS.md), 32 KiB answered 1.37× the messages of 64 KiB (median of 3
+/// rounds): the client gets the first half of its replies, and sends more, while the server
+/// reads the second half. At 50 and 1000 connections the two were within noise of each other.
 const STREAM_READ_BYTES: usize = 32 * 1024;
 /// Bytes one client may read, or be written, per turn before others get their chance.
 const TURN_BUDGET_BYTES: usize = 256 * 1024;
@@ -309,11 +309,15 @@ impl Reactor {
         let mut events = Events::with_capacity(1024);
         self.now = Instant::now();
         while !self.is_finished() {
-            // Zero while some client is still ready. `self.now` was read by `run_timers` at the
-            // end of the last turn, microseconds ago: no need to ask the clock again.
+            // Zero while some client is still ready. `self.now` was read by `run_timers` near the
+            // end of the last turn (only `tidy` ran since), so the clock is not asked again; a
+            // stale `now` can only make a timer fire a little late, never early.
             let timeout = self.next_timeout(self.now);
             match self.poll.poll(&mut events, timeout) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    self.now = Instant::now(); // or a stream of signals would defer every timer
+                    continue;
+                }
                 result => result?,
             }
             self.now = Instant::now();

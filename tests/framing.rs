@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::io::Write;
+
 use echoloop::{CloseReason, FramingKind, ProtocolKind};
 
 fn serve(protocol: ProtocolKind, framing: FramingKind, max_frame: usize) -> common::TestServer {
@@ -118,4 +120,48 @@ fn a_length_prefix_over_the_limit_closes_only_that_connection() {
     let prefix = common::read_exactly(&mut bystander, 4);
     assert_eq!(u32::from_be_bytes(prefix.try_into().unwrap()), 27 + 2);
     assert_eq!(unstamp(&common::read_exactly(&mut bystander, 29)), b"ok");
+}
+
+/// Line echo with lines split across reads at every kind of place, some over the limit, to a
+/// client that does not read at first. A read's answer then mixes bytes echoed straight from the
+/// read buffer (whole lines) with copied ones (a line finished from the decoder's unfinished one,
+/// an error line), and the kernel refuses some of them (queued). The client must get back exactly
+/// the lines it sent, in order, each over-long one replaced by one error line.
+#[test]
+fn split_lines_to_a_slow_reader_come_back_exactly() {
+    let server = serve(ProtocolKind::Echo, FramingKind::Line, 48);
+    let mut client = common::connect(&server);
+    // 12 MB: more than the kernel's socket buffers hold here (a sender's buffer grows to 4 MiB).
+    let (mut sent, mut expected) = (Vec::new(), Vec::new());
+    for i in 0..400_000usize {
+        let line_len = i * 7919 % 61; // 0..=60: lines of 49 and more are over the limit
+        let letter = b'a' + (i % 26) as u8;
+        sent.extend(std::iter::repeat_n(letter, line_len));
+        sent.push(b'\n');
+        if line_len > 48 {
+            expected.extend_from_slice(b"error: frame too long (limit 48 bytes)\n");
+        } else {
+            expected.extend(std::iter::repeat_n(letter, line_len));
+            expected.push(b'\n');
+        }
+    }
+    let mut writer = client.try_clone().unwrap();
+    let writing = std::thread::spawn(move || {
+        // Chunks of 1..=1499 bytes: lines are cut at every offset, several lines per chunk.
+        let mut rest = &sent[..];
+        let mut size = 1;
+        while !rest.is_empty() {
+            let (chunk, after) = rest.split_at(size.min(rest.len()));
+            writer.write_all(chunk).expect("write to the server");
+            rest = after;
+            size = size * 7 % 1499 + 1;
+        }
+    });
+    // Not reading yet: the server's writes are refused and queued.
+    common::wait_for_stats(&server, "bytes queued for the client", |s| {
+        s.queued_bytes_peak > 0
+    });
+    let echoed = common::read_exactly(&mut client, expected.len());
+    writing.join().unwrap();
+    assert!(echoed == expected, "the echo differs from what was sent");
 }
