@@ -4,6 +4,7 @@
 # here and stopped by its PID; the script stops by itself.
 #
 #   scripts/bench.sh [--quick] [--repeat N] [--duration SECS] [--no-build]     the matrix
+#   scripts/bench.sh --cells CxSxP,... [--servers NAME,...] [--repeat N] ...   chosen cells
 #   scripts/bench.sh --saturation [--repeat N] [--duration SECS] [--no-build]  load vs C server
 #   scripts/bench.sh --workers [--repeat N] [--duration SECS] [--no-build]     workers 1 vs 2
 #   scripts/bench.sh --models [--duration SECS] [--no-build]                   reactor vs threaded
@@ -29,6 +30,10 @@
 # - CPU s / M msgs: server CPU seconds per million echoed messages = steady CPU / msgs/s.
 # - peak RSS: VmHWM of the server at the end.
 #
+# --cells 1x4096x1,50x4096x1 (connections x size x pipeline) [--servers c,echoloop,tokio]: the
+# same measurement for the cells and servers named (default servers: all five), written to the
+# "Selected cells" section and docs/bench-cells.tsv: more rounds where the matrix could not tell.
+#
 # --saturation: the C server alone at 50 and 1000 connections, 64 bytes, pipeline 1 and 16,
 # --repeat rounds: does one pinned `echoloop load` thread keep it ≥ 95% busy? ("Does `echoloop
 # load` saturate the C server?" section.)
@@ -44,17 +49,21 @@ cd "$(dirname "$0")/.."
 
 MODE=matrix
 QUICK=0
+CELLS=
+SERVERS=c,echoloop,tokio,mio,python
 REPEAT=3
 DURATION=4
 BUILD=1
 COMMAND="scripts/bench.sh $*"
 usage() {
-    echo "usage: scripts/bench.sh [--quick | --saturation | --workers | --models] [--repeat N] [--duration SECS] [--no-build]" >&2
+    echo "usage: scripts/bench.sh [--quick | --cells CxSxP,... [--servers NAME,...] | --saturation | --workers | --models] [--repeat N] [--duration SECS] [--no-build]" >&2
     exit 2
 }
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
+        --cells) CELLS="${2:-}"; shift ;;
+        --servers) SERVERS="${2:-}"; shift ;;
         --models) MODE=models ;;
         --workers) MODE=workers ;;
         --saturation) MODE=saturation ;;
@@ -66,6 +75,8 @@ while [ $# -gt 0 ]; do
     shift
 done
 [[ "$REPEAT" =~ ^[1-9][0-9]*$ ]] || usage
+[[ -z "$CELLS" || "$CELLS" =~ ^[0-9]+x[0-9]+x[0-9]+(,[0-9]+x[0-9]+x[0-9]+)*$ ]] || usage
+[[ "$SERVERS" =~ ^(c|echoloop|tokio|mio|python)(,(c|echoloop|tokio|mio|python))*$ ]] || usage
 [[ "$DURATION" =~ ^[0-9]+(\.[0-9]+)?$ ]] || usage
 if python3 -c "import sys; sys.exit(float('$DURATION') >= 2)"; then
     echo "scripts/bench.sh: --duration must be at least 2 s (the CPU window needs 1 s of steady state)" >&2
@@ -208,41 +219,47 @@ PY
 
 # ----- the matrix -------------------------------------------------------------------------------
 matrix() {
-    local connections sizes pipelines
+    local connections sizes pipelines cells=() title="Throughput matrix" tsv=docs/bench-matrix.tsv
     if [ "$QUICK" = 1 ]; then
         connections="1 50 1000"; sizes="64"; pipelines="1 16"
     else
         connections="1 50 1000 5000"; sizes="64 4096"; pipelines="1 16"
     fi
-    local servers=(c echoloop tokio mio python)
+    if [ -n "$CELLS" ]; then
+        IFS=, read -ra cells <<< "${CELLS//x/ }"
+        title="Selected cells"; tsv=docs/bench-cells.tsv
+    else
+        for c in $connections; do for s in $sizes; do for p in $pipelines; do
+            cells+=("$c $s $p")
+        done; done; done
+    fi
+    local servers
+    IFS=, read -ra servers <<< "$SERVERS"
     local results="$WORK/results.tsv" turn=0
     printf 'round\tserver\tconnections\tsize\tpipeline\tmsgs_per_sec\tp99_us\tcpu_pct\tuser_pct\tload_cpu_pct\tcpu_s_per_m\trss_kib\tmismatches\tfailed\tloadavg\n' > "$results"
     for round in $(seq "$REPEAT"); do
-        for c in $connections; do
-            for s in $sizes; do
-                for p in $pipelines; do
-                    # Rotate the order of servers from cell to cell: no server always runs first.
-                    for i in "${!servers[@]}"; do
-                        local name=${servers[$(( (i + turn) % ${#servers[@]} ))]}
-                        echo "round $round/$REPEAT c=$c s=$s p=$p: $name" >&2
-                        if [ "$name" = python ] && [ "$c" -gt 1000 ]; then
-                            # select() cannot watch descriptors past FD_SETSIZE (1024).
-                            row=$(printf 'n/a\tn/a\tn/a\tn/a\tn/a\tn/a\tn/a\tn/a\tn/a\t-')
-                        else
-                            measure "$name" 0 1 --threads 1 -c "$c" -s "$s" --pipeline "$p" > "$WORK/row"
-                            row=$(cat "$WORK/row")
-                        fi
-                        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$c" "$s" "$p" "$row" >> "$results"
-                    done
-                    turn=$((turn + 1))
-                done
+        for cell in "${cells[@]}"; do
+            read -r c s p <<< "$cell"
+            # Rotate the order of servers from cell to cell: no server always runs first.
+            for i in "${!servers[@]}"; do
+                local name=${servers[$(( (i + turn) % ${#servers[@]} ))]}
+                echo "round $round/$REPEAT c=$c s=$s p=$p: $name" >&2
+                if [ "$name" = python ] && [ "$c" -gt 1000 ]; then
+                    # select() cannot watch descriptors past FD_SETSIZE (1024).
+                    row=$(printf 'n/a\tn/a\tn/a\tn/a\tn/a\tn/a\tn/a\tn/a\tn/a\t-')
+                else
+                    measure "$name" 0 1 --threads 1 -c "$c" -s "$s" --pipeline "$p" > "$WORK/row"
+                    row=$(cat "$WORK/row")
+                fi
+                printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$c" "$s" "$p" "$row" >> "$results"
             done
+            turn=$((turn + 1))
         done
     done
-    cp "$results" docs/bench-matrix.tsv
-    python3 - "$results" "$COMMAND" "$DURATION" "$REPEAT" "$CPU_MODEL" "$WORK" <<'PY'
+    cp "$results" "$tsv"
+    python3 - "$results" "$COMMAND" "$DURATION" "$REPEAT" "$CPU_MODEL" "$WORK" "$title" "$tsv" <<'PY'
 import csv, datetime, statistics, sys
-path, command, duration, repeat, cpu, work = sys.argv[1:]
+path, command, duration, repeat, cpu, work, title, tsv = sys.argv[1:]
 rows = list(csv.DictReader(open(path), delimiter="\t"))
 def num(v):
     try:
@@ -272,7 +289,7 @@ def fmt(v, spec):
     return "n/a" if v is None else format(v, spec)
 order = ["c", "echoloop", "tokio", "mio", "python"]
 cells = sorted({k[:3] for k in runs})
-out = ["## Throughput matrix\n",
+out = [f"## {title}\n",
        f"Measured {datetime.date.today()} on {cpu} (2 cores, a shared VM), {duration} s per run after 0.5 s "
        f"warmup, each cell run {repeat} times in separate rounds (servers alternated, their order rotating "
        "from cell to cell). Server pinned to CPU 0, `echoloop load --threads 1` pinned to CPU 1, closed loop, "
@@ -281,7 +298,7 @@ out = ["## Throughput matrix\n",
        "cell and round, run seconds apart, then the median of those ratios. \"spread\" is (max − min) / "
        "median of msgs/s over the rounds. Server and load CPU % are utime+stime over a steady window of "
        "the run, as a share of one core; user % is the server's user-space share; CPU s / M msgs is "
-       "server CPU per million echoed messages. Every run: `docs/bench-matrix.tsv`.",
+       f"server CPU per million echoed messages. Every run: `{tsv}`.",
        f"\nCommand: `{command}`\n",
        "| connections | size | pipeline | server | msgs/s | × C | spread % | p99 µs | server CPU % | user % | load CPU % | CPU s / M msgs | × C | peak RSS KiB | mismatches | failed conns |",
        "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -301,9 +318,9 @@ for cell in cells:
                    f'| {fmt(med(column(key, "load_cpu_pct")), ".0f")} | {fmt(med(column(key, "cpu_s_per_m")), ".2f")} '
                    f'| {fmt(paired(key, "cpu_s_per_m"), ".2f")} | {fmt(max(rss) if rss else None, ".0f")} | {mism} | {failed} |')
 out.append("\n**echoloop against the targets of issue 7** (paired medians; msgs/s ≥ 1.00 and CPU ≤ 1.00 wanted; "
-           "\"rounds ahead\" counts the rounds in which echoloop answered at least as many messages as C):\n")
-out.append("| connections | size | pipeline | msgs/s × C | rounds ahead of C | msgs/s × tokio | CPU s/M × C | echoloop server CPU % | load CPU % |")
-out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+           "\"rounds ahead\" counts the rounds in which echoloop answered at least as many messages as the other):\n")
+out.append("| connections | size | pipeline | msgs/s × C | rounds ahead of C | msgs/s × tokio | rounds ahead of tokio | CPU s/M × C | echoloop server CPU % | load CPU % |")
+out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 def paired_to(key, other, name):
     ratios = []
     for rnd, r in runs.get(key, {}).items():
@@ -317,9 +334,11 @@ for cell in cells:
     if key not in runs:
         continue
     vs_c = paired_to(key, "c", "msgs_per_sec")
+    vs_t = paired_to(key, "tokio", "msgs_per_sec")
     ahead = f"{sum(1 for v in vs_c if v >= 1.0)} of {len(vs_c)}"
+    ahead_t = f"{sum(1 for v in vs_t if v >= 1.0)} of {len(vs_t)}"
     out.append(f'| {cell[0]} | {cell[1]} | {cell[2]} | {fmt(med(vs_c), ".2f")} | {ahead} '
-               f'| {fmt(med(paired_to(key, "tokio", "msgs_per_sec")), ".2f")} '
+               f'| {fmt(med(vs_t), ".2f")} | {ahead_t} '
                f'| {fmt(med(paired_to(key, "c", "cpu_s_per_m")), ".2f")} '
                f'| {fmt(med(column(key, "cpu_pct")), ".0f")} | {fmt(med(column(key, "load_cpu_pct")), ".0f")} |')
 open(f"{work}/matrix.md", "w").write("\n".join(out) + "\n")
@@ -332,7 +351,12 @@ for server in order:
             if cell[1] == 64 and cell[2] == 1 and rate is not None:
                 f.write(f"{cell[0]} {rate:.0f} {p99:.0f}\n")
 PY
-    replace_section "Throughput matrix" "$WORK/matrix.md"
+    replace_section "$title" "$WORK/matrix.md"
+    if [ -n "$CELLS" ]; then
+        cat "$WORK/matrix.md"
+        echo "wrote docs/BENCHMARKS.md ($title), $tsv" >&2
+        return
+    fi
 
     # The picture: throughput and p99 against connections (size 64, pipeline 1), one line per server.
     if ! command -v gnuplot > /dev/null; then
