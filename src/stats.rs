@@ -8,8 +8,8 @@
 //! Stream counters come in one set per [`Transport`] (TCP, Unix), in an array indexed by the
 //! transport: counting a read on a Unix client is `stats.stream(Transport::Unix)`, an array index,
 //! where one shared set would be no cheaper. Datagram counters are UDP's alone. A snapshot keeps
-//! both sets and, for readers that do not care, their sums ([`StatsSnapshot::connections_open`]
-//! and the rest).
+//! both sets; readers that do not care about the transport ask for their sum
+//! ([`StatsSnapshot::total`]).
 //!
 //! That is the tour. `docs/ARCHITECTURE.md` follows one event through all of it.
 
@@ -99,15 +99,12 @@ impl Stats {
 
     /// The values now, as plain numbers.
     pub fn snapshot(&self) -> StatsSnapshot {
-        let mut snapshot = StatsSnapshot {
+        StatsSnapshot {
             streams: std::array::from_fn(|i| self.streams[i].snapshot()),
             datagrams_received: self.datagrams_received.get(),
             datagrams_sent: self.datagrams_sent.get(),
             datagrams_dropped: self.datagrams_dropped.get(),
-            ..StatsSnapshot::default()
-        };
-        snapshot.add_up_streams();
-        snapshot
+        }
     }
 }
 
@@ -195,22 +192,11 @@ impl StreamSnapshot {
 
 /// Counter values at one moment (see [`Stats`] for what each means).
 ///
-/// The stream fields are TCP and Unix added up, kept current by every constructor and by
-/// [`merge`](StatsSnapshot::merge); [`stream`](StatsSnapshot::stream) gives one transport's.
+/// Stream counters are kept per transport: [`stream`](StatsSnapshot::stream) gives one
+/// transport's, [`total`](StatsSnapshot::total) TCP and Unix added up.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub struct StatsSnapshot {
-    pub connections_open: u64,
-    pub connections_accepted: u64,
-    pub connections_refused: u64,
-    pub closed: [u64; CloseReason::ALL.len()],
-    pub bytes_received: u64,
-    pub bytes_sent: u64,
-    pub queued_bytes: u64,
-    pub queued_bytes_peak: u64,
-    pub readers_paused: u64,
-    pub clients_dropped: u64,
-    pub accept_errors: u64,
     pub datagrams_received: u64,
     pub datagrams_sent: u64,
     pub datagrams_dropped: u64,
@@ -237,11 +223,11 @@ impl StatsSnapshot {
         self.datagrams_received += other.datagrams_received;
         self.datagrams_sent += other.datagrams_sent;
         self.datagrams_dropped += other.datagrams_dropped;
-        self.add_up_streams();
     }
 
-    /// Every transport's stream counters added up.
-    fn total(&self) -> StreamSnapshot {
+    /// Every transport's stream counters added up (TCP and Unix), computed when asked: the
+    /// snapshot stores only the per-transport values.
+    pub fn total(&self) -> StreamSnapshot {
         let mut total = StreamSnapshot::default();
         for one in &self.streams {
             total.merge(one);
@@ -249,43 +235,28 @@ impl StatsSnapshot {
         total
     }
 
-    /// Sets the stream fields to the sums over the transports.
-    fn add_up_streams(&mut self) {
-        let total = self.total();
-        self.connections_open = total.connections_open;
-        self.connections_accepted = total.connections_accepted;
-        self.connections_refused = total.connections_refused;
-        self.closed = total.closed;
-        self.bytes_received = total.bytes_received;
-        self.bytes_sent = total.bytes_sent;
-        self.queued_bytes = total.queued_bytes;
-        self.queued_bytes_peak = total.queued_bytes_peak;
-        self.readers_paused = total.readers_paused;
-        self.clients_dropped = total.clients_dropped;
-        self.accept_errors = total.accept_errors;
-    }
-
     /// The one-line summary the `--stats-interval` log and SIGUSR1 print.
     pub fn summary_line(&self) -> String {
+        let total = self.total();
         let closed: Vec<String> = CloseReason::ALL
             .iter()
-            .zip(self.closed)
+            .zip(total.closed)
             .filter(|(_, n)| *n > 0)
             .map(|(reason, n)| format!("{reason}={n}"))
             .collect();
         format!(
             "stats: open={} accepted={} refused={} closed[{}] in={}B out={}B queued={}B peak={}B paused={} dropped={} accept_errors={} datagrams in={} out={} dropped={}",
-            self.connections_open,
-            self.connections_accepted,
-            self.connections_refused,
+            total.connections_open,
+            total.connections_accepted,
+            total.connections_refused,
             closed.join(" "),
-            self.bytes_received,
-            self.bytes_sent,
-            self.queued_bytes,
-            self.queued_bytes_peak,
-            self.readers_paused,
-            self.clients_dropped,
-            self.accept_errors,
+            total.bytes_received,
+            total.bytes_sent,
+            total.queued_bytes,
+            total.queued_bytes_peak,
+            total.readers_paused,
+            total.clients_dropped,
+            total.accept_errors,
             self.datagrams_received,
             self.datagrams_sent,
             self.datagrams_dropped,
@@ -313,19 +284,23 @@ mod tests {
         let s = stats.snapshot();
         assert_eq!(s.stream(Transport::Tcp).bytes_received, 100);
         assert_eq!(s.stream(Transport::Unix).bytes_received, 7);
-        assert_eq!(s.bytes_received, 107);
-        assert_eq!(s.connections_open, 2);
+        assert_eq!(s.total().bytes_received, 107);
+        assert_eq!(s.total().connections_open, 2);
         assert_eq!(
             s.stream(Transport::Tcp).closed_for(CloseReason::PeerClosed),
             1
         );
         assert_eq!(s.closed_for(CloseReason::PeerClosed), 1);
-        assert_eq!(s.queued_bytes_peak, 30, "a peak is the larger, not a sum");
+        assert_eq!(
+            s.total().queued_bytes_peak,
+            30,
+            "a peak is the larger, not a sum"
+        );
 
         let mut workers = s;
         workers.merge(&s);
         assert_eq!(workers.stream(Transport::Unix).bytes_received, 14);
-        assert_eq!(workers.bytes_received, 214);
-        assert_eq!(workers.queued_bytes_peak, 30);
+        assert_eq!(workers.total().bytes_received, 214);
+        assert_eq!(workers.total().queued_bytes_peak, 30);
     }
 }

@@ -54,9 +54,9 @@ fn five_hundred_concurrent_clients_each_get_their_own_stream() {
         client.join().expect("a client saw a wrong echo");
     }
     let stats = common::wait_for_stats(&server, "500 clients closed", |s| {
-        s.connections_accepted == 500 && s.connections_open == 0
+        s.total().connections_accepted == 500 && s.total().connections_open == 0
     });
-    assert_eq!(stats.bytes_received, stats.bytes_sent);
+    assert_eq!(stats.total().bytes_received, stats.total().bytes_sent);
 }
 
 #[test]

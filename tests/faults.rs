@@ -69,10 +69,12 @@ fn resets_garbage_and_bad_frames_while_good_clients_verify_their_streams() {
     for client in good {
         client.join().expect("a good client saw its stream damaged");
     }
-    let stats = wait_for_stats(&server, "every client closed", |s| s.connections_open == 0);
-    assert_eq!(stats.connections_accepted, 68);
+    let stats = wait_for_stats(&server, "every client closed", |s| {
+        s.total().connections_open == 0
+    });
+    assert_eq!(stats.total().connections_accepted, 68);
     assert!(stats.closed_for(CloseReason::FrameError) >= bad_frames);
-    let total_closed: u64 = stats.closed.iter().sum();
+    let total_closed: u64 = stats.total().closed.iter().sum();
     assert_eq!(total_closed, 68, "{stats:?}");
     assert!(resets > 0);
 }
@@ -90,11 +92,11 @@ fn counters_match_what_the_clients_did() {
         client.shutdown(Shutdown::Write).unwrap();
         assert_eq!(read_to_end(&mut client), b"");
     }
-    let stats = wait_for_stats(&server, "ten closes", |s| s.connections_open == 0);
-    assert_eq!(stats.connections_accepted, 10);
+    let stats = wait_for_stats(&server, "ten closes", |s| s.total().connections_open == 0);
+    assert_eq!(stats.total().connections_accepted, 10);
     assert_eq!(stats.closed_for(CloseReason::PeerClosed), 10);
-    assert_eq!(stats.bytes_received, sent);
-    assert_eq!(stats.bytes_sent, sent);
-    assert_eq!(stats.queued_bytes, 0);
-    assert_eq!(stats.connections_refused, 0);
+    assert_eq!(stats.total().bytes_received, sent);
+    assert_eq!(stats.total().bytes_sent, sent);
+    assert_eq!(stats.total().queued_bytes, 0);
+    assert_eq!(stats.total().connections_refused, 0);
 }

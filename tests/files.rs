@@ -220,7 +220,7 @@ fn a_tutorial_upload_cut_short_leaves_nothing_and_one_too_large_is_refused() {
         common::read_to_end(&mut stream),
         b"error: too large (limit 1000 bytes)\n"
     );
-    common::wait_for_stats(&server, "both closed", |s| s.connections_open == 0);
+    common::wait_for_stats(&server, "both closed", |s| s.total().connections_open == 0);
     assert_eq!(dir.names(), Vec::<String>::new());
 }
 
@@ -302,7 +302,7 @@ fn echoloop_put_resumes_a_killed_upload_and_checks_the_digest() {
     killed.send(&content[..1_234_567]);
     drop(killed);
     common::wait_for_stats(&server, "the killed client's end", |s| {
-        s.connections_open == 0
+        s.total().connections_open == 0
     });
     let addr = server.addr().to_string();
     let run = echoloop(&["put", &addr, "data.bin"], local.path());
@@ -710,7 +710,9 @@ fn the_tutorial_python_upload_client_works_unchanged() {
         String::from_utf8_lossy(&run.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&run.stdout), "sent 100000 bytes\n");
-    common::wait_for_stats(&server, "the upload's end", |s| s.connections_open == 0);
+    common::wait_for_stats(&server, "the upload's end", |s| {
+        s.total().connections_open == 0
+    });
     let names = dir.names();
     assert_eq!(names.len(), 1, "{names:?}");
     assert_eq!(std::fs::read(dir.join(&names[0])).unwrap(), content);

@@ -79,7 +79,7 @@ fn a_line_over_the_limit_gets_an_error_line_and_the_connection_goes_on() {
     // Other clients never noticed.
     common::send(&mut bystander, b"untouched\n");
     assert_eq!(common::read_line(&mut bystander), b"untouched");
-    assert_eq!(server.stats().connections_open, 2);
+    assert_eq!(server.stats().total().connections_open, 2);
 }
 
 #[test]
@@ -159,7 +159,7 @@ fn split_lines_to_a_slow_reader_come_back_exactly() {
     });
     // Not reading yet: the server's writes are refused and queued.
     common::wait_for_stats(&server, "bytes queued for the client", |s| {
-        s.queued_bytes_peak > 0
+        s.total().queued_bytes_peak > 0
     });
     let echoed = common::read_exactly(&mut client, expected.len());
     writing.join().unwrap();

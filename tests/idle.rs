@@ -36,7 +36,7 @@ fn idle_clients_are_closed_and_active_ones_survive() {
     let stats = wait_for_stats(&server, "one idle close", |s| {
         s.closed_for(CloseReason::IdleTimeout) == 1
     });
-    assert_eq!(stats.connections_open, 1);
+    assert_eq!(stats.total().connections_open, 1);
 }
 
 #[test]

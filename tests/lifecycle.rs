@@ -51,7 +51,7 @@ fn a_reset_mid_stream_costs_nobody_else_anything() {
         steady.write_all(&message).unwrap();
         assert_eq!(read_exactly(&mut steady, message.len()), message);
     }
-    wait_for_stats(&server, "20 closes", |s| s.connections_open == 1);
+    wait_for_stats(&server, "20 closes", |s| s.total().connections_open == 1);
 }
 
 #[test]
@@ -71,11 +71,11 @@ fn one_over_max_connections_is_told_and_closed_and_the_others_are_undisturbed() 
         client.write_all(b"still here").unwrap();
         assert_eq!(read_exactly(client, 10), b"still here");
     }
-    assert_eq!(server.stats().connections_refused, 1);
+    assert_eq!(server.stats().total().connections_refused, 1);
 
     // Once one leaves, a newcomer is admitted.
     drop(admitted.pop());
-    wait_for_stats(&server, "a slot free", |s| s.connections_open == 2);
+    wait_for_stats(&server, "a slot free", |s| s.total().connections_open == 2);
     let mut newcomer = connect(&server);
     newcomer.write_all(b"x").unwrap();
     let mut byte = [0u8; 1];

@@ -161,7 +161,7 @@ fn a_scrape_counts_what_the_clients_did() {
         ),
         4
     );
-    assert_eq!(server.stats().connections_accepted, 4);
+    assert_eq!(server.stats().total().connections_accepted, 4);
     drop(open);
 }
 
@@ -213,8 +213,8 @@ fn tcp_and_unix_clients_are_counted_apart() {
 
     // The snapshot keeps both: per transport, and the totals other tests read.
     let stats = server.stats();
-    assert_eq!(stats.connections_accepted, 2);
-    assert_eq!(stats.bytes_received, 107);
+    assert_eq!(stats.total().connections_accepted, 2);
+    assert_eq!(stats.total().bytes_received, 107);
     assert_eq!(stats.stream(Transport::Tcp).bytes_received, 100);
     assert_eq!(stats.stream(Transport::Unix).bytes_received, 7);
     drop(unix);
@@ -261,9 +261,9 @@ fn bad_requests_get_400_and_431_and_cost_nothing_else() {
         1
     );
     let stats = server.stats();
-    assert_eq!(stats.connections_accepted, 1);
-    assert_eq!(stats.bytes_received, 11);
-    assert_eq!(stats.accept_errors, 0);
+    assert_eq!(stats.total().connections_accepted, 1);
+    assert_eq!(stats.total().bytes_received, 11);
+    assert_eq!(stats.total().accept_errors, 0);
 }
 
 #[test]

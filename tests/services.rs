@@ -48,7 +48,7 @@ fn discard_swallows_a_mebibyte_and_stays_usable() {
     let data = common::pseudo_random_bytes(1024 * 1024, 863);
     common::send(&mut client, &data);
     common::wait_for_stats(&server, "the mebibyte read", |s| {
-        s.bytes_received == data.len() as u64
+        s.total().bytes_received == data.len() as u64
     });
     common::send(&mut client, b"and a bit more\n");
     client.shutdown(std::net::Shutdown::Write).unwrap();
@@ -60,8 +60,8 @@ fn discard_swallows_a_mebibyte_and_stays_usable() {
     let stats = common::wait_for_stats(&server, "a clean close", |s| {
         s.closed_for(CloseReason::PeerClosed) == 1
     });
-    assert_eq!(stats.bytes_received, data.len() as u64 + 15);
-    assert_eq!(stats.bytes_sent, 0);
+    assert_eq!(stats.total().bytes_received, data.len() as u64 + 15);
+    assert_eq!(stats.total().bytes_sent, 0);
 }
 
 /// Checks that `bytes` continue the chargen pattern from line `first`; returns the next line.
@@ -114,15 +114,17 @@ fn chargen_keeps_going_while_read_with_a_bounded_queue() {
         pending.drain(..whole);
     }
     drop(client);
-    let stats = common::wait_for_stats(&server, "the client gone", |s| s.connections_open == 0);
+    let stats = common::wait_for_stats(&server, "the client gone", |s| {
+        s.total().connections_open == 0
+    });
     // More is produced only when the queue is empty: never more than one batch waits.
     assert!(
-        stats.queued_bytes_peak <= 16 * 1024,
+        stats.total().queued_bytes_peak <= 16 * 1024,
         "peak {} bytes queued",
-        stats.queued_bytes_peak
+        stats.total().queued_bytes_peak
     );
-    assert!(stats.queued_bytes_peak as usize <= queue_limit);
-    assert_eq!(stats.readers_paused, 0);
+    assert!(stats.total().queued_bytes_peak as usize <= queue_limit);
+    assert_eq!(stats.total().readers_paused, 0);
 }
 
 #[test]
@@ -136,5 +138,5 @@ fn chargen_ignores_input_and_ends_when_the_client_closes() {
     // The server finishes what it already produced, in whole lines, then closes: EOF arrives.
     let rest = common::read_to_end(&mut client);
     check_pattern(&rest, 100);
-    common::wait_for_stats(&server, "the close", |s| s.connections_open == 0);
+    common::wait_for_stats(&server, "the close", |s| s.total().connections_open == 0);
 }

@@ -29,7 +29,7 @@ fn the_drain_delivers_queued_output() {
         let _ = writer.shutdown(Shutdown::Write);
     });
     wait_for_stats(&server, "output queued and reading paused", |s| {
-        s.readers_paused >= 1 && s.queued_bytes > 0
+        s.total().readers_paused >= 1 && s.total().queued_bytes > 0
     });
     server.stop_handle().stop();
     let echoed = read_to_end(&mut client);
@@ -42,7 +42,7 @@ fn the_drain_delivers_queued_output() {
     );
     assert_eq!(
         echoed.len() as u64,
-        stats.bytes_sent,
+        stats.total().bytes_sent,
         "bytes the server wrote were lost"
     );
     // Closed (and counted) once its linger ends: the client's own FIN, or the linger deadline.

@@ -77,10 +77,10 @@ fn echo_is_byte_exact_for_concurrent_clients() {
     let stats = wait_for_stats(&server, "every client closed", |s| {
         s.closed_for(CloseReason::PeerClosed) == CLIENTS as u64
     });
-    assert_eq!(stats.connections_accepted, CLIENTS as u64);
-    assert_eq!(stats.connections_open, 0);
-    assert_eq!(stats.bytes_received, total);
-    assert_eq!(stats.bytes_sent, total);
+    assert_eq!(stats.total().connections_accepted, CLIENTS as u64);
+    assert_eq!(stats.total().connections_open, 0);
+    assert_eq!(stats.total().bytes_received, total);
+    assert_eq!(stats.total().bytes_sent, total);
     server.stop().unwrap();
 }
 
@@ -121,12 +121,14 @@ fn one_over_max_connections_is_refused_with_a_line() {
     assert_eq!(read_line(&mut third), b"error: server full (2 connections)");
     assert!(read_to_end(&mut third).is_empty());
     let stats = wait_for_stats(&server, "the refusal counted", |s| {
-        s.connections_refused == 1
+        s.total().connections_refused == 1
     });
-    assert_eq!(stats.connections_open, 2);
+    assert_eq!(stats.total().connections_open, 2);
     // A place frees up when a client leaves.
     drop(held.pop());
-    wait_for_stats(&server, "a client gone", |s| s.connections_open == 1);
+    wait_for_stats(&server, "a client gone", |s| {
+        s.total().connections_open == 1
+    });
     let mut fourth = connect(&server);
     send(&mut fourth, b"again");
     assert_eq!(read_exactly(&mut fourth, 5), b"again");
@@ -224,7 +226,7 @@ fn chargen_writes_while_read_and_stops_on_shutdown() {
     assert!(first.ends_with(b"\r\n"));
     let reader = thread::spawn(move || read_to_end(&mut client).len());
     wait_for_stats(&server, "more than a batch written", |s| {
-        s.bytes_sent > 100_000
+        s.total().bytes_sent > 100_000
     });
     let stop = thread::spawn(move || {
         server.stop().unwrap();

@@ -76,8 +76,10 @@ fn discard_over_unix() {
     client.write_all(&[7u8; 100_000]).unwrap();
     client.shutdown(std::net::Shutdown::Write).unwrap();
     assert_eq!(common::read_to_end(&mut client), b"");
-    let stats = common::wait_for_stats(&server, "everything read", |s| s.connections_open == 0);
-    assert_eq!(stats.bytes_received, 100_000);
+    let stats = common::wait_for_stats(&server, "everything read", |s| {
+        s.total().connections_open == 0
+    });
+    assert_eq!(stats.total().bytes_received, 100_000);
 }
 
 #[test]

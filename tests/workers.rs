@@ -18,8 +18,8 @@ fn two_workers_share_the_port_and_every_client_is_served() {
         client.write_all(&message).unwrap();
         assert_eq!(read_exactly(client, message.len()), message);
     }
-    let stats = wait_for_stats(&server, "64 accepted", |s| s.connections_open == 64);
-    assert_eq!(stats.connections_accepted, 64);
+    let stats = wait_for_stats(&server, "64 accepted", |s| s.total().connections_open == 64);
+    assert_eq!(stats.total().connections_accepted, 64);
 
     // UDP is shared the same way.
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
