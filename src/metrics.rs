@@ -281,6 +281,82 @@ fn response(
     out.into_bytes()
 }
 
+/// A counter family read from one transport's stream counters: name, type, help, value.
+type StreamFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&StreamSnapshot) -> u64,
+);
+
+/// The stream families before `echoloop_connections_closed_total` (which has a reason label).
+const STREAM_FAMILIES_BEFORE_CLOSED: [StreamFamily; 3] = [
+    (
+        "echoloop_connections_open",
+        "gauge",
+        "Stream connections open now.",
+        |t| t.connections_open,
+    ),
+    (
+        "echoloop_connections_accepted_total",
+        "counter",
+        "Stream connections accepted.",
+        |t| t.connections_accepted,
+    ),
+    (
+        "echoloop_connections_refused_total",
+        "counter",
+        "Stream connections refused at --max-connections.",
+        |t| t.connections_refused,
+    ),
+];
+
+/// The stream families after it.
+const STREAM_FAMILIES_AFTER_CLOSED: [StreamFamily; 7] = [
+    (
+        "echoloop_bytes_received_total",
+        "counter",
+        "Bytes read from stream clients.",
+        |t| t.bytes_received,
+    ),
+    (
+        "echoloop_bytes_sent_total",
+        "counter",
+        "Bytes written to stream clients.",
+        |t| t.bytes_sent,
+    ),
+    (
+        "echoloop_queued_bytes",
+        "gauge",
+        "Bytes waiting in outbound queues now.",
+        |t| t.queued_bytes,
+    ),
+    (
+        "echoloop_queue_peak_bytes",
+        "gauge",
+        "Most bytes ever waiting in one client's outbound queue.",
+        |t| t.queued_bytes_peak,
+    ),
+    (
+        "echoloop_readers_paused_total",
+        "counter",
+        "Times a client was not read because its queue passed --queue-limit.",
+        |t| t.readers_paused,
+    ),
+    (
+        "echoloop_clients_dropped_total",
+        "counter",
+        "Clients dropped because their queue passed --queue-limit (chat).",
+        |t| t.clients_dropped,
+    ),
+    (
+        "echoloop_accept_errors_total",
+        "counter",
+        "Accept calls that failed (EMFILE, ENFILE, ECONNABORTED, ...).",
+        |t| t.accept_errors,
+    ),
+];
+
 /// The counters as Prometheus reads them: a `# HELP` and a `# TYPE` line per family.
 pub fn exposition(s: &StatsSnapshot) -> String {
     let mut page = String::new();
@@ -299,25 +375,9 @@ pub fn exposition(s: &StatsSnapshot) -> String {
             .map(|t| (transport_label(*t), value(s.stream(*t))))
             .collect()
     };
-    let udp = |value: u64| vec![("transport=\"udp\"".to_string(), value)];
-    family(
-        "echoloop_connections_open",
-        "gauge",
-        "Stream connections open now.",
-        &streams(|t| t.connections_open),
-    );
-    family(
-        "echoloop_connections_accepted_total",
-        "counter",
-        "Stream connections accepted.",
-        &streams(|t| t.connections_accepted),
-    );
-    family(
-        "echoloop_connections_refused_total",
-        "counter",
-        "Stream connections refused at --max-connections.",
-        &streams(|t| t.connections_refused),
-    );
+    for (name, kind, help, value) in STREAM_FAMILIES_BEFORE_CLOSED {
+        family(name, kind, help, &streams(value));
+    }
     let closed: Vec<(String, u64)> = Transport::ALL
         .iter()
         .flat_map(|t| {
@@ -335,66 +395,34 @@ pub fn exposition(s: &StatsSnapshot) -> String {
         "Stream connections closed, by reason.",
         &closed,
     );
-    family(
-        "echoloop_bytes_received_total",
-        "counter",
-        "Bytes read from stream clients.",
-        &streams(|t| t.bytes_received),
-    );
-    family(
-        "echoloop_bytes_sent_total",
-        "counter",
-        "Bytes written to stream clients.",
-        &streams(|t| t.bytes_sent),
-    );
-    family(
-        "echoloop_queued_bytes",
-        "gauge",
-        "Bytes waiting in outbound queues now.",
-        &streams(|t| t.queued_bytes),
-    );
-    family(
-        "echoloop_queue_peak_bytes",
-        "gauge",
-        "Most bytes ever waiting in one client's outbound queue.",
-        &streams(|t| t.queued_bytes_peak),
-    );
-    family(
-        "echoloop_readers_paused_total",
-        "counter",
-        "Times a client was not read because its queue passed --queue-limit.",
-        &streams(|t| t.readers_paused),
-    );
-    family(
-        "echoloop_clients_dropped_total",
-        "counter",
-        "Clients dropped because their queue passed --queue-limit (chat).",
-        &streams(|t| t.clients_dropped),
-    );
-    family(
-        "echoloop_accept_errors_total",
-        "counter",
-        "Accept calls that failed (EMFILE, ENFILE, ECONNABORTED, ...).",
-        &streams(|t| t.accept_errors),
-    );
-    family(
-        "echoloop_datagrams_received_total",
-        "counter",
-        "Datagrams received.",
-        &udp(s.datagrams_received),
-    );
-    family(
-        "echoloop_datagrams_sent_total",
-        "counter",
-        "Datagrams sent.",
-        &udp(s.datagrams_sent),
-    );
-    family(
-        "echoloop_datagrams_dropped_total",
-        "counter",
-        "Datagrams dropped: too long, from a loop port, or replies over the queue limit.",
-        &udp(s.datagrams_dropped),
-    );
+    for (name, kind, help, value) in STREAM_FAMILIES_AFTER_CLOSED {
+        family(name, kind, help, &streams(value));
+    }
+    let udp = [
+        (
+            "echoloop_datagrams_received_total",
+            "Datagrams received.",
+            s.datagrams_received,
+        ),
+        (
+            "echoloop_datagrams_sent_total",
+            "Datagrams sent.",
+            s.datagrams_sent,
+        ),
+        (
+            "echoloop_datagrams_dropped_total",
+            "Datagrams dropped: too long, from a loop port, or replies over the queue limit.",
+            s.datagrams_dropped,
+        ),
+    ];
+    for (name, help, value) in udp {
+        family(
+            name,
+            "counter",
+            help,
+            &[("transport=\"udp\"".to_string(), value)],
+        );
+    }
     page
 }
 
