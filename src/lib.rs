@@ -15,7 +15,8 @@
 //! 8. [`protocol`]: frames in, replies out: echo and friends, pure and tested with byte slices.
 //! 9. [`udp`]: datagrams on the same loop.
 //! 10. [`listener`] and [`stream`]: binding, accepting, running out of descriptors.
-//! 11. [`timers`]: idle deadlines without scanning every connection.
+//! 11. [`timers`]: idle deadlines without scanning every connection; [`alarm`] wakes the loop for
+//!     the earliest one.
 //! 12. [`shutdown`]: signals as readable events, and the drain.
 //! 13. [`stats`]: counters readable while the server runs.
 //! 14. [`metrics`]: the counters for Prometheus, on the same loop (`--metrics`).
@@ -45,6 +46,7 @@
 
 pub mod activation;
 pub mod address;
+pub mod alarm;
 pub mod cli;
 pub mod client;
 pub mod config;

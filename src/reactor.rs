@@ -33,6 +33,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::activation;
+use crate::alarm::Alarm;
 use crate::config::ServeConfig;
 use crate::connection::{CloseReason, Connection, State, interest_label};
 use crate::framing::FramingKind;
@@ -44,7 +45,7 @@ use crate::server::ServerStats;
 use crate::shutdown::{SignalRequest, SignalSource};
 use crate::stats::Stats;
 use crate::stream::Stream;
-use crate::timers::{TimerEntry, Timers, timeout_until};
+use crate::timers::{TimerEntry, Timers};
 use crate::udp::{DatagramEndpoint, Drained};
 
 /// Bytes in the reactor-wide read buffer: big enough for any UDP datagram.
@@ -67,6 +68,8 @@ pub enum Source {
     Signals,
     /// The waker of a [`crate::StopHandle`].
     Waker,
+    /// The alarm, set for the earliest deadline (see `alarm.rs`).
+    Alarm,
     /// The `--metrics` endpoint: `0` its listener, `n` its scrape slot `n - 1` (see `metrics.rs`).
     Metrics(usize),
     /// Listener number `n`.
@@ -77,7 +80,7 @@ pub enum Source {
     Client(usize),
 }
 
-const METRICS_BASE: usize = 2;
+const METRICS_BASE: usize = 3;
 const LISTENER_BASE: usize = 16;
 /// Tokens for the metrics endpoint: its listener and its scrapes.
 pub const METRICS_SOURCES: usize = LISTENER_BASE - METRICS_BASE;
@@ -91,6 +94,7 @@ impl From<Token> for Source {
         match token.0 {
             0 => Source::Signals,
             1 => Source::Waker,
+            2 => Source::Alarm,
             n if n >= CLIENT_BASE => Source::Client(n - CLIENT_BASE),
             n if n >= DATAGRAM_BASE => Source::Datagram(n - DATAGRAM_BASE),
             n if (METRICS_BASE..LISTENER_BASE).contains(&n) => Source::Metrics(n - METRICS_BASE),
@@ -105,6 +109,7 @@ impl Source {
         Token(match self {
             Source::Signals => 0,
             Source::Waker => 1,
+            Source::Alarm => 2,
             Source::Metrics(n) => METRICS_BASE + n,
             Source::Listener(n) => LISTENER_BASE + n,
             Source::Datagram(n) => DATAGRAM_BASE + n,
@@ -165,6 +170,8 @@ pub struct Reactor {
     replies: Replies,
     read_buffer: Box<[u8]>,
     timers: Timers,
+    /// Wakes `poll` for the earliest deadline.
+    alarm: Alarm,
     /// Clients that used up their per-turn budget: served again next turn.
     still_ready: Vec<usize>,
     /// UDP endpoints that used up their per-turn budget.
@@ -250,6 +257,9 @@ impl Reactor {
             line.push(b'\n');
             line
         });
+        let mut alarm = Alarm::new()?;
+        poll.registry()
+            .register(&mut alarm, Source::Alarm.token(), Interest::READABLE)?;
         let now = Instant::now();
         let reactor = Reactor {
             poll,
@@ -276,6 +286,7 @@ impl Reactor {
             replies: Replies::new(framing),
             read_buffer: vec![0; READ_BUFFER_BYTES].into_boxed_slice(),
             timers: Timers::new(),
+            alarm,
             still_ready: Vec::new(),
             datagrams_still_ready: Vec::new(),
             to_flush: Vec::new(),
@@ -309,10 +320,7 @@ impl Reactor {
         let mut events = Events::with_capacity(1024);
         self.now = Instant::now();
         while !self.is_finished() {
-            // Zero while some client is still ready. `self.now` was read by `run_timers` near the
-            // end of the last turn (only `tidy` ran since), so the clock is not asked again; a
-            // stale `now` can only make a timer fire a little late, never early.
-            let timeout = self.next_timeout(self.now);
+            let timeout = self.wait_time()?; // until an event (the alarm is one), or zero
             match self.poll.poll(&mut events, timeout) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                     self.now = Instant::now(); // or a stream of signals would defer every timer
@@ -334,6 +342,7 @@ impl Reactor {
                     Source::Datagram(i) => self.drain_datagrams(i, event.is_writable()),
                     Source::Signals => self.on_signals(),
                     Source::Waker => self.on_wake(),
+                    Source::Alarm => self.alarm.rang(), // `run_timers` below does what is due
                     Source::Metrics(n) => {
                         if let Some(endpoint) = &mut self.metrics {
                             endpoint.on_event(n, self.poll.registry());
@@ -354,11 +363,21 @@ impl Reactor {
         matches!(self.phase, Phase::Draining { .. }) && self.clients.is_empty()
     }
 
-    /// How long `poll` may sleep: until the next deadline, or not at all if work is waiting.
-    fn next_timeout(&self, now: Instant) -> Option<Duration> {
+    /// How long `poll` may sleep: not at all if work is waiting; else until an event, with the
+    /// alarm set for the next deadline. (Not `poll`'s own timeout: see `alarm.rs` for its cost.)
+    /// `self.now` was read by `run_timers` near the end of the last turn (only `tidy` ran since),
+    /// so the clock is not asked again; a stale `now` can only make the alarm ring a little late.
+    fn wait_time(&mut self) -> io::Result<Option<Duration>> {
         if !self.still_ready.is_empty() || !self.datagrams_still_ready.is_empty() {
-            return Some(Duration::ZERO);
+            return Ok(Some(Duration::ZERO));
         }
+        self.alarm.set(self.next_deadline(), self.now)?;
+        Ok(None)
+    }
+
+    /// The earliest moment something is due: a connection's timer, the end of the drain, an
+    /// accept retry, the periodic stats line.
+    fn next_deadline(&self) -> Option<Instant> {
         let drain_deadline = match self.phase {
             Phase::Draining { deadline } => Some(deadline),
             Phase::Serving => None,
@@ -372,7 +391,6 @@ impl Reactor {
         .into_iter()
         .flatten()
         .min()
-        .map(|deadline| timeout_until(deadline, now))
     }
 
     // ----- accepting -------------------------------------------------------------------------
@@ -1134,6 +1152,7 @@ impl std::fmt::Display for Source {
         match self {
             Source::Signals => write!(f, "signals"),
             Source::Waker => write!(f, "waker"),
+            Source::Alarm => write!(f, "alarm"),
             Source::Metrics(n) => write!(f, "metrics {n}"),
             Source::Listener(n) => write!(f, "listener {n}"),
             Source::Datagram(n) => write!(f, "udp {n}"),

@@ -1,7 +1,7 @@
 //! Deadlines: idle timeouts and lingering closes, without scanning every connection.
 //!
 //! A reactor cannot sleep in a timer: its only wait is `poll`. So deadlines go into a min-heap, and
-//! the earliest one becomes `poll`'s timeout. Each connection has at most one *live* entry. Entries
+//! the earliest one sets the reactor's alarm (`alarm.rs`), a timer the poller watches. Each connection has at most one *live* entry. Entries
 //! are lazy: activity on a connection does not touch the heap (that would cost a heap operation per
 //! message); it only moves the connection's `last_active`. When an entry comes due, the reactor asks
 //! the connection for its real deadline: if activity moved it later, the entry is pushed again for
@@ -12,11 +12,11 @@
 //! An entry names its connection by slab slot *and* serial number, because slots are reused: an
 //! entry left behind by a closed connection must not expire its successor.
 //!
-//! Next: `shutdown.rs`.
+//! Next: `alarm.rs`.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// One scheduled check: at `due`, look at the connection in slot `slot` if it still has `serial`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -75,17 +75,10 @@ impl Timers {
     }
 }
 
-/// How long `poll` may sleep at `now` before `deadline`: rounded up to whole milliseconds, since
-/// epoll's timeout is in milliseconds and waking early would only spin.
-pub fn timeout_until(deadline: Instant, now: Instant) -> Duration {
-    let left = deadline.saturating_duration_since(now);
-    let millis = left.as_nanos().div_ceil(1_000_000);
-    Duration::from_millis(millis as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn pops_in_deadline_order_only_when_due() {
@@ -106,18 +99,5 @@ mod tests {
             .collect();
         assert_eq!(slots, vec![1, 2]);
         assert_eq!(timers.len(), 1);
-    }
-
-    #[test]
-    fn timeout_rounds_up_to_the_millisecond() {
-        let now = Instant::now();
-        assert_eq!(
-            timeout_until(now + Duration::from_micros(1), now),
-            Duration::from_millis(1)
-        );
-        assert_eq!(
-            timeout_until(now, now + Duration::from_secs(1)),
-            Duration::ZERO
-        );
     }
 }
