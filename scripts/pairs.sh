@@ -29,8 +29,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-CELLS=1x64x1,1x64x16,1x4096x1,1x4096x16,50x64x1,50x64x16,50x4096x1,50x4096x16,1000x64x1,1000x64x16,1000x4096x1,1000x4096x16,5000x64x1,5000x64x16,5000x4096x1,5000x4096x16
-AGAINST=c,tokio,echoloop
+DEFAULT_CELLS=1x64x1,1x64x16,1x4096x1,1x4096x16,50x64x1,50x64x16,50x4096x1,50x4096x16,1000x64x1,1000x64x16,1000x4096x1,1000x4096x16,5000x64x1,5000x64x16,5000x4096x1,5000x4096x16
+DEFAULT_AGAINST=c,tokio,echoloop
+CELLS=$DEFAULT_CELLS
+AGAINST=$DEFAULT_AGAINST
 BASELINE=
 REPEAT=3
 DURATION=4
@@ -88,19 +90,25 @@ server_command() {
     esac
 }
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# utime+stime of a process in clock ticks; "gone" if it has exited (that pair becomes n/a).
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2> /dev/null || echo gone; }
 
-# pair OTHER CONNS SIZE PIPELINE: one simultaneous run; prints echoloop's and OTHER's
-# msgs/s, CPU s/M and mismatches, tab-separated (n/a if a side failed). (Called with its output
-# redirected to a file, not in $(...): a subshell would keep PIDS from the cleanup trap.)
+# pair OTHER CONNS SIZE PIPELINE FIRST: one simultaneous run; prints echoloop's and OTHER's
+# msgs/s, CPU s/M and mismatches, tab-separated (n/a if a side failed). FIRST (0 or 1) is the side
+# started first, alternated from round to round: the first started measured about 1% worse in
+# echoloop-with-itself pairs. (Called with its output redirected to a file, not in $(...): a
+# subshell would keep PIDS from the cleanup trap.)
 pair() {
-    local other=$1 c=$2 s=$3 p=$4 i sides pids=() addrs=() loads=()
+    local other=$1 c=$2 s=$3 p=$4 first=$5 i sides order pids=() addrs=() loads=()
     sides=(echoloop "$other")
-    rm -f "$WORK"/load.*
-    for i in 0 1; do
+    order=("$first" "$((1 - first))")
+    # Last pair's files must go first: a server's `>` truncates its file only once the child runs,
+    # and a stale `listening` line read before that would name a port that is already closed.
+    rm -f "$WORK"/load.* "$WORK"/server.*.out
+    for i in "${order[@]}"; do
         # shellcheck disable=SC2046
         taskset -c 0 $(server_command "${sides[$i]}") > "$WORK/server.$i.out" 2> /dev/null &
-        pids+=($!)
+        pids[i]=$!
         PIDS+=($!)
     done
     for i in 0 1; do
@@ -108,7 +116,7 @@ pair() {
         addrs+=("$(awk '/^listening tcp/ {print $3; exit}' "$WORK/server.$i.out")")
     done
     if [ -n "${addrs[0]}" ] && [ -n "${addrs[1]}" ]; then
-        for i in 0 1; do
+        for i in "${order[@]}"; do
             taskset -c 1 target/release/echoloop load --json --threads 1 --warmup 0.5 -d "$DURATION" \
                 -c "$c" -s "$s" --pipeline "$p" "${addrs[$i]}" > "$WORK/load.$i.json" 2> "$WORK/load.$i.err" &
             loads+=($!)
@@ -116,16 +124,18 @@ pair() {
         done
         # The steady window: from 1.2 s after start to about 0.5 s before the loads end.
         sleep 1.2
-        local a0 a1 t0 b0 b1 t1
-        a0=$(ticks "${pids[0]}"); a1=$(ticks "${pids[1]}"); t0=$(date +%s.%N)
+        local a=() b=() t0 t1
+        for i in "${order[@]}"; do a[i]=$(ticks "${pids[$i]}"); done
+        t0=$(date +%s.%N)
         sleep "$((DURATION - 1))"
-        b0=$(ticks "${pids[0]}"); b1=$(ticks "${pids[1]}"); t1=$(date +%s.%N)
+        for i in "${order[@]}"; do b[i]=$(ticks "${pids[$i]}"); done
+        t1=$(date +%s.%N)
         wait "${loads[@]}" || true
     fi
     kill "${pids[@]}" 2> /dev/null || true
     wait "${pids[@]}" 2> /dev/null || true
     PIDS=()
-    python3 - "$WORK" "${a0:-0}" "${b0:-0}" "${a1:-0}" "${b1:-0}" "${t0:-0}" "${t1:-1}" "$CLK_TCK" <<'PY'
+    python3 - "$WORK" "${a[0]:-gone}" "${b[0]:-gone}" "${a[1]:-gone}" "${b[1]:-gone}" "${t0:-0}" "${t1:-1}" "$CLK_TCK" <<'PY'
 import json, sys
 work, a0, b0, a1, b1, t0, t1, tck = sys.argv[1:]
 wall = float(t1) - float(t0)
@@ -156,16 +166,22 @@ for round in $(seq "$REPEAT"); do
         IFS=x read -r c s p <<< "$cell"
         for other in "${others[@]}"; do
             echo "round $round/$REPEAT c=$c s=$s p=$p: echoloop with $other" >&2
-            pair "$other" "$c" "$s" "$p" > "$WORK/row"
+            pair "$other" "$c" "$s" "$p" "$((round % 2))" > "$WORK/row"
             printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$c" "$s" "$p" "$other" "$(cat "$WORK/row")" >> "$results"
         done
     done
 done
-TITLE="Simultaneous pairs"
-TSV=docs/bench-pairs.tsv
+# The full run has its own section; a before/after and a run of chosen cells or servers get
+# theirs, so that neither overwrites the full table with a part of it.
 if [ "$AGAINST" = baseline ]; then
     TITLE="Before and after, side by side"
     TSV=docs/bench-baseline.tsv
+elif [ "$CELLS" = "$DEFAULT_CELLS" ] && [ "$AGAINST" = "$DEFAULT_AGAINST" ]; then
+    TITLE="Simultaneous pairs"
+    TSV=docs/bench-pairs.tsv
+else
+    TITLE="Simultaneous pairs, selected"
+    TSV=docs/bench-pairs-selected.tsv
 fi
 cp "$results" "$TSV"
 
@@ -178,6 +194,7 @@ def ratio(r, name):
         return float(r["echoloop_" + name]) / float(r["other_" + name])
     except (ValueError, ZeroDivisionError):
         return None
+has_self = any(r["other"] == "echoloop" for r in rows)
 groups = {}
 for r in rows:
     groups.setdefault((int(r["connections"]), int(r["size"]), int(r["pipeline"]), r["other"]), []).append(r)
@@ -185,7 +202,7 @@ def summary(values):
     values = [v for v in values if v is not None]
     if not values:
         return "n/a"
-    return f"{statistics.median(values):.3f} ({min(values):.2f}–{max(values):.2f})"
+    return f"{statistics.median(values):.3f} ({min(values):.3f}–{max(values):.3f})"
 lines = [f"## {title}\n",
          f"Measured {datetime.date.today()} on {cpu} (2 cores, a shared VM). Each pair: echoloop and "
          "the other server running at the same time, both pinned to CPU 0, each driven by its own "
@@ -197,13 +214,14 @@ lines = [f"## {title}\n",
          "servers are CPU-bound (they then share CPU 0 fairly); with one connection they are "
          "latency-bound and it shows how two servers share a core, not how fast either is alone. The "
          "machine's drift falls on both servers alike, so these ratios are far steadier than "
-         "alternated runs; the `echoloop` rows pair "
-         "echoloop with itself and show the method's own noise"
+         "alternated runs. Which server starts first alternates from round to round"
+         + ("; the `echoloop` rows pair "
+         "echoloop with itself and show the method's own noise" if has_self else "")
          + (f"; the `baseline` rows pair it with another build, `{baseline}`" if baseline else "")
-         + f". Every pair: `{tsv}`.",
+         + f". \"pairs\" counts the pairs in which both sides ran. Every pair: `{tsv}`.",
          f"\nCommand: `{command}`\n",
-         "| connections | size | pipeline | against | CPU s/M × other | msgs/s × other | echoloop CPU s/M | other CPU s/M | mismatches |",
-         "|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+         "| connections | size | pipeline | against | pairs | CPU s/M × other | msgs/s × other | echoloop CPU s/M | other CPU s/M | mismatches |",
+         "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
 order = {"c": 0, "tokio": 1, "echoloop": 2, "baseline": 3}
 def med(rs, name):
     values = []
@@ -216,7 +234,8 @@ def med(rs, name):
 for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], order[k[3]])):
     rs = groups[key]
     mism = sum(int(r[f]) for r in rs for f in ("echoloop_mismatches", "other_mismatches") if r[f].isdigit())
-    lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {summary(ratio(r, 'cpu_s_per_m') for r in rs)} "
+    ran = sum(1 for r in rs if ratio(r, "cpu_s_per_m") is not None)
+    lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {ran} | {summary(ratio(r, 'cpu_s_per_m') for r in rs)} "
                  f"| {summary(ratio(r, 'msgs_per_sec') for r in rs)} | {med(rs, 'echoloop_cpu_s_per_m')} "
                  f"| {med(rs, 'other_cpu_s_per_m')} | {mism} |")
 open(out_path, "w").write("\n".join(lines) + "\n")

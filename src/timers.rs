@@ -1,13 +1,13 @@
 //! Deadlines: idle timeouts and lingering closes, without scanning every connection.
 //!
 //! A reactor cannot sleep in a timer: its only wait is `poll`. So deadlines go into a min-heap, and
-//! the earliest one sets the reactor's alarm (`alarm.rs`), a timer the poller watches. Each connection has at most one *live* entry. Entries
-//! are lazy: activity on a connection does not touch the heap (that would cost a heap operation per
-//! message); it only moves the connection's `last_active`. When an entry comes due, the reactor asks
-//! the connection for its real deadline: if activity moved it later, the entry is pushed again for
-//! the new time; if not, the connection has expired. So the cost is one heap operation per
-//! connection per timeout period, whatever the traffic, and nothing at all for connections whose
-//! deadline is still far off.
+//! the earliest one sets the reactor's alarm (`alarm.rs`), a timer the poller watches. Each
+//! connection has at most one *live* entry. Entries are lazy: activity on a connection does not
+//! touch the heap (that would cost a heap operation per message); it only moves the connection's
+//! `last_active`. When an entry comes due, the reactor asks the connection for its real deadline:
+//! if activity moved it later, the entry is pushed again for the new time; if not, the connection
+//! has expired. So the cost is one heap operation per connection per timeout period, whatever the
+//! traffic, and nothing at all for connections whose deadline is still far off.
 //!
 //! An entry names its connection by slab slot *and* serial number, because slots are reused: an
 //! entry left behind by a closed connection must not expire its successor.
