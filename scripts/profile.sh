@@ -51,7 +51,7 @@ ulimit -n "$(ulimit -Hn)"
 [ "$BUILD" = 1 ] && cargo build --release
 cc -O2 -Wall -o "$WORK/c_epoll_echo" ../shared/peers/c_epoll_echo.c
 LOAD=target/release/echoloop
-EVENTS=syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_sendto,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_ctl,syscalls:sys_enter_accept4
+EVENTS=syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_sendto,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_ctl,syscalls:sys_enter_accept4,syscalls:sys_enter_timerfd_settime
 
 start_server() { # NAME
     case "$1" in
@@ -113,8 +113,8 @@ names = {"echoloop": "echoloop", "c": "C epoll reference"}
 print(f"Measured {datetime.date.today()}: {conns} connections, {size}-byte echo, pipeline {pipeline}, closed loop; "
       "server pinned to CPU 0, `echoloop load --threads 1` to CPU 1. Command: "
       f"`{command}`\n")
-print("| server | messages | recv/read | send/write/writev | epoll_wait | epoll_ctl | accept4 | system calls per message | of which read + write | server CPU % | kernel % of CPU samples | user % (program + libc + vdso) |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| server | messages | recv/read | send/write/writev | epoll_wait | epoll_ctl | accept4 | timerfd_settime | system calls per message | of which read + write | server CPU % | kernel % of CPU samples | user % (program + libc + vdso) |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for name in ("echoloop", "c"):
     counts = {}
     for line in open(f"{work}/{name}.stat"):
@@ -127,7 +127,7 @@ for name in ("echoloop", "c"):
     reads = counts.get("recvfrom", 0) + counts.get("read", 0)
     writes = counts.get("sendto", 0) + counts.get("write", 0) + counts.get("writev", 0)
     steady = reads + writes + counts.get("epoll_wait", 0)
-    total = steady + counts.get("epoll_ctl", 0) + counts.get("accept4", 0)
+    total = steady + counts.get("epoll_ctl", 0) + counts.get("accept4", 0) + counts.get("timerfd_settime", 0)
     kernel = user = 0.0
     for line in open(f"{work}/{name}.dso"):
         share, dso = line.split()
@@ -137,7 +137,7 @@ for name in ("echoloop", "c"):
         else:
             user += share
     print(f"| {names[name]} | {msgs:,} | {reads:,} | {writes:,} | {counts.get('epoll_wait', 0):,} "
-          f"| {counts.get('epoll_ctl', 0):,} | {counts.get('accept4', 0):,} | {total / msgs:.2f} "
+          f"| {counts.get('epoll_ctl', 0):,} | {counts.get('accept4', 0):,} | {counts.get('timerfd_settime', 0):,} | {total / msgs:.2f} "
           f"| {(reads + writes) / msgs:.2f} | {open(f'{work}/{name}.cpu').read().strip()} "
           f"| {kernel:.1f} | {user:.1f} |")
 PY
