@@ -300,6 +300,9 @@ out = [f"## {title}\n",
        "the run, as a share of one core; user % is the server's user-space share; CPU s / M msgs is "
        f"server CPU per million echoed messages. Every run: `{tsv}`.",
        f"\nCommand: `{command}`\n",
+       *(["The Python `select` server has no figures above 1000 connections: `select()` cannot watch a "
+          "descriptor numbered past `FD_SETSIZE` (1024), so the script does not run it there.\n"]
+         if any(k[3] == "python" and k[0] > 1000 for k in runs) else []),
        "| connections | size | pipeline | server | msgs/s | × C | spread % | p99 µs | server CPU % | user % | load CPU % | CPU s / M msgs | × C | peak RSS KiB | mismatches | failed conns |",
        "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 for cell in cells:
@@ -310,8 +313,11 @@ for cell in cells:
         rates = [v for v in column(key, "msgs_per_sec") if v is not None]
         spread = (max(rates) - min(rates)) / med(rates) * 100 if len(rates) > 1 and med(rates) else None
         rss = [v for v in column(key, "rss_kib") if v is not None]
-        mism = sum(int(v or 0) for v in column(key, "mismatches"))
-        failed = sum(int(v or 0) for v in column(key, "failed"))
+        def total(name):  # "n/a" when no run of the cell produced the figure
+            values = [v for v in column(key, name) if v is not None]
+            return sum(int(v) for v in values) if values else "n/a"
+        mism = total("mismatches")
+        failed = total("failed")
         out.append(f'| {cell[0]} | {cell[1]} | {cell[2]} | {server} | {fmt(med(rates), ".0f")} '
                    f'| {fmt(paired(key, "msgs_per_sec"), ".2f")} | {fmt(spread, ".0f")} | {fmt(med(column(key, "p99_us")), ".0f")} '
                    f'| {fmt(med(column(key, "cpu_pct")), ".0f")} | {fmt(med(column(key, "user_pct")), ".0f")} '
