@@ -25,7 +25,8 @@
 #   result goes to its own section ("Before and after, side by side") and docs/bench-baseline.tsv.
 # Defaults: the 16 cells of issue 7 (connections 1, 50, 1000, 5000 × 64 and 4096 bytes × pipeline
 # 1 and 16), against c, tokio and echoloop, 3 rounds of 4 s. Written to docs/BENCHMARKS.md
-# ("Simultaneous pairs") and every pair to docs/bench-pairs.tsv.
+# ("Simultaneous pairs") and every pair to docs/bench-pairs.tsv; other cells or servers go to
+# "Simultaneous pairs, selected" and docs/bench-pairs-selected.tsv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
