@@ -203,18 +203,7 @@ PY
 # replace_section TITLE FILE: puts FILE (which starts with "## TITLE") into docs/BENCHMARKS.md,
 # replacing the section of that title (up to the next "## "), or appending it.
 replace_section() {
-    python3 - docs/BENCHMARKS.md "$1" "$2" <<'PY'
-import re, sys
-doc_path, title, section_path = sys.argv[1:]
-doc = open(doc_path).read()
-section = open(section_path).read().rstrip() + "\n"
-pattern = re.compile(r"## " + re.escape(title) + r"\n.*?(?=\n## |\Z)", re.S)
-if pattern.search(doc):
-    doc = pattern.sub(lambda _: section, doc, count=1)
-else:
-    doc = doc.rstrip() + "\n\n" + section
-open(doc_path, "w").write(doc)
-PY
+    python3 scripts/report.py replace-section docs/BENCHMARKS.md "$1" "$2"
 }
 
 # ----- the matrix -------------------------------------------------------------------------------
@@ -258,17 +247,11 @@ matrix() {
     done
     cp "$results" "$tsv"
     python3 - "$results" "$COMMAND" "$DURATION" "$REPEAT" "$CPU_MODEL" "$WORK" "$title" "$tsv" <<'PY'
-import csv, datetime, statistics, sys
+import csv, datetime, sys
+sys.path.insert(0, "scripts")
+from report import median as med, num
 path, command, duration, repeat, cpu, work, title, tsv = sys.argv[1:]
 rows = list(csv.DictReader(open(path), delimiter="\t"))
-def num(v):
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
-def med(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
 runs = {}  # (connections, size, pipeline, server) -> {round: row}
 for r in rows:
     key = (int(r["connections"]), int(r["size"]), int(r["pipeline"]), r["server"])
@@ -401,13 +384,10 @@ saturation() {
     done
     python3 - "$results" "$COMMAND" "$DURATION" "$REPEAT" "$CPU_MODEL" > "$WORK/saturation.md" <<'PY'
 import csv, datetime, statistics, sys
+sys.path.insert(0, "scripts")
+from report import num
 path, command, duration, repeat, cpu = sys.argv[1:]
 rows = list(csv.DictReader(open(path), delimiter="\t"))
-def num(v):
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
 print("## Does `echoloop load` saturate the C server?\n")
 print(f"Measured {datetime.date.today()} on {cpu} (2 cores, a shared VM). The C epoll server pinned to CPU 0, "
       f"`echoloop load --threads 1` pinned to CPU 1, 64-byte echo, closed loop, {duration} s per run after 0.5 s "
@@ -451,20 +431,16 @@ workers() {
         done
     done
     python3 - "$results" "$COMMAND" "$DURATION" "$REPEAT" "$CPU_MODEL" > "$WORK/workers.md" <<'PY'
-import csv, datetime, statistics, sys
+import csv, datetime, sys
+sys.path.insert(0, "scripts")
+from report import median, num
 path, command, duration, repeat, cpu = sys.argv[1:]
 rows = list(csv.DictReader(open(path), delimiter="\t"))
-def num(v):
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
 cells = {}
 for r in rows:
     cells.setdefault((int(r["connections"]), int(r["pipeline"]), r["server"]), []).append(r)
 def med(rs, key):
-    vals = [num(r[key]) for r in rs if num(r[key]) is not None]
-    return statistics.median(vals) if vals else None
+    return median(num(r[key]) for r in rs)
 print("## Workers: one reactor or two\n")
 print(f"Measured {datetime.date.today()} on {cpu} (2 cores), {duration} s per run after 0.5 s warmup, each cell "
       f"run {repeat} times (servers alternated), median shown. Nothing pinned: `echoloop serve --workers N` "

@@ -188,6 +188,8 @@ cp "$results" "$TSV"
 
 python3 - "$results" "$COMMAND" "$DURATION" "$REPEAT" "$CPU_MODEL" "$WORK/section.md" "$TITLE" "$TSV" "$BASELINE" <<'PY'
 import csv, datetime, statistics, sys
+sys.path.insert(0, "scripts")
+from report import median, num
 path, command, duration, repeat, cpu, out_path, title, tsv, baseline = sys.argv[1:]
 rows = list(csv.DictReader(open(path), delimiter="\t"))
 def ratio(r, name):
@@ -225,13 +227,8 @@ lines = [f"## {title}\n",
          "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
 order = {"c": 0, "tokio": 1, "echoloop": 2, "baseline": 3}
 def med(rs, name):
-    values = []
-    for r in rs:
-        try:
-            values.append(float(r[name]))
-        except ValueError:
-            pass
-    return f"{statistics.median(values):.2f}" if values else "n/a"
+    value = median(num(r[name]) for r in rs)
+    return "n/a" if value is None else f"{value:.2f}"
 for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], order[k[3]])):
     rs = groups[key]
     mism = sum(int(r[f]) for r in rs for f in ("echoloop_mismatches", "other_mismatches") if r[f].isdigit())
@@ -241,13 +238,5 @@ for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], order[k[3]])):
                  f"| {med(rs, 'other_cpu_s_per_m')} | {mism} |")
 open(out_path, "w").write("\n".join(lines) + "\n")
 PY
-python3 - docs/BENCHMARKS.md "$WORK/section.md" "$TITLE" <<'PY'
-import re, sys
-doc_path, section_path, title = sys.argv[1:]
-doc = open(doc_path).read()
-section = open(section_path).read().rstrip() + "\n"
-pattern = re.compile(r"## " + re.escape(title) + r"\n.*?(?=\n## |\Z)", re.S)
-doc = pattern.sub(lambda _: section, doc, count=1) if pattern.search(doc) else doc.rstrip() + "\n\n" + section
-open(doc_path, "w").write(doc)
-PY
+python3 scripts/report.py replace-section docs/BENCHMARKS.md "$TITLE" "$WORK/section.md"
 echo "wrote docs/BENCHMARKS.md ($TITLE), $TSV" >&2

@@ -126,12 +126,14 @@ mod tests {
     /// Long enough for any ring these tests expect, however busy the machine.
     const PATIENCE: Duration = Duration::from_secs(30);
 
-    fn poll_with(alarm: &mut Alarm) -> Poll {
+    /// A new alarm, registered with a poller of its own.
+    fn registered_alarm() -> (Alarm, Poll) {
+        let mut alarm = Alarm::new().unwrap();
         let poll = Poll::new().unwrap();
         poll.registry()
-            .register(alarm, ALARM, Interest::READABLE)
+            .register(&mut alarm, ALARM, Interest::READABLE)
             .unwrap();
-        poll
+        (alarm, poll)
     }
 
     /// Waits until the alarm's event comes or `wait` has passed; true if it came.
@@ -161,8 +163,7 @@ mod tests {
 
     #[test]
     fn rings_at_its_deadline_not_before() {
-        let mut alarm = Alarm::new().unwrap();
-        let mut poll = poll_with(&mut alarm);
+        let (mut alarm, mut poll) = registered_alarm();
         let now = Instant::now();
         let deadline = now + Duration::from_millis(30);
         alarm.set(Some(deadline), now).unwrap();
@@ -174,8 +175,7 @@ mod tests {
 
     #[test]
     fn a_deadline_already_passed_rings_at_once() {
-        let mut alarm = Alarm::new().unwrap();
-        let mut poll = poll_with(&mut alarm);
+        let (mut alarm, mut poll) = registered_alarm();
         let now = Instant::now();
         alarm.set(Some(now), now + Duration::from_secs(1)).unwrap();
         assert!(rings_within(&mut poll, PATIENCE));
@@ -183,8 +183,7 @@ mod tests {
 
     #[test]
     fn unset_it_stays_quiet() {
-        let mut alarm = Alarm::new().unwrap();
-        let mut poll = poll_with(&mut alarm);
+        let (mut alarm, mut poll) = registered_alarm();
         let now = Instant::now();
         alarm
             .set(Some(now + Duration::from_millis(1)), now)
@@ -196,8 +195,7 @@ mod tests {
 
     #[test]
     fn moved_later_it_waits_for_the_later_deadline() {
-        let mut alarm = Alarm::new().unwrap();
-        let mut poll = poll_with(&mut alarm);
+        let (mut alarm, mut poll) = registered_alarm();
         let now = Instant::now();
         alarm
             .set(Some(now + Duration::from_millis(1)), now)
@@ -212,8 +210,7 @@ mod tests {
 
     #[test]
     fn setting_the_same_deadline_again_keeps_it() {
-        let mut alarm = Alarm::new().unwrap();
-        let mut poll = poll_with(&mut alarm);
+        let (mut alarm, mut poll) = registered_alarm();
         let now = Instant::now();
         let deadline = now + Duration::from_secs(20);
         alarm.set(Some(deadline), now).unwrap();

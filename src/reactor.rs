@@ -565,10 +565,7 @@ impl Reactor {
             };
             trace!("client {id} read {n} bytes");
             conn.note_read(n, self.now);
-            self.stats
-                .stream(conn.stream.transport())
-                .bytes_received
-                .add(n as u64);
+            self.stats.received(conn.stream.transport(), n);
             let lingering = matches!(conn.state(), State::Lingering { .. });
             let short_read = n < STREAM_READ_BYTES && !conn.peer_fin_seen;
             if !lingering {
@@ -655,10 +652,7 @@ impl Reactor {
             let queued_before = conn.outbound.len();
             match conn.send(reply, self.now) {
                 Ok(written) => {
-                    self.stats
-                        .stream(conn.stream.transport())
-                        .bytes_sent
-                        .add(written as u64);
+                    self.stats.sent(conn.stream.transport(), written);
                     trace_send(id, written, reply.len(), queued_before);
                 }
                 Err(e) => {
@@ -709,10 +703,7 @@ impl Reactor {
                 match conn.outbound.flush_into(&mut conn.stream) {
                     Ok((flushed, written)) => {
                         conn.note_written(written, self.now);
-                        self.stats
-                            .stream(conn.stream.transport())
-                            .bytes_sent
-                            .add(written as u64);
+                        self.stats.sent(conn.stream.transport(), written);
                         if flushed == Flushed::Blocked {
                             trace!("client {id} write {written} of {before} (short)");
                             return;
@@ -903,10 +894,7 @@ impl Reactor {
                 State::Open if self.limits.framing == FramingKind::Line => {
                     debug!("client {id} idle: closing");
                     if let Ok(written) = conn.send(b"error: idle timeout\n", self.now) {
-                        self.stats
-                            .stream(conn.stream.transport())
-                            .bytes_sent
-                            .add(written as u64);
+                        self.stats.sent(conn.stream.transport(), written);
                     }
                     conn.finish(CloseReason::IdleTimeout);
                 }

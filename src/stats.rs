@@ -97,6 +97,18 @@ impl Stats {
         &self.streams[transport as usize]
     }
 
+    /// Counts `bytes` read from a stream client on `transport`.
+    #[inline]
+    pub fn received(&self, transport: Transport, bytes: usize) {
+        self.stream(transport).bytes_received.add(bytes as u64);
+    }
+
+    /// Counts `bytes` written to a stream client on `transport`.
+    #[inline]
+    pub fn sent(&self, transport: Transport, bytes: usize) {
+        self.stream(transport).bytes_sent.add(bytes as u64);
+    }
+
     /// The values now, as plain numbers.
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {

@@ -699,9 +699,7 @@ impl Session<'_> {
             trace!("client {id} read {n} bytes");
             self.bytes_in += n as u64;
             let transport = self.transport;
-            self.shared
-                .stats
-                .update(|s| s.stream(transport).bytes_received.add(n as u64));
+            self.shared.stats.update(|s| s.received(transport, n));
             replies.reset(self.shared.framing);
             let now = SystemTime::now();
             if n == 0 {
@@ -789,9 +787,7 @@ impl Session<'_> {
             trace!("client {} write {} bytes (blocking)", self.id, bytes.len());
             self.bytes_out += bytes.len() as u64;
             let transport = self.transport;
-            self.shared
-                .stats
-                .update(|s| s.stream(transport).bytes_sent.add(bytes.len() as u64));
+            self.shared.stats.update(|s| s.sent(transport, bytes.len()));
         }
         result
     }
