@@ -44,38 +44,20 @@
 
 #![warn(missing_docs)]
 
-pub mod activation;
-pub mod address;
-pub mod alarm;
 pub mod cli;
-pub mod client;
-pub mod config;
-pub mod connection;
+pub mod clients;
 pub mod error;
-pub mod framing;
-pub mod listener;
-pub mod load;
-pub mod metrics;
-pub mod outbound;
+pub mod net;
 pub mod protocol;
-pub mod reactor;
 pub mod server;
-pub mod shutdown;
-pub mod stats;
-pub mod stream;
-pub mod threaded;
-pub mod timers;
-pub mod transfer;
-pub mod udp;
 
-pub use activation::InheritedSocket;
-pub use address::Address;
-pub use config::{ProtocolFactory, ServeConfig};
-pub use connection::CloseReason;
 pub use error::StartError;
-pub use framing::{Frame, FrameError, FramingKind};
-pub use protocol::{ClientId, Protocol, ProtocolKind, Replies};
+pub use net::activation::InheritedSocket;
+pub use net::address::Address;
+pub use net::stream::Transport;
+pub use protocol::framing::{Frame, FrameError, FramingKind};
+pub use protocol::{ClientId, CloseReason, Protocol, ProtocolKind, Replies};
+pub use server::config::{ProtocolFactory, ServeConfig};
+pub use server::signals::StopHandle;
+pub use server::stats::StatsSnapshot;
 pub use server::{RunningServer, Server};
-pub use shutdown::StopHandle;
-pub use stats::StatsSnapshot;
-pub use stream::Transport;

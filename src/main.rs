@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use clap::error::ErrorKind;
 use echoloop::cli::{Cli, Command, ServeArgs};
-use echoloop::{Server, StartError, activation};
+use echoloop::net::activation;
+use echoloop::{Server, StartError};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -33,9 +34,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Load(args) => load(args),
-        Command::Client(args) => echoloop::client::run(args),
-        Command::Put(args) => echoloop::transfer::put(args),
-        Command::Get(args) => echoloop::transfer::get(args),
+        Command::Client(args) => echoloop::clients::interactive::run(args),
+        Command::Put(args) => echoloop::clients::transfer::put(args),
+        Command::Get(args) => echoloop::clients::transfer::get(args),
     }
 }
 
@@ -59,7 +60,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     let explicit_listen = !args.listen.is_empty();
     let model = args.model;
     let mut config = args.into_config();
-    if model == echoloop::threaded::Model::Threaded {
+    if model == echoloop::server::threaded::Model::Threaded {
         return serve_threaded(&config);
     }
     if !inherited.is_empty() && !explicit_listen {
@@ -91,7 +92,7 @@ fn serve(args: ServeArgs) -> ExitCode {
 
 /// `serve --model threaded`: the same start and exit codes, one thread per connection.
 fn serve_threaded(config: &echoloop::ServeConfig) -> ExitCode {
-    let server = match echoloop::threaded::ThreadedServer::bind(config) {
+    let server = match echoloop::server::threaded::ThreadedServer::bind(config) {
         Ok(server) => server,
         Err(e @ StartError::Config(_)) => return usage_error(&e.to_string()),
         Err(e) => {
@@ -111,15 +112,17 @@ fn serve_threaded(config: &echoloop::ServeConfig) -> ExitCode {
     }
 }
 
-fn load(args: echoloop::load::LoadArgs) -> ExitCode {
+fn load(args: echoloop::clients::load::LoadArgs) -> ExitCode {
     let (json, histogram) = (args.json, args.histogram.clone());
     let config = match args.into_config() {
         Ok(config) => config,
         Err(message) => return usage_error(&message),
     };
-    let report = match echoloop::load::run(&config) {
+    let report = match echoloop::clients::load::run(&config) {
         Ok(report) => report,
-        Err(e @ echoloop::load::LoadError::Limits(_)) => return usage_error(&e.to_string()),
+        Err(e @ echoloop::clients::load::LoadError::Limits(_)) => {
+            return usage_error(&e.to_string());
+        }
         Err(e) => {
             eprintln!("echoloop: {e}");
             return ExitCode::FAILURE;

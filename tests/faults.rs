@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{connect, pseudo_random_bytes, read_exactly, read_to_end, serve, wait_for_stats};
 use echoloop::CloseReason;
-use echoloop::framing::{FramingKind, encode};
+use echoloop::protocol::framing::{FramingKind, encode};
 
 #[test]
 fn resets_garbage_and_bad_frames_while_good_clients_verify_their_streams() {

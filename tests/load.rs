@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use echoloop::load::{self, LoadConfig, LoadReport, ReplyKind, Target};
+use echoloop::clients::load::{self, LoadConfig, LoadReport, ReplyKind, Target};
 use echoloop::{Address, FramingKind};
 
 fn tcp(addr: SocketAddr) -> Target {

@@ -7,7 +7,7 @@ use std::net::{Shutdown, TcpStream};
 use std::thread;
 
 use common::{Daemon, PATIENCE, pseudo_random_bytes, read_exactly, read_line, read_to_end, send};
-use echoloop::threaded::{RunningThreaded, ThreadedServer};
+use echoloop::server::threaded::{RunningThreaded, ThreadedServer};
 use echoloop::{CloseReason, ProtocolKind, ServeConfig, StatsSnapshot};
 
 fn serve_threaded(adjust: impl FnOnce(&mut ServeConfig)) -> RunningThreaded {

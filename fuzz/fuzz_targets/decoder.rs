@@ -3,7 +3,7 @@
 //! and where no frame broke the rules, the frames' wire bytes put back together are the input.
 #![no_main]
 
-use echoloop::framing::{Decoder, FramingKind};
+use echoloop::protocol::framing::{Decoder, FramingKind};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

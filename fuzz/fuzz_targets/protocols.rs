@@ -5,7 +5,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use echoloop::framing::{Decoder, FramingKind};
+use echoloop::protocol::framing::{Decoder, FramingKind};
 use echoloop::protocol::{ClientId, ProtocolKind, Replies};
 use echoloop::CloseReason;
 use libfuzzer_sys::fuzz_target;

@@ -29,8 +29,8 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use super::{Answer, ClientId, Protocol, Replies};
-use crate::connection::CloseReason;
-use crate::framing::{Frame, FrameError, FramingKind};
+use crate::protocol::CloseReason;
+use crate::protocol::framing::{Frame, FrameError, FramingKind};
 
 /// Characters in the ring: the printable ASCII characters 0x20 through 0x7E.
 pub const RING_LEN: usize = 95;

@@ -34,8 +34,8 @@ use std::rc::Rc;
 use std::time::SystemTime;
 
 use super::{Answer, ClientId, Protocol, Replies, SlowReader};
-use crate::connection::CloseReason;
-use crate::framing::{self, Frame, FrameError, FramingKind};
+use crate::protocol::CloseReason;
+use crate::protocol::framing::{self, Frame, FrameError, FramingKind};
 
 /// Longest name `/nick` accepts, in bytes.
 pub const MAX_NAME_BYTES: usize = 32;

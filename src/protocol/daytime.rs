@@ -15,7 +15,7 @@ use std::time::SystemTime;
 
 use super::timestamp::Ctime;
 use super::{Answer, ClientId, Protocol, Replies};
-use crate::framing::{Frame, FrameError, FramingKind};
+use crate::protocol::framing::{Frame, FrameError, FramingKind};
 
 /// The daytime service.
 #[derive(Debug, Default, Clone, Copy)]

@@ -11,7 +11,7 @@
 use std::time::SystemTime;
 
 use super::{Answer, ClientId, Protocol, Replies};
-use crate::framing::{Frame, FrameError, FramingKind};
+use crate::protocol::framing::{Frame, FrameError, FramingKind};
 
 /// The discard service.
 #[derive(Debug, Default, Clone, Copy)]

@@ -7,7 +7,7 @@
 use std::time::SystemTime;
 
 use super::{Answer, ClientId, Protocol, Replies};
-use crate::framing::{Frame, FramingKind};
+use crate::protocol::framing::{Frame, FramingKind};
 
 /// The echo service.
 #[derive(Debug, Default, Clone, Copy)]

@@ -16,10 +16,12 @@
 
 mod chargen;
 mod chat;
+mod close;
 mod daytime;
 mod discard;
 mod echo;
 pub mod files;
+pub mod framing;
 mod timestamp;
 
 pub use chargen::Chargen;
@@ -35,8 +37,8 @@ use std::ops::Range;
 use std::rc::Rc;
 use std::time::SystemTime;
 
-use crate::connection::CloseReason;
-use crate::framing::{self, Frame, FrameError, FramingKind};
+pub use close::CloseReason;
+use framing::{Frame, FrameError, FramingKind};
 
 /// Names one connection of a reactor for as long as it is open (its slot in the reactor's slab).
 ///

@@ -32,7 +32,7 @@ use jiff::civil::{DateTime, Weekday};
 use jiff::tz::TimeZone;
 
 use super::{Answer, ClientId, Protocol, Replies};
-use crate::framing::{Frame, FramingKind};
+use crate::protocol::framing::{Frame, FramingKind};
 
 const WEEKDAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 const MONTHS: [&str; 12] = [

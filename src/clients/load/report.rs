@@ -19,7 +19,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::config::{LoadConfig, ReplyKind, Target};
-use crate::framing::FramingKind;
+use crate::protocol::framing::FramingKind;
 
 /// Longest latency recorded: an hour, in nanoseconds. Longer ones are recorded as an hour.
 const LATENCY_MAX_NS: u64 = 3_600_000_000_000;

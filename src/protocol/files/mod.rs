@@ -53,10 +53,10 @@ use self::request::{
     parse_partial_name, parse_request, partial_name, start_of, tutorial_name,
 };
 use super::{ClientId, Protocol, ProtocolKind, Replies};
-use crate::config::ServeConfig;
-use crate::connection::CloseReason;
 use crate::error::StartError;
-use crate::framing::{Frame, FrameError, FramingKind};
+use crate::protocol::CloseReason;
+use crate::protocol::framing::{Frame, FrameError, FramingKind};
+use crate::server::config::ServeConfig;
 
 /// `--max-file-bytes` when not given: 1 GiB.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 1 << 30;

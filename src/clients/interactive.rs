@@ -34,9 +34,9 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::address::Address;
-use crate::outbound::OutboundQueue;
-use crate::stream::Stream;
+use crate::net::address::Address;
+use crate::net::stream::Stream;
+use crate::server::outbound::OutboundQueue;
 
 const STDIN: Token = Token(0);
 const SOCKET: Token = Token(1);

@@ -16,7 +16,7 @@ use mio::net::{TcpStream, UnixStream};
 use mio::{Interest, Registry, Token};
 
 /// Which kind of stream socket: the `transport` label of the metrics, and the index of that
-/// transport's counters in [`Stats`](crate::stats::Stats) (hence the explicit discriminants).
+/// transport's counters in [`Stats`](crate::server::stats::Stats) (hence the explicit discriminants).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
     /// TCP.

@@ -15,8 +15,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::connection::CloseReason;
-use crate::stream::Transport;
+use crate::net::stream::Transport;
+use crate::protocol::CloseReason;
 
 /// A counter written by one thread (its reactor) and read by any.
 #[derive(Debug, Default)]

@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::address::Address;
-use crate::framing::FramingKind;
+use crate::net::address::Address;
+use crate::protocol::framing::FramingKind;
 use crate::protocol::{Files, FilesConfig, Protocol, ProtocolKind};
 
 /// Makes a fresh protocol value for one reactor: how a protocol of your own is served.

@@ -35,11 +35,11 @@ use log::{debug, trace};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry};
 
-use crate::connection::CloseReason;
-use crate::reactor::{METRICS_SOURCES, Source};
+use crate::net::stream::Transport;
+use crate::protocol::CloseReason;
 use crate::server::ServerStats;
-use crate::stats::{StatsSnapshot, StreamSnapshot};
-use crate::stream::Transport;
+use crate::server::reactor::{METRICS_SOURCES, Source};
+use crate::server::stats::{StatsSnapshot, StreamSnapshot};
 
 /// Largest request head we read; past it the answer is 431.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
@@ -434,7 +434,7 @@ fn transport_label(transport: Transport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::Stats;
+    use crate::server::stats::Stats;
 
     fn status(response: &[u8]) -> &str {
         let text = std::str::from_utf8(response).unwrap();

@@ -25,7 +25,7 @@ use mio::Interest;
 use mio::net::UdpSocket;
 
 use crate::protocol::{Answer, Protocol};
-use crate::stats::Stats;
+use crate::server::stats::Stats;
 
 /// Source ports that never get an answer (see the module docs).
 pub const LOOP_PORTS: [u16; 5] = [0, 7, 13, 19, 37];

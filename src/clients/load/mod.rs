@@ -23,7 +23,7 @@
 //! `report.rs`, `live.rs`, `args.rs` (the command line).
 //!
 //! ```
-//! use echoloop::load::{self, LoadConfig, Target};
+//! use echoloop::clients::load::{self, LoadConfig, Target};
 //! use echoloop::{Address, Server, ServeConfig};
 //!
 //! let server = Server::bind(&ServeConfig::for_tests())?.spawn()?;

@@ -29,9 +29,9 @@ use super::config::{ReplyKind, Target};
 use super::message::{Message, preview};
 use super::pacing::Pacing;
 use super::report::{ConnectFailure, ConnectionError, Tally};
-use crate::address::Address;
-use crate::framing::{self, Decoder, FramingKind};
-use crate::stream::Stream;
+use crate::net::address::Address;
+use crate::net::stream::Stream;
+use crate::protocol::framing::{self, Decoder, FramingKind};
 
 /// Reads per readiness event before the connection yields to the others (mio is edge-triggered,
 /// so a connection cut short is revisited by the reactor).

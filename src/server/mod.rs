@@ -19,6 +19,17 @@
 //!
 //! Next: `reactor.rs`, the loop itself.
 
+pub mod config;
+pub mod connection;
+pub mod metrics;
+pub mod outbound;
+pub mod reactor;
+pub mod signals;
+pub mod stats;
+pub mod threaded;
+pub mod timers;
+pub mod udp;
+
 use std::io;
 use std::net::SocketAddr;
 use std::os::unix::net::UnixListener as StdUnixListener;
@@ -30,15 +41,15 @@ use clap::ValueEnum;
 use log::info;
 use mio::Poll;
 
-use crate::activation::InheritedSocket;
-use crate::address::Address;
-use crate::config::ServeConfig;
 use crate::error::StartError;
-use crate::listener::{self, BindOptions, Listener};
-use crate::metrics::MetricsEndpoint;
-use crate::reactor::{MAX_SOCKETS_PER_KIND, Reactor, ReactorSockets};
-use crate::shutdown::StopHandle;
-use crate::stats::{Stats, StatsSnapshot};
+use crate::net::activation::InheritedSocket;
+use crate::net::address::Address;
+use crate::net::listener::{self, BindOptions, Listener};
+use crate::server::config::ServeConfig;
+use crate::server::metrics::MetricsEndpoint;
+use crate::server::reactor::{MAX_SOCKETS_PER_KIND, Reactor, ReactorSockets};
+use crate::server::signals::StopHandle;
+use crate::server::stats::{Stats, StatsSnapshot};
 
 /// Sockets bound and reactors ready to run.
 pub struct Server {
@@ -60,7 +71,7 @@ impl Server {
     }
 
     /// Binds every socket `config` names, once per worker, and serves the `inherited` sockets
-    /// too (socket activation: [`crate::activation::inherited_sockets`]).
+    /// too (socket activation: [`crate::net::activation::inherited_sockets`]).
     pub fn bind_with(
         config: &ServeConfig,
         inherited: Vec<InheritedSocket>,

@@ -32,7 +32,7 @@ use mio::net::{TcpListener, UnixListener};
 use mio::{Interest, Registry, Token};
 use socket2::{Domain, Socket, TcpKeepalive, Type};
 
-use crate::stream::{Stream, Transport};
+use crate::net::stream::{Stream, Transport};
 
 /// Options for a TCP listening socket.
 #[derive(Debug, Clone, Copy)]

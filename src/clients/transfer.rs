@@ -30,8 +30,8 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
-use crate::address::Address;
 use crate::cli::{GetArgs, PutArgs};
+use crate::net::address::Address;
 use crate::protocol::files::request::{MAX_LINE_BYTES, hex, is_valid_name, parse_decimal};
 
 /// Bytes sent or received per write or read.

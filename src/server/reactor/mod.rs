@@ -32,21 +32,22 @@ use mio::event::Event;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::activation;
-use crate::alarm::Alarm;
-use crate::config::ServeConfig;
-use crate::connection::{CloseReason, Connection, State, interest_label};
-use crate::framing::FramingKind;
-use crate::listener::{AcceptOptions, Listener, ReserveFd, is_resource_exhaustion};
-use crate::metrics::MetricsEndpoint;
-use crate::outbound::Flushed;
+use crate::net::activation;
+use crate::net::alarm::Alarm;
+use crate::net::listener::{AcceptOptions, Listener, ReserveFd, is_resource_exhaustion};
+use crate::net::stream::Stream;
+use crate::protocol::CloseReason;
+use crate::protocol::framing::FramingKind;
 use crate::protocol::{Action, ClientId, Protocol, Replies, SlowReader};
 use crate::server::ServerStats;
-use crate::shutdown::{SignalRequest, SignalSource};
-use crate::stats::Stats;
-use crate::stream::Stream;
-use crate::timers::{TimerEntry, Timers};
-use crate::udp::{DatagramEndpoint, Drained};
+use crate::server::config::ServeConfig;
+use crate::server::connection::{Connection, State, interest_label};
+use crate::server::metrics::MetricsEndpoint;
+use crate::server::outbound::Flushed;
+use crate::server::signals::{SignalRequest, SignalSource};
+use crate::server::stats::Stats;
+use crate::server::timers::{TimerEntry, Timers};
+use crate::server::udp::{DatagramEndpoint, Drained};
 
 /// Bytes in the reactor-wide read buffer: big enough for any UDP datagram.
 const READ_BUFFER_BYTES: usize = 64 * 1024;

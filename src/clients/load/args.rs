@@ -15,8 +15,8 @@ use clap::Args;
 
 use super::config::{LoadConfig, ReplyKind, Target};
 use super::limits::parse_source_addrs;
-use crate::address::Address;
-use crate::framing::FramingKind;
+use crate::net::address::Address;
+use crate::protocol::framing::FramingKind;
 
 /// Largest UDP payload over IPv4.
 const MAX_DATAGRAM_PAYLOAD: u64 = 65_507;

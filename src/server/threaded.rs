@@ -51,15 +51,16 @@ use std::time::{Duration, Instant, SystemTime};
 use log::{debug, info, trace, warn};
 use slab::Slab;
 
-use crate::address::Address;
-use crate::config::ServeConfig;
-use crate::connection::{CloseReason, LINGER};
 use crate::error::StartError;
-use crate::framing::{Decoder, FramingKind};
-use crate::listener::{self, BindOptions};
+use crate::net::address::Address;
+use crate::net::listener::{self, BindOptions};
+use crate::net::stream::Transport;
+use crate::protocol::CloseReason;
+use crate::protocol::framing::{Decoder, FramingKind};
 use crate::protocol::{ClientId, Protocol, ProtocolKind, Replies};
-use crate::stats::{Stats, StatsSnapshot};
-use crate::stream::Transport;
+use crate::server::config::ServeConfig;
+use crate::server::connection::LINGER;
+use crate::server::stats::{Stats, StatsSnapshot};
 
 /// Bytes one connection thread reads at a time (the reactor's read buffer, but one per client).
 const READ_BUFFER_BYTES: usize = 64 * 1024;

@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
-use crate::address::{Address, parse_socket_addr};
-use crate::config::ServeConfig;
-use crate::framing::FramingKind;
+use crate::net::address::{Address, parse_socket_addr};
 use crate::protocol::files::DEFAULT_MAX_FILE_BYTES;
+use crate::protocol::framing::FramingKind;
 use crate::protocol::{FilesConfig, ProtocolKind};
+use crate::server::config::ServeConfig;
 
 /// echoloop: a single-threaded event-loop server (echo, timestamp, chat, ...), its load
 /// generator and its client.
@@ -34,9 +34,9 @@ pub enum Command {
     /// Run the server.
     Serve(ServeArgs),
     /// Generate load against a server and check every reply.
-    Load(crate::load::LoadArgs),
+    Load(crate::clients::load::LoadArgs),
     /// Talk to a server: stdin lines go out, what the server sends is printed as it arrives.
-    Client(crate::client::ClientArgs),
+    Client(crate::clients::interactive::ClientArgs),
     /// Upload FILE to a `-p files` server, resuming where an interrupted upload stopped.
     Put(PutArgs),
     /// Download NAME from a `-p files` server, continuing a partial local file.
@@ -112,7 +112,7 @@ pub struct ServeArgs {
     pub dir_quota: u64,
     /// How clients are served: one event-loop thread (reactor), or a blocking thread per connection (threaded)
     #[arg(long, value_enum, default_value = "reactor", value_name = "MODEL")]
-    pub model: crate::threaded::Model,
+    pub model: crate::server::threaded::Model,
 }
 
 /// `echoloop put`.

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::address::Address;
-use crate::framing::FramingKind;
+use crate::net::address::Address;
+use crate::protocol::framing::FramingKind;
 
 /// Where the load goes: a stream server (TCP or Unix) or a UDP socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,7 +100,7 @@ impl LoadConfig {
         self.threads.clamp(1, self.connections.max(1))
     }
 
-    /// Whether replies are cut by a [`crate::framing::Decoder`] (line, length) rather than checked as
+    /// Whether replies are cut by a [`crate::protocol::framing::Decoder`] (line, length) rather than checked as
     /// a byte stream (raw echo) or one per datagram (UDP).
     pub fn is_datagram(&self) -> bool {
         matches!(self.target, Target::Datagram(_))

@@ -1,0 +1,7 @@
+//! Sockets: how they are named, bound, accepted, registered and timed. No protocol, no server.
+
+pub mod activation;
+pub mod address;
+pub mod alarm;
+pub mod listener;
+pub mod stream;
