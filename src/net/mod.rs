@@ -4,4 +4,5 @@ pub mod activation;
 pub mod address;
 pub mod alarm;
 pub mod listener;
+pub mod registration;
 pub mod stream;

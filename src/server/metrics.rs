@@ -37,8 +37,8 @@ use mio::{Interest, Registry};
 
 use crate::net::stream::Transport;
 use crate::protocol::CloseReason;
-use crate::server::ServerStats;
-use crate::server::reactor::{METRICS_SOURCES, Source};
+use crate::server::reactor::token::{METRICS_SOURCES, Source};
+use crate::server::stats::ServerStats;
 use crate::server::stats::{StatsSnapshot, StreamSnapshot};
 
 /// Largest request head we read; past it the answer is 431.

@@ -49,7 +49,7 @@ use crate::server::config::ServeConfig;
 use crate::server::metrics::MetricsEndpoint;
 use crate::server::reactor::{MAX_SOCKETS_PER_KIND, Reactor, ReactorSockets};
 use crate::server::signals::StopHandle;
-use crate::server::stats::{Stats, StatsSnapshot};
+use crate::server::stats::{ServerStats, Stats, StatsSnapshot};
 
 /// Sockets bound and reactors ready to run.
 pub struct Server {
@@ -339,21 +339,6 @@ impl Server {
     }
 }
 
-/// Every worker's counters, read together.
-#[derive(Debug, Clone)]
-pub struct ServerStats(Vec<Arc<Stats>>);
-
-impl ServerStats {
-    /// The counters of all workers, added up.
-    pub fn snapshot(&self) -> StatsSnapshot {
-        let mut total = StatsSnapshot::default();
-        for stats in &self.0 {
-            total.merge(&stats.snapshot());
-        }
-        total
-    }
-}
-
 /// A server running on a background thread (tests, examples). Dropping it stops it and waits.
 #[derive(Debug)]
 pub struct RunningServer {
@@ -386,9 +371,14 @@ impl RunningServer {
         self.metrics_addr
     }
 
-    /// The counters now.
+    /// The counters now, every worker's added up.
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot()
+    }
+
+    /// The counters now, one snapshot per worker.
+    pub fn worker_stats(&self) -> Vec<StatsSnapshot> {
+        self.stats.per_worker()
     }
 
     /// A handle to begin the drain without waiting for it.

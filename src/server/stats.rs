@@ -13,6 +13,7 @@
 //!
 //! That is the tour. `docs/ARCHITECTURE.md` follows one event through all of it.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::net::stream::Transport;
@@ -273,6 +274,26 @@ impl StatsSnapshot {
             self.datagrams_sent,
             self.datagrams_dropped,
         )
+    }
+}
+
+/// Every worker's counters, read together.
+#[derive(Debug, Clone)]
+pub struct ServerStats(pub Vec<Arc<Stats>>);
+
+impl ServerStats {
+    /// The counters of all workers, added up.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let mut total = StatsSnapshot::default();
+        for stats in &self.0 {
+            total.merge(&stats.snapshot());
+        }
+        total
+    }
+
+    /// The counters of each worker, in worker order.
+    pub fn per_worker(&self) -> Vec<StatsSnapshot> {
+        self.0.iter().map(|stats| stats.snapshot()).collect()
     }
 }
 
