@@ -24,18 +24,16 @@ struct Suffix {
 }
 
 impl Protocol for Suffix {
+    /// Nothing is kept per client.
+    type Session = ();
+    /// The name the server's log gives it.
+    const NAME: &'static str = "suffix";
     /// Lines: the message ends at `\n`, and so does the answer.
-    fn default_framing(&self) -> FramingKind {
-        FramingKind::Line
-    }
+    const FRAMING: FramingKind = FramingKind::Line;
 
-    fn on_frame(
-        &mut self,
-        _client: ClientId,
-        frame: Frame<'_>,
-        _now: SystemTime,
-        out: &mut Replies,
-    ) {
+    fn on_connect(&mut self, _client: ClientId, _now: SystemTime, _out: &mut Replies) {}
+
+    fn on_frame(&mut self, _: &mut (), frame: Frame<'_>, _now: SystemTime, out: &mut Replies) {
         // `send_frame` frames the answer as the client frames its messages: a line here.
         out.send_frame(&[frame.payload, self.suffix]);
     }
@@ -43,11 +41,10 @@ impl Protocol for Suffix {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = ServeConfig {
-        custom: Some(ProtocolFactory::new(|| {
-            Box::new(Suffix {
-                suffix: b" (seen by echoloop)",
-            })
-        })),
+        protocol: ProtocolFactory::new(|| Suffix {
+            suffix: b" (seen by echoloop)",
+        })
+        .into(),
         ..ServeConfig::for_tests() // 127.0.0.1:0, no signal handlers
     };
     let server = Server::bind(&config)?.spawn()?;

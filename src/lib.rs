@@ -5,27 +5,43 @@
 //! to run, a load generator to test servers with, and a textbook: the modules below are written to
 //! be read in this order.
 //!
-//! 1. [`address`]: how sockets are named (`HOST:PORT`, `[V6]:PORT`, `unix:/path`).
-//! 2. [`config`]: what a server is asked to do; [`cli`] turns the command line into it.
-//! 3. [`server`]: binds the sockets, starts one reactor per worker.
-//! 4. [`reactor`]: **the event loop**: wait, dispatch, tidy up. Start here if you read one file.
-//! 5. [`connection`]: one client's state machine, and the interest derived from it.
-//! 6. [`outbound`]: the bytes we owe a client (the select server's `message_dict`), short writes.
-//! 7. [`framing`]: where one message ends and the next begins (raw, line, length).
-//! 8. [`protocol`]: frames in, replies out: echo and friends, pure and tested with byte slices.
-//! 9. [`udp`]: datagrams on the same loop.
-//! 10. [`listener`] and [`stream`]: binding, accepting, running out of descriptors.
-//! 11. [`timers`]: idle deadlines without scanning every connection; [`alarm`] wakes the loop for
-//!     the earliest one.
-//! 12. [`shutdown`]: signals as readable events, and the drain.
-//! 13. [`stats`]: counters readable while the server runs.
-//! 14. [`metrics`]: the counters for Prometheus, on the same loop (`--metrics`).
-//! 15. [`activation`]: running under systemd: inherited sockets, readiness.
-//! 16. [`load`]: the load generator, built like the server: a few client reactors, every reply checked.
-//! 17. [`client`]: the interactive client, the same event loop seen from the other side.
-//! 18. [`protocol::files`] and [`transfer`]: file transfer with resume, server and clients.
-//! 19. [`threaded`]: the design the reactor replaces, one blocking thread per connection
-//!     (`serve --model threaded`), serving the same protocols for side-by-side study.
+//! The tree shows the architecture; arrows point down this list, never up:
+//!
+//! - [`cli`]: clap types only; each command turns its arguments into a plain config.
+//! - [`clients`]: the load generator, the interactive client, file transfer. They use [`net`]
+//!   and [`protocol::framing`], never the server.
+//! - [`server`]: binds sockets and runs reactors; `server::reactor` is the event loop.
+//! - [`protocol`]: frames in, replies out; pure, no socket, no clock.
+//! - [`net`]: sockets: naming, binding, accepting, registering interest, the loop's timer.
+//!
+//! ## Reading order
+//!
+//! Follow one request, from the loop outwards. Each module's doc ends with a `Next:` line that
+//! takes you to the next one in this list.
+//!
+//! 1. [`server::config`], then [`server`]: what a server is asked to do; binding, one reactor
+//!    per worker.
+//! 2. [`server::reactor`]: **the event loop**: wait, dispatch, tidy up. Start here if you read
+//!    one file. Beside it: `token.rs` (what a token stands for), `accept.rs`, `client.rs` (read,
+//!    answer, flush), `sockets.rs` (UDP, metrics), `tidy.rs` (timers, closing), `shutdown.rs`.
+//! 3. [`server::connection`]: one client's life as a sans-IO state machine, and the interest
+//!    derived from it.
+//! 4. [`net::outbound`]: the bytes we owe a peer (the select server's `message_dict`), short
+//!    writes; [`net::registration`]: interest from two facts, one `epoll_ctl` per change.
+//! 5. [`protocol::framing`], then [`protocol`]: where one message ends; the `Protocol` trait,
+//!    `Replies`, sessions; then the services from the simplest (echo) to files, and
+//!    [`protocol::testing`], which drives any of them with byte slices.
+//! 6. [`server::udp`]: datagrams on the same loop.
+//! 7. [`net::address`], [`net::listener`], [`net::stream`], [`net::activation`]: naming,
+//!    binding and accepting sockets, running out of descriptors, sockets from systemd.
+//! 8. [`server::timers`] and [`net::alarm`]: deadlines without scanning, and the one timer the
+//!    loop sleeps on.
+//! 9. [`server::signals`], [`server::stats`], [`server::metrics`]: stopping, counting, watching.
+//! 10. [`server::threaded`]: the design the reactor replaces, one blocking thread per
+//!     connection (`serve --model threaded`), for side-by-side study.
+//! 11. [`clients::load`], [`clients::interactive`], [`clients::transfer`]: the same loop from
+//!     the other side.
+//! 12. [`cli`], and `main.rs`: the command line and exit codes.
 //!
 //! ```
 //! use std::io::{Read, Write};
@@ -56,8 +72,8 @@ pub use net::activation::InheritedSocket;
 pub use net::address::Address;
 pub use net::stream::Transport;
 pub use protocol::framing::{Frame, FrameError, FramingKind};
-pub use protocol::{ClientId, CloseReason, Protocol, ProtocolKind, Replies};
-pub use server::config::{ProtocolFactory, ServeConfig};
+pub use protocol::{ClientId, CloseReason, Protocol, ProtocolFactory, ProtocolKind, Replies};
+pub use server::config::{ProtocolChoice, ServeConfig};
 pub use server::signals::StopHandle;
 pub use server::stats::StatsSnapshot;
 pub use server::{RunningServer, Server};

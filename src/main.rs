@@ -34,9 +34,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Load(args) => load(args),
-        Command::Client(args) => echoloop::clients::interactive::run(args),
-        Command::Put(args) => echoloop::clients::transfer::put(args),
-        Command::Get(args) => echoloop::clients::transfer::get(args),
+        Command::Client(args) => echoloop::clients::interactive::run(&args.into_config()),
+        Command::Put(args) => echoloop::clients::transfer::put(&args.into_config()),
+        Command::Get(args) => echoloop::clients::transfer::get(&args.into_config()),
     }
 }
 
@@ -112,7 +112,7 @@ fn serve_threaded(config: &echoloop::ServeConfig) -> ExitCode {
     }
 }
 
-fn load(args: echoloop::clients::load::LoadArgs) -> ExitCode {
+fn load(args: echoloop::cli::LoadArgs) -> ExitCode {
     let (json, histogram) = (args.json, args.histogram.clone());
     let config = match args.into_config() {
         Ok(config) => config,

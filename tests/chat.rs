@@ -12,7 +12,7 @@ use echoloop::{CloseReason, ProtocolKind, ServeConfig};
 
 fn chat_server(adjust: impl FnOnce(&mut ServeConfig)) -> TestServer {
     serve(|cfg| {
-        cfg.protocol = ProtocolKind::Chat;
+        cfg.protocol = ProtocolKind::Chat.into();
         adjust(cfg);
     })
 }

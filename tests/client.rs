@@ -138,7 +138,7 @@ fn a_refused_connection_is_one_line_and_exit_1() {
 
 #[test]
 fn chat_lines_go_both_ways_while_stdin_is_open() {
-    let server = serve(|cfg| cfg.protocol = ProtocolKind::Chat);
+    let server = serve(|cfg| cfg.protocol = ProtocolKind::Chat.into());
     let mut member = connect(&server);
     assert_eq!(read_line(&mut member), b"* you are user0");
     let mut child = spawn_client(&[&server.addr().to_string()], Stdio::piped());
@@ -175,7 +175,7 @@ fn chat_lines_go_both_ways_while_stdin_is_open() {
 
 #[test]
 fn the_client_exits_0_when_the_server_closes_first() {
-    let server = serve(|cfg| cfg.protocol = ProtocolKind::Chat);
+    let server = serve(|cfg| cfg.protocol = ProtocolKind::Chat.into());
     let mut child = spawn_client(&[&server.addr().to_string()], Stdio::piped());
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"/quit\n").unwrap(); // stdin stays open: the server ends the session

@@ -63,7 +63,7 @@ fn assert_stamped(reply: &str, message: &str) {
 #[test]
 fn the_tutorial_tcp_client_gets_one_stamped_reply_per_send() {
     let server = common::serve(|cfg| {
-        cfg.protocol = ProtocolKind::Timestamp;
+        cfg.protocol = ProtocolKind::Timestamp.into();
         cfg.framing = Some(FramingKind::Raw);
     });
     let Some(stdout) = run_client(
@@ -82,7 +82,7 @@ fn the_tutorial_tcp_client_gets_one_stamped_reply_per_send() {
 #[test]
 fn the_tutorial_udp_client_gets_one_stamped_datagram_per_sendto() {
     let server = common::serve(|cfg| {
-        cfg.protocol = ProtocolKind::Timestamp;
+        cfg.protocol = ProtocolKind::Timestamp.into();
         cfg.udp = vec!["127.0.0.1:0".parse().unwrap()];
     });
     let Some(stdout) = run_client(

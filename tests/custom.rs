@@ -1,55 +1,159 @@
-//! `ServeConfig::custom`: a protocol that is not one of echoloop's own, served by the reactor.
+//! A protocol that is not one of echoloop's own, served by the reactor: its sessions live with
+//! their connections, its shared state with its reactor, and every reply path is delivered.
 
 mod common;
 
-use std::time::SystemTime;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
 
-use echoloop::{ClientId, Frame, FramingKind, Protocol, ProtocolFactory, Replies, ServeConfig};
+use echoloop::{
+    ClientId, Frame, FramingKind, Protocol, ProtocolChoice, ProtocolFactory, Replies, ServeConfig,
+};
 
-/// Answers each line with its length in bytes.
-struct Count;
+/// Answers each line with `<line of this client> <lines this protocol value has seen> <bytes>`:
+/// the first number lives in the session, the second in the protocol value.
+struct Count {
+    seen: usize,
+}
 
 impl Protocol for Count {
-    fn default_framing(&self) -> FramingKind {
-        FramingKind::Line
+    /// The client's own line count.
+    type Session = usize;
+    const NAME: &'static str = "count";
+    const FRAMING: FramingKind = FramingKind::Line;
+
+    fn on_connect(&mut self, _: ClientId, _: SystemTime, _: &mut Replies) -> usize {
+        0
     }
 
-    fn on_frame(&mut self, _: ClientId, frame: Frame<'_>, _: SystemTime, out: &mut Replies) {
-        out.send_frame(&[frame.payload.len().to_string().as_bytes()]);
+    fn on_frame(&mut self, lines: &mut usize, frame: Frame<'_>, _: SystemTime, out: &mut Replies) {
+        *lines += 1;
+        self.seen += 1;
+        let answer = format!("{} {} {}", lines, self.seen, frame.payload.len());
+        out.send_frame(&[answer.as_bytes()]);
     }
 }
 
-fn factory() -> ProtocolFactory {
-    ProtocolFactory::new(|| Box::new(Count))
+/// A factory that counts how many protocol values it made.
+fn counting_factory() -> (ProtocolFactory, Arc<AtomicUsize>) {
+    let built = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&built);
+    let factory = ProtocolFactory::new(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Count { seen: 0 }
+    });
+    (factory, built)
 }
 
 #[test]
-fn a_custom_protocol_is_served_with_its_own_default_framing() {
-    let server = common::serve(|cfg| cfg.custom = Some(factory()));
-    let mut client = common::connect(&server);
-    common::send(&mut client, b"four\n\xff\xfe\r\n");
-    assert_eq!(common::read_line(&mut client), b"4");
-    assert_eq!(common::read_line(&mut client), b"2");
+fn a_custom_protocol_is_served_with_its_own_default_framing_and_sessions() {
+    let (factory, _) = counting_factory();
+    let server = common::serve(|cfg| cfg.protocol = factory.into());
+    let mut first = common::connect(&server);
+    common::send(&mut first, b"four\n\xff\xfe\r\n");
+    assert_eq!(common::read_line(&mut first), b"1 1 4");
+    assert_eq!(common::read_line(&mut first), b"2 2 2");
+    let mut second = common::connect(&server);
+    common::send(&mut second, b"x\n");
+    // Its own session starts at line 1; the protocol value has now seen three lines.
+    assert_eq!(common::read_line(&mut second), b"1 3 1");
 }
 
 #[test]
-fn the_framing_in_force_is_the_custom_protocols() {
+fn the_framing_and_name_are_the_custom_protocols_known_without_building_it() {
+    let (factory, built) = counting_factory();
     let config = ServeConfig {
-        custom: Some(factory()),
+        protocol: factory.into(),
         ..ServeConfig::for_tests()
     };
-    assert_eq!(config.framing(), FramingKind::Line); // echo, the `protocol` field, would be raw
+    assert_eq!(config.framing(), FramingKind::Line); // echo's would be raw
+    assert_eq!(config.protocol.name(), "count"); // what `serving ...` logs
+    assert_eq!(built.load(Ordering::SeqCst), 0);
 }
 
 #[test]
-fn each_worker_gets_its_own_protocol_value() {
+fn each_worker_gets_its_own_protocol_value_shared_by_its_clients() {
+    let (factory, built) = counting_factory();
     let server = common::serve(|cfg| {
-        cfg.custom = Some(factory());
+        cfg.protocol = factory.into();
         cfg.workers = 2;
     });
-    for _ in 0..4 {
-        let mut client = common::connect(&server);
-        common::send(&mut client, b"abc\n");
-        assert_eq!(common::read_line(&mut client), b"3");
+    const CLIENTS: usize = 32;
+    let mut clients: Vec<_> = (0..CLIENTS).map(|_| common::connect(&server)).collect();
+    let mut seen = Vec::new();
+    for client in &mut clients {
+        common::send(client, b"abc\n");
+        let line = String::from_utf8(common::read_line(client)).unwrap();
+        let fields: Vec<usize> = line.split(' ').map(|f| f.parse().unwrap()).collect();
+        assert_eq!((fields[0], fields[2]), (1, 3), "{line}");
+        seen.push(fields[1]);
     }
+    assert_eq!(built.load(Ordering::SeqCst), 2, "one value per worker");
+    // Each worker's value counted its own clients' lines, 1, 2, 3, ...: one value per
+    // connection would answer 1 every time, one value for both workers 1..=32.
+    let stats = common::wait_for_stats(&server, "every client counted", |s| {
+        s.total().connections_open == CLIENTS as u64
+    });
+    assert_eq!(stats.total().connections_accepted, CLIENTS as u64);
+    let per_worker: Vec<usize> = server
+        .worker_stats()
+        .iter()
+        .map(|s| s.total().connections_accepted as usize)
+        .collect();
+    let mut expected: Vec<usize> = per_worker.iter().flat_map(|&n| 1..=n).collect();
+    expected.sort();
+    seen.sort();
+    assert_eq!(seen, expected, "clients per worker: {per_worker:?}");
+}
+
+/// `to N` arms a relay: the next time the sender's queue is empty, `on_drained` sends a line to
+/// client N. Nothing else: the line reaches N only if replies made in `on_drained` are delivered.
+struct Relay;
+
+impl Protocol for Relay {
+    /// Where the armed relay goes.
+    type Session = Option<ClientId>;
+    const NAME: &'static str = "relay";
+    const FRAMING: FramingKind = FramingKind::Line;
+
+    fn on_connect(&mut self, client: ClientId, _: SystemTime, out: &mut Replies) -> Self::Session {
+        out.send_frame(&[client.0.to_string().as_bytes()]);
+        None
+    }
+
+    fn on_frame(
+        &mut self,
+        armed: &mut Self::Session,
+        frame: Frame<'_>,
+        _: SystemTime,
+        out: &mut Replies,
+    ) {
+        let target = std::str::from_utf8(&frame.payload[3..]).unwrap();
+        *armed = Some(ClientId(target.parse().unwrap()));
+        out.send_frame(&[b"armed"]);
+        out.refill_when_drained();
+    }
+
+    fn on_drained(&mut self, armed: &mut Self::Session, out: &mut Replies) {
+        if let Some(target) = armed.take() {
+            out.send_to(target, Rc::from(&b"from on_drained\n"[..]));
+        }
+    }
+}
+
+#[test]
+fn a_send_to_from_on_drained_reaches_its_target() {
+    let server = common::serve(|cfg| {
+        cfg.protocol = ProtocolChoice::Custom(ProtocolFactory::new(|| Relay));
+    });
+    let mut a = common::connect(&server);
+    let mut b = common::connect(&server);
+    common::read_line(&mut a);
+    let b_id = String::from_utf8(common::read_line(&mut b)).unwrap();
+    common::send(&mut a, format!("to {b_id}\n").as_bytes());
+    assert_eq!(common::read_line(&mut a), b"armed");
+    b.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    assert_eq!(common::read_line(&mut b), b"from on_drained");
 }

@@ -60,7 +60,7 @@ fn serve_files(dir: &Path, adjust: impl FnOnce(&mut FilesConfig)) -> TestServer 
     let mut files = FilesConfig::new(dir);
     adjust(&mut files);
     common::serve(|cfg| {
-        cfg.protocol = ProtocolKind::Files;
+        cfg.protocol = ProtocolKind::Files.into();
         cfg.files = Some(files);
     })
 }
@@ -620,7 +620,7 @@ fn put_and_get_over_a_unix_socket() {
     let mut files = FilesConfig::new(dir.path());
     files.max_file_bytes = 1 << 20;
     let server = common::serve(|cfg| {
-        cfg.protocol = ProtocolKind::Files;
+        cfg.protocol = ProtocolKind::Files.into();
         cfg.files = Some(files);
         cfg.listen = vec![echoloop::Address::Unix(socket.clone())];
     });

@@ -9,7 +9,7 @@ use echoloop::{CloseReason, FramingKind, ProtocolKind};
 
 fn serve(protocol: ProtocolKind, framing: FramingKind, max_frame: usize) -> common::TestServer {
     common::serve(|cfg| {
-        cfg.protocol = protocol;
+        cfg.protocol = protocol.into();
         cfg.framing = Some(framing);
         cfg.max_frame = max_frame;
     })

@@ -9,7 +9,7 @@ use echoloop::{Address, ProtocolKind};
 #[test]
 fn the_greeting_comes_first_over_tcp() {
     let server = common::serve(|cfg| {
-        cfg.protocol = ProtocolKind::Timestamp;
+        cfg.protocol = ProtocolKind::Timestamp.into();
         cfg.greeting = Some(b"welcome to echoloop".to_vec());
     });
     let mut client = common::connect(&server);
@@ -22,7 +22,7 @@ fn the_greeting_comes_first_over_tcp() {
 #[test]
 fn the_greeting_comes_before_daytimes_line() {
     let server = common::serve(|cfg| {
-        cfg.protocol = ProtocolKind::Daytime;
+        cfg.protocol = ProtocolKind::Daytime.into();
         cfg.greeting = Some(b"hello".to_vec());
     });
     let mut client = common::connect(&server);
@@ -40,7 +40,7 @@ fn the_greeting_comes_first_over_unix() {
     let path = std::env::temp_dir().join(format!("echoloop-{}-greeting.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let _server = common::serve(|cfg| {
-        cfg.protocol = ProtocolKind::Echo;
+        cfg.protocol = ProtocolKind::Echo.into();
         cfg.listen = vec![Address::Unix(path.clone())];
         cfg.greeting = Some(b"unix says hi".to_vec());
     });

@@ -18,7 +18,7 @@ fn a_download_requested_then_half_closed_arrives_whole() {
     let body = pseudo_random_bytes(3_000_000, 5);
     std::fs::write(dir.join("big.bin"), &body).unwrap();
     let server = serve(|cfg| {
-        cfg.protocol = ProtocolKind::Files;
+        cfg.protocol = ProtocolKind::Files.into();
         cfg.files = Some(FilesConfig::new(&dir));
     });
     let mut client = connect(&server);
@@ -42,7 +42,7 @@ fn a_download_requested_then_half_closed_arrives_whole() {
 
 #[test]
 fn chargen_stops_at_the_clients_fin() {
-    let server = serve(|cfg| cfg.protocol = ProtocolKind::Chargen);
+    let server = serve(|cfg| cfg.protocol = ProtocolKind::Chargen.into());
     let mut client = connect(&server);
     client.shutdown(Shutdown::Write).unwrap();
     let pattern = read_to_end(&mut client); // ends: the server closes after the FIN

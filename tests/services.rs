@@ -20,7 +20,7 @@ fn assert_ctime(text: &[u8]) {
 
 #[test]
 fn daytime_sends_one_line_then_closes() {
-    let server = common::serve(|cfg| cfg.protocol = ProtocolKind::Daytime);
+    let server = common::serve(|cfg| cfg.protocol = ProtocolKind::Daytime.into());
     let mut client = common::connect(&server);
     let all = common::read_to_end(&mut client);
     let line = all.strip_suffix(b"\r\n").expect("one CRLF-terminated line");
@@ -33,7 +33,7 @@ fn daytime_sends_one_line_then_closes() {
 
 #[test]
 fn daytime_ignores_what_the_client_sends() {
-    let server = common::serve(|cfg| cfg.protocol = ProtocolKind::Daytime);
+    let server = common::serve(|cfg| cfg.protocol = ProtocolKind::Daytime.into());
     let mut client = common::connect(&server);
     common::send(&mut client, b"what time is it?\n");
     let all = common::read_to_end(&mut client);
@@ -43,7 +43,7 @@ fn daytime_ignores_what_the_client_sends() {
 
 #[test]
 fn discard_swallows_a_mebibyte_and_stays_usable() {
-    let server = common::serve(|cfg| cfg.protocol = ProtocolKind::Discard);
+    let server = common::serve(|cfg| cfg.protocol = ProtocolKind::Discard.into());
     let mut client = common::connect(&server);
     let data = common::pseudo_random_bytes(1024 * 1024, 863);
     common::send(&mut client, &data);
@@ -80,7 +80,7 @@ fn check_pattern(bytes: &[u8], first: usize) -> usize {
 
 #[test]
 fn chargen_first_lines_follow_the_rfc() {
-    let server = common::serve(|cfg| cfg.protocol = ProtocolKind::Chargen);
+    let server = common::serve(|cfg| cfg.protocol = ProtocolKind::Chargen.into());
     let mut client = common::connect(&server);
     let first = common::read_exactly(&mut client, 3 * 74);
     let line0: Vec<u8> = (0x20u8..0x20 + 72).collect();
@@ -94,7 +94,7 @@ fn chargen_first_lines_follow_the_rfc() {
 fn chargen_keeps_going_while_read_with_a_bounded_queue() {
     let queue_limit = 64 * 1024;
     let server = common::serve(|cfg| {
-        cfg.protocol = ProtocolKind::Chargen;
+        cfg.protocol = ProtocolKind::Chargen.into();
         cfg.queue_limit = queue_limit;
     });
     let mut client = common::connect(&server);
@@ -129,7 +129,7 @@ fn chargen_keeps_going_while_read_with_a_bounded_queue() {
 
 #[test]
 fn chargen_ignores_input_and_ends_when_the_client_closes() {
-    let server = common::serve(|cfg| cfg.protocol = ProtocolKind::Chargen);
+    let server = common::serve(|cfg| cfg.protocol = ProtocolKind::Chargen.into());
     let mut client = common::connect(&server);
     common::send(&mut client, b"please stop\n");
     let first = common::read_exactly(&mut client, 74 * 100);

@@ -86,7 +86,7 @@ fn echo_is_byte_exact_for_concurrent_clients() {
 
 #[test]
 fn timestamp_stamps_each_line() {
-    let server = serve_threaded(|cfg| cfg.protocol = ProtocolKind::Timestamp);
+    let server = serve_threaded(|cfg| cfg.protocol = ProtocolKind::Timestamp.into());
     let mut client = connect(&server);
     send(&mut client, b"hello\r\nsecond line\n");
     for expected in [&b"hello"[..], b"second line"] {
@@ -138,7 +138,7 @@ fn one_over_max_connections_is_refused_with_a_line() {
 #[test]
 fn an_idle_line_client_is_told_and_closed() {
     let server = serve_threaded(|cfg| {
-        cfg.protocol = ProtocolKind::Timestamp;
+        cfg.protocol = ProtocolKind::Timestamp.into();
         cfg.idle_timeout = Some(std::time::Duration::from_secs(1));
     });
     let mut client = connect(&server);
@@ -216,7 +216,7 @@ fn unix_sockets_are_served() {
 /// batches when the server stops.
 #[test]
 fn chargen_writes_while_read_and_stops_on_shutdown() {
-    let server = serve_threaded(|cfg| cfg.protocol = ProtocolKind::Chargen);
+    let server = serve_threaded(|cfg| cfg.protocol = ProtocolKind::Chargen.into());
     let mut client = connect(&server);
     let first = read_exactly(&mut client, 74);
     assert!(

@@ -54,7 +54,7 @@ fn check_stamp(reply: &[u8]) -> &[u8] {
 
 #[test]
 fn line_framing_stamps_each_line() {
-    let server = common::serve(|cfg| cfg.protocol = ProtocolKind::Timestamp);
+    let server = common::serve(|cfg| cfg.protocol = ProtocolKind::Timestamp.into());
     let mut client = common::connect(&server);
     common::send(&mut client, b"hello\r\nsecond line\n\n");
     assert_eq!(check_stamp(&common::read_line(&mut client)), b"hello");
@@ -65,7 +65,7 @@ fn line_framing_stamps_each_line() {
 #[test]
 fn the_tutorial_raw_client_gets_one_answer_per_send() {
     let server = common::serve(|cfg| {
-        cfg.protocol = ProtocolKind::Timestamp;
+        cfg.protocol = ProtocolKind::Timestamp.into();
         cfg.framing = Some(FramingKind::Raw);
     });
     let mut client = common::connect(&server);
@@ -83,7 +83,7 @@ fn the_tutorial_raw_client_gets_one_answer_per_send() {
 
 #[test]
 fn invalid_utf8_comes_back_byte_exact() {
-    let server = common::serve(|cfg| cfg.protocol = ProtocolKind::Timestamp);
+    let server = common::serve(|cfg| cfg.protocol = ProtocolKind::Timestamp.into());
     let mut client = common::connect(&server);
     common::send(&mut client, b"\xff\xfe caf\xc3\xa9 \xc3\n");
     assert_eq!(
@@ -95,7 +95,7 @@ fn invalid_utf8_comes_back_byte_exact() {
 #[test]
 fn length_framing_answers_with_a_length_prefixed_frame() {
     let server = common::serve(|cfg| {
-        cfg.protocol = ProtocolKind::Timestamp;
+        cfg.protocol = ProtocolKind::Timestamp.into();
         cfg.framing = Some(FramingKind::Length);
     });
     let mut client = common::connect(&server);
@@ -112,7 +112,7 @@ fn length_framing_answers_with_a_length_prefixed_frame() {
 
 #[test]
 fn closes_cleanly_after_the_client_does() {
-    let server = common::serve(|cfg| cfg.protocol = ProtocolKind::Timestamp);
+    let server = common::serve(|cfg| cfg.protocol = ProtocolKind::Timestamp.into());
     let mut client = common::connect(&server);
     common::send(&mut client, b"last words without newline");
     client.shutdown(std::net::Shutdown::Write).unwrap();

@@ -10,7 +10,7 @@ use echoloop::ProtocolKind;
 /// A UDP server for `protocol` on 127.0.0.1:0 (and nothing else).
 fn serve_udp(protocol: ProtocolKind, max_frame: Option<usize>) -> common::TestServer {
     common::serve(|cfg| {
-        cfg.protocol = protocol;
+        cfg.protocol = protocol.into();
         cfg.udp = vec!["127.0.0.1:0".parse().unwrap()];
         if let Some(max) = max_frame {
             cfg.max_frame = max;
@@ -136,7 +136,7 @@ fn ipv6_loopback_works_where_available() {
         return;
     }
     let server = common::serve(|cfg| {
-        cfg.protocol = ProtocolKind::Echo;
+        cfg.protocol = ProtocolKind::Echo.into();
         cfg.udp = vec!["[::1]:0".parse().unwrap()];
     });
     let client = client_at("[::1]:0").unwrap();

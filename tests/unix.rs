@@ -22,7 +22,7 @@ fn socket_path(name: &str) -> PathBuf {
 
 fn serve_unix(protocol: ProtocolKind, path: &Path) -> common::TestServer {
     common::serve(|cfg| {
-        cfg.protocol = protocol;
+        cfg.protocol = protocol.into();
         cfg.listen = vec![Address::Unix(path.to_path_buf())];
     })
 }

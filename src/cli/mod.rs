@@ -1,22 +1,25 @@
-//! The command line: `echoloop serve | load | client`, parsed with clap into plain configs.
+//! The command line: `echoloop serve | load | client | put | get`, parsed with clap.
 //!
-//! Everything here only *describes* what to run; `config.rs` holds the structs the rest of the
-//! library takes, so tests and embedders never need clap. Bad input ends the program with one
-//! line on stderr naming the argument, and exit code 2 (see `main.rs`).
+//! Only this folder knows clap. Each command's arguments turn into a plain config struct
+//! (`ServeConfig`, `LoadConfig`, `ClientConfig`, `PutConfig`, `GetConfig`), which is all the rest
+//! of the library takes, so tests and embedders never need clap. Bad input ends the program with
+//! one line on stderr naming the argument, and exit code 2 (see `main.rs`).
 //!
-//! Next: `config.rs`.
+//! One file per command: `serve.rs`, `load.rs`, `client.rs`, `transfer.rs`.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::Duration;
+mod client;
+mod load;
+mod serve;
+mod transfer;
 
-use clap::{ArgAction, Args, Parser, Subcommand};
+pub use client::ClientArgs;
+pub use load::LoadArgs;
+pub use serve::ServeArgs;
+pub use transfer::{GetArgs, PutArgs};
 
-use crate::net::address::{Address, parse_socket_addr};
-use crate::protocol::files::DEFAULT_MAX_FILE_BYTES;
-use crate::protocol::framing::FramingKind;
-use crate::protocol::{FilesConfig, ProtocolKind};
-use crate::server::config::ServeConfig;
+use clap::{Parser, Subcommand};
+
+use crate::net::address::Address;
 
 /// echoloop: a single-threaded event-loop server (echo, timestamp, chat, ...), its load
 /// generator and its client.
@@ -34,203 +37,16 @@ pub enum Command {
     /// Run the server.
     Serve(ServeArgs),
     /// Generate load against a server and check every reply.
-    Load(crate::clients::load::LoadArgs),
+    Load(LoadArgs),
     /// Talk to a server: stdin lines go out, what the server sends is printed as it arrives.
-    Client(crate::clients::interactive::ClientArgs),
+    Client(ClientArgs),
     /// Upload FILE to a `-p files` server, resuming where an interrupted upload stopped.
     Put(PutArgs),
     /// Download NAME from a `-p files` server, continuing a partial local file.
     Get(GetArgs),
 }
 
-/// `echoloop serve`.
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    #[allow(rustdoc::broken_intra_doc_links)] // `[V6]` is clap help text, not a link
-    /// Stream listen address, repeatable: HOST:PORT, [V6]:PORT or unix:/path [default: 127.0.0.1:7007]
-    #[arg(short, long = "listen", value_name = "ADDR", value_parser = parse_address)]
-    pub listen: Vec<Address>,
-    /// Also serve the protocol over UDP at ADDR, repeatable
-    #[arg(short, long = "udp", value_name = "ADDR", value_parser = parse_socket_addr)]
-    pub udp: Vec<SocketAddr>,
-    /// The service
-    #[arg(short, long, value_enum, default_value = "echo", value_name = "NAME")]
-    pub protocol: ProtocolKind,
-    /// How frames are cut [default: the protocol's: echo raw; timestamp, chat line]
-    #[arg(long, value_enum, value_name = "F")]
-    pub framing: Option<FramingKind>,
-    /// Largest line or frame accepted, in bytes
-    #[arg(long, default_value_t = 65536, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..=u32::MAX as u64))]
-    pub max_frame: u64,
-    /// Connections held at once; one over it gets `error: server full` and is closed
-    #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_connections: u64,
-    /// Close a connection with no traffic for this long; 0 = never
-    #[arg(long, default_value_t = 300, value_name = "SECS")]
-    pub idle_timeout: u64,
-    /// Per-client outbound queue limit: above it the client is not read until it drains (chat: dropped)
-    #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
-    pub queue_limit: u64,
-    /// A line sent to each new stream client on connect
-    #[arg(long, value_name = "TEXT")]
-    pub greeting: Option<String>,
-    /// Single-threaded reactors sharing the port (SO_REUSEPORT)
-    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
-    pub workers: u64,
-    /// Set SO_REUSEPORT so that several echoloop processes can share the port (implied by --workers > 1)
-    #[arg(long)]
-    pub reuse_port: bool,
-    /// On SIGINT/SIGTERM: stop accepting, flush queued output up to this long, exit 0
-    #[arg(long, default_value_t = 5, value_name = "SECS")]
-    pub shutdown_timeout: u64,
-    /// Listen backlog
-    #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
-    pub backlog: i32,
-    /// TCP_NODELAY on accepted sockets
-    #[arg(long, default_value_t = true, action = ArgAction::Set, value_name = "BOOL")]
-    pub nodelay: bool,
-    /// TCP keepalive idle time on accepted sockets; 0 = off
-    #[arg(long, default_value_t = 0, value_name = "SECS")]
-    pub keepalive: u64,
-    /// Log a line of counters every SECS; 0 = off (SIGUSR1 logs one at any time)
-    #[arg(long, default_value_t = 0, value_name = "SECS")]
-    pub stats_interval: u64,
-    /// Log every readiness event and every decision of the reactor (as RUST_LOG=echoloop=trace)
-    #[arg(long)]
-    pub trace: bool,
-    /// Serve Prometheus metrics at http://ADDR/metrics (TCP, same reactor), e.g. 127.0.0.1:9707
-    #[arg(long, value_name = "ADDR", value_parser = parse_socket_addr)]
-    pub metrics: Option<SocketAddr>,
-    /// -p files: the folder served (required; it must exist)
-    #[arg(long, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
-    /// -p files: largest file accepted, in bytes
-    #[arg(long, default_value_t = DEFAULT_MAX_FILE_BYTES, value_name = "BYTES")]
-    pub max_file_bytes: u64,
-    /// -p files: content bytes the folder may hold, partial files included; 0 = no quota
-    #[arg(long, default_value_t = 0, value_name = "BYTES")]
-    pub dir_quota: u64,
-    /// How clients are served: one event-loop thread (reactor), or a blocking thread per connection (threaded)
-    #[arg(long, value_enum, default_value = "reactor", value_name = "MODEL")]
-    pub model: crate::server::threaded::Model,
-}
-
-/// `echoloop put`.
-#[allow(rustdoc::broken_intra_doc_links)] // `[V6]` is clap help text, not a link
-#[derive(Debug, Args)]
-pub struct PutArgs {
-    /// The server: HOST:PORT, [V6]:PORT or unix:/path
-    #[arg(value_name = "ADDR", value_parser = parse_address)]
-    pub addr: Address,
-    /// The local file to upload
-    #[arg(value_name = "FILE")]
-    pub file: PathBuf,
-    /// The name on the server [default: FILE's own name]
-    #[arg(long, value_name = "NAME")]
-    pub name: Option<String>,
-    /// Reconnect this many times after a dropped connection (or `error: busy`)
-    #[arg(long, default_value_t = 5, value_name = "N")]
-    pub retries: u32,
-}
-
-/// `echoloop get`.
-#[allow(rustdoc::broken_intra_doc_links)] // `[V6]` is clap help text, not a link
-#[derive(Debug, Args)]
-pub struct GetArgs {
-    /// The server: HOST:PORT, [V6]:PORT or unix:/path
-    #[arg(value_name = "ADDR", value_parser = parse_address)]
-    pub addr: Address,
-    /// The file's name on the server
-    #[arg(value_name = "NAME")]
-    pub name: String,
-    /// Where to write it [default: NAME in the current folder]
-    #[arg(short, long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
-    /// Reconnect this many times after a dropped connection
-    #[arg(long, default_value_t = 5, value_name = "N")]
-    pub retries: u32,
-}
-
+/// An address as `-l` and the clients take it: `HOST:PORT`, `[V6]:PORT` or `unix:/path`.
 fn parse_address(text: &str) -> Result<Address, String> {
     text.parse()
-}
-
-/// Seconds, where 0 means "off".
-fn seconds_or_off(secs: u64) -> Option<Duration> {
-    (secs > 0).then(|| Duration::from_secs(secs))
-}
-
-impl ServeArgs {
-    /// The config these arguments describe.
-    pub fn into_config(self) -> ServeConfig {
-        let defaults = ServeConfig::default();
-        let files = self.dir.map(|dir| FilesConfig {
-            dir,
-            max_file_bytes: self.max_file_bytes,
-            dir_quota: self.dir_quota,
-        });
-        ServeConfig {
-            listen: if self.listen.is_empty() && self.udp.is_empty() {
-                defaults.listen
-            } else {
-                self.listen
-            },
-            udp: self.udp,
-            protocol: self.protocol,
-            custom: None,
-            framing: self.framing,
-            max_frame: self.max_frame as usize,
-            max_connections: self.max_connections as usize,
-            idle_timeout: seconds_or_off(self.idle_timeout),
-            queue_limit: self.queue_limit as usize,
-            greeting: self.greeting.map(String::into_bytes),
-            workers: self.workers as usize,
-            reuse_port: self.reuse_port,
-            shutdown_timeout: Duration::from_secs(self.shutdown_timeout),
-            backlog: self.backlog,
-            nodelay: self.nodelay,
-            keepalive: seconds_or_off(self.keepalive),
-            stats_interval: seconds_or_off(self.stats_interval),
-            handle_signals: true,
-            metrics: self.metrics,
-            files,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn the_definitions_are_consistent() {
-        Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn serve_defaults_match_the_contract() {
-        let Command::Serve(args) = Cli::try_parse_from(["echoloop", "serve"]).unwrap().command
-        else {
-            panic!("not serve");
-        };
-        let config = args.into_config();
-        assert_eq!(config.listen, vec!["127.0.0.1:7007".parse().unwrap()]);
-        assert_eq!(config.max_connections, 10_000);
-        assert_eq!(config.queue_limit, 1 << 20);
-        assert_eq!(config.idle_timeout, Some(Duration::from_secs(300)));
-        assert!(config.nodelay);
-        assert_eq!(config.keepalive, None);
-    }
-
-    #[test]
-    fn udp_alone_does_not_bind_the_default_tcp_port() {
-        let Command::Serve(args) = Cli::try_parse_from(["echoloop", "serve", "-u", "127.0.0.1:0"])
-            .unwrap()
-            .command
-        else {
-            panic!("not serve");
-        };
-        assert!(args.into_config().listen.is_empty());
-    }
 }

@@ -35,8 +35,8 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::net::address::Address;
+use crate::net::outbound::OutboundQueue;
 use crate::net::stream::Stream;
-use crate::server::outbound::OutboundQueue;
 
 const STDIN: Token = Token(0);
 const SOCKET: Token = Token(1);
@@ -55,16 +55,13 @@ const DATAGRAM_GRACE: Duration = Duration::from_secs(1);
 /// How long connecting to a TCP server may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `echoloop client`.
-#[derive(Debug, clap::Args)]
-pub struct ClientArgs {
-    /// Send each stdin line as one UDP datagram (without its newline)
-    #[arg(long)]
-    pub udp: bool,
-    #[allow(rustdoc::broken_intra_doc_links)] // `[V6]` is clap help text, not a link
-    /// The server: HOST:PORT, [V6]:PORT or unix:/path
-    #[arg(value_name = "ADDR")]
+/// What `echoloop client` is asked to do.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The server.
     pub addr: Address,
+    /// Send each stdin line as one UDP datagram (without its newline).
+    pub udp: bool,
 }
 
 /// Why the client could not do its job.
@@ -104,8 +101,8 @@ enum Ending {
 }
 
 /// Runs the client; the exit code for `main`.
-pub fn run(args: ClientArgs) -> ExitCode {
-    let result = match (&args.addr, args.udp) {
+pub fn run(config: &ClientConfig) -> ExitCode {
+    let result = match (&config.addr, config.udp) {
         (Address::Tcp(addr), true) => run_datagrams(*addr),
         (addr, true) => Err(ClientError::UdpNeedsHostPort(addr.clone())),
         (addr, false) => run_stream(addr),

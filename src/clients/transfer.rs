@@ -22,7 +22,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, IsTerminal, Read, Seek, SeekFrom, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -30,7 +30,6 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
-use crate::cli::{GetArgs, PutArgs};
 use crate::net::address::Address;
 use crate::protocol::files::request::{MAX_LINE_BYTES, hex, is_valid_name, parse_decimal};
 
@@ -259,12 +258,38 @@ fn finish(result: Result<(), TransferError>) -> ExitCode {
     }
 }
 
-/// `echoloop put ADDR FILE [--name NAME]`.
-pub fn put(args: PutArgs) -> ExitCode {
-    finish(run_put(&args))
+/// What `echoloop put` is asked to do.
+#[derive(Debug, Clone)]
+pub struct PutConfig {
+    /// The server.
+    pub addr: Address,
+    /// The local file to upload.
+    pub file: PathBuf,
+    /// The name on the server; `None`: the file's own name.
+    pub name: Option<String>,
+    /// Reconnects after a dropped connection (or `error: busy`).
+    pub retries: u32,
 }
 
-fn run_put(args: &PutArgs) -> Result<(), TransferError> {
+/// What `echoloop get` is asked to do.
+#[derive(Debug, Clone)]
+pub struct GetConfig {
+    /// The server.
+    pub addr: Address,
+    /// The file's name on the server.
+    pub name: String,
+    /// Where to write it; `None`: `name` in the current folder.
+    pub output: Option<PathBuf>,
+    /// Reconnects after a dropped connection.
+    pub retries: u32,
+}
+
+/// `echoloop put ADDR FILE [--name NAME]`.
+pub fn put(config: &PutConfig) -> ExitCode {
+    finish(run_put(config))
+}
+
+fn run_put(args: &PutConfig) -> Result<(), TransferError> {
     let name = match &args.name {
         Some(name) => name.clone(),
         None => args
@@ -411,11 +436,11 @@ fn send_body(
 }
 
 /// `echoloop get ADDR NAME [-o FILE]`.
-pub fn get(args: GetArgs) -> ExitCode {
-    finish(run_get(&args))
+pub fn get(config: &GetConfig) -> ExitCode {
+    finish(run_get(config))
 }
 
-fn run_get(args: &GetArgs) -> Result<(), TransferError> {
+fn run_get(args: &GetConfig) -> Result<(), TransferError> {
     if !is_valid_name(args.name.as_bytes()) {
         return Err(TransferError::Usage(format!(
             "bad name {:?}: 1-128 of A-Z a-z 0-9 . _ -, not starting with .",

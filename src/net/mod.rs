@@ -4,5 +4,6 @@ pub mod activation;
 pub mod address;
 pub mod alarm;
 pub mod listener;
+pub mod outbound;
 pub mod registration;
 pub mod stream;

@@ -12,24 +12,23 @@
 //!
 //! **Only as fast as the client reads.** An endless service must not produce endlessly: a client
 //! that reads slowly (or not at all) would otherwise grow our memory without bound. So chargen
-//! writes one batch ([`BATCH_BYTES`] worth of lines) when the client connects, and the next only
-//! when the reactor reports the client's queue empty ([`Protocol::on_drained`]): the kernel took
+//! writes one batch ([`BATCH_BYTES`] worth of lines) when the client connects, and asks
+//! ([`Replies::refill_when_drained`]) for the next only when the reactor reports the client's
+//! queue empty ([`Protocol::on_drained`]): the kernel took
 //! everything, so there is room for more. A client that stops reading fills its socket buffer,
 //! the queue stops emptying, and chargen stops being asked. Each client's place in the pattern is
-//! kept in a map from [`ClientId`] to its next line, dropped when it leaves.
+//! its session: the number of its next line, kept with the connection and gone with it.
 //!
 //! Whatever the client sends is ignored. Over UDP each datagram (contents ignored) is answered
 //! with one datagram. The RFC suggests a random length between 0 and 512 characters; ours is
 //! deterministic: [`DATAGRAM_LINES`] whole lines (444 characters), continuing the pattern from one
 //! datagram to the next, so a series of datagrams shows the rotation too.
 //!
-//! Next: `reactor.rs`, to see where `on_drained` is called.
+//! Next: `chat.rs`, where one client's line becomes bytes for many.
 
-use std::collections::HashMap;
 use std::time::SystemTime;
 
 use super::{Answer, ClientId, Protocol, Replies};
-use crate::protocol::CloseReason;
 use crate::protocol::framing::{Frame, FrameError, FramingKind};
 
 /// Characters in the ring: the printable ASCII characters 0x20 through 0x7E.
@@ -65,10 +64,9 @@ fn write_lines(first: usize, count: usize, out: &mut impl FnMut(&[u8])) -> usize
     line
 }
 
-/// The chargen service: where each stream client is in the pattern, and where UDP is.
+/// The chargen service; its one piece of shared state is where UDP answers are in the pattern.
 #[derive(Debug, Default, Clone)]
 pub struct Chargen {
-    next_line: HashMap<ClientId, usize>,
     next_datagram_line: usize,
 }
 
@@ -77,47 +75,39 @@ impl Chargen {
     pub fn new() -> Self {
         Chargen::default()
     }
+}
 
-    /// Records the next batch for `client` and moves its place on.
-    fn send_batch(&mut self, client: ClientId, out: &mut Replies) {
-        let line = self.next_line.entry(client).or_insert(0);
-        *line = write_lines(*line, BATCH_BYTES / LINE_BYTES, &mut |bytes| {
-            out.send_raw(bytes)
-        });
-    }
+/// Records the batch starting at line `next`, moves `next` on, and asks for the next refill.
+fn send_batch(next: &mut usize, out: &mut Replies) {
+    *next = write_lines(*next, BATCH_BYTES / LINE_BYTES, &mut |bytes| {
+        out.send_raw(bytes)
+    });
+    out.refill_when_drained();
 }
 
 impl Protocol for Chargen {
-    fn default_framing(&self) -> FramingKind {
-        FramingKind::Raw
+    /// The client's next line.
+    type Session = usize;
+    const NAME: &'static str = "chargen";
+    const FRAMING: FramingKind = FramingKind::Raw;
+
+    fn on_connect(&mut self, _: ClientId, _: SystemTime, out: &mut Replies) -> usize {
+        let mut next = 0;
+        send_batch(&mut next, out);
+        next
     }
 
-    fn on_connect(&mut self, client: ClientId, _now: SystemTime, out: &mut Replies) {
-        self.next_line.insert(client, 0);
-        self.send_batch(client, out);
+    fn on_frame(&mut self, _: &mut usize, _: Frame<'_>, _: SystemTime, _: &mut Replies) {}
+
+    fn on_frame_error(&mut self, _: &mut usize, _: &FrameError, _: &mut Replies) {}
+
+    fn on_drained(&mut self, next: &mut usize, out: &mut Replies) {
+        send_batch(next, out);
     }
 
-    fn on_frame(&mut self, _: ClientId, _: Frame<'_>, _: SystemTime, _: &mut Replies) {}
-
-    fn on_frame_error(&mut self, _: ClientId, _: &FrameError, _: &mut Replies) {}
-
-    fn refills_when_drained(&self) -> bool {
-        true
-    }
-
-    fn on_end_of_input(&mut self, client: ClientId, _out: &mut Replies) {
-        self.next_line.remove(&client); // RFC 864: the pattern runs until the client closes
-    }
-
-    fn on_drained(&mut self, client: ClientId, out: &mut Replies) {
-        if self.next_line.contains_key(&client) {
-            self.send_batch(client, out);
-        }
-    }
-
-    fn on_disconnect(&mut self, client: ClientId, _reason: CloseReason, _out: &mut Replies) {
-        self.next_line.remove(&client);
-    }
+    // RFC 864: the pattern runs until the client closes. At its FIN the pending refill is
+    // dropped (see `Protocol::on_end_of_input`) and not asked for again: the queue is written,
+    // then the connection closes.
 
     fn on_datagram(&mut self, _: &[u8], _: SystemTime, reply: &mut Vec<u8>) -> Answer {
         self.next_datagram_line =
@@ -131,6 +121,8 @@ impl Protocol for Chargen {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::CloseReason;
+    use crate::protocol::testing::Harness;
 
     fn lines(bytes: &[u8]) -> Vec<&[u8]> {
         bytes
@@ -141,9 +133,10 @@ mod tests {
 
     #[test]
     fn first_lines_follow_the_rfc_pattern() {
-        let mut out = Replies::new(FramingKind::Raw);
-        Chargen::new().on_connect(ClientId(0), SystemTime::now(), &mut out);
-        let got = lines(out.to_sender());
+        let mut chargen = Harness::new(Chargen::new());
+        let client = chargen.connect();
+        let output = chargen.take_output(client);
+        let got = lines(&output);
         let first: Vec<u8> = (0x20u8..0x20 + 72).collect();
         assert_eq!(got[0], &first[..]);
         assert_eq!(got[0].len(), 72);
@@ -159,59 +152,54 @@ mod tests {
     }
 
     #[test]
-    fn batches_are_bounded_and_continue_where_the_last_ended() {
-        let mut chargen = Chargen::new();
-        let mut out = Replies::new(FramingKind::Raw);
-        chargen.on_connect(ClientId(0), SystemTime::now(), &mut out);
-        let first = out.to_sender().to_vec();
+    fn batches_are_bounded_asked_for_and_continue_where_the_last_ended() {
+        let mut chargen = Harness::new(Chargen::new());
+        let client = chargen.connect();
+        let first = chargen.take_output(client);
         assert!(first.len() <= BATCH_BYTES && first.len() > BATCH_BYTES - LINE_BYTES);
-        out.reset(FramingKind::Raw);
-        chargen.on_drained(ClientId(0), &mut out);
-        let both = [first.clone(), out.to_sender().to_vec()].concat();
-        let got = lines(&both);
-        for (k, line) in got.iter().enumerate() {
+        assert!(
+            chargen.wants_refill(client),
+            "the next batch waits for a drained queue"
+        );
+        assert!(chargen.drain(client));
+        let both = [first, chargen.take_output(client)].concat();
+        for (k, line) in lines(&both).iter().enumerate() {
             assert_eq!(line[0], b' ' + (k % 95) as u8, "line {k}");
         }
+        assert!(
+            chargen.wants_refill(client),
+            "and so on, for as long as the client reads"
+        );
     }
 
     #[test]
-    fn clients_have_their_own_place_and_leave_nothing_behind() {
-        let mut chargen = Chargen::new();
-        let mut out = Replies::new(FramingKind::Raw);
-        chargen.on_connect(ClientId(0), SystemTime::now(), &mut out);
-        chargen.on_drained(ClientId(0), &mut out);
-        out.reset(FramingKind::Raw);
-        chargen.on_connect(ClientId(1), SystemTime::now(), &mut out);
-        assert!(out.to_sender().starts_with(b" !\"#"));
-        chargen.on_disconnect(ClientId(0), CloseReason::PeerClosed, &mut out);
-        chargen.on_disconnect(ClientId(1), CloseReason::PeerClosed, &mut out);
-        assert!(chargen.next_line.is_empty());
-        out.reset(FramingKind::Raw);
-        chargen.on_drained(ClientId(1), &mut out); // gone: nothing more for it
-        assert!(out.to_sender().is_empty());
+    fn clients_have_their_own_place() {
+        let mut chargen = Harness::new(Chargen::new());
+        let first = chargen.connect();
+        chargen.drain(first);
+        let second = chargen.connect();
+        assert!(chargen.take_output(second).starts_with(b" !\"#"));
+        chargen.disconnect(first, CloseReason::PeerClosed);
+        assert!(!chargen.drain(first), "gone: nothing more for it");
     }
 
     #[test]
-    fn ignores_input() {
-        let mut out = Replies::new(FramingKind::Line);
-        let frame = Frame {
-            payload: b"stop",
-            wire: b"stop\n",
-        };
-        Chargen::new().on_frame(ClientId(0), frame, SystemTime::now(), &mut out);
-        assert!(out.to_sender().is_empty());
+    fn stops_at_the_clients_fin_and_ignores_input() {
+        let mut chargen = Harness::new(Chargen::new()).with_framing(FramingKind::Line);
+        let client = chargen.connect();
+        chargen.take_output(client);
+        chargen.send(client, b"stop\n");
+        assert!(chargen.take_output(client).is_empty());
+        chargen.end_input(client);
+        assert!(!chargen.wants_refill(client));
+        assert!(!chargen.drain(client));
     }
 
     #[test]
     fn each_datagram_gets_whole_lines_within_512_bytes_continuing_the_pattern() {
-        let mut chargen = Chargen::new();
-        let mut first = Vec::new();
-        let mut second = Vec::new();
-        assert_eq!(
-            chargen.on_datagram(b"", SystemTime::now(), &mut first),
-            Answer::Reply
-        );
-        chargen.on_datagram(b"", SystemTime::now(), &mut second);
+        let mut chargen = Harness::new(Chargen::new());
+        let first = chargen.datagram(b"").unwrap();
+        let second = chargen.datagram(b"").unwrap();
         assert_eq!(first.len(), DATAGRAM_LINES * LINE_BYTES);
         assert!(first.len() <= 512);
         assert!(first.starts_with(b" !\"#"));

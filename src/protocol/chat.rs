@@ -148,30 +148,33 @@ fn check_name(client: ClientId, wanted: &[u8]) -> Result<String, &'static str> {
 }
 
 impl Protocol for Chat {
-    fn default_framing(&self) -> FramingKind {
-        FramingKind::Line
-    }
+    /// The member's client number: its name and everything else about it live in the room.
+    type Session = ClientId;
+    const NAME: &'static str = "chat";
+    const FRAMING: FramingKind = FramingKind::Line;
 
     fn slow_reader(&self) -> SlowReader {
         SlowReader::Drop
     }
 
-    fn on_connect(&mut self, client: ClientId, _now: SystemTime, out: &mut Replies) {
+    fn on_connect(&mut self, client: ClientId, _now: SystemTime, out: &mut Replies) -> ClientId {
         // `userN` is reserved for client N (see `check_name`), and N is not in use: it is free.
         let name = default_name(client);
         self.owners.insert(name.clone(), client);
         self.names.insert(client, name.clone());
         out.send_frame(&[b"* you are ", name.as_bytes()]);
         self.announce(Some(client), &format!("{name} joined"), out);
+        client
     }
 
     fn on_frame(
         &mut self,
-        client: ClientId,
+        client: &mut ClientId,
         frame: Frame<'_>,
         _now: SystemTime,
         out: &mut Replies,
     ) {
+        let client = *client;
         let line = frame.payload;
         if line.is_empty() {
             return; // nothing to say
@@ -184,7 +187,7 @@ impl Protocol for Chat {
         out.broadcast(Some(client), bytes);
     }
 
-    fn on_frame_error(&mut self, _client: ClientId, error: &FrameError, out: &mut Replies) {
+    fn on_frame_error(&mut self, _client: &mut ClientId, error: &FrameError, out: &mut Replies) {
         // The decoder skips the rest of the line; the line goes to nobody.
         let FrameError::TooLong { limit } = error;
         if out.framing() == FramingKind::Line {
@@ -209,191 +212,198 @@ impl Protocol for Chat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Action;
+    use crate::protocol::testing::Harness;
 
-    fn line(payload: &[u8]) -> Frame<'_> {
-        Frame {
-            payload,
-            wire: payload, // chat reads only the payload
+    /// A room with clients `count` clients connected (user0, user1, ...); their welcome lines
+    /// are thrown away.
+    fn room(count: usize) -> (Harness<Chat>, Vec<ClientId>) {
+        let mut chat = Harness::new(Chat::new());
+        let ids: Vec<ClientId> = (0..count).map(|_| chat.connect()).collect();
+        for id in &ids {
+            chat.take_output(*id);
         }
-    }
-
-    /// A room with clients `ids` connected; the replies of the connects are thrown away.
-    fn room(ids: &[usize]) -> Chat {
-        let mut chat = Chat::new();
-        for id in ids {
-            let mut out = Replies::new(FramingKind::Line);
-            chat.on_connect(ClientId(*id), SystemTime::now(), &mut out);
-        }
-        chat
-    }
-
-    fn say(chat: &mut Chat, from: usize, payload: &[u8]) -> Replies {
-        let mut out = Replies::new(FramingKind::Line);
-        chat.on_frame(ClientId(from), line(payload), SystemTime::now(), &mut out);
-        out
-    }
-
-    /// The one broadcast recorded, as (except, bytes).
-    fn broadcast_of(out: &Replies) -> (Option<ClientId>, Vec<u8>) {
-        match out.others() {
-            [Action::Broadcast { except, bytes }] => (*except, bytes.to_vec()),
-            other => panic!("expected one broadcast, got {other:?}"),
-        }
+        (chat, ids)
     }
 
     #[test]
     fn connect_names_the_client_and_tells_the_others() {
-        let mut chat = room(&[0]);
-        let mut out = Replies::new(FramingKind::Line);
-        chat.on_connect(ClientId(3), SystemTime::now(), &mut out);
-        assert_eq!(out.to_sender(), b"* you are user3\n");
-        assert_eq!(
-            broadcast_of(&out),
-            (Some(ClientId(3)), b"* user3 joined\n".to_vec())
-        );
+        let (mut chat, ids) = room(3);
+        chat.disconnect(ids[2], CloseReason::PeerClosed);
+        assert_eq!(chat.take_output(ids[0]), b"* user2 left (peer-closed)\n");
+        chat.take_output(ids[1]);
+        let newcomer = chat.connect();
+        assert_eq!(newcomer, ClientId(2), "slots are reused");
+        assert_eq!(chat.take_output(newcomer), b"* you are user2\n");
+        assert_eq!(chat.take_output(ids[0]), b"* user2 joined\n");
+        assert_eq!(chat.take_output(ids[1]), b"* user2 joined\n");
     }
 
     #[test]
     fn a_line_goes_to_the_others_as_bytes_not_back() {
-        let mut chat = room(&[1, 2]);
-        let out = say(&mut chat, 1, b"caf\xe9 \x00ok");
-        assert!(out.to_sender().is_empty());
-        assert_eq!(
-            broadcast_of(&out),
-            (Some(ClientId(1)), b"[user1] caf\xe9 \x00ok\n".to_vec())
-        );
+        let (mut chat, ids) = room(3);
+        chat.send(ids[1], b"caf\xe9 \x00ok\n");
+        assert!(chat.take_output(ids[1]).is_empty());
+        assert_eq!(chat.take_output(ids[0]), b"[user1] caf\xe9 \x00ok\n");
+        assert_eq!(chat.take_output(ids[2]), b"[user1] caf\xe9 \x00ok\n");
     }
 
     #[test]
     fn empty_lines_say_nothing() {
-        let mut chat = room(&[1, 2]);
-        let out = say(&mut chat, 1, b"");
-        assert!(out.to_sender().is_empty() && out.others().is_empty());
+        let (mut chat, ids) = room(2);
+        chat.send(ids[1], b"\n\r\n");
+        assert!(chat.take_output(ids[0]).is_empty() && chat.take_output(ids[1]).is_empty());
     }
 
     #[test]
     fn nick_renames_and_announces() {
-        let mut chat = room(&[1, 2]);
-        let out = say(&mut chat, 1, b"/nick alice");
-        assert_eq!(out.to_sender(), b"* you are now known as alice\n");
+        let (mut chat, ids) = room(2);
+        let (alice, other) = (ids[1], ids[0]);
+        chat.send(alice, b"/nick alice\n");
+        assert_eq!(chat.take_output(alice), b"* you are now known as alice\n");
+        assert_eq!(chat.take_output(other), b"* user1 is now known as alice\n");
+        chat.send(alice, b"hi\n");
+        assert_eq!(chat.take_output(other), b"[alice] hi\n");
+        chat.send(alice, b"/nick alice\n");
         assert_eq!(
-            broadcast_of(&out),
-            (
-                Some(ClientId(1)),
-                b"* user1 is now known as alice\n".to_vec()
-            )
+            chat.take_output(alice),
+            b"* you are already known as alice\n"
         );
-        let out = say(&mut chat, 1, b"hi");
-        assert_eq!(broadcast_of(&out).1, b"[alice] hi\n");
-        let out = say(&mut chat, 1, b"/nick alice");
-        assert_eq!(out.to_sender(), b"* you are already known as alice\n");
-        assert!(out.others().is_empty());
+        assert!(chat.take_output(other).is_empty());
     }
 
     #[test]
     fn nick_refuses_taken_and_invalid_names() {
-        let mut chat = room(&[1, 2]);
-        say(&mut chat, 1, b"/nick alice");
+        let (mut chat, ids) = room(3);
+        let (first, second) = (ids[1], ids[2]);
+        chat.send(first, b"/nick alice\n");
+        for id in &ids {
+            chat.take_output(*id);
+        }
         let cases: [(&[u8], &[u8]); 7] = [
-            (b"/nick alice", b"error: name alice is taken\n"),
-            (b"/nick user1", b"error: names user<N> are reserved\n"),
-            (b"/nick user9", b"error: names user<N> are reserved\n"),
-            (b"/nick", b"error: usage: /nick NAME\n"),
+            (b"/nick alice\n", b"error: name alice is taken\n"),
+            (b"/nick user1\n", b"error: names user<N> are reserved\n"),
+            (b"/nick user9\n", b"error: names user<N> are reserved\n"),
+            (b"/nick\n", b"error: usage: /nick NAME\n"),
             (
-                b"/nick a b",
+                b"/nick a b\n",
                 b"error: a name is printable ASCII without spaces\n",
             ),
             (
-                b"/nick \xc3\xa9",
+                b"/nick \xc3\xa9\n",
                 b"error: a name is printable ASCII without spaces\n",
             ),
             (
-                b"/nick 012345678901234567890123456789012",
+                b"/nick 012345678901234567890123456789012\n",
                 b"error: name too long (limit 32 bytes)\n",
             ),
         ];
         for (command, answer) in cases {
-            let out = say(&mut chat, 2, command);
-            assert_eq!(
-                out.to_sender(),
-                answer,
-                "{}",
-                String::from_utf8_lossy(command)
+            chat.send(second, command);
+            let got = chat.take_output(second);
+            assert_eq!(got, answer, "{}", String::from_utf8_lossy(command));
+            assert!(
+                chat.take_output(ids[0]).is_empty(),
+                "nobody else hears of it"
             );
-            assert!(out.others().is_empty());
         }
         // 32 bytes is fine; a name freed by a rename can be taken; one's own default is allowed.
-        let out = say(&mut chat, 2, b"/nick 01234567890123456789012345678901");
-        assert!(out.to_sender().starts_with(b"* you are now known as"));
-        say(&mut chat, 1, b"/nick bob");
-        let out = say(&mut chat, 2, b"/nick alice");
-        assert_eq!(out.to_sender(), b"* you are now known as alice\n");
-        let out = say(&mut chat, 2, b"/nick user2");
-        assert_eq!(out.to_sender(), b"* you are now known as user2\n");
+        chat.send(second, b"/nick 01234567890123456789012345678901\n");
+        assert!(
+            chat.take_output(second)
+                .starts_with(b"* you are now known as")
+        );
+        chat.send(first, b"/nick bob\n");
+        assert_eq!(chat.take_output(second), b"* alice is now known as bob\n");
+        chat.send(second, b"/nick alice\n");
+        assert_eq!(chat.take_output(second), b"* you are now known as alice\n");
+        chat.send(second, b"/nick user2\n");
+        assert_eq!(chat.take_output(second), b"* you are now known as user2\n");
     }
 
     #[test]
-    fn who_lists_everyone() {
-        let mut chat = room(&[2, 0, 5]);
-        say(&mut chat, 5, b"/nick eve");
-        let out = say(&mut chat, 0, b"/who");
-        assert_eq!(out.to_sender(), b"* online: user0 user2 eve\n");
+    fn who_lists_everyone_in_slot_order() {
+        let (mut chat, ids) = room(6);
+        for gone in [1, 3, 4] {
+            chat.disconnect(ids[gone], CloseReason::PeerClosed);
+        }
+        chat.send(ids[5], b"/nick eve\n");
+        chat.take_output(ids[0]);
+        chat.send(ids[0], b"/who\n");
+        assert_eq!(chat.take_output(ids[0]), b"* online: user0 user2 eve\n");
     }
 
     #[test]
     fn quit_says_bye_and_closes() {
-        let mut chat = room(&[1, 2]);
-        let out = say(&mut chat, 1, b"/quit");
-        assert_eq!(out.to_sender(), b"* bye\n");
-        assert!(out.closes_sender());
-        assert!(out.others().is_empty());
+        let (mut chat, ids) = room(2);
+        chat.send(ids[1], b"/quit\nthis is never read\n");
+        assert_eq!(chat.take_output(ids[1]), b"* bye\n");
+        assert!(chat.is_closing(ids[1]));
+        assert!(chat.take_output(ids[0]).is_empty());
     }
 
     #[test]
     fn unknown_commands_are_errors() {
-        let mut chat = room(&[1, 2]);
-        for command in [&b"/help"[..], b"/", b"/nickname x", b"/\xff"] {
-            let out = say(&mut chat, 1, command);
-            assert_eq!(out.to_sender(), b"error: unknown command\n");
-            assert!(out.others().is_empty());
+        let (mut chat, ids) = room(2);
+        for command in [&b"/help\n"[..], b"/\n", b"/nickname x\n", b"/\xff\n"] {
+            chat.send(ids[1], command);
+            assert_eq!(chat.take_output(ids[1]), b"error: unknown command\n");
+            assert!(chat.take_output(ids[0]).is_empty());
         }
     }
 
     #[test]
     fn leaving_is_announced_with_the_reason_and_frees_the_name() {
-        let mut chat = room(&[1, 2]);
-        say(&mut chat, 1, b"/nick alice");
-        let mut out = Replies::new(FramingKind::Line);
-        chat.on_disconnect(ClientId(1), CloseReason::QueueLimit, &mut out);
-        assert_eq!(
-            broadcast_of(&out),
-            (None, b"* alice left (queue-limit)\n".to_vec())
-        );
-        let out = say(&mut chat, 2, b"/nick alice");
-        assert_eq!(out.to_sender(), b"* you are now known as alice\n");
-        let out = say(&mut chat, 2, b"/who");
-        assert_eq!(out.to_sender(), b"* online: alice\n");
-        // A client the room never saw leaves silently.
-        let mut out = Replies::new(FramingKind::Line);
-        chat.on_disconnect(ClientId(9), CloseReason::Reset, &mut out);
-        assert!(out.others().is_empty());
+        let (mut chat, ids) = room(3);
+        chat.send(ids[1], b"/nick alice\n");
+        chat.take_output(ids[0]);
+        chat.take_output(ids[2]);
+        chat.disconnect(ids[1], CloseReason::QueueLimit);
+        assert_eq!(chat.take_output(ids[0]), b"* alice left (queue-limit)\n");
+        assert_eq!(chat.take_output(ids[2]), b"* alice left (queue-limit)\n");
+        chat.send(ids[2], b"/nick alice\n");
+        assert_eq!(chat.take_output(ids[2]), b"* you are now known as alice\n");
+        chat.send(ids[2], b"/who\n");
+        assert_eq!(chat.take_output(ids[2]), b"* online: user0 alice\n");
     }
 
     #[test]
     fn an_over_long_line_gets_an_error_and_goes_nowhere() {
-        let mut chat = room(&[1, 2]);
-        let mut out = Replies::new(FramingKind::Line);
-        chat.on_frame_error(ClientId(1), &FrameError::TooLong { limit: 64 }, &mut out);
-        assert_eq!(out.to_sender(), b"error: line too long (limit 64 bytes)\n");
-        assert!(out.others().is_empty());
+        let mut chat = Harness::new(Chat::new()).with_max_frame(64);
+        let (one, two) = (chat.connect(), chat.connect());
+        chat.take_output(one);
+        chat.take_output(two);
+        let mut long = vec![b'x'; 100];
+        long.extend_from_slice(b"\nfine\n");
+        chat.send(one, &long);
+        assert_eq!(
+            chat.take_output(one),
+            b"error: line too long (limit 64 bytes)\n"
+        );
+        assert_eq!(chat.take_output(two), b"[user0] fine\n");
     }
 
     #[test]
     fn length_framing_frames_the_shared_bytes() {
-        let mut chat = room(&[1, 2]);
-        let mut out = Replies::new(FramingKind::Length);
-        chat.on_frame(ClientId(1), line(b"hi"), SystemTime::now(), &mut out);
-        assert_eq!(broadcast_of(&out).1, b"\x00\x00\x00\x0a[user1] hi");
+        let mut chat = Harness::new(Chat::new()).with_framing(FramingKind::Length);
+        let (one, two) = (chat.connect(), chat.connect());
+        chat.take_output(two);
+        chat.send(one, b"\x00\x00\x00\x02hi");
+        assert_eq!(chat.take_output(two), b"\x00\x00\x00\x0a[user0] hi");
+    }
+
+    #[test]
+    fn an_idle_member_is_told_and_the_room_hears_why_it_left() {
+        let (mut chat, ids) = room(2);
+        chat.idle_timeout(ids[1]);
+        assert_eq!(chat.take_output(ids[1]), b"error: idle timeout\n");
+        chat.disconnect(ids[1], CloseReason::IdleTimeout);
+        assert_eq!(chat.take_output(ids[0]), b"* user1 left (idle-timeout)\n");
+    }
+
+    #[test]
+    fn a_datagram_is_told_chat_needs_a_stream() {
+        let mut chat = Harness::new(Chat::new());
+        let reply = chat.datagram(b"hello").unwrap();
+        assert!(reply.starts_with(b"error: chat needs a stream"));
     }
 }

@@ -22,9 +22,9 @@ use crate::protocol::framing::{Frame, FrameError, FramingKind};
 pub struct Daytime;
 
 impl Protocol for Daytime {
-    fn default_framing(&self) -> FramingKind {
-        FramingKind::Raw
-    }
+    type Session = ();
+    const NAME: &'static str = "daytime";
+    const FRAMING: FramingKind = FramingKind::Raw;
 
     fn on_connect(&mut self, _client: ClientId, now: SystemTime, out: &mut Replies) {
         out.send_raw(Ctime::local(now).as_bytes());
@@ -32,9 +32,9 @@ impl Protocol for Daytime {
         out.close();
     }
 
-    fn on_frame(&mut self, _: ClientId, _: Frame<'_>, _: SystemTime, _: &mut Replies) {}
+    fn on_frame(&mut self, _: &mut (), _: Frame<'_>, _: SystemTime, _: &mut Replies) {}
 
-    fn on_frame_error(&mut self, _: ClientId, _: &FrameError, _: &mut Replies) {}
+    fn on_frame_error(&mut self, _: &mut (), _: &FrameError, _: &mut Replies) {}
 
     fn on_datagram(&mut self, _datagram: &[u8], now: SystemTime, reply: &mut Vec<u8>) -> Answer {
         reply.extend_from_slice(Ctime::local(now).as_bytes());
@@ -47,29 +47,35 @@ impl Protocol for Daytime {
 mod tests {
     use super::*;
 
+    use crate::protocol::testing::Harness;
+
     #[test]
     fn sends_one_ctime_line_on_connect_then_closes() {
-        let now = SystemTime::now();
-        let mut out = Replies::new(FramingKind::Raw);
-        Daytime.on_connect(ClientId(3), now, &mut out);
-        let mut expected = Ctime::local(now).as_bytes().to_vec();
+        let mut daytime = Harness::new(Daytime);
+        let client = daytime.connect();
+        let mut expected = Ctime::local(daytime.now()).as_bytes().to_vec();
         expected.extend_from_slice(b"\r\n");
-        assert_eq!(out.to_sender(), &expected[..]);
-        assert!(out.closes_sender());
+        assert_eq!(daytime.take_output(client), expected);
+        assert!(daytime.is_closing(client));
     }
 
     #[test]
-    fn ignores_input() {
+    fn ignores_input_even_an_over_long_line() {
+        let mut daytime = Harness::new(Daytime)
+            .with_framing(FramingKind::Line)
+            .with_max_frame(4);
+        let client = daytime.connect();
+        daytime.take_output(client);
+        // Closing already, so the reactor would read no more; the protocol itself is silent too.
+        let mut session = ();
         let mut out = Replies::new(FramingKind::Line);
         let frame = Frame {
             payload: b"what time is it",
             wire: b"what time is it\n",
         };
-        Daytime.on_frame(ClientId(3), frame, SystemTime::now(), &mut out);
-        let error = FrameError::TooLong { limit: 4 };
-        Daytime.on_frame_error(ClientId(3), &error, &mut out);
-        assert!(out.to_sender().is_empty());
-        assert!(!out.closes_sender());
+        Daytime.on_frame(&mut session, frame, daytime.now(), &mut out);
+        Daytime.on_frame_error(&mut session, &FrameError::TooLong { limit: 4 }, &mut out);
+        assert!(!out.has_sender_actions());
     }
 
     #[test]

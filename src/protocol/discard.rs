@@ -18,14 +18,16 @@ use crate::protocol::framing::{Frame, FrameError, FramingKind};
 pub struct Discard;
 
 impl Protocol for Discard {
-    fn default_framing(&self) -> FramingKind {
-        FramingKind::Raw
-    }
+    type Session = ();
+    const NAME: &'static str = "discard";
+    const FRAMING: FramingKind = FramingKind::Raw;
 
-    fn on_frame(&mut self, _: ClientId, _: Frame<'_>, _: SystemTime, _: &mut Replies) {}
+    fn on_connect(&mut self, _: ClientId, _: SystemTime, _: &mut Replies) {}
+
+    fn on_frame(&mut self, _: &mut (), _: Frame<'_>, _: SystemTime, _: &mut Replies) {}
 
     // Even an over-long line is silently dropped: discard never says a word.
-    fn on_frame_error(&mut self, _: ClientId, _: &FrameError, _: &mut Replies) {}
+    fn on_frame_error(&mut self, _: &mut (), _: &FrameError, _: &mut Replies) {}
 
     fn on_datagram(&mut self, _: &[u8], _: SystemTime, _: &mut Vec<u8>) -> Answer {
         Answer::Silent
@@ -36,18 +38,17 @@ impl Protocol for Discard {
 mod tests {
     use super::*;
 
+    use crate::protocol::testing::Harness;
+
     #[test]
     fn says_nothing_in_any_framing() {
         for framing in [FramingKind::Raw, FramingKind::Line, FramingKind::Length] {
-            let mut out = Replies::new(framing);
-            let frame = Frame {
-                payload: b"\x00drop me",
-                wire: b"\x00drop me\n",
-            };
-            Discard.on_frame(ClientId(0), frame, SystemTime::now(), &mut out);
-            Discard.on_frame_error(ClientId(0), &FrameError::TooLong { limit: 1 }, &mut out);
-            assert!(out.to_sender().is_empty());
-            assert!(!out.closes_sender());
+            let mut discard = Harness::new(Discard)
+                .with_framing(framing)
+                .with_max_frame(4);
+            let client = discard.connect();
+            discard.send(client, b"\x00drop me\nand this too\n");
+            assert!(discard.take_output(client).is_empty(), "{framing:?}");
         }
     }
 

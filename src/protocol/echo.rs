@@ -14,17 +14,13 @@ use crate::protocol::framing::{Frame, FramingKind};
 pub struct Echo;
 
 impl Protocol for Echo {
-    fn default_framing(&self) -> FramingKind {
-        FramingKind::Raw
-    }
+    type Session = ();
+    const NAME: &'static str = "echo";
+    const FRAMING: FramingKind = FramingKind::Raw;
 
-    fn on_frame(
-        &mut self,
-        _client: ClientId,
-        frame: Frame<'_>,
-        _now: SystemTime,
-        out: &mut Replies,
-    ) {
+    fn on_connect(&mut self, _: ClientId, _: SystemTime, _: &mut Replies) {}
+
+    fn on_frame(&mut self, _: &mut (), frame: Frame<'_>, _now: SystemTime, out: &mut Replies) {
         out.send_raw(frame.wire);
     }
 
@@ -38,16 +34,19 @@ impl Protocol for Echo {
 mod tests {
     use super::*;
 
+    use crate::protocol::testing::Harness;
+
     #[test]
     fn returns_wire_bytes_in_every_framing() {
-        for framing in [FramingKind::Raw, FramingKind::Line, FramingKind::Length] {
-            let mut out = Replies::new(framing);
-            let frame = Frame {
-                payload: b"\xffhi",
-                wire: b"\xffhi\r\n",
-            };
-            Echo.on_frame(ClientId(0), frame, SystemTime::now(), &mut out);
-            assert_eq!(out.to_sender(), b"\xffhi\r\n");
+        for (framing, bytes) in [
+            (FramingKind::Raw, &b"\xffhi\r\n"[..]),
+            (FramingKind::Line, b"\xffhi\r\n\x00\n"),
+            (FramingKind::Length, b"\x00\x00\x00\x02hi\x00\x00\x00\x00"),
+        ] {
+            let mut echo = Harness::new(Echo).with_framing(framing);
+            let client = echo.connect();
+            echo.send(client, bytes);
+            assert_eq!(echo.take_output(client), bytes, "{framing:?}");
         }
     }
 

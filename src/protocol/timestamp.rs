@@ -127,17 +127,13 @@ impl Timestamp {
 }
 
 impl Protocol for Timestamp {
-    fn default_framing(&self) -> FramingKind {
-        FramingKind::Line
-    }
+    type Session = ();
+    const NAME: &'static str = "timestamp";
+    const FRAMING: FramingKind = FramingKind::Line;
 
-    fn on_frame(
-        &mut self,
-        _client: ClientId,
-        frame: Frame<'_>,
-        now: SystemTime,
-        out: &mut Replies,
-    ) {
+    fn on_connect(&mut self, _: ClientId, _: SystemTime, _: &mut Replies) {}
+
+    fn on_frame(&mut self, _: &mut (), frame: Frame<'_>, now: SystemTime, out: &mut Replies) {
         let time = self.ctime(now);
         out.send_frame(&[b"[", time.as_bytes(), b"] ", frame.payload]);
     }
@@ -155,6 +151,7 @@ impl Protocol for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::testing::Harness;
     use std::time::Duration;
 
     fn at_unix(seconds: u64) -> SystemTime {
@@ -196,26 +193,39 @@ mod tests {
     fn answers_in_the_frame_of_each_framing_keeping_bytes() {
         let now = at_unix(1_000_000_000);
         let stamp = Ctime::local(now);
-        let frame = Frame {
-            payload: b"hi \xff",
-            wire: b"hi \xff\r\n",
-        };
         let mut expected = b"[".to_vec();
         expected.extend_from_slice(stamp.as_bytes());
         expected.extend_from_slice(b"] hi \xff");
-
-        let mut out = Replies::new(FramingKind::Raw);
-        Timestamp::new().on_frame(ClientId(1), frame, now, &mut out);
-        assert_eq!(out.to_sender(), &expected[..]);
-
-        let mut out = Replies::new(FramingKind::Line);
-        Timestamp::new().on_frame(ClientId(1), frame, now, &mut out);
-        assert_eq!(out.to_sender(), [&expected[..], b"\n"].concat());
-
-        let mut out = Replies::new(FramingKind::Length);
-        Timestamp::new().on_frame(ClientId(1), frame, now, &mut out);
         let prefix = (expected.len() as u32).to_be_bytes();
-        assert_eq!(out.to_sender(), [&prefix[..], &expected[..]].concat());
+        let cases: [(FramingKind, &[u8], Vec<u8>); 3] = [
+            (FramingKind::Raw, b"hi \xff", expected.clone()),
+            (
+                FramingKind::Line,
+                b"hi \xff\r\n",
+                [&expected[..], b"\n"].concat(),
+            ),
+            (
+                FramingKind::Length,
+                b"\x00\x00\x00\x04hi \xff",
+                [&prefix[..], &expected[..]].concat(),
+            ),
+        ];
+        for (framing, sent, answer) in cases {
+            let mut timestamp = Harness::new(Timestamp::new()).with_framing(framing);
+            timestamp.set_now(now);
+            let client = timestamp.connect();
+            timestamp.send(client, sent);
+            assert_eq!(timestamp.take_output(client), answer, "{framing:?}");
+        }
+    }
+
+    #[test]
+    fn an_idle_line_client_is_told_why_it_is_closed() {
+        let mut timestamp = Harness::new(Timestamp::new());
+        let client = timestamp.connect();
+        timestamp.idle_timeout(client);
+        assert_eq!(timestamp.take_output(client), b"error: idle timeout\n");
+        assert!(timestamp.is_closing(client));
     }
 
     #[test]

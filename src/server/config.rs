@@ -5,37 +5,56 @@
 //!
 //! Next: `server.rs`, which binds the sockets this config names and runs the reactors.
 
-use std::fmt;
+use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
+use crate::error::StartError;
 use crate::net::address::Address;
 use crate::protocol::framing::FramingKind;
-use crate::protocol::{Files, FilesConfig, Protocol, ProtocolKind};
+use crate::protocol::{FilesConfig, ProtocolFactory, ProtocolKind, Service};
 
-/// Makes a fresh protocol value for one reactor: how a protocol of your own is served.
-///
-/// A protocol lives on its reactor's thread and need not be `Send`, so with `--workers N` each
-/// reactor builds its own from this shared factory. See `examples/suffix.rs`.
-#[derive(Clone)]
-pub struct ProtocolFactory(Arc<dyn Fn() -> Box<dyn Protocol> + Send + Sync>);
+/// Which protocol a server speaks: one of echoloop's own, or one of yours.
+#[derive(Debug, Clone)]
+pub enum ProtocolChoice {
+    /// A service echoloop ships (`-p`).
+    Builtin(ProtocolKind),
+    /// A protocol of your own (library use; see `examples/suffix.rs`).
+    Custom(ProtocolFactory),
+}
 
-impl ProtocolFactory {
-    /// A factory that calls `make` once per reactor.
-    pub fn new(make: impl Fn() -> Box<dyn Protocol> + Send + Sync + 'static) -> Self {
-        ProtocolFactory(Arc::new(make))
+impl ProtocolChoice {
+    /// Its name, for logs: `echo`, or a custom protocol's own [`crate::Protocol::NAME`].
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProtocolChoice::Builtin(kind) => kind.name(),
+            ProtocolChoice::Custom(factory) => factory.name(),
+        }
     }
 
-    /// A new protocol value.
-    pub fn build(&self) -> Box<dyn Protocol> {
-        (self.0)()
+    /// The framing used when `--framing` is not given, known without building the protocol.
+    pub fn default_framing(&self) -> FramingKind {
+        match self {
+            ProtocolChoice::Builtin(kind) => kind.default_framing(),
+            ProtocolChoice::Custom(factory) => factory.default_framing(),
+        }
+    }
+
+    /// Whether this is the built-in `kind`.
+    pub fn is(&self, kind: ProtocolKind) -> bool {
+        matches!(self, ProtocolChoice::Builtin(k) if *k == kind)
     }
 }
 
-impl fmt::Debug for ProtocolFactory {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ProtocolFactory(..)")
+impl From<ProtocolKind> for ProtocolChoice {
+    fn from(kind: ProtocolKind) -> Self {
+        ProtocolChoice::Builtin(kind)
+    }
+}
+
+impl From<ProtocolFactory> for ProtocolChoice {
+    fn from(factory: ProtocolFactory) -> Self {
+        ProtocolChoice::Custom(factory)
     }
 }
 
@@ -46,10 +65,8 @@ pub struct ServeConfig {
     pub listen: Vec<Address>,
     /// UDP sockets (`-u`).
     pub udp: Vec<SocketAddr>,
-    /// The service (`-p`).
-    pub protocol: ProtocolKind,
-    /// A protocol of your own, served instead of `protocol` when set (library use only).
-    pub custom: Option<ProtocolFactory>,
+    /// The service (`-p`), or a protocol of your own.
+    pub protocol: ProtocolChoice,
     /// How frames are cut; `None`: the protocol's default.
     pub framing: Option<FramingKind>,
     /// Largest line or frame accepted, in bytes.
@@ -90,8 +107,7 @@ impl Default for ServeConfig {
         ServeConfig {
             listen: vec![Address::Tcp(SocketAddr::from(([127, 0, 0, 1], 7007)))],
             udp: Vec::new(),
-            protocol: ProtocolKind::Echo,
-            custom: None,
+            protocol: ProtocolKind::Echo.into(),
             framing: None,
             max_frame: 64 * 1024,
             max_connections: 10_000,
@@ -122,20 +138,55 @@ impl ServeConfig {
         }
     }
 
-    /// A new value of the protocol to serve: the custom one if set, else `protocol`'s.
-    pub fn build_protocol(&self) -> Box<dyn Protocol> {
-        match (&self.custom, &self.files) {
-            (Some(factory), _) => factory.build(),
-            (None, Some(files)) if self.protocol == ProtocolKind::Files => {
-                Box::new(Files::new(files))
-            }
-            (None, _) => self.protocol.build(),
-        }
-    }
-
     /// The framing in force: the one asked for, else the protocol's default.
     pub fn framing(&self) -> FramingKind {
         self.framing
-            .unwrap_or_else(|| self.build_protocol().default_framing())
+            .unwrap_or_else(|| self.protocol.default_framing())
+    }
+
+    /// Checks that the settings fit together; every error here is a usage error (exit 2). Only
+    /// `-p files` has rules of its own: a folder (`--dir`), stream sockets only, no greeting (it
+    /// would break the tutorial client), its own framing, one worker (its busy set and quota are
+    /// per reactor). Whether the folder opens is checked when the server binds.
+    pub fn validate(&self) -> Result<(), StartError> {
+        if !self.protocol.is(ProtocolKind::Files) {
+            return Ok(());
+        }
+        let refuse = |what: &str| Err(StartError::Config(format!("-p files: {what}")));
+        if !self.udp.is_empty() {
+            return refuse("serves TCP and Unix sockets only, not UDP (-u)");
+        }
+        if self.framing.is_some() {
+            return refuse("has its own framing (no --framing)");
+        }
+        if self.greeting.is_some() {
+            return refuse("takes no --greeting (it would break the tutorial client)");
+        }
+        if self.workers > 1 {
+            return refuse("runs on one worker (its busy set and quota are per reactor)");
+        }
+        if self.files.is_none() {
+            return refuse("needs --dir DIR");
+        }
+        Ok(())
+    }
+
+    /// Builds the protocol once and drops it, so that what it needs from the system (the files
+    /// service's folder) fails now, before the `listening` lines, and not in a worker after
+    /// them. A custom protocol's factory is not called: it is yours, and counted in tests.
+    pub(crate) fn probe_service(&self) -> io::Result<()> {
+        match &self.protocol {
+            ProtocolChoice::Builtin(kind) => kind.build(self.files.as_ref()).map(drop),
+            ProtocolChoice::Custom(_) => Ok(()),
+        }
+    }
+
+    /// A new value of the protocol to serve, for one reactor (or one thread of the threaded
+    /// model). Fails only if `-p files` cannot open its folder.
+    pub(crate) fn build_service(&self) -> io::Result<Box<dyn Service>> {
+        match &self.protocol {
+            ProtocolChoice::Builtin(kind) => kind.build(self.files.as_ref()),
+            ProtocolChoice::Custom(factory) => Ok(factory.build()),
+        }
     }
 }

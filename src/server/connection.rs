@@ -1,8 +1,12 @@
-//! One client: its stream, its decoder, the bytes we owe it, and where it is in its life.
+//! One client's life, without its socket: events in, decisions out.
 //!
-//! A connection's life is a small state machine. The state alone decides what we want the kernel
-//! to tell us about it ([`Connection::wanted`]), so interest is never tracked separately from the
-//! state it follows:
+//! A connection's life is a small state machine. It is *sans-IO* (the idea of quinn-proto and
+//! smoltcp): it never touches a socket. The reactor does the IO, tells the machine what happened
+//! (bytes read, bytes written, the peer's FIN, a protocol's wish to close, a deadline), and asks
+//! it what to do next: [`Connection::settle`] returns a [`Step`] (pause, resume, drop, send FIN,
+//! close) and [`Connection::wanted`] the interest to hold. So every transition is tested here with
+//! plain values, and a property test drives random event sequences through it. The state alone
+//! decides the interest, so interest is never tracked separately from the state it follows:
 //!
 //! ```text
 //!  accept
@@ -20,7 +24,7 @@
 //!    └── queue written, and the peer had already sent FIN (PeerClosed) ──────────────────┤
 //!                                                                                        │
 //!  from any state: reset, IO error, dropped at the queue limit (chat), idle while not   │
-//!  reading (Paused/Finishing), shutdown deadline ───────────────────────────────────────┘
+//!  reading (Paused/Finishing), shutdown deadline: `abort` ──────────────────────────────┘
 //! ```
 //!
 //! `Closed` only marks the connection: the reactor frees it at the end of the turn.
@@ -31,24 +35,28 @@
 //! until its own FIN (or a short deadline), and only then close. A peer that closed first (the
 //! usual case) skips this: it will send nothing more.
 //!
+//! A protocol that produces as its client reads (chargen, a download) asks for a *refill*: the
+//! reactor calls it again once the queue is empty. A connection that still owes a refill is not
+//! finished even when its queue is: a client that sent its request and then FIN (`nc -N`) still
+//! gets the whole file.
+//!
 //! Next: `outbound.rs`, the bytes a connection owes its client.
 
-use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 use mio::Interest;
 
-use crate::net::stream::Stream;
-use crate::protocol::CloseReason;
-use crate::protocol::framing::{Decoder, FramingKind};
-use crate::server::outbound::OutboundQueue;
+use crate::net::outbound::OutboundQueue;
+use crate::net::registration;
+use crate::protocol::framing::Decoder;
+use crate::protocol::{CloseReason, Session, SlowReader};
 
 /// Where a connection is in its life (see the module docs for the diagram).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     /// Reading and writing as the protocol asks.
     Open,
-    /// Its queue passed the limit: not reading until the queue drains below half of it.
+    /// Its queue passed the limit: not reading until the queue drains to half of it.
     Paused,
     /// Reads no more; once its queue is written it is closed (or lingers) with this reason.
     Finishing(CloseReason),
@@ -66,53 +74,84 @@ pub enum State {
 /// How long a lingering close waits for the peer's FIN.
 pub const LINGER: Duration = Duration::from_secs(2);
 
-/// One client of the reactor.
+/// The limits a connection's decisions follow: the same for every client of a reactor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// `--queue-limit`: above it, reading pauses (or the client is dropped).
+    pub queue_limit: usize,
+    /// What the protocol wants done with a client over the limit.
+    pub slow_reader: SlowReader,
+    /// `--idle-timeout`; `None`: never.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// What [`Connection::settle`] decided, for the reactor to carry out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing changed that needs the reactor (beyond bringing interest in line).
+    Steady,
+    /// The queue passed the limit: reading stops.
+    Paused,
+    /// The queue drained to half the limit: reading goes on.
+    Resumed,
+    /// The queue passed the limit and the protocol drops slow readers: closed, queue discarded.
+    Dropped,
+    /// Everything owed is written: send FIN now; the connection lingers.
+    SendFin,
+    /// Closed: free it at the end of the turn.
+    Close,
+}
+
+/// What a deadline found ([`Connection::expire`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// Something moved since: the real deadline is later (or there is none).
+    NotYet(Option<Instant>),
+    /// Open and idle: the protocol may say why (`error: idle timeout`), then it finishes.
+    Idle,
+    /// Closed: a linger ran out, or a client that was not being read stayed silent.
+    Closed,
+}
+
+/// One client of the reactor, without its socket.
 #[derive(Debug)]
 pub struct Connection {
-    /// The socket.
-    pub stream: Stream,
+    state: State,
+    /// The last readiness event said the peer's FIN is in: read to end-of-stream even after a
+    /// short read (a FIN that came with the data raises no new edge).
+    peer_fin_seen: bool,
+    /// The protocol asked to be called when the queue is next empty.
+    refill: bool,
     /// Cuts what the client sends into frames; holds only an unfinished frame.
     pub decoder: Decoder,
     /// Bytes the kernel has not taken yet.
     pub outbound: OutboundQueue,
-    state: State,
-    /// The interest the poller holds for this socket now.
-    pub registered: Interest,
-    /// The last readiness event said the peer's FIN is in: read to end-of-stream even after a
-    /// short read (a FIN that came with the data raises no new edge).
-    pub peer_fin_seen: bool,
+    /// The protocol's state for this client.
+    pub session: Session,
     /// Last time bytes moved in either direction.
-    pub last_active: Instant,
+    last_active: Instant,
     /// When this connection was accepted.
-    pub opened_at: Instant,
+    opened_at: Instant,
     /// Tells this connection apart from earlier ones that had the same slab slot (timer entries).
     pub serial: u64,
     /// The deadline of this connection's live entry in the timer heap, if it has one.
     pub timer_at: Option<Instant>,
-    /// Bytes read from the client.
-    pub bytes_in: u64,
-    /// Bytes written to the client.
-    pub bytes_out: u64,
+    bytes_in: u64,
+    bytes_out: u64,
     /// This client's share of the reactor's `queued_bytes` gauge, as last counted.
     pub queue_counted: usize,
 }
 
 impl Connection {
-    /// A freshly accepted connection, registered for `READABLE`.
-    pub fn new(
-        stream: Stream,
-        framing: FramingKind,
-        max_frame: usize,
-        now: Instant,
-        serial: u64,
-    ) -> Self {
+    /// A freshly accepted connection: open, nothing queued.
+    pub fn new(decoder: Decoder, session: Session, now: Instant, serial: u64) -> Self {
         Connection {
-            stream,
-            decoder: Decoder::new(framing, max_frame),
-            outbound: OutboundQueue::new(),
             state: State::Open,
-            registered: Interest::READABLE,
             peer_fin_seen: false,
+            refill: false,
+            decoder,
+            outbound: OutboundQueue::new(),
+            session,
             last_active: now,
             opened_at: now,
             serial,
@@ -122,6 +161,8 @@ impl Connection {
             queue_counted: 0,
         }
     }
+
+    // ----- what it is ------------------------------------------------------------------------
 
     /// Where it is in its life.
     pub fn state(&self) -> State {
@@ -133,121 +174,19 @@ impl Connection {
         matches!(self.state, State::Open | State::Lingering { .. })
     }
 
+    /// Whether its input is answered (not lingering: what comes then is dropped).
+    pub fn is_answering(&self) -> bool {
+        self.state == State::Open
+    }
+
     /// Whether it is marked for closing at the end of the turn.
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closed(_))
     }
 
-    /// What we want the kernel to tell us, derived from the state. `None`: nothing (closed).
-    pub fn wanted(&self) -> Option<Interest> {
-        let write = !self.outbound.is_empty(); // only bytes the kernel already refused
-        match (self.is_reading(), write) {
-            (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
-            (true, false) => Some(Interest::READABLE),
-            (false, true) => Some(Interest::WRITABLE),
-            (false, false) => None,
-        }
-    }
-
-    /// When this connection next needs attention from the timers, if ever.
-    pub fn deadline(&self, idle_timeout: Option<Duration>) -> Option<Instant> {
-        match self.state {
-            State::Lingering { until, .. } => Some(until),
-            State::Closed(_) => None,
-            _ => idle_timeout.map(|idle| self.last_active + idle),
-        }
-    }
-
-    /// Sends `bytes`: straight to the kernel while nothing is queued (the usual case, no copy
-    /// kept), into the queue otherwise. What the kernel refuses is queued, in order. Returns how
-    /// many bytes reached the kernel now.
-    pub fn send(&mut self, bytes: &[u8], now: Instant) -> io::Result<usize> {
-        if bytes.is_empty() {
-            return Ok(0);
-        }
-        if !self.outbound.is_empty() {
-            self.outbound.push_copy(bytes);
-            return Ok(0);
-        }
-        let written = loop {
-            match self.stream.write(bytes) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        };
-        self.note_written(written, now);
-        if written < bytes.len() {
-            self.outbound.push_copy(&bytes[written..]);
-        }
-        Ok(written)
-    }
-
-    /// Records bytes that reached the kernel.
-    pub fn note_written(&mut self, bytes: usize, now: Instant) {
-        if bytes > 0 {
-            self.bytes_out += bytes as u64;
-            self.last_active = now;
-        }
-    }
-
-    /// Records bytes read from the peer.
-    pub fn note_read(&mut self, bytes: usize, now: Instant) {
-        self.bytes_in += bytes as u64;
-        self.last_active = now;
-    }
-
-    /// Queue over the limit: stop reading (backpressure).
-    pub fn pause(&mut self) {
-        if self.state == State::Open {
-            self.state = State::Paused;
-        }
-    }
-
-    /// Queue drained below half the limit: read again.
-    pub fn resume(&mut self) {
-        if self.state == State::Paused {
-            self.state = State::Open;
-        }
-    }
-
-    /// Read no more; close with `reason` once the queue is written. No effect if already ending.
-    pub fn finish(&mut self, reason: CloseReason) {
-        if matches!(self.state, State::Open | State::Paused) {
-            self.state = State::Finishing(reason);
-        }
-    }
-
-    /// Called once the queue is empty: a finishing connection closes, or sends FIN and lingers.
-    pub fn finish_if_flushed(&mut self, now: Instant, linger_cap: Option<Instant>) {
-        let State::Finishing(reason) = self.state else {
-            return;
-        };
-        if !self.outbound.is_empty() {
-            return;
-        }
-        if reason == CloseReason::PeerClosed || self.stream.shutdown_write().is_err() {
-            self.state = State::Closed(reason);
-            return;
-        }
-        let until = linger_cap.map_or(now + LINGER, |cap| cap.min(now + LINGER));
-        self.state = State::Lingering { reason, until };
-    }
-
-    /// The peer's input has ended (a read returned 0).
-    pub fn on_end_of_input(&mut self) {
-        match self.state {
-            State::Lingering { reason, .. } => self.state = State::Closed(reason),
-            _ => self.finish(CloseReason::PeerClosed),
-        }
-    }
-
-    /// Marks the connection for closing at the end of the turn (first reason wins).
-    pub fn mark_closed(&mut self, reason: CloseReason) {
-        if !self.is_closed() {
-            self.state = State::Closed(reason);
-        }
+    /// Whether bytes for it from other clients (a chat line) are still queued.
+    pub fn accepts_shared(&self) -> bool {
+        matches!(self.state, State::Open | State::Paused)
     }
 
     /// The reason it is closing, once it is closing.
@@ -258,14 +197,562 @@ impl Connection {
             State::Open | State::Paused => None,
         }
     }
+
+    /// What we want the kernel to tell us, derived from the state alone. `None`: closed.
+    pub fn wanted(&self) -> Option<Interest> {
+        if self.is_closed() {
+            return None;
+        }
+        registration::interest(self.is_reading(), !self.outbound.is_empty())
+    }
+
+    /// Whether the peer's FIN was reported with the last event.
+    pub fn peer_fin_seen(&self) -> bool {
+        self.peer_fin_seen
+    }
+
+    /// Bytes read from the client and written to it so far.
+    pub fn bytes(&self) -> (u64, u64) {
+        (self.bytes_in, self.bytes_out)
+    }
+
+    /// When this connection was accepted.
+    pub fn opened_at(&self) -> Instant {
+        self.opened_at
+    }
+
+    // ----- events ----------------------------------------------------------------------------
+
+    /// `bytes` were read from the client.
+    pub fn on_read(&mut self, bytes: usize, now: Instant) {
+        self.bytes_in += bytes as u64;
+        self.last_active = now;
+    }
+
+    /// `bytes` reached the kernel.
+    pub fn on_written(&mut self, bytes: usize, now: Instant) {
+        if bytes > 0 {
+            self.bytes_out += bytes as u64;
+            self.last_active = now;
+        }
+    }
+
+    /// A readiness event said the peer's FIN is in.
+    pub fn on_peer_fin(&mut self) {
+        self.peer_fin_seen = true;
+    }
+
+    /// The peer's input has ended (a read returned 0). A pending refill is dropped: the
+    /// protocol asks again from `on_end_of_input` if it still owes a body.
+    pub fn on_end_of_input(&mut self) {
+        self.refill = false;
+        match self.state {
+            State::Lingering { reason, .. } => self.state = State::Closed(reason),
+            _ => self.finish(CloseReason::PeerClosed),
+        }
+    }
+
+    /// The protocol asked to be called once the queue is empty.
+    pub fn ask_refill(&mut self) {
+        self.refill = true;
+    }
+
+    /// Whether a refill is owed and may be made now: the queue is empty and the client can
+    /// still be sent to (open, or half-closed by the peer). Taking it clears the request.
+    pub fn take_refill(&mut self) -> bool {
+        let due = self.owes_refill() && self.outbound.is_empty();
+        if due {
+            self.refill = false;
+        }
+        due
+    }
+
+    /// Whether the protocol still has more to say once the queue is empty.
+    fn owes_refill(&self) -> bool {
+        self.refill
+            && matches!(
+                self.state,
+                State::Open | State::Finishing(CloseReason::PeerClosed)
+            )
+    }
+
+    /// Read no more; close with `reason` once the queue is written. No effect if already ending.
+    pub fn finish(&mut self, reason: CloseReason) {
+        if matches!(self.state, State::Open | State::Paused) {
+            self.state = State::Finishing(reason);
+        }
+    }
+
+    /// Closes now: whatever is queued is dropped (returns how many bytes). A connection already
+    /// closed keeps its first reason.
+    pub fn abort(&mut self, reason: CloseReason) -> usize {
+        let dropped = self.outbound.discard();
+        if !self.is_closed() {
+            self.state = State::Closed(reason);
+        }
+        dropped
+    }
+
+    /// Our FIN could not be sent (the socket is already broken): close with the reason it had.
+    pub fn on_fin_failed(&mut self) {
+        let reason = self.close_reason().unwrap_or(CloseReason::IoError);
+        self.abort(reason);
+    }
+
+    /// After any change: applies the queue limit and moves a finished connection on.
+    /// `linger_cap` bounds a linger that starts now (the shutdown deadline, when draining).
+    pub fn settle(&mut self, policy: &Policy, now: Instant, linger_cap: Option<Instant>) -> Step {
+        let queued = self.outbound.len();
+        match self.state {
+            State::Closed(_) => Step::Close,
+            State::Open | State::Paused if queued > policy.queue_limit => {
+                match policy.slow_reader {
+                    SlowReader::Drop => {
+                        self.abort(CloseReason::QueueLimit);
+                        Step::Dropped
+                    }
+                    SlowReader::PauseReading if self.state == State::Open => {
+                        self.state = State::Paused;
+                        Step::Paused
+                    }
+                    SlowReader::PauseReading => Step::Steady,
+                }
+            }
+            State::Paused if queued <= policy.queue_limit / 2 => {
+                self.state = State::Open;
+                Step::Resumed
+            }
+            State::Finishing(reason) if queued == 0 && !self.owes_refill() => {
+                if reason == CloseReason::PeerClosed {
+                    // The peer sent FIN first and has everything: no FIN dance needed.
+                    self.state = State::Closed(reason);
+                    return Step::Close;
+                }
+                let until = linger_cap.map_or(now + LINGER, |cap| cap.min(now + LINGER));
+                self.state = State::Lingering { reason, until };
+                Step::SendFin
+            }
+            _ => Step::Steady,
+        }
+    }
+
+    /// When this connection next needs attention from the timers, if ever.
+    pub fn deadline(&self, policy: &Policy) -> Option<Instant> {
+        match self.state {
+            State::Lingering { until, .. } => Some(until),
+            State::Closed(_) => None,
+            _ => policy.idle_timeout.map(|idle| self.last_active + idle),
+        }
+    }
+
+    /// A timer came due at `now`: expire the connection if its real deadline has passed.
+    pub fn expire(&mut self, policy: &Policy, now: Instant) -> Expiry {
+        match self.deadline(policy) {
+            Some(due) if due > now => Expiry::NotYet(Some(due)),
+            None => Expiry::NotYet(None),
+            Some(_) => match self.state {
+                State::Lingering { reason, .. } => {
+                    self.state = State::Closed(reason);
+                    Expiry::Closed
+                }
+                State::Open => Expiry::Idle,
+                // Paused or finishing, and still nothing moved: the client stopped reading.
+                _ => {
+                    self.abort(CloseReason::IdleTimeout);
+                    Expiry::Closed
+                }
+            },
+        }
+    }
 }
 
-/// Interest as the trace writes it: `-`, `R`, `W`, `RW`.
-pub fn interest_label(interest: Option<Interest>) -> &'static str {
-    match interest {
-        None => "-",
-        Some(i) if i.is_readable() && i.is_writable() => "RW",
-        Some(i) if i.is_readable() => "R",
-        Some(_) => "W",
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::framing::FramingKind;
+    use proptest::prelude::*;
+
+    const LIMIT: usize = 100;
+
+    fn policy(slow_reader: SlowReader) -> Policy {
+        Policy {
+            queue_limit: LIMIT,
+            slow_reader,
+            idle_timeout: Some(Duration::from_secs(10)),
+        }
+    }
+
+    fn open(now: Instant) -> Connection {
+        Connection::new(Decoder::new(FramingKind::Raw, 64), Session::none(), now, 0)
+    }
+
+    fn queue(conn: &mut Connection, bytes: usize) {
+        conn.outbound.push_copy(&vec![b'x'; bytes]);
+    }
+
+    /// Takes up to `room` bytes off the front of the queue, as a kernel with that much room would.
+    fn write(conn: &mut Connection, room: usize, now: Instant) {
+        let mut kernel = Room(room);
+        let (_, written) = conn.outbound.flush_into(&mut kernel).unwrap();
+        conn.on_written(written, now);
+    }
+
+    /// A socket with room for `.0` more bytes, then `WouldBlock`.
+    struct Room(usize);
+
+    impl std::io::Write for Room {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.0 == 0 {
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.0);
+            self.0 -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_open_connection_reads_and_writes_only_refused_bytes() {
+        let now = Instant::now();
+        let mut conn = open(now);
+        assert_eq!(conn.wanted(), Some(Interest::READABLE));
+        queue(&mut conn, 10);
+        assert_eq!(conn.wanted(), Some(Interest::READABLE | Interest::WRITABLE));
+        write(&mut conn, 10, now);
+        assert_eq!(conn.wanted(), Some(Interest::READABLE));
+        assert_eq!(conn.bytes(), (0, 10));
+    }
+
+    #[test]
+    fn over_the_limit_reading_pauses_until_half_is_drained() {
+        let now = Instant::now();
+        let policy = policy(SlowReader::PauseReading);
+        let mut conn = open(now);
+        queue(&mut conn, LIMIT + 1);
+        assert_eq!(conn.settle(&policy, now, None), Step::Paused);
+        assert_eq!(conn.state(), State::Paused);
+        assert_eq!(
+            conn.wanted(),
+            Some(Interest::WRITABLE),
+            "not read while paused"
+        );
+        assert_eq!(
+            conn.settle(&policy, now, None),
+            Step::Steady,
+            "counted once"
+        );
+        write(&mut conn, LIMIT / 2, now); // 51 left: still above half
+        assert_eq!(conn.settle(&policy, now, None), Step::Steady);
+        write(&mut conn, 1, now);
+        assert_eq!(conn.settle(&policy, now, None), Step::Resumed);
+        assert_eq!(conn.state(), State::Open);
+    }
+
+    #[test]
+    fn over_the_limit_a_chat_member_is_dropped() {
+        let now = Instant::now();
+        let mut conn = open(now);
+        queue(&mut conn, LIMIT + 1);
+        assert_eq!(
+            conn.settle(&policy(SlowReader::Drop), now, None),
+            Step::Dropped
+        );
+        assert_eq!(conn.state(), State::Closed(CloseReason::QueueLimit));
+        assert!(conn.outbound.is_empty(), "the queue is dropped with it");
+        assert_eq!(conn.wanted(), None);
+    }
+
+    #[test]
+    fn finishing_sends_fin_once_the_queue_is_written_then_lingers() {
+        let now = Instant::now();
+        let policy = policy(SlowReader::PauseReading);
+        let mut conn = open(now);
+        queue(&mut conn, 5);
+        conn.finish(CloseReason::Finished);
+        assert_eq!(conn.wanted(), Some(Interest::WRITABLE), "no more reading");
+        assert_eq!(
+            conn.settle(&policy, now, None),
+            Step::Steady,
+            "bytes still owed"
+        );
+        write(&mut conn, 5, now);
+        assert_eq!(conn.settle(&policy, now, None), Step::SendFin);
+        let until = now + LINGER;
+        assert_eq!(
+            conn.state(),
+            State::Lingering {
+                reason: CloseReason::Finished,
+                until
+            }
+        );
+        assert_eq!(
+            conn.wanted(),
+            Some(Interest::READABLE),
+            "input is read and dropped"
+        );
+        assert!(!conn.is_answering());
+        conn.on_end_of_input();
+        assert_eq!(conn.state(), State::Closed(CloseReason::Finished));
+        assert_eq!(conn.settle(&policy, now, None), Step::Close);
+    }
+
+    #[test]
+    fn a_linger_started_while_draining_ends_by_the_shutdown_deadline() {
+        let now = Instant::now();
+        let mut conn = open(now);
+        conn.finish(CloseReason::Shutdown);
+        let cap = now + Duration::from_millis(300);
+        let policy = policy(SlowReader::PauseReading);
+        assert_eq!(conn.settle(&policy, now, Some(cap)), Step::SendFin);
+        assert_eq!(conn.deadline(&policy), Some(cap));
+    }
+
+    #[test]
+    fn a_peer_that_closed_first_is_closed_without_a_linger() {
+        let now = Instant::now();
+        let mut conn = open(now);
+        conn.on_end_of_input();
+        assert_eq!(conn.state(), State::Finishing(CloseReason::PeerClosed));
+        assert_eq!(
+            conn.settle(&policy(SlowReader::PauseReading), now, None),
+            Step::Close
+        );
+        assert_eq!(conn.state(), State::Closed(CloseReason::PeerClosed));
+    }
+
+    #[test]
+    fn a_refill_owed_keeps_a_half_closed_connection_alive() {
+        let now = Instant::now();
+        let policy = policy(SlowReader::PauseReading);
+        let mut conn = open(now);
+        conn.ask_refill();
+        conn.on_end_of_input(); // drops the request ...
+        conn.ask_refill(); // ... which the protocol makes again: it still owes a body
+        assert_eq!(
+            conn.settle(&policy, now, None),
+            Step::Steady,
+            "not finished yet"
+        );
+        assert!(conn.take_refill(), "a half-closed client is still sent to");
+        assert!(!conn.take_refill(), "one request, one call");
+        assert_eq!(conn.settle(&policy, now, None), Step::Close);
+    }
+
+    #[test]
+    fn a_refill_waits_for_an_empty_queue_and_an_open_connection() {
+        let now = Instant::now();
+        let mut conn = open(now);
+        conn.ask_refill();
+        queue(&mut conn, 1);
+        assert!(!conn.take_refill(), "the queue is not empty");
+        write(&mut conn, 1, now);
+        conn.finish(CloseReason::Shutdown);
+        assert!(
+            !conn.take_refill(),
+            "a connection closing for another reason gets no more"
+        );
+    }
+
+    #[test]
+    fn abort_drops_the_queue_and_the_first_close_reason_wins() {
+        let now = Instant::now();
+        let mut conn = open(now);
+        queue(&mut conn, 7);
+        assert_eq!(conn.abort(CloseReason::Reset), 7);
+        assert_eq!(conn.abort(CloseReason::IoError), 0);
+        assert_eq!(conn.state(), State::Closed(CloseReason::Reset));
+        conn.finish(CloseReason::Finished);
+        conn.on_end_of_input();
+        assert_eq!(
+            conn.state(),
+            State::Closed(CloseReason::Reset),
+            "closed is final"
+        );
+    }
+
+    #[test]
+    fn a_failed_fin_closes_with_the_reason_it_was_closing_for() {
+        let now = Instant::now();
+        let mut conn = open(now);
+        conn.finish(CloseReason::Finished);
+        conn.settle(&policy(SlowReader::PauseReading), now, None);
+        conn.on_fin_failed();
+        assert_eq!(conn.state(), State::Closed(CloseReason::Finished));
+    }
+
+    #[test]
+    fn deadlines_follow_activity_and_expire_by_state() {
+        let start = Instant::now();
+        let policy = policy(SlowReader::PauseReading);
+        let idle = policy.idle_timeout.unwrap();
+        let mut conn = open(start);
+        assert_eq!(conn.deadline(&policy), Some(start + idle));
+        let later = start + Duration::from_secs(3);
+        conn.on_read(4, later);
+        assert_eq!(
+            conn.expire(&policy, start + idle),
+            Expiry::NotYet(Some(later + idle))
+        );
+        assert_eq!(conn.expire(&policy, later + idle), Expiry::Idle);
+        assert_eq!(
+            conn.state(),
+            State::Open,
+            "the reactor lets the protocol speak first"
+        );
+
+        let mut paused = open(start);
+        queue(&mut paused, LIMIT + 1);
+        paused.settle(&policy, start, None);
+        assert_eq!(paused.expire(&policy, start + idle), Expiry::Closed);
+        assert_eq!(paused.state(), State::Closed(CloseReason::IdleTimeout));
+        assert!(paused.outbound.is_empty());
+
+        let mut lingering = open(start);
+        lingering.finish(CloseReason::Finished);
+        lingering.settle(&policy, start, None);
+        assert_eq!(lingering.expire(&policy, start + LINGER), Expiry::Closed);
+        assert_eq!(lingering.state(), State::Closed(CloseReason::Finished));
+
+        let never = Policy {
+            idle_timeout: None,
+            ..policy
+        };
+        assert_eq!(open(start).expire(&never, later), Expiry::NotYet(None));
+    }
+
+    /// One thing that can happen to a connection, as the reactor would let it happen.
+    #[derive(Debug, Clone)]
+    enum Event {
+        /// The socket is readable: a read of `n` bytes whose replies are `replies` bytes, all
+        /// refused by the kernel (the worst case for the queue).
+        Read {
+            n: usize,
+            replies: usize,
+        },
+        /// The socket is writable and the kernel takes up to this many bytes.
+        Writable(usize),
+        /// Bytes from another client (a chat line) arrive for this one. Only chat sends to
+        /// others, and chat drops slow readers: with a pausing protocol nothing would bound
+        /// them (the memory cap of the public-address work is what will).
+        Shared(usize),
+        EndOfInput,
+        Finish,
+        AskRefill,
+        Refill(usize),
+        Abort,
+        Deadline(u64),
+        FinFails,
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        prop_oneof![
+            4 => (1usize..64, 0usize..80).prop_map(|(n, replies)| Event::Read { n, replies }),
+            3 => (0usize..200).prop_map(Event::Writable),
+            1 => (1usize..60).prop_map(Event::Shared),
+            1 => Just(Event::EndOfInput),
+            1 => Just(Event::Finish),
+            1 => Just(Event::AskRefill),
+            1 => (0usize..60).prop_map(Event::Refill),
+            1 => Just(Event::Abort),
+            1 => (0u64..20).prop_map(Event::Deadline),
+            1 => Just(Event::FinFails),
+        ]
+    }
+
+    /// The most one read's replies may add (the generator's bound on `replies`).
+    const MOST_REPLIES_PER_READ: usize = 80;
+
+    proptest! {
+        /// Whatever happens, in any order: no WRITABLE interest with an empty queue, no read
+        /// while paused, closed is final, and the queue never holds more than the limit plus
+        /// the replies to one read (the limit is applied after every read).
+        #[test]
+        fn random_events_keep_the_invariants(
+            events in proptest::collection::vec(event(), 1..80),
+            drop_slow in any::<bool>(),
+        ) {
+            let start = Instant::now();
+            let policy = policy(if drop_slow { SlowReader::Drop } else { SlowReader::PauseReading });
+            let mut conn = open(start);
+            let mut now = start;
+            let mut was_closed = false;
+            for event in events {
+                let wanted = conn.wanted();
+                match event {
+                    Event::Read { n, replies } => {
+                        // The reactor reads only while it holds READABLE and the state reads.
+                        if wanted.is_some_and(|i| i.is_readable()) && conn.is_reading() {
+                            conn.on_read(n, now);
+                            if conn.is_answering() {
+                                queue(&mut conn, replies);
+                            }
+                        }
+                    }
+                    Event::Writable(room) => {
+                        if wanted.is_some_and(|i| i.is_writable()) {
+                            write(&mut conn, room, now);
+                        }
+                    }
+                    Event::Shared(bytes) => {
+                        if drop_slow && conn.accepts_shared() {
+                            queue(&mut conn, bytes);
+                        }
+                    }
+                    Event::EndOfInput => {
+                        if conn.is_reading() {
+                            conn.on_end_of_input();
+                        }
+                    }
+                    Event::Finish => conn.finish(CloseReason::Finished),
+                    Event::AskRefill => {
+                        if !conn.is_closed() {
+                            conn.ask_refill();
+                        }
+                    }
+                    Event::Refill(bytes) => {
+                        if conn.take_refill() {
+                            queue(&mut conn, bytes);
+                        }
+                    }
+                    Event::Abort => {
+                        conn.abort(CloseReason::Reset);
+                    }
+                    Event::Deadline(secs) => {
+                        now += Duration::from_secs(secs);
+                        if conn.expire(&policy, now) == Expiry::Idle {
+                            conn.finish(CloseReason::IdleTimeout);
+                        }
+                    }
+                    Event::FinFails => {
+                        if matches!(conn.state(), State::Lingering { .. }) {
+                            conn.on_fin_failed();
+                        }
+                    }
+                }
+                conn.settle(&policy, now, None);
+
+                let wanted = conn.wanted();
+                prop_assert!(
+                    !(wanted.is_some_and(|i| i.is_writable()) && conn.outbound.is_empty()),
+                    "WRITABLE with an empty queue in {:?}", conn.state()
+                );
+                if conn.state() == State::Paused {
+                    prop_assert!(!wanted.is_some_and(|i| i.is_readable()), "read while paused");
+                }
+                if was_closed {
+                    prop_assert!(conn.is_closed(), "closed is final");
+                    prop_assert_eq!(wanted, None);
+                }
+                was_closed = conn.is_closed();
+                // A refill starts from an empty queue; reads are what the limit paces.
+                prop_assert!(
+                    conn.outbound.len() <= LIMIT + MOST_REPLIES_PER_READ,
+                    "{} bytes queued", conn.outbound.len()
+                );
+            }
+        }
     }
 }

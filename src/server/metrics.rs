@@ -35,6 +35,7 @@ use log::{debug, trace};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry};
 
+use crate::net::registration::{self, Registration};
 use crate::net::stream::Transport;
 use crate::protocol::CloseReason;
 use crate::server::reactor::token::{METRICS_SOURCES, Source};
@@ -59,6 +60,7 @@ pub struct MetricsEndpoint {
 /// One scrape connection.
 struct Scrape {
     stream: TcpStream,
+    registration: Registration,
     /// Order of arrival: the smallest is evicted first.
     serial: u64,
     state: ScrapeState,
@@ -113,7 +115,12 @@ impl MetricsEndpoint {
         let Some(Some(scrape)) = self.scrapes.get_mut(slot) else {
             return; // closed earlier: events are hints
         };
-        if scrape.drive(&self.stats) == Next::Close {
+        let token = Source::Metrics(n).token();
+        let next = match scrape.drive(&self.stats) {
+            Next::Wait => scrape.sync(registry, token),
+            Next::Close => Next::Close,
+        };
+        if next == Next::Close {
             trace!("metrics scrape {slot} closed");
             self.scrapes[slot] = None; // dropping the stream closes it; epoll forgets it
         }
@@ -122,7 +129,7 @@ impl MetricsEndpoint {
     /// Accepts until `WouldBlock`; each scrape takes a free slot or the oldest one's.
     fn drain_accepts(&mut self, registry: &Registry) {
         loop {
-            let mut stream = match self.listener.accept() {
+            let stream = match self.listener.accept() {
                 Ok((stream, _peer)) => stream,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -132,21 +139,17 @@ impl MetricsEndpoint {
                 }
             };
             let slot = self.free_slot();
-            // Both interests from the start, never changed: a scrape lives for a few events.
-            if let Err(e) = registry.register(
-                &mut stream,
-                Source::Metrics(slot + 1).token(),
-                Interest::READABLE | Interest::WRITABLE,
-            ) {
-                debug!("metrics scrape cannot be registered: {e}");
+            let mut scrape = Scrape {
+                stream,
+                registration: Registration::new(),
+                serial: self.next_serial,
+                state: ScrapeState::Reading(Vec::new()),
+            };
+            if scrape.sync(registry, Source::Metrics(slot + 1).token()) == Next::Close {
                 continue;
             }
             trace!("metrics scrape {slot} accepted");
-            self.scrapes[slot] = Some(Scrape {
-                stream,
-                serial: self.next_serial,
-                state: ScrapeState::Reading(Vec::new()),
-            });
+            self.scrapes[slot] = Some(scrape);
             self.next_serial += 1;
         }
     }
@@ -166,6 +169,28 @@ impl MetricsEndpoint {
 }
 
 impl Scrape {
+    /// What to ask the poller for: readable while reading the request or waiting for the peer's
+    /// FIN, writable only while the kernel has refused part of the answer.
+    fn wanted(&self) -> Option<Interest> {
+        let writing = matches!(self.state, ScrapeState::Writing { .. });
+        registration::interest(!writing, writing)
+    }
+
+    /// Brings the poller's interest in line with the scrape's state.
+    fn sync(&mut self, registry: &Registry, token: mio::Token) -> Next {
+        let wanted = self.wanted();
+        match self
+            .registration
+            .update(registry, &mut self.stream, token, wanted)
+        {
+            Ok(()) => Next::Wait,
+            Err(e) => {
+                debug!("metrics scrape cannot be registered: {e}");
+                Next::Close
+            }
+        }
+    }
+
     /// Does all that readiness allows: read the request, write the answer, wait for FIN.
     fn drive(&mut self, stats: &ServerStats) -> Next {
         let mut chunk = [0u8; 4096];

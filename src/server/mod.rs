@@ -22,7 +22,6 @@
 pub mod config;
 pub mod connection;
 pub mod metrics;
-pub mod outbound;
 pub mod reactor;
 pub mod signals;
 pub mod stats;
@@ -37,7 +36,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 
-use clap::ValueEnum;
 use log::info;
 use mio::Poll;
 
@@ -76,7 +74,8 @@ impl Server {
         config: &ServeConfig,
         inherited: Vec<InheritedSocket>,
     ) -> Result<Server, StartError> {
-        crate::protocol::files::check_config(config)?;
+        config.validate()?;
+        config.probe_service()?;
         if config.listen.is_empty() && config.udp.is_empty() && inherited.is_empty() {
             return Err(StartError::Config("nothing to listen on".into()));
         }
@@ -271,10 +270,7 @@ impl Server {
         let count = self.workers.len();
         info!(
             "serving {} on {} socket(s) with {} worker(s)",
-            self.config
-                .protocol
-                .to_possible_value()
-                .map_or_else(|| "a protocol".to_string(), |v| v.get_name().to_string()),
+            self.config.protocol.name(),
             self.listening.len(),
             count
         );

@@ -2,14 +2,14 @@
 //!
 //! This is Python's `socketserver.ThreadingTCPServer`: an acceptor thread blocks in `accept`, and
 //! every connection gets a thread of its own that blocks in `read`, answers, blocks in `write`,
-//! and reads again. It serves the same protocols with the same [`Decoder`], [`Protocol`] and
+//! and reads again. It serves the same protocols with the same [`Decoder`], [`Protocol`](crate::Protocol) and
 //! [`Replies`] as the reactor, so the two can be read and measured side by side.
 //!
 //! **Where it is simpler.** Each thread's code is the protocol, top to bottom: no readiness, no
 //! interest, no outbound queue, no `WouldBlock`. A short write cannot happen (`write_all` blocks
 //! until the kernel took everything), and that blocking *is* the backpressure: a client that does
-//! not read stops its own thread, and only its own. Chargen is a plain loop: `on_drained`, write,
-//! repeat. The idle timeout is the socket's read timeout (`SO_RCVTIMEO`); no timer heap.
+//! not read stops its own thread, and only its own. A refill (chargen, a download) is a plain
+//! loop: `on_drained`, write, repeat, while the protocol asks for more. The idle timeout is the socket's read timeout (`SO_RCVTIMEO`); no timer heap.
 //!
 //! **What it costs.** A thread per client: a stack (2 MiB of address space reserved, a few pages
 //! touched), a kernel task, and a 64 KiB read buffer per connection instead of one per reactor.
@@ -17,8 +17,9 @@
 //! where the reactor handles a whole batch of ready sockets in one `epoll_wait`. Compare the two
 //! in `docs/BENCHMARKS.md` ("Reactor vs threaded") and the `Threads:` line of `/proc/PID/status`.
 //!
-//! **What it cannot do alone: share.** Each thread builds its own protocol value
-//! ([`ServeConfig::build_protocol`]), because protocol values are not `Send` and one value serving
+//! **What it cannot do alone: share.** Each thread builds its own protocol value (from the same
+//! [`ServeConfig`] the reactor builds its one value from), because protocol values are not `Send`
+//! and one value serving
 //! every client (as in the reactor) would need a lock around every frame. That is fine for echo,
 //! timestamp, daytime, discard and chargen, which keep nothing between clients. Chat is refused:
 //! a room is state shared by all threads (a lock), and a line for everyone needs a writer per
@@ -57,7 +58,7 @@ use crate::net::listener::{self, BindOptions};
 use crate::net::stream::Transport;
 use crate::protocol::CloseReason;
 use crate::protocol::framing::{Decoder, FramingKind};
-use crate::protocol::{ClientId, Protocol, ProtocolKind, Replies};
+use crate::protocol::{ClientId, ProtocolKind, Replies, Service, Session};
 use crate::server::config::ServeConfig;
 use crate::server::connection::LINGER;
 use crate::server::stats::{Stats, StatsSnapshot};
@@ -253,7 +254,9 @@ pub struct ThreadedServer {
 impl ThreadedServer {
     /// Binds every stream socket `config` names, or says why this model cannot serve it.
     pub fn bind(config: &ServeConfig) -> Result<ThreadedServer, StartError> {
-        if config.custom.is_none() && config.protocol == ProtocolKind::Chat {
+        config.validate()?;
+        config.probe_service()?;
+        if config.protocol.is(ProtocolKind::Chat) {
             return Err(StartError::Config(
                 "--model threaded cannot serve chat: a room shared by all threads needs locks \
                  and a writer per client; that is the reactor's job (leave out --model)"
@@ -366,7 +369,7 @@ impl ThreadedServer {
         };
         info!(
             "serving {} on {} socket(s), one thread per connection",
-            protocol_name(&shared.config),
+            shared.config.protocol.name(),
             self.listening.len()
         );
         // Each acceptor blocks in `accept`; the main thread keeps a clone to wake it with.
@@ -624,16 +627,25 @@ fn leave(id: usize, transport: Transport, reason: CloseReason, shared: &Shared) 
 /// One connection, start to end, on its own thread.
 fn serve_client(id: usize, mut stream: BlockingStream, shared: &Shared) {
     let started = Instant::now();
-    let mut protocol = shared.config.build_protocol(); // this thread's own value: not `Send`
     let transport = stream.transport();
-    let mut session = Session {
+    // This thread's own protocol value: protocol values are not `Send`.
+    let mut service = match shared.config.build_service() {
+        Ok(service) => service,
+        Err(e) => {
+            warn!("client {id}: cannot start the protocol: {e}");
+            leave(id, transport, CloseReason::IoError, shared);
+            return;
+        }
+    };
+    let mut thread = ClientThread {
         id,
         transport,
         shared,
+        replies: Replies::new(shared.framing),
         bytes_in: 0,
         bytes_out: 0,
     };
-    let reason = session.run(&mut stream, protocol.as_mut());
+    let (session, reason) = thread.run(&mut stream, service.as_mut());
     // Our side ends: FIN, then read what the peer still sends until its FIN (or LINGER), so
     // that the close cannot become an RST that destroys replies still in flight.
     if reason != CloseReason::PeerClosed && reason != CloseReason::Reset {
@@ -642,12 +654,12 @@ fn serve_client(id: usize, mut stream: BlockingStream, shared: &Shared) {
         let mut sink = [0u8; 4096];
         while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
     }
-    let mut ignored = Replies::new(shared.framing);
-    protocol.on_disconnect(ClientId(id), reason, &mut ignored);
+    thread.replies.reset(shared.framing);
+    service.disconnect(session, reason, &mut thread.replies);
     debug!(
         "client {id} closed: {reason} (in={} out={} age={:.1}s)",
-        session.bytes_in,
-        session.bytes_out,
+        thread.bytes_in,
+        thread.bytes_out,
         started.elapsed().as_secs_f64()
     );
     drop(stream);
@@ -655,43 +667,56 @@ fn serve_client(id: usize, mut stream: BlockingStream, shared: &Shared) {
 }
 
 /// One client's conversation: read, decode, answer, write, until it ends.
-struct Session<'a> {
+struct ClientThread<'a> {
     id: usize,
     /// The client's socket kind, for the counters.
     transport: Transport,
     shared: &'a Shared,
+    replies: Replies,
     bytes_in: u64,
     bytes_out: u64,
 }
 
-impl Session<'_> {
-    fn run(&mut self, stream: &mut BlockingStream, protocol: &mut dyn Protocol) -> CloseReason {
-        let id = self.id;
+impl ClientThread<'_> {
+    /// The whole conversation; returns the session (for `on_disconnect`) and why it ended.
+    fn run(
+        &mut self,
+        stream: &mut BlockingStream,
+        service: &mut dyn Service,
+    ) -> (Session, CloseReason) {
         let config = &self.shared.config;
+        self.replies.reset(self.shared.framing);
+        if let Some(greeting) = &self.shared.greeting {
+            self.replies.send_raw(greeting);
+        }
+        let mut session = service.connect(ClientId(self.id), SystemTime::now(), &mut self.replies);
         // The idle timeout is the socket's own: a `read` (or `write`) blocked this long fails.
-        if stream.set_timeouts(config.idle_timeout).is_err() {
-            return CloseReason::IoError;
-        }
-        let mut replies = Replies::new(self.shared.framing);
-        if let Some(greeting) = &self.shared.greeting
-            && let Err(e) = self.write(stream, greeting)
-        {
-            return CloseReason::from_error(&e);
-        }
-        protocol.on_connect(ClientId(id), SystemTime::now(), &mut replies);
-        if let Some(reason) = self.deliver(stream, &replies) {
-            return reason;
-        }
-        if protocol.refills_when_drained() {
-            return self.refill_forever(stream, protocol, &mut replies);
-        }
-        let mut decoder = Decoder::new(self.shared.framing, config.max_frame);
+        let reason = if stream.set_timeouts(config.idle_timeout).is_err() {
+            CloseReason::IoError
+        } else {
+            match self.deliver(stream, service, &mut session) {
+                Some(reason) => reason,
+                None => self.converse(stream, service, &mut session),
+            }
+        };
+        (session, reason)
+    }
+
+    /// Reads, answers and writes until the conversation ends; returns why.
+    fn converse(
+        &mut self,
+        stream: &mut BlockingStream,
+        service: &mut dyn Service,
+        session: &mut Session,
+    ) -> CloseReason {
+        let id = self.id;
+        let mut decoder = Decoder::new(self.shared.framing, self.shared.config.max_frame);
         let mut buffer = vec![0u8; READ_BUFFER_BYTES];
         loop {
             let n = match stream.read(&mut buffer) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if is_timeout(&e) => return self.idle(stream),
+                Err(e) if is_timeout(&e) => return self.idle(stream, service, session),
                 Err(e) => {
                     debug!("client {id} read failed: {e}");
                     return CloseReason::from_error(&e);
@@ -701,15 +726,16 @@ impl Session<'_> {
             self.bytes_in += n as u64;
             let transport = self.transport;
             self.shared.stats.update(|s| s.received(transport, n));
-            replies.reset(self.shared.framing);
+            self.replies.reset(self.shared.framing);
             let now = SystemTime::now();
             if n == 0 {
                 // The peer's FIN (or our own shutdown of the read side, when stopping): its last
                 // unfinished line is still a frame; answer it, and we are done.
                 if let Some(frame) = decoder.finish() {
-                    protocol.on_frame(ClientId(id), frame, now, &mut replies);
+                    service.frame(session, frame, now, &mut self.replies);
                 }
-                return match self.deliver(stream, &replies) {
+                service.end_of_input(session, &mut self.replies);
+                return match self.deliver(stream, service, session) {
                     Some(reason) => reason,
                     None if self.shared.stopping() => CloseReason::Shutdown,
                     None => CloseReason::PeerClosed,
@@ -717,13 +743,13 @@ impl Session<'_> {
             }
             let mut input = &buffer[..n];
             let mut broken = false;
-            while !replies.closes_sender() {
+            while !self.replies.closes_sender() {
                 match decoder.next_frame(&mut input) {
-                    Ok(Some(frame)) => protocol.on_frame(ClientId(id), frame, now, &mut replies),
+                    Ok(Some(frame)) => service.frame(session, frame, now, &mut self.replies),
                     Ok(None) => break,
                     Err(error) => {
                         debug!("client {id} sent a bad frame: {error}");
-                        protocol.on_frame_error(ClientId(id), &error, &mut replies);
+                        service.frame_error(session, &error, &mut self.replies);
                         if decoder.kind() == FramingKind::Length {
                             broken = true;
                             break;
@@ -731,7 +757,7 @@ impl Session<'_> {
                     }
                 }
             }
-            if let Some(reason) = self.deliver(stream, &replies) {
+            if let Some(reason) = self.deliver(stream, service, session) {
                 return reason;
             }
             if broken {
@@ -740,41 +766,41 @@ impl Session<'_> {
         }
     }
 
-    /// Chargen: make more, write it (blocking until the client has read enough), repeat. The
-    /// blocking `write` is the backpressure; the stop request is checked between batches.
-    fn refill_forever(
+    /// Writes the sender's replies, then, while the protocol asks for a refill (chargen, a
+    /// download), makes more and writes it: the blocking `write` is the backpressure, and the
+    /// stop request is checked between batches. `Some(reason)` if the conversation ends here.
+    fn deliver(
         &mut self,
         stream: &mut BlockingStream,
-        protocol: &mut dyn Protocol,
-        replies: &mut Replies,
-    ) -> CloseReason {
+        service: &mut dyn Service,
+        session: &mut Session,
+    ) -> Option<CloseReason> {
         loop {
+            // Actions for other clients (`send_to`, `broadcast`) have nobody to go to: each
+            // thread knows only its own client. That is why chat is refused.
+            // (Taken out for the write, which counts into `self`; an empty `Replies` owns nothing.)
+            let replies = std::mem::replace(&mut self.replies, Replies::new(self.shared.framing));
+            let written = self.write(stream, replies.to_sender());
+            self.replies = replies;
+            if let Err(e) = written {
+                return Some(if is_timeout(&e) {
+                    CloseReason::IdleTimeout // the client stopped reading for a whole idle timeout
+                } else {
+                    CloseReason::from_error(&e)
+                });
+            }
+            if self.replies.closes_sender() {
+                return Some(CloseReason::Finished);
+            }
+            if !self.replies.asks_refill() {
+                return None;
+            }
             if self.shared.stopping() {
-                return CloseReason::Shutdown;
+                return Some(CloseReason::Shutdown);
             }
-            replies.reset(self.shared.framing);
-            protocol.on_drained(ClientId(self.id), replies);
-            if replies.to_sender().is_empty() && !replies.closes_sender() {
-                return CloseReason::Finished;
-            }
-            if let Some(reason) = self.deliver(stream, replies) {
-                return reason;
-            }
+            self.replies.reset(self.shared.framing);
+            service.drained(session, &mut self.replies);
         }
-    }
-
-    /// Writes the sender's replies; `Some(reason)` if the session ends here.
-    fn deliver(&mut self, stream: &mut BlockingStream, replies: &Replies) -> Option<CloseReason> {
-        // Actions for other clients (`send_to`, `broadcast`) have nobody to go to: each thread
-        // knows only its own client. That is why chat is refused.
-        if let Err(e) = self.write(stream, replies.to_sender()) {
-            return Some(if is_timeout(&e) {
-                CloseReason::IdleTimeout // the client stopped reading for a whole idle timeout
-            } else {
-                CloseReason::from_error(&e)
-            });
-        }
-        replies.closes_sender().then_some(CloseReason::Finished)
     }
 
     /// Blocks until the kernel has taken all of `bytes`: no short writes, no queue.
@@ -793,12 +819,17 @@ impl Session<'_> {
         result
     }
 
-    /// The read timed out: line clients are told why, then the session ends.
-    fn idle(&mut self, stream: &mut BlockingStream) -> CloseReason {
+    /// The read timed out: the protocol may say why (line protocols do), then the session ends.
+    fn idle(
+        &mut self,
+        stream: &mut BlockingStream,
+        service: &mut dyn Service,
+        session: &mut Session,
+    ) -> CloseReason {
         debug!("client {} idle: closing", self.id);
-        if self.shared.framing == FramingKind::Line {
-            let _ = self.write(stream, b"error: idle timeout\n");
-        }
+        self.replies.reset(self.shared.framing);
+        service.idle_timeout(session, &mut self.replies);
+        let _ = self.deliver(stream, service, session);
         CloseReason::IdleTimeout
     }
 }
@@ -809,17 +840,6 @@ fn is_timeout(error: &io::Error) -> bool {
         error.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     )
-}
-
-fn protocol_name(config: &ServeConfig) -> String {
-    use clap::ValueEnum;
-    if config.custom.is_some() {
-        return "a protocol".into();
-    }
-    config
-        .protocol
-        .to_possible_value()
-        .map_or_else(|| "a protocol".to_string(), |v| v.get_name().to_string())
 }
 
 /// Locks, even if a thread panicked while holding the lock (the data is counters and sockets).

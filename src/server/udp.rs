@@ -21,10 +21,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
-use mio::Interest;
 use mio::net::UdpSocket;
+use mio::{Interest, Registry, Token};
 
-use crate::protocol::{Answer, Protocol};
+use crate::net::registration::{self, Registration};
+use crate::protocol::{Answer, Service};
 use crate::server::stats::Stats;
 
 /// Source ports that never get an answer (see the module docs).
@@ -35,10 +36,8 @@ const DATAGRAMS_PER_TURN: usize = 256;
 /// One bound UDP socket and its queue of refused replies.
 #[derive(Debug)]
 pub struct DatagramEndpoint {
-    /// The socket.
-    pub socket: UdpSocket,
-    /// The interest the poller holds for it now.
-    pub registered: Interest,
+    socket: UdpSocket,
+    registration: Registration,
     pending: VecDeque<(SocketAddr, Vec<u8>)>,
     pending_bytes: usize,
     queue_limit: usize,
@@ -55,31 +54,42 @@ pub enum Drained {
 }
 
 impl DatagramEndpoint {
-    /// Wraps a bound socket; refused replies may hold up to `queue_limit` bytes.
-    pub fn new(socket: UdpSocket, queue_limit: usize) -> Self {
-        DatagramEndpoint {
+    /// Wraps a bound socket, registered under `token`; refused replies may hold up to
+    /// `queue_limit` bytes.
+    pub fn register(
+        socket: UdpSocket,
+        queue_limit: usize,
+        registry: &Registry,
+        token: Token,
+    ) -> io::Result<Self> {
+        let mut endpoint = DatagramEndpoint {
             socket,
-            registered: Interest::READABLE,
+            registration: Registration::new(),
             pending: VecDeque::new(),
             pending_bytes: 0,
             queue_limit,
             reply: Vec::new(),
-        }
+        };
+        endpoint.sync(registry, token)?;
+        Ok(endpoint)
     }
 
-    /// What to ask the poller for: `WRITABLE` too while replies wait.
-    pub fn wanted(&self) -> Interest {
-        if self.pending.is_empty() {
-            Interest::READABLE
-        } else {
-            Interest::READABLE | Interest::WRITABLE
-        }
+    /// What to ask the poller for: always readable, writable too while refused replies wait.
+    fn wanted(&self) -> Option<Interest> {
+        registration::interest(true, !self.pending.is_empty())
+    }
+
+    /// Brings the poller's interest in line with the queue of refused replies.
+    pub fn sync(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        let wanted = self.wanted();
+        self.registration
+            .update(registry, &mut self.socket, token, wanted)
     }
 
     /// Receives and answers datagrams until `WouldBlock` or the per-turn budget.
-    pub fn drain_datagrams(
+    pub(crate) fn drain_datagrams(
         &mut self,
-        protocol: &mut dyn Protocol,
+        protocol: &mut dyn Service,
         buf: &mut [u8],
         max_frame: usize,
         now: SystemTime,
@@ -102,7 +112,7 @@ impl DatagramEndpoint {
                 continue;
             }
             self.reply.clear();
-            if protocol.on_datagram(&buf[..len], now, &mut self.reply) == Answer::Reply {
+            if protocol.datagram(&buf[..len], now, &mut self.reply) == Answer::Reply {
                 let reply = std::mem::take(&mut self.reply);
                 self.send_or_queue(from, reply, stats);
             }

@@ -20,7 +20,7 @@
 //!
 //! Reading order: `config.rs`, `message.rs` (what is sent, how replies are checked), `pacing.rs`
 //! (closed and open loop, coordinated omission), `connection.rs`, this file, `limits.rs`,
-//! `report.rs`, `live.rs`, `args.rs` (the command line).
+//! `report.rs`, `live.rs`; the command line is `cli/load.rs`.
 //!
 //! ```
 //! use echoloop::clients::load::{self, LoadConfig, Target};
@@ -35,7 +35,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod args;
 mod config;
 mod connection;
 mod limits;
@@ -44,7 +43,6 @@ mod message;
 mod pacing;
 mod report;
 
-pub use args::LoadArgs;
 pub use config::{LoadConfig, ReplyKind, Target};
 pub use limits::{local_port_range, parse_source_addrs, raise_open_file_limit};
 pub use message::Message;

@@ -35,24 +35,27 @@ pub struct Alarm {
 }
 
 impl Alarm {
-    /// An alarm that is not set.
-    pub fn new() -> io::Result<Alarm> {
+    /// A new alarm, not set, registered with `registry` under `token`.
+    pub fn new(registry: &Registry, token: Token) -> io::Result<Alarm> {
         let timer = timerfd_create(
             TimerfdClockId::Monotonic,
             TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
         )?;
-        Ok(Alarm {
+        let mut alarm = Alarm {
             timer,
             set_for: None,
-        })
+        };
+        registry.register(&mut alarm, token, Interest::READABLE)?;
+        Ok(alarm)
     }
 
-    /// Makes the alarm ring at `deadline`, or never (`None`). Costs a system call only when the
-    /// deadline differs from the one already set. `now` may be a little stale: the alarm then
-    /// rings a little late, never early.
-    pub fn set(&mut self, deadline: Option<Instant>, now: Instant) -> io::Result<()> {
+    /// Makes the alarm ring at `deadline`, or never (`None`), and returns the timeout to hand
+    /// to `poll`: none, the timerfd wakes it. Costs a system call only when the deadline differs
+    /// from the one already set. `now` may be a little stale: the alarm then rings a little
+    /// late, never early.
+    pub fn set(&mut self, deadline: Option<Instant>, now: Instant) -> io::Result<Option<Duration>> {
         if deadline == self.set_for {
-            return Ok(());
+            return Ok(None);
         }
         let after = match deadline {
             // A zero `it_value` would disarm the timer: a deadline already passed rings at once.
@@ -67,7 +70,7 @@ impl Alarm {
         };
         timerfd_settime(&self.timer, TimerfdTimerFlags::empty(), &setting)?;
         self.set_for = deadline;
-        Ok(())
+        Ok(None)
     }
 
     /// The alarm's token became readable: clears it. The caller then runs whatever is due; the
@@ -128,11 +131,8 @@ mod tests {
 
     /// A new alarm, registered with a poller of its own.
     fn registered_alarm() -> (Alarm, Poll) {
-        let mut alarm = Alarm::new().unwrap();
         let poll = Poll::new().unwrap();
-        poll.registry()
-            .register(&mut alarm, ALARM, Interest::READABLE)
-            .unwrap();
+        let alarm = Alarm::new(poll.registry(), ALARM).unwrap();
         (alarm, poll)
     }
 

@@ -15,22 +15,24 @@
 //!   bytes from `offset` on. `LIST` and `QUIT` do what they say.
 //!
 //! **Frames are just bytes here.** The default framing is `raw`, so each read reaches
-//! [`Protocol::on_frame`] as it came. Each client has a small state machine (`Mode`): while it is
+//! [`Protocol::on_frame`] as it came. Each client's session is a small state machine (`Mode`),
+//! kept with its connection: while it is
 //! sending request lines, its bytes go into a line buffer of at most 4096 bytes; after `OK` to a
 //! `PUT` they are the body; one read may hold the end of a body and the next request, and both are
 //! handled.
 //!
 //! **Fair to everyone else.** The disk is touched only in `disk.rs`, and a bounded amount per event:
 //! an upload writes the bytes of one read (at most `--max-frame`), and a download reads one chunk
-//! ([`CHUNK_BYTES`]) each time the client's queue empties ([`Protocol::on_drained`], the way chargen
-//! produces only as fast as the client reads), so a file is never held in memory and a slow reader
+//! ([`CHUNK_BYTES`]) each time the client's queue empties ([`Replies::refill_when_drained`], then
+//! [`Protocol::on_drained`]: the way chargen produces only as fast as the client reads), so a file is never held in memory and a slow reader
 //! costs nothing. The exceptions, said plainly in `docs/FILES.md`: the `fsync` when an upload
 //! completes, the first digest of a file this server did not receive itself, and re-reading the
 //! held part of an upload resumed after a restart.
 //!
 //! **Shared state lives here, per reactor.** The digest cache (by name, size and mtime), the busy
-//! set (names being written: a second writer gets `error: busy`) and the quota are fields of
-//! [`Files`]. With `--workers N` there would be N of each, so `-p files` refuses more than one.
+//! set (names being written: a second writer gets `error: busy`), the quota and the bytes the
+//! uploads under way have reserved of it are fields of [`Files`]. With `--workers N` there would
+//! be N of each, so `-p files` refuses more than one (`ServeConfig::validate`).
 //!
 //! Next: `files/request.rs` (the words, pure) and `files/disk.rs` (the syscalls).
 
@@ -52,11 +54,8 @@ use self::request::{
     FirstBytes, MAX_LINE_BYTES, Request, Start, check_quota, classify_first, hex, is_valid_name,
     parse_partial_name, parse_request, partial_name, start_of, tutorial_name,
 };
-use super::{ClientId, Protocol, ProtocolKind, Replies};
-use crate::error::StartError;
-use crate::protocol::CloseReason;
+use super::{ClientId, CloseReason, Protocol, Replies};
 use crate::protocol::framing::{Frame, FrameError, FramingKind};
-use crate::server::config::ServeConfig;
 
 /// `--max-file-bytes` when not given: 1 GiB.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 1 << 30;
@@ -83,38 +82,6 @@ impl FilesConfig {
             dir_quota: 0,
         }
     }
-}
-
-/// Checks what `-p files` needs of a config: a folder that opens, stream sockets only, no greeting
-/// (it would break the tutorial client), its own framing, one worker (its busy set and quota are
-/// per reactor). A config error is a usage error (exit 2); a folder that does not open is not.
-pub fn check_config(config: &ServeConfig) -> Result<(), StartError> {
-    if config.protocol != ProtocolKind::Files || config.custom.is_some() {
-        return Ok(());
-    }
-    let refuse = |what: &str| Err(StartError::Config(format!("-p files: {what}")));
-    if !config.udp.is_empty() {
-        return refuse("serves TCP and Unix sockets only, not UDP (-u)");
-    }
-    if config.framing.is_some() {
-        return refuse("has its own framing (no --framing)");
-    }
-    if config.greeting.is_some() {
-        return refuse("takes no --greeting (it would break the tutorial client)");
-    }
-    if config.workers > 1 {
-        return refuse("runs on one worker (its busy set and quota are per reactor)");
-    }
-    let Some(files) = &config.files else {
-        return refuse("needs --dir DIR");
-    };
-    Folder::open(&files.dir).map_err(|e| {
-        StartError::Io(io::Error::new(
-            e.kind(),
-            format!("--dir {}: {e}", files.dir.display()),
-        ))
-    })?;
-    Ok(())
 }
 
 /// An upload under way: bytes go to `partial` until all `size` are in, then it becomes `name`.
@@ -160,9 +127,10 @@ enum Mode {
     Done,
 }
 
-/// One client: its mode and its unfinished request line (at most [`MAX_LINE_BYTES`]).
+/// One client's conversation (its session): its mode and its unfinished request line (at most
+/// [`MAX_LINE_BYTES`]).
 #[derive(Debug)]
-struct Session {
+pub struct Conversation {
     mode: Mode,
     line: Vec<u8>,
 }
@@ -177,11 +145,11 @@ struct CachedDigest {
 
 /// The files service of one reactor: its folder, its clients, and what they share.
 pub struct Files {
-    /// `None`: the folder could not be opened when this reactor started.
-    folder: Option<Folder>,
+    folder: Folder,
     max_file_bytes: u64,
     dir_quota: u64,
-    sessions: HashMap<ClientId, Session>,
+    /// Bytes the uploads under way will still bring: the quota holds room for them.
+    reserved: u64,
     /// Names being written now.
     busy: HashSet<String>,
     digests: HashMap<String, CachedDigest>,
@@ -195,7 +163,7 @@ impl std::fmt::Debug for Files {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Files")
             .field("folder", &self.folder)
-            .field("clients", &self.sessions.len())
+            .field("reserved", &self.reserved)
             .field("busy", &self.busy)
             .finish_non_exhaustive()
     }
@@ -209,47 +177,31 @@ fn io_words(e: io::Error) -> Refusal {
 }
 
 impl Files {
-    /// The files service for `config.dir`. Also sets SIGXFSZ to ignored, process-wide: a write past
-    /// `RLIMIT_FSIZE` then fails with `EFBIG` (an error line) instead of killing the server.
-    pub fn new(config: &FilesConfig) -> Files {
+    /// The files service for `config.dir`, which must open as a folder. Also sets SIGXFSZ to
+    /// ignored, process-wide: a write past `RLIMIT_FSIZE` then fails with `EFBIG` (an error
+    /// line) instead of killing the server.
+    pub fn open(config: &FilesConfig) -> io::Result<Files> {
+        let folder = Folder::open(&config.dir).map_err(|e| {
+            io::Error::new(e.kind(), format!("--dir {}: {e}", config.dir.display()))
+        })?;
         ignore_sigxfsz();
-        let folder = match Folder::open(&config.dir) {
-            Ok(folder) => Some(folder),
-            Err(e) => {
-                log::error!("files: cannot open {}: {e}", config.dir.display());
-                None
-            }
-        };
-        Files {
+        Ok(Files {
             folder,
             max_file_bytes: config.max_file_bytes,
             dir_quota: config.dir_quota,
-            sessions: HashMap::new(),
+            reserved: 0,
             busy: HashSet::new(),
             digests: HashMap::new(),
             partial_hashes: HashMap::new(),
             next_upload_id: 0,
             buffer: vec![0; CHUNK_BYTES].into_boxed_slice(),
-        }
-    }
-
-    /// A files service with no folder (no `--dir`): every request is answered with an error.
-    pub fn unconfigured() -> Files {
-        let mut files = Files::new(&FilesConfig::new(PathBuf::new()));
-        files.folder = None;
-        files
-    }
-
-    fn folder(&self) -> Result<&Folder, Refusal> {
-        self.folder
-            .as_ref()
-            .ok_or_else(|| "folder unavailable".to_string())
+        })
     }
 
     /// Runs `input` through `session`'s state machine, mode by mode, until it is used up.
     fn feed(
         &mut self,
-        session: &mut Session,
+        session: &mut Conversation,
         mut input: &[u8],
         now: SystemTime,
         out: &mut Replies,
@@ -343,7 +295,7 @@ impl Files {
         if self.busy.contains(name) {
             return Err("busy".into());
         }
-        let folder = self.folder()?;
+        let folder = &self.folder;
         if folder.stat(name).map_err(io_words)?.is_some() {
             return Err("exists".into()); // complete already, or a link or anything else: never replaced
         }
@@ -374,7 +326,7 @@ impl Files {
                 0
             }
         };
-        check_quota(self.dir_quota, used, self.reserved(), size - offset)
+        check_quota(self.dir_quota, used, self.reserved, size - offset)
             .map_err(|free| format!("over quota ({free} bytes free)"))?;
         let (file, hasher) = if held.is_some() && offset > 0 {
             let (file, _) = folder.open_for_writing(&partial).map_err(io_words)?;
@@ -390,7 +342,6 @@ impl Files {
             (file, Sha256::new())
         };
         out.send_raw(format!("OK {offset}\n").as_bytes());
-        self.busy.insert(name.to_string());
         let upload = Upload {
             name: name.to_string(),
             partial,
@@ -400,7 +351,7 @@ impl Files {
             hasher,
             tutorial: false,
         };
-        Ok(self.receive(upload, &[], out))
+        Ok(self.start_upload(upload, out))
     }
 
     /// The digest of the `held` bytes of a partial file: remembered from the interrupted upload,
@@ -414,17 +365,6 @@ impl Files {
         let mut hasher = Sha256::new();
         disk::hash_prefix(file, held, &mut hasher, &mut self.buffer).map_err(io_words)?;
         Ok(hasher)
-    }
-
-    /// Bytes the uploads under way will still bring: the quota holds room for them.
-    fn reserved(&self) -> u64 {
-        self.sessions
-            .values()
-            .filter_map(|session| match &session.mode {
-                Mode::Receiving(upload) => Some(upload.remaining()),
-                _ => None,
-            })
-            .sum()
     }
 
     /// The tutorial client's size: echo it, then receive that many bytes into a new file.
@@ -442,7 +382,6 @@ impl Files {
         match self.create_tutorial_file(size, now) {
             Ok((name, partial, file)) => {
                 out.send_raw(digits);
-                self.busy.insert(name.clone());
                 let upload = Upload {
                     name,
                     partial,
@@ -452,7 +391,7 @@ impl Files {
                     hasher: Sha256::new(),
                     tutorial: true,
                 };
-                self.receive(upload, &[], out)
+                self.start_upload(upload, out)
             }
             Err(refusal) => refuse_and_close(out, &refusal),
         }
@@ -464,8 +403,7 @@ impl Files {
         size: u64,
         now: SystemTime,
     ) -> Result<(String, String, File), Refusal> {
-        // The field, not `self.folder()`: the id below changes while the folder is borrowed.
-        let folder = self.folder.as_ref().ok_or("folder unavailable")?;
+        let folder = &self.folder;
         if self.dir_quota > 0 {
             let used = folder
                 .entries()
@@ -474,7 +412,7 @@ impl Files {
                 .filter(|(_, entry)| entry.kind == Kind::Regular)
                 .map(|(_, entry)| entry.size)
                 .sum();
-            check_quota(self.dir_quota, used, self.reserved(), size)
+            check_quota(self.dir_quota, used, self.reserved, size)
                 .map_err(|free| format!("over quota ({free} bytes free)"))?;
         }
         for _ in 0..1000 {
@@ -493,6 +431,14 @@ impl Files {
         Err("busy".into())
     }
 
+    /// An upload begins: its name is busy and the bytes it will bring are reserved of the quota
+    /// until they are written (or the upload is abandoned).
+    fn start_upload(&mut self, upload: Upload, out: &mut Replies) -> Mode {
+        self.busy.insert(upload.name.clone());
+        self.reserved += upload.remaining();
+        self.receive(upload, &[], out)
+    }
+
     /// Writes one read's worth of body; completes the upload when the last byte is in. A write
     /// error ends the request with an error line and a close: the client is still sending body
     /// bytes, which cannot be told apart from requests. The partial file stays for a resume.
@@ -500,6 +446,7 @@ impl Files {
         let (written, error) = disk::write_at(&upload.file, body, upload.written);
         upload.hasher.update(&body[..written]);
         upload.written += written as u64;
+        self.reserved -= written as u64;
         if let Some(e) = error {
             warn!("files: writing {}: {e}", upload.partial);
             self.abandon(upload);
@@ -514,17 +461,14 @@ impl Files {
     /// All bytes are in: fsync, give the file its name atomically, reply `DONE` (or close).
     fn complete(&mut self, upload: Upload, out: &mut Replies) -> Mode {
         self.busy.remove(&upload.name);
-        let published = match self.folder() {
-            Ok(folder) => upload
-                .file
-                .sync_all()
-                .and_then(|()| folder.publish(&upload.partial, &upload.name))
-                .map_err(|e| match e.kind() {
-                    io::ErrorKind::AlreadyExists => "exists".to_string(),
-                    _ => describe_io_error(&e),
-                }),
-            Err(refusal) => Err(refusal),
-        };
+        let published = upload
+            .file
+            .sync_all()
+            .and_then(|()| self.folder.publish(&upload.partial, &upload.name))
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::AlreadyExists => "exists".to_string(),
+                _ => describe_io_error(&e),
+            });
         if let Err(refusal) = published {
             warn!("files: completing {}: {refusal}", upload.name);
             let tutorial = upload.tutorial;
@@ -560,10 +504,9 @@ impl Files {
     /// its digest so far) for a resume, delete a tutorial upload's.
     fn abandon(&mut self, upload: Upload) {
         self.busy.remove(&upload.name);
+        self.reserved -= upload.remaining();
         if upload.tutorial {
-            if let Ok(folder) = self.folder() {
-                let _ = folder.remove(&upload.partial);
-            }
+            let _ = self.folder.remove(&upload.partial);
         } else {
             self.partial_hashes
                 .insert(upload.partial, (upload.written, upload.hasher));
@@ -572,7 +515,7 @@ impl Files {
 
     /// `GET <name> [offset]`: `OK <size> <sha256>`, then the bytes, chunk by chunk on drain.
     fn begin_get(&mut self, name: &str, offset: u64, out: &mut Replies) -> Result<Mode, Refusal> {
-        let (file, entry) = match self.folder()?.open_for_reading(name) {
+        let (file, entry) = match self.folder.open_for_reading(name) {
             Ok(opened) => opened,
             // Missing, a link (ELOOP with O_NOFOLLOW), or not a regular file: all "not found".
             Err(e)
@@ -594,6 +537,7 @@ impl Files {
         if offset == entry.size {
             return Ok(Mode::Lines);
         }
+        out.refill_when_drained(); // the first chunk goes once the `OK` line is out
         Ok(Mode::Sending(Download {
             file,
             pos: offset,
@@ -627,7 +571,7 @@ impl Files {
     /// `LIST`: `<size> <name>` per complete regular file with a valid name, by name, then `END`.
     fn list(&self, out: &mut Replies) -> Result<(), Refusal> {
         let mut files: Vec<(String, u64)> = self
-            .folder()?
+            .folder
             .entries()
             .map_err(io_words)?
             .into_iter()
@@ -643,7 +587,12 @@ impl Files {
     }
 
     /// The next chunk of a download; when the file is out, requests sent meanwhile are answered.
-    fn send_chunk(&mut self, session: &mut Session, mut download: Download, out: &mut Replies) {
+    fn send_chunk(
+        &mut self,
+        session: &mut Conversation,
+        mut download: Download,
+        out: &mut Replies,
+    ) {
         let want = usize::try_from(download.end - download.pos)
             .map_or(CHUNK_BYTES, |left| left.min(CHUNK_BYTES));
         match disk::read_at(&download.file, &mut self.buffer[..want], download.pos) {
@@ -664,6 +613,7 @@ impl Files {
         }
         if download.pos < download.end {
             session.mode = Mode::Sending(download);
+            out.refill_when_drained();
             return;
         }
         session.mode = Mode::Lines;
@@ -691,51 +641,45 @@ fn ignore_sigxfsz() {
 }
 
 impl Protocol for Files {
-    fn default_framing(&self) -> FramingKind {
-        FramingKind::Raw
-    }
+    type Session = Conversation;
+    const NAME: &'static str = "files";
+    const FRAMING: FramingKind = FramingKind::Raw;
 
-    fn on_connect(&mut self, client: ClientId, _now: SystemTime, _out: &mut Replies) {
-        self.sessions.insert(
-            client,
-            Session {
-                mode: Mode::Start,
-                line: Vec::new(),
-            },
-        );
-    }
-
-    fn on_frame(&mut self, client: ClientId, frame: Frame<'_>, now: SystemTime, out: &mut Replies) {
-        let Some(mut session) = self.sessions.remove(&client) else {
-            return;
-        };
-        self.feed(&mut session, frame.payload, now, out);
-        self.sessions.insert(client, session);
-    }
-
-    fn on_frame_error(&mut self, _: ClientId, _: &FrameError, _: &mut Replies) {}
-
-    fn refills_when_drained(&self) -> bool {
-        true // GET bodies are read from disk as the client takes them
-    }
-
-    fn on_drained(&mut self, client: ClientId, out: &mut Replies) {
-        let Some(mut session) = self.sessions.remove(&client) else {
-            return;
-        };
-        match std::mem::replace(&mut session.mode, Mode::Done) {
-            Mode::Sending(download) => self.send_chunk(&mut session, download, out),
-            mode => session.mode = mode,
+    fn on_connect(&mut self, _: ClientId, _now: SystemTime, _out: &mut Replies) -> Conversation {
+        Conversation {
+            mode: Mode::Start,
+            line: Vec::new(),
         }
-        self.sessions.insert(client, session);
     }
 
-    fn on_disconnect(&mut self, client: ClientId, reason: CloseReason, _out: &mut Replies) {
-        if let Some(Session {
-            mode: Mode::Receiving(upload),
-            ..
-        }) = self.sessions.remove(&client)
-        {
+    fn on_frame(
+        &mut self,
+        conversation: &mut Conversation,
+        frame: Frame<'_>,
+        now: SystemTime,
+        out: &mut Replies,
+    ) {
+        self.feed(conversation, frame.payload, now, out);
+    }
+
+    fn on_frame_error(&mut self, _: &mut Conversation, _: &FrameError, _: &mut Replies) {}
+
+    fn on_drained(&mut self, conversation: &mut Conversation, out: &mut Replies) {
+        match std::mem::replace(&mut conversation.mode, Mode::Done) {
+            Mode::Sending(download) => self.send_chunk(conversation, download, out),
+            mode => conversation.mode = mode,
+        }
+    }
+
+    /// A client that half-closes right after `GET` (`nc -N`) is still owed the whole file.
+    fn on_end_of_input(&mut self, conversation: &mut Conversation, out: &mut Replies) {
+        if matches!(conversation.mode, Mode::Sending(_)) {
+            out.refill_when_drained();
+        }
+    }
+
+    fn on_disconnect(&mut self, conversation: Conversation, reason: CloseReason, _: &mut Replies) {
+        if let Mode::Receiving(upload) = conversation.mode {
             debug!(
                 "files: {} interrupted at byte {} of {} ({reason})",
                 upload.name, upload.written, upload.size

@@ -5,7 +5,7 @@
 //! wrong family) is checked by [`LoadArgs::into_config`], which answers with the one line that
 //! `main.rs` prints before exiting with code 2.
 //!
-//! Next: back to `mod.rs`, or `docs/LOAD.md` for how to use all this.
+//! Next: `docs/LOAD.md`, for how to use all this.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::config::{LoadConfig, ReplyKind, Target};
-use super::limits::parse_source_addrs;
+use super::parse_address;
+use crate::clients::load::{LoadConfig, ReplyKind, Target, parse_source_addrs};
 use crate::net::address::Address;
 use crate::protocol::framing::FramingKind;
 
@@ -73,10 +73,6 @@ pub struct LoadArgs {
     /// Open the connections, keep them idle for -d seconds, report how many are up
     #[arg(long)]
     pub hold: bool,
-}
-
-fn parse_address(text: &str) -> Result<Address, String> {
-    text.parse()
 }
 
 fn parse_secs(text: &str) -> Result<Duration, String> {

@@ -1,0 +1,167 @@
+//! `echoloop serve`: the server's arguments, and the [`ServeConfig`] they describe.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Args};
+
+use super::parse_address;
+use crate::net::address::{Address, parse_socket_addr};
+use crate::protocol::files::DEFAULT_MAX_FILE_BYTES;
+use crate::protocol::framing::FramingKind;
+use crate::protocol::{FilesConfig, ProtocolKind};
+use crate::server::config::ServeConfig;
+use crate::server::threaded::Model;
+
+/// `echoloop serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[allow(rustdoc::broken_intra_doc_links)] // `[V6]` is clap help text, not a link
+    /// Stream listen address, repeatable: HOST:PORT, [V6]:PORT or unix:/path [default: 127.0.0.1:7007]
+    #[arg(short, long = "listen", value_name = "ADDR", value_parser = parse_address)]
+    pub listen: Vec<Address>,
+    /// Also serve the protocol over UDP at ADDR, repeatable
+    #[arg(short, long = "udp", value_name = "ADDR", value_parser = parse_socket_addr)]
+    pub udp: Vec<SocketAddr>,
+    /// The service
+    #[arg(short, long, value_enum, default_value = "echo", value_name = "NAME")]
+    pub protocol: ProtocolKind,
+    /// How frames are cut [default: the protocol's: echo raw; timestamp, chat line]
+    #[arg(long, value_enum, value_name = "F")]
+    pub framing: Option<FramingKind>,
+    /// Largest line or frame accepted, in bytes
+    #[arg(long, default_value_t = 65536, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..=u32::MAX as u64))]
+    pub max_frame: u64,
+    /// Connections held at once; one over it gets `error: server full` and is closed
+    #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+    /// Close a connection with no traffic for this long; 0 = never
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub idle_timeout: u64,
+    /// Per-client outbound queue limit: above it the client is not read until it drains (chat: dropped)
+    #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub queue_limit: u64,
+    /// A line sent to each new stream client on connect
+    #[arg(long, value_name = "TEXT")]
+    pub greeting: Option<String>,
+    /// Single-threaded reactors sharing the port (SO_REUSEPORT)
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub workers: u64,
+    /// Set SO_REUSEPORT so that several echoloop processes can share the port (implied by --workers > 1)
+    #[arg(long)]
+    pub reuse_port: bool,
+    /// On SIGINT/SIGTERM: stop accepting, flush queued output up to this long, exit 0
+    #[arg(long, default_value_t = 5, value_name = "SECS")]
+    pub shutdown_timeout: u64,
+    /// Listen backlog
+    #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+    pub backlog: i32,
+    /// TCP_NODELAY on accepted sockets
+    #[arg(long, default_value_t = true, action = ArgAction::Set, value_name = "BOOL")]
+    pub nodelay: bool,
+    /// TCP keepalive idle time on accepted sockets; 0 = off
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    pub keepalive: u64,
+    /// Log a line of counters every SECS; 0 = off (SIGUSR1 logs one at any time)
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    pub stats_interval: u64,
+    /// Log every readiness event and every decision of the reactor (as RUST_LOG=echoloop=trace)
+    #[arg(long)]
+    pub trace: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics (TCP, same reactor), e.g. 127.0.0.1:9707
+    #[arg(long, value_name = "ADDR", value_parser = parse_socket_addr)]
+    pub metrics: Option<SocketAddr>,
+    /// -p files: the folder served (required; it must exist)
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// -p files: largest file accepted, in bytes
+    #[arg(long, default_value_t = DEFAULT_MAX_FILE_BYTES, value_name = "BYTES")]
+    pub max_file_bytes: u64,
+    /// -p files: content bytes the folder may hold, partial files included; 0 = no quota
+    #[arg(long, default_value_t = 0, value_name = "BYTES")]
+    pub dir_quota: u64,
+    /// How clients are served: one event-loop thread (reactor), or a blocking thread per connection (threaded)
+    #[arg(long, value_enum, default_value = "reactor", value_name = "MODEL")]
+    pub model: Model,
+}
+
+/// Seconds, where 0 means "off".
+fn seconds_or_off(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+impl ServeArgs {
+    /// The config these arguments describe.
+    pub fn into_config(self) -> ServeConfig {
+        let defaults = ServeConfig::default();
+        let files = self.dir.map(|dir| FilesConfig {
+            dir,
+            max_file_bytes: self.max_file_bytes,
+            dir_quota: self.dir_quota,
+        });
+        ServeConfig {
+            listen: if self.listen.is_empty() && self.udp.is_empty() {
+                defaults.listen
+            } else {
+                self.listen
+            },
+            udp: self.udp,
+            protocol: self.protocol.into(),
+            framing: self.framing,
+            max_frame: self.max_frame as usize,
+            max_connections: self.max_connections as usize,
+            idle_timeout: seconds_or_off(self.idle_timeout),
+            queue_limit: self.queue_limit as usize,
+            greeting: self.greeting.map(String::into_bytes),
+            workers: self.workers as usize,
+            reuse_port: self.reuse_port,
+            shutdown_timeout: Duration::from_secs(self.shutdown_timeout),
+            backlog: self.backlog,
+            nodelay: self.nodelay,
+            keepalive: seconds_or_off(self.keepalive),
+            stats_interval: seconds_or_off(self.stats_interval),
+            handle_signals: true,
+            metrics: self.metrics,
+            files,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::{CommandFactory, Parser};
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_defaults_match_the_contract() {
+        let Command::Serve(args) = Cli::try_parse_from(["echoloop", "serve"]).unwrap().command
+        else {
+            panic!("not serve");
+        };
+        let config = args.into_config();
+        assert_eq!(config.listen, vec!["127.0.0.1:7007".parse().unwrap()]);
+        assert_eq!(config.max_connections, 10_000);
+        assert_eq!(config.queue_limit, 1 << 20);
+        assert_eq!(config.idle_timeout, Some(Duration::from_secs(300)));
+        assert!(config.nodelay);
+        assert_eq!(config.keepalive, None);
+    }
+
+    #[test]
+    fn udp_alone_does_not_bind_the_default_tcp_port() {
+        let Command::Serve(args) = Cli::try_parse_from(["echoloop", "serve", "-u", "127.0.0.1:0"])
+            .unwrap()
+            .command
+        else {
+            panic!("not serve");
+        };
+        assert!(args.into_config().listen.is_empty());
+    }
+}

@@ -1,0 +1,494 @@
+//! One client's readiness: write what it is owed, read what it sent, answer it.
+//!
+//! A client is its socket, its registration with the poller, and its [`Connection`] (the sans-IO
+//! state machine of `connection.rs`, which holds the decoder, the outbound queue and the
+//! protocol's session). This file does the IO for it and tells the machine what happened:
+//!
+//! - **Reading** ([`Reactor::drain_reads`]): until `WouldBlock`, a short read (the kernel had no
+//!   more), end of input, or the per-turn budget. The bytes go through the decoder to the protocol.
+//! - **Answering** ([`Reactor::deliver`]): what the protocol recorded is written at once, straight
+//!   from the read buffer when it is echoed input; only bytes the kernel refuses are queued. Every
+//!   callback's replies come through this one function, whatever the callback was.
+//! - **Flushing** ([`Reactor::flush_client`]): the queue, with `writev`; and each time it empties,
+//!   the protocol's refill if it asked for one (chargen's next batch, a download's next chunk).
+//! - **Settling** ([`Reactor::sync`]): the machine applies the queue limit and moves a finished
+//!   client on; the poller's interest and the client's timer are brought in line.
+//!
+//! Next: `tidy.rs`, where closed clients are freed at the end of the turn.
+
+use std::io::{self, Read, Write};
+use std::rc::Rc;
+
+use log::{debug, trace, warn};
+use mio::event::Event;
+
+use super::token::Source;
+use super::{Phase, Reactor};
+use crate::net::outbound::Flushed;
+use crate::net::registration::Registration;
+use crate::net::stream::Stream;
+use crate::protocol::framing::FramingKind;
+use crate::protocol::{Action, ClientId, CloseReason};
+use crate::server::connection::{Connection, State, Step};
+use crate::server::timers::TimerEntry;
+
+/// Most bytes one stream read takes. Smaller reads cost more system calls; bigger ones make a
+/// peer wait longer for the first reply. Measured with one connection sending 16 × 4 KiB at a
+/// time (docs/BENCHMARKS.md), 32 KiB answered 1.37× the messages of 64 KiB (median of 3
+/// rounds): the client gets the first half of its replies, and sends more, while the server
+/// reads the second half. At 50 and 1000 connections the two were within noise of each other.
+const STREAM_READ_BYTES: usize = 32 * 1024;
+/// Bytes one client may read, or be written, per turn before others get their chance.
+const TURN_BUDGET_BYTES: usize = 256 * 1024;
+
+/// One client of the reactor: its socket, what the poller holds for it, and its state.
+#[derive(Debug)]
+pub(super) struct Client {
+    pub(super) stream: Stream,
+    pub(super) registration: Registration,
+    pub(super) conn: Connection,
+}
+
+/// The readiness a client event reports, as the handlers use it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Readiness {
+    readable: bool,
+    writable: bool,
+    read_closed: bool,
+}
+
+impl Readiness {
+    /// Assume everything: for clients revisited without an event.
+    const ALL: Readiness = Readiness {
+        readable: true,
+        writable: true,
+        read_closed: false,
+    };
+}
+
+impl From<&Event> for Readiness {
+    fn from(event: &Event) -> Readiness {
+        Readiness {
+            // An error or hang-up is reported as readable: the read returns it.
+            readable: event.is_readable() || event.is_read_closed() || event.is_error(),
+            writable: event.is_writable() || event.is_write_closed() || event.is_error(),
+            read_closed: event.is_read_closed(),
+        }
+    }
+}
+
+impl Client {
+    /// Sends `bytes`: straight to the kernel while nothing is queued (the usual case, no copy
+    /// kept), into the queue otherwise. What the kernel refuses is queued, in order. Returns how
+    /// many bytes reached the kernel now.
+    fn send(&mut self, bytes: &[u8], now: std::time::Instant) -> io::Result<usize> {
+        if bytes.is_empty() {
+            return Ok(0);
+        }
+        if !self.conn.outbound.is_empty() {
+            self.conn.outbound.push_copy(bytes);
+            return Ok(0);
+        }
+        let written = loop {
+            match self.stream.write(bytes) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        self.conn.on_written(written, now);
+        if written < bytes.len() {
+            self.conn.outbound.push_copy(&bytes[written..]);
+        }
+        Ok(written)
+    }
+}
+
+impl Reactor {
+    /// Does what a client's readiness allows: write what it is owed, read what it sent.
+    pub(super) fn drive_client(&mut self, id: usize, readiness: Readiness) {
+        let Some(client) = self.clients.slab.get_mut(id) else {
+            return; // closed and freed earlier: events are hints
+        };
+        if client.conn.is_closed() {
+            return; // marked earlier in this batch
+        }
+        if readiness.read_closed {
+            client.conn.on_peer_fin();
+        }
+        if readiness.writable && !client.conn.outbound.is_empty() {
+            self.flush_client(id);
+        }
+        if readiness.readable {
+            self.drain_reads(id);
+        }
+        // A non-empty queue was just refused by the kernel: writing again now would only be told
+        // `WouldBlock`. An empty one may owe a refill (chargen: the client read everything).
+        if self.clients.slab[id].conn.outbound.is_empty() {
+            self.flush_client(id);
+        }
+        self.sync(id);
+    }
+
+    /// Serves again the clients and sockets that stopped at their per-turn budget.
+    pub(super) fn revisit_still_ready(&mut self) {
+        for id in std::mem::take(&mut self.clients.still_ready) {
+            self.drive_client(id, Readiness::ALL);
+        }
+        for index in std::mem::take(&mut self.sockets.datagrams_still_ready) {
+            self.drain_datagrams(index, false);
+        }
+    }
+
+    /// Reads until `WouldBlock`, a short read, end of input, or the per-turn budget.
+    fn drain_reads(&mut self, id: usize) {
+        let mut budget = TURN_BUDGET_BYTES;
+        loop {
+            let client = &mut self.clients.slab[id];
+            if !client.conn.is_reading() {
+                return;
+            }
+            let buffer = &mut self.speech.read_buffer[..STREAM_READ_BYTES];
+            let n = match client.stream.read(buffer) {
+                Ok(0) => {
+                    trace!("client {id} read 0 bytes (end of input)");
+                    self.on_end_of_input(id);
+                    return;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    trace!("client {id} read WouldBlock");
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    debug!("client {id} read failed: {e}");
+                    client.conn.abort(CloseReason::from_error(&e));
+                    return;
+                }
+            };
+            trace!("client {id} read {n} bytes");
+            client.conn.on_read(n, self.clock.now);
+            self.report.stats.received(client.stream.transport(), n);
+            let short_read = n < STREAM_READ_BYTES && !client.conn.peer_fin_seen();
+            if client.conn.is_answering() {
+                self.answer(id, n);
+            } // else lingering: the input is read and dropped
+            // A short read means the kernel had no more: epoll(7) lets us stop here and save the
+            // read that would only say `WouldBlock`. New bytes will raise a new edge. (`sync`,
+            // which follows every `drain_reads`, applies the queue limit.)
+            if short_read {
+                trace!("client {id} short read: stop until the next edge");
+                return;
+            }
+            // Before reading more: the limit is applied after every full read, so a flooding
+            // client holds at most the limit plus the replies to one read.
+            if !self.settle(id) {
+                return;
+            }
+            budget = budget.saturating_sub(n);
+            if budget == 0 {
+                trace!("client {id} read budget used: served again next turn");
+                self.clients.still_ready.push(id);
+                return;
+            }
+        }
+    }
+
+    /// Cuts the bytes just read into frames, lets the protocol answer, and delivers the answers.
+    fn answer(&mut self, id: usize, len: usize) {
+        let client = &mut self.clients.slab[id];
+        let conn = &mut client.conn;
+        let speech = &mut self.speech;
+        speech.replies.reset(conn.decoder.kind());
+        let mut input = &speech.read_buffer[..len];
+        speech.replies.answering(input); // echoed slices of it are written from here, not copied
+        let mut broken = false;
+        while !speech.replies.closes_sender() {
+            match conn.decoder.next_frame(&mut input) {
+                Ok(Some(frame)) => speech.service.frame(
+                    &mut conn.session,
+                    frame,
+                    self.clock.wall_now,
+                    &mut speech.replies,
+                ),
+                Ok(None) => break,
+                Err(error) => {
+                    debug!("client {id} sent a bad frame: {error}");
+                    speech
+                        .service
+                        .frame_error(&mut conn.session, &error, &mut speech.replies);
+                    if conn.decoder.kind() == FramingKind::Length {
+                        broken = true; // the stream cannot be trusted past a bad length prefix
+                        break;
+                    }
+                }
+            }
+        }
+        self.deliver(id);
+        if broken {
+            self.clients.slab[id].conn.finish(CloseReason::FrameError);
+        }
+    }
+
+    /// The peer sent FIN: its last unfinished line is still a frame; then finish.
+    fn on_end_of_input(&mut self, id: usize) {
+        let client = &mut self.clients.slab[id];
+        let conn = &mut client.conn;
+        let answering = conn.is_answering();
+        conn.on_end_of_input(); // drops a pending refill: the protocol asks again if it owes more
+        if !answering {
+            return; // lingering: its FIN was what we waited for
+        }
+        let speech = &mut self.speech;
+        speech.replies.reset(conn.decoder.kind());
+        if let Some(frame) = conn.decoder.finish() {
+            speech.service.frame(
+                &mut conn.session,
+                frame,
+                self.clock.wall_now,
+                &mut speech.replies,
+            );
+        }
+        speech
+            .service
+            .end_of_input(&mut conn.session, &mut speech.replies);
+        self.deliver(id);
+    }
+
+    /// Carries out what the protocol recorded in the replies on behalf of client `id`: its bytes
+    /// (the echoed run of the read buffer first, then the copied bytes), its close, its refill
+    /// request; then what it recorded for others. Every callback's replies come through here.
+    pub(super) fn deliver(&mut self, id: usize) {
+        let replies = &self.speech.replies;
+        if let Some(client) = self.clients.slab.get_mut(id)
+            && !client.conn.is_closed()
+            && replies.has_sender_actions()
+        {
+            let echoed = match replies.echoed_input() {
+                Some(run) => &self.speech.read_buffer[run],
+                None => &[][..],
+            };
+            for reply in [echoed, replies.to_sender()] {
+                if reply.is_empty() {
+                    continue;
+                }
+                let queued_before = client.conn.outbound.len();
+                match client.send(reply, self.clock.now) {
+                    Ok(written) => {
+                        self.report.stats.sent(client.stream.transport(), written);
+                        trace_send(id, written, reply.len(), queued_before);
+                    }
+                    Err(e) => {
+                        debug!("client {id} write failed: {e}");
+                        client.conn.abort(CloseReason::from_error(&e));
+                        break;
+                    }
+                }
+            }
+            if replies.closes_sender() {
+                client.conn.finish(CloseReason::Finished);
+            }
+            if replies.asks_refill() {
+                client.conn.ask_refill();
+            }
+        }
+        if self.speech.replies.has_others() {
+            self.deliver_to_others();
+        }
+    }
+
+    /// Carries out the actions recorded for clients other than the sender.
+    fn deliver_to_others(&mut self) {
+        let others = self.speech.replies.take_others();
+        for action in &others {
+            match action {
+                Action::SendTo(target, bytes) => self.queue_shared(target.0, bytes),
+                Action::Broadcast { except, bytes } => {
+                    // Recipients are listed first (queueing needs `&mut self`), into a list
+                    // kept between broadcasts so that a chat line allocates nothing here.
+                    let mut targets = std::mem::take(&mut self.clients.broadcast_targets);
+                    targets.clear();
+                    targets.extend(
+                        self.clients
+                            .slab
+                            .iter()
+                            .map(|(key, _)| key)
+                            .filter(|key| Some(ClientId(*key)) != *except),
+                    );
+                    for &target in &targets {
+                        self.queue_shared(target, bytes);
+                    }
+                    self.clients.broadcast_targets = targets;
+                }
+            }
+        }
+        self.speech.replies.return_others(others);
+    }
+
+    /// Queues shared bytes for another client; it is flushed once, at the end of the turn.
+    fn queue_shared(&mut self, target: usize, bytes: &Rc<[u8]>) {
+        let Some(client) = self.clients.slab.get_mut(target) else {
+            return;
+        };
+        if !client.conn.accepts_shared() {
+            return;
+        }
+        if client.conn.outbound.is_empty() {
+            self.clients.to_flush.push(target);
+        }
+        client.conn.outbound.push_shared(Rc::clone(bytes));
+        if client.conn.outbound.len() > self.settings.policy.queue_limit {
+            // Over the limit only because this turn piled it up? Offer it to the kernel before
+            // `sync` judges: the limit is for bytes a slow reader refuses, not for a burst.
+            self.flush_client(target);
+        }
+        self.sync(target);
+    }
+
+    /// Writes a client's queue; each time it is empty and the protocol asked for more, asks it
+    /// (chargen's next batch, a download's next chunk), up to the per-turn budget.
+    pub(super) fn flush_client(&mut self, id: usize) {
+        let started_at = self.clients.slab[id].conn.bytes().1;
+        loop {
+            let client = &mut self.clients.slab[id];
+            if client.conn.is_closed() {
+                return;
+            }
+            let before = client.conn.outbound.len();
+            if before > 0 {
+                match client.conn.outbound.flush_into(&mut client.stream) {
+                    Ok((flushed, written)) => {
+                        client.conn.on_written(written, self.clock.now);
+                        self.report.stats.sent(client.stream.transport(), written);
+                        if flushed == Flushed::Blocked {
+                            trace!("client {id} write {written} of {before} (short)");
+                            return;
+                        }
+                        trace!("client {id} write {written} of {before}");
+                    }
+                    Err(e) => {
+                        debug!("client {id} write failed: {e}");
+                        client.conn.abort(CloseReason::from_error(&e));
+                        return;
+                    }
+                }
+            }
+            if !client.conn.take_refill() {
+                return;
+            }
+            // Out of budget: the refill is asked for again and made next turn.
+            if client.conn.bytes().1 - started_at >= TURN_BUDGET_BYTES as u64 {
+                client.conn.ask_refill();
+                self.clients.still_ready.push(id);
+                return;
+            }
+            let speech = &mut self.speech;
+            speech.replies.reset(client.conn.decoder.kind());
+            speech
+                .service
+                .drained(&mut client.conn.session, &mut speech.replies);
+            self.deliver(id);
+        }
+    }
+
+    /// Lets the connection settle (queue limit, finishing) and carries out what it decided.
+    /// Returns whether the client is still live (not closed).
+    fn settle(&mut self, id: usize) -> bool {
+        let client = &mut self.clients.slab[id];
+        let queued = client.conn.outbound.len();
+        let counters = self.report.stats.stream(client.stream.transport());
+        if queued != client.conn.queue_counted {
+            counters.note_queue_len(queued);
+            counters.queued_bytes.add(queued as u64);
+            counters.queued_bytes.sub(client.conn.queue_counted as u64);
+            client.conn.queue_counted = queued;
+        }
+        let linger_cap = match self.phase {
+            Phase::Draining { deadline } => Some(deadline),
+            Phase::Serving => None,
+        };
+        match client
+            .conn
+            .settle(&self.settings.policy, self.clock.now, linger_cap)
+        {
+            Step::Steady => {}
+            Step::Paused => {
+                trace!("client {id} paused: {queued} bytes queued");
+                counters.readers_paused.add(1);
+            }
+            Step::Resumed => trace!("client {id} resumed: {queued} bytes queued"),
+            Step::Dropped => {
+                warn!(
+                    "client {id} dropped: queue limit ({queued} bytes queued, limit {})",
+                    self.settings.policy.queue_limit
+                );
+                counters.clients_dropped.add(1);
+            }
+            Step::SendFin => {
+                if client.stream.shutdown_write().is_err() {
+                    client.conn.on_fin_failed();
+                }
+            }
+            Step::Close => {}
+        }
+        if client.conn.is_closed() {
+            self.clients.closing.push(id);
+            return false;
+        }
+        true
+    }
+
+    /// After any change to a client: let it settle, then bring the poller's interest and the
+    /// timers in line with its state.
+    pub(super) fn sync(&mut self, id: usize) {
+        if !self.clients.slab.contains(id) || !self.settle(id) {
+            return;
+        }
+        let client = &mut self.clients.slab[id];
+        let wanted = client.conn.wanted();
+        let token = Source::Client(id).token();
+        if let Err(e) =
+            client
+                .registration
+                .update(self.poll.registry(), &mut client.stream, token, wanted)
+        {
+            warn!("client {id} cannot change interest: {e}");
+            client.conn.abort(CloseReason::IoError);
+            self.clients.closing.push(id);
+            return;
+        }
+        // A scheduled entry can only be too late once the deadline moves *earlier*: activity
+        // moves it later (the entry is then re-checked when due), lingering moves it earlier.
+        let conn = &mut client.conn;
+        let may_be_earlier =
+            conn.timer_at.is_none() || matches!(conn.state(), State::Lingering { .. });
+        if may_be_earlier
+            && let Some(due) = conn.deadline(&self.settings.policy)
+            && conn.timer_at.is_none_or(|at| due < at)
+        {
+            conn.timer_at = Some(due);
+            self.clock.timers.schedule(TimerEntry {
+                due,
+                slot: id,
+                serial: conn.serial,
+            });
+        }
+    }
+}
+
+/// Traces one reply handed to [`Client::send`]: written at once, cut short, or queued behind
+/// bytes already waiting.
+fn trace_send(id: usize, written: usize, len: usize, queued_before: usize) {
+    if queued_before > 0 {
+        trace!("client {id} queued {len} bytes behind {queued_before}");
+    } else if written < len {
+        trace!(
+            "client {id} write {written} of {len} (short): {} queued",
+            len - written
+        );
+    } else {
+        trace!("client {id} write {written} of {len}");
+    }
+}
