@@ -1,66 +1,63 @@
 //! Fuzzes the protocols' frame handling: each protocol is driven the way the reactor drives it
-//! (connect, frames, errors, drains, datagrams, disconnects) by clients the fuzzer makes up.
+//! (connect, reads cut into frames, drains, FIN, idle timeouts, datagrams, disconnects) by
+//! clients the fuzzer makes up, through `echoloop::protocol::testing::Harness`.
 //! Invariant: nothing a peer sends panics a protocol.
 #![no_main]
 
 use std::time::{Duration, SystemTime};
 
-use echoloop::protocol::framing::{Decoder, FramingKind};
-use echoloop::protocol::{ClientId, ProtocolKind, Replies};
 use echoloop::CloseReason;
+use echoloop::protocol::framing::FramingKind;
+use echoloop::protocol::testing::Harness;
+use echoloop::protocol::{Chargen, Chat, Daytime, Discard, Echo, Protocol, Timestamp};
 use libfuzzer_sys::fuzz_target;
-
-const KINDS: &[ProtocolKind] = &[
-    ProtocolKind::Echo,
-    ProtocolKind::Timestamp,
-    ProtocolKind::Daytime,
-    ProtocolKind::Discard,
-    ProtocolKind::Chargen,
-    ProtocolKind::Chat,
-];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&[kind, framing, when], script)) = data.split_first_chunk::<3>() else {
         return;
     };
-    let mut protocol = KINDS[kind as usize % KINDS.len()].build();
     let framing = [FramingKind::Raw, FramingKind::Line, FramingKind::Length][framing as usize % 3];
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(when as u64 * 86_400 * 97);
-    let mut decoders: Vec<Option<Decoder>> = (0..4).map(|_| None).collect();
-    let mut out = Replies::new(framing);
-    // The script: an opcode byte, a client byte, a length byte, then that many bytes.
+    match kind % 6 {
+        0 => run(Echo, framing, now, script),
+        1 => run(Timestamp::new(), framing, now, script),
+        2 => run(Daytime, framing, now, script),
+        3 => run(Discard, framing, now, script),
+        4 => run(Chargen::new(), framing, now, script),
+        _ => run(Chat::new(), framing, now, script),
+    }
+});
+
+/// The script: an opcode byte, a client byte, a length byte, then that many bytes.
+fn run<P: Protocol>(protocol: P, framing: FramingKind, now: SystemTime, script: &[u8]) {
+    let mut harness = Harness::new(protocol)
+        .with_framing(framing)
+        .with_max_frame(64);
+    harness.set_now(now);
     let mut rest = script;
     while let Some((&[op, client, len], after)) = rest.split_first_chunk::<3>() {
         let (bytes, after) = after.split_at((len as usize).min(after.len()));
         rest = after;
-        let slot = client as usize % decoders.len();
-        let id = ClientId(slot);
-        out.reset(framing);
-        match (op % 5, &mut decoders[slot]) {
-            (0, decoder @ None) => {
-                *decoder = Some(Decoder::new(framing, 64));
-                protocol.on_connect(id, now, &mut out);
+        let clients = harness.clients();
+        let target = (!clients.is_empty()).then(|| clients[client as usize % clients.len()]);
+        match (op % 7, target) {
+            (0, _) if clients.len() < 8 => {
+                harness.connect();
             }
-            (1, Some(decoder)) => {
-                let mut input = bytes;
-                loop {
-                    match decoder.next_frame(&mut input) {
-                        Ok(Some(frame)) => protocol.on_frame(id, frame, now, &mut out),
-                        Ok(None) => break,
-                        Err(error) => protocol.on_frame_error(id, &error, &mut out),
-                    }
-                }
+            (1, Some(id)) => harness.send(id, bytes),
+            (2, Some(id)) => {
+                harness.drain(id);
             }
-            (2, Some(_)) => protocol.on_drained(id, &mut out),
-            (3, decoder @ Some(_)) => {
-                *decoder = None;
-                protocol.on_disconnect(id, CloseReason::ALL[len as usize % 8], &mut out);
-            }
-            (4, _) => {
-                let mut reply = Vec::new();
-                let _ = protocol.on_datagram(bytes, now, &mut reply);
+            (3, Some(id)) => harness.end_input(id),
+            (4, Some(id)) => harness.idle_timeout(id),
+            (5, Some(id)) => harness.disconnect(id, CloseReason::ALL[len as usize % 8]),
+            (6, _) => {
+                let _ = harness.datagram(bytes);
             }
             _ => {}
         }
+        for id in harness.clients() {
+            harness.take_output(id);
+        }
     }
-});
+}

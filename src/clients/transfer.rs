@@ -16,7 +16,7 @@
 //! Exit codes: 0 done, 1 the server refused (its `error:` line is printed) or the digest did not
 //! match or the retries ran out, 2 bad arguments.
 //!
-//! Next: `protocol/files.rs`, the other side.
+//! Next: `cli/mod.rs`, the command line, and `main.rs`.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, IsTerminal, Read, Seek, SeekFrom, Write};

@@ -5,7 +5,7 @@
 //! address is parsed (the first address the resolver returns is used), so everything after parsing
 //! deals in plain `SocketAddr`s.
 //!
-//! Next: `config.rs`, what a server is asked to do.
+//! Next: `net/listener.rs`, binding and accepting.
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};

@@ -12,7 +12,7 @@
 //! so an idle connection costs nothing here. Writes hand the kernel several chunks at once
 //! (`writev`), so a queue of many small replies still drains in one system call.
 //!
-//! Next: `framing.rs`, where one message ends and the next begins.
+//! Next: `net/registration.rs`, what a socket asks the poller for.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};

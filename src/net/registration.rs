@@ -14,7 +14,7 @@
 //! [`Registration`] remembers what the poller holds and calls `epoll_ctl` (or `kevent`) only when
 //! the wanted interest differs: one system call per change of mind, none in the steady state.
 //!
-//! Next: `activation.rs`, sockets handed to us by systemd.
+//! Next: `protocol/framing.rs`, where one message ends and the next begins.
 
 use std::io;
 

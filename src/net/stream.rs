@@ -5,7 +5,7 @@
 //! rest of the code is written once. Only the counters ask which kind it is ([`Transport`]): TCP
 //! and Unix clients are counted apart, and the answer is the enum's own tag, read for free.
 //!
-//! Next: `timers.rs`, deadlines without scanning every connection.
+//! Next: `net/activation.rs`, sockets handed to us by systemd.
 
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
@@ -16,7 +16,7 @@ use mio::net::{TcpStream, UnixStream};
 use mio::{Interest, Registry, Token};
 
 /// Which kind of stream socket: the `transport` label of the metrics, and the index of that
-/// transport's counters in [`Stats`](crate::server::stats::Stats) (hence the explicit discriminants).
+/// transport's counters in the server's stats (hence the explicit discriminants).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
     /// TCP.

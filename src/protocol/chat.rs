@@ -27,7 +27,7 @@
 //!
 //! The room lives inside one reactor: with `--workers N` each worker is its own room.
 //!
-//! Next: `udp.rs`, datagrams on the same loop.
+//! Next: `files/mod.rs`, transfers with resume: sessions that are whole state machines.
 
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;

@@ -3,6 +3,8 @@
 //! Echo answers with the frame's *wire* bytes, terminator or length prefix included, so it is
 //! byte-transparent in every framing: what a client sends is exactly what it gets back. Over UDP
 //! each datagram is returned as it came.
+//!
+//! Next: `timestamp.rs`, the tutorial server.
 
 use std::time::SystemTime;
 

@@ -22,6 +22,8 @@
 //! assert_eq!(room.take_output(bob), b"[user0] hello\n");
 //! assert!(room.take_output(alice).is_empty()); // the sender gets nothing back
 //! ```
+//!
+//! Next: `server/udp.rs`, datagrams on the same loop.
 
 use std::time::{Duration, SystemTime};
 

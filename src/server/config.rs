@@ -3,7 +3,7 @@
 //! `cli.rs` turns `echoloop serve ...` into a [`ServeConfig`]; tests start from
 //! [`ServeConfig::for_tests`] (loopback, port 0, no signal handling) and change a field or two.
 //!
-//! Next: `server.rs`, which binds the sockets this config names and runs the reactors.
+//! Next: `server/mod.rs`, which binds the sockets this config names and runs the reactors.
 
 use std::io;
 use std::net::SocketAddr;

@@ -40,7 +40,7 @@
 //! finished even when its queue is: a client that sent its request and then FIN (`nc -N`) still
 //! gets the whole file.
 //!
-//! Next: `outbound.rs`, the bytes a connection owes its client.
+//! Next: `net/outbound.rs`, the bytes a connection owes its client.
 
 use std::time::{Duration, Instant};
 

@@ -25,7 +25,7 @@
 //! appeared only with the first Unix client would break dashboards and `rate()` over the gap.
 //! Sum over the label (`sum without (transport) (...)`) for stream totals.
 //!
-//! Next: `stats.rs`, the counters themselves.
+//! Next: `server/threaded.rs`, the design the reactor replaces.
 
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};

@@ -17,7 +17,7 @@
 //! kernel wakes whichever is waiting, rather than spreading clients evenly as `SO_REUSEPORT` does.
 //! The `--metrics` listener is bound once, for worker 0, which reports every worker's counters.
 //!
-//! Next: `reactor.rs`, the loop itself.
+//! Next: `server/reactor/mod.rs`, the loop itself.
 
 pub mod config;
 pub mod connection;

@@ -11,7 +11,7 @@
 //! they are stopped through a [`StopHandle`], which sets a flag and wakes the reactor with a
 //! `mio::Waker` (an eventfd the reactor also watches).
 //!
-//! Next: `stats.rs`.
+//! Next: `server/stats.rs`, the counters.
 
 use std::io;
 use std::sync::Arc;

@@ -11,7 +11,7 @@
 //! both sets; readers that do not care about the transport ask for their sum
 //! ([`StatsSnapshot::total`]).
 //!
-//! That is the tour. `docs/ARCHITECTURE.md` follows one event through all of it.
+//! Next: `server/metrics.rs`, the counters for Prometheus.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -38,7 +38,7 @@
 //! `--shutdown-timeout`. Whoever is still there then (a chargen or echo client that stopped
 //! reading, blocked in `write`) has both directions shut down, which fails the `write`.
 //!
-//! Next: `docs/GUIDE.md`, which walks from this design to the reactor.
+//! Next: `docs/GUIDE.md`, which walks from this design to the reactor; then `clients/load/`.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};

@@ -12,7 +12,7 @@
 //! An entry names its connection by slab slot *and* serial number, because slots are reused: an
 //! entry left behind by a closed connection must not expire its successor.
 //!
-//! Next: `alarm.rs`.
+//! Next: `net/alarm/`, the one timer the loop sleeps on.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

@@ -11,7 +11,7 @@
 //!
 //! When stderr is not a terminal (a pipe, a file, a test) nothing is drawn at all.
 //!
-//! Next: `args.rs`, the command line.
+//! Next: `clients/interactive.rs`, the interactive client.
 
 use std::io::IsTerminal;
 use std::sync::Mutex;

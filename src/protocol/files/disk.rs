@@ -16,7 +16,7 @@
 //! as fast as the page cache takes the bytes. `docs/FILES.md` says why that is acceptable on the
 //! reactor, and what changes on a slow network filesystem.
 //!
-//! Next: `../files.rs`, the protocol that decides when to call these.
+//! Next: `protocol/testing.rs`, which drives any protocol with byte slices.
 
 use std::fs::File;
 use std::io;

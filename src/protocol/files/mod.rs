@@ -688,3 +688,219 @@ impl Protocol for Files {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::testing::Harness;
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A folder of its own under the temp dir, removed when dropped.
+    struct Folder(PathBuf);
+
+    impl Folder {
+        fn new() -> Folder {
+            static NEXT: AtomicU64 = AtomicU64::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "echoloop-files-unit-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&path).unwrap();
+            Folder(path)
+        }
+
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Folder {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn files(folder: &Folder, quota: u64) -> Harness<Files> {
+        let config = FilesConfig {
+            dir_quota: quota,
+            ..FilesConfig::new(folder.path())
+        };
+        Harness::new(Files::open(&config).unwrap())
+    }
+
+    fn sha256_hex(bytes: &[u8]) -> String {
+        hex(&Sha256::digest(bytes))
+    }
+
+    #[test]
+    fn a_folder_that_does_not_open_is_an_error_naming_dir() {
+        let missing = FilesConfig::new("/nonexistent/echoloop/unit");
+        let error = Files::open(&missing).unwrap_err();
+        assert!(
+            error.to_string().starts_with("--dir /nonexistent"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn put_then_get_then_list_in_one_conversation() {
+        let folder = Folder::new();
+        let mut service = files(&folder, 0);
+        let client = service.connect();
+        service.send(client, b"PUT a.txt 5\nhel");
+        assert_eq!(service.take_output(client), b"OK 0\n");
+        service.send(client, b"lo");
+        let done = format!("DONE 5 {}\n", sha256_hex(b"hello"));
+        assert_eq!(service.take_output(client), done.as_bytes());
+        assert_eq!(
+            std::fs::read(folder.path().join("a.txt")).unwrap(),
+            b"hello"
+        );
+
+        // GET answers its header at once and the body only as the client drains.
+        service.send(client, b"GET a.txt\nLIST\n");
+        let header = format!("OK 5 {}\n", sha256_hex(b"hello"));
+        assert_eq!(service.take_output(client), header.as_bytes());
+        assert!(service.wants_refill(client));
+        assert!(service.drain(client));
+        // The body, then the LIST that waited behind it.
+        assert_eq!(service.take_output(client), b"hello5 a.txt\nEND\n");
+        assert!(!service.wants_refill(client));
+        service.send(client, b"QUIT\n");
+        assert_eq!(service.take_output(client), b"BYE\n");
+        assert!(service.is_closing(client));
+    }
+
+    #[test]
+    fn a_download_is_cut_into_chunks_one_per_drain() {
+        let folder = Folder::new();
+        let body: Vec<u8> = (0..CHUNK_BYTES * 2 + 10).map(|i| i as u8).collect();
+        std::fs::write(folder.path().join("big"), &body).unwrap();
+        let mut service = files(&folder, 0);
+        let client = service.connect();
+        service.send(client, b"GET big\n");
+        service.take_output(client);
+        let mut got = Vec::new();
+        let mut drains = 0;
+        while service.drain(client) {
+            drains += 1;
+            got.extend(service.take_output(client));
+        }
+        assert_eq!(drains, 3);
+        assert!(got == body);
+    }
+
+    #[test]
+    fn a_client_that_half_closes_after_get_still_gets_the_whole_file() {
+        let folder = Folder::new();
+        std::fs::write(folder.path().join("f"), vec![7u8; CHUNK_BYTES + 1]).unwrap();
+        let mut service = files(&folder, 0);
+        let client = service.connect();
+        service.send(client, b"GET f\n");
+        assert!(service.take_output(client).starts_with(b"OK 65537 "));
+        service.end_input(client); // drops the pending refill; the protocol asks again
+        assert!(service.wants_refill(client));
+        let mut body = 0;
+        while service.drain(client) {
+            body += service.take_output(client).len();
+        }
+        assert_eq!(body, CHUNK_BYTES + 1);
+    }
+
+    #[test]
+    fn a_reservation_holds_quota_until_the_upload_ends() {
+        let folder = Folder::new();
+        let mut service = files(&folder, 100);
+        let first = service.connect();
+        service.send(first, b"PUT one 60\n");
+        assert_eq!(service.take_output(first), b"OK 0\n");
+        assert_eq!(service.protocol().reserved, 60);
+        let second = service.connect();
+        service.send(second, b"PUT two 60\n");
+        assert_eq!(
+            service.take_output(second),
+            b"error: over quota (40 bytes free)\n"
+        );
+        service.send(first, &[b'x'; 20]);
+        assert_eq!(
+            service.protocol().reserved,
+            40,
+            "written bytes leave the reservation"
+        );
+        service.disconnect(first, CloseReason::Reset);
+        assert_eq!(
+            service.protocol().reserved,
+            0,
+            "an interrupted upload frees it"
+        );
+        // The 20 bytes held in the partial file still count against the quota.
+        service.send(second, b"PUT two 90\n");
+        assert_eq!(
+            service.take_output(second),
+            b"error: over quota (80 bytes free)\n"
+        );
+        service.send(second, b"PUT two 80\n");
+        assert_eq!(service.take_output(second), b"OK 0\n");
+    }
+
+    #[test]
+    fn an_interrupted_put_resumes_where_it_stopped() {
+        let folder = Folder::new();
+        let mut service = files(&folder, 0);
+        let first = service.connect();
+        service.send(first, b"PUT r 6\nabc");
+        service.take_output(first);
+        service.disconnect(first, CloseReason::Reset);
+        let second = service.connect();
+        service.send(second, b"PUT r 6\n");
+        assert_eq!(service.take_output(second), b"OK 3\n");
+        service.send(second, b"def");
+        let done = format!("DONE 6 {}\n", sha256_hex(b"abcdef"));
+        assert_eq!(service.take_output(second), done.as_bytes());
+    }
+
+    #[test]
+    fn a_second_writer_of_a_name_is_busy() {
+        let folder = Folder::new();
+        let mut service = files(&folder, 0);
+        let first = service.connect();
+        service.send(first, b"PUT n 4\n");
+        let second = service.connect();
+        service.send(second, b"PUT n 4\n");
+        assert_eq!(service.take_output(second), b"error: busy\n");
+        assert!(
+            !service.is_closing(second),
+            "a refused request keeps the connection"
+        );
+    }
+
+    #[test]
+    fn the_tutorial_client_gets_its_size_echoed_and_the_file_is_stored() {
+        let folder = Folder::new();
+        let mut service = files(&folder, 0);
+        let client = service.connect();
+        service.send(client, b"5");
+        assert_eq!(service.take_output(client), b"5");
+        service.send(client, b"12345");
+        assert!(service.is_closing(client));
+        let stored: Vec<String> = std::fs::read_dir(folder.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(stored.len(), 1, "{stored:?}");
+        assert!(stored[0].starts_with("upload-") && stored[0].ends_with(".bin"));
+    }
+
+    #[test]
+    fn an_over_long_request_line_is_refused_and_closed() {
+        let folder = Folder::new();
+        let mut service = files(&folder, 0);
+        let client = service.connect();
+        service.send(client, b"LIST");
+        service.send(client, &vec![b'x'; MAX_LINE_BYTES]);
+        assert_eq!(service.take_output(client), b"error: line too long\n");
+        assert!(service.is_closing(client));
+    }
+}

@@ -14,7 +14,7 @@
 //! - **Settling** ([`Reactor::sync`]): the machine applies the queue limit and moves a finished
 //!   client on; the poller's interest and the client's timer are brought in line.
 //!
-//! Next: `tidy.rs`, where closed clients are freed at the end of the turn.
+//! Next: `sockets.rs`, the sockets that are not clients.
 
 use std::io::{self, Read, Write};
 use std::rc::Rc;

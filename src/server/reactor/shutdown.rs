@@ -7,7 +7,7 @@
 //! Whoever is still there at `--shutdown-timeout` is closed with what it was owed left unsent,
 //! and a warning says how much. A second stop request gives up on the drain at once.
 //!
-//! That is the tour of the reactor. `docs/ARCHITECTURE.md` follows one event through all of it.
+//! Next: `server/connection.rs`, one client's life as a state machine.
 
 use std::sync::atomic::Ordering;
 
