@@ -51,7 +51,9 @@ impl Registration {
     }
 
     /// Makes the poller hold `wanted` for `source` under `token`: registers, re-registers or
-    /// deregisters as needed, and does nothing if it already holds that.
+    /// deregisters as needed, and does nothing if it already holds that (the usual case, kept
+    /// inline: it costs a comparison).
+    #[inline]
     pub fn update(
         &mut self,
         registry: &Registry,
@@ -62,6 +64,18 @@ impl Registration {
         if wanted == self.held {
             return Ok(());
         }
+        self.change(registry, source, token, wanted)
+    }
+
+    /// Tells the poller about a change of mind: one `epoll_ctl` (or `kevent`).
+    #[cold]
+    fn change(
+        &mut self,
+        registry: &Registry,
+        source: &mut impl Source,
+        token: Token,
+        wanted: Option<Interest>,
+    ) -> io::Result<()> {
         trace!(
             "interest token={} {} -> {}",
             token.0,

@@ -199,6 +199,7 @@ impl Connection {
     }
 
     /// What we want the kernel to tell us, derived from the state alone. `None`: closed.
+    #[inline]
     pub fn wanted(&self) -> Option<Interest> {
         if self.is_closed() {
             return None;
@@ -268,7 +269,8 @@ impl Connection {
     }
 
     /// Whether the protocol still has more to say once the queue is empty.
-    fn owes_refill(&self) -> bool {
+    #[inline]
+    pub fn owes_refill(&self) -> bool {
         self.refill
             && matches!(
                 self.state,
@@ -301,6 +303,7 @@ impl Connection {
 
     /// After any change: applies the queue limit and moves a finished connection on.
     /// `linger_cap` bounds a linger that starts now (the shutdown deadline, when draining).
+    #[inline]
     pub fn settle(&mut self, policy: &Policy, now: Instant, linger_cap: Option<Instant>) -> Step {
         let queued = self.outbound.len();
         match self.state {

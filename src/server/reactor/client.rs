@@ -81,6 +81,7 @@ impl Client {
     /// Sends `bytes`: straight to the kernel while nothing is queued (the usual case, no copy
     /// kept), into the queue otherwise. What the kernel refuses is queued, in order. Returns how
     /// many bytes reached the kernel now.
+    #[inline]
     fn send(&mut self, bytes: &[u8], now: std::time::Instant) -> io::Result<usize> {
         if bytes.is_empty() {
             return Ok(0);
@@ -125,7 +126,8 @@ impl Reactor {
         }
         // A non-empty queue was just refused by the kernel: writing again now would only be told
         // `WouldBlock`. An empty one may owe a refill (chargen: the client read everything).
-        if self.clients.slab[id].conn.outbound.is_empty() {
+        let conn = &self.clients.slab[id].conn;
+        if conn.owes_refill() && conn.outbound.is_empty() {
             self.flush_client(id);
         }
         self.sync(id);
@@ -395,8 +397,11 @@ impl Reactor {
 
     /// Lets the connection settle (queue limit, finishing) and carries out what it decided.
     /// Returns whether the client is still live (not closed).
+    #[inline]
     fn settle(&mut self, id: usize) -> bool {
-        let client = &mut self.clients.slab[id];
+        let Some(client) = self.clients.slab.get_mut(id) else {
+            return false; // freed already
+        };
         let queued = client.conn.outbound.len();
         let counters = self.report.stats.stream(client.stream.transport());
         if queued != client.conn.queue_counted {
@@ -443,7 +448,7 @@ impl Reactor {
     /// After any change to a client: let it settle, then bring the poller's interest and the
     /// timers in line with its state.
     pub(super) fn sync(&mut self, id: usize) {
-        if !self.clients.slab.contains(id) || !self.settle(id) {
+        if !self.settle(id) {
             return;
         }
         let client = &mut self.clients.slab[id];
@@ -480,6 +485,7 @@ impl Reactor {
 
 /// Traces one reply handed to [`Client::send`]: written at once, cut short, or queued behind
 /// bytes already waiting.
+#[inline]
 fn trace_send(id: usize, written: usize, len: usize, queued_before: usize) {
     if queued_before > 0 {
         trace!("client {id} queued {len} bytes behind {queued_before}");
