@@ -157,3 +157,68 @@ fn a_send_to_from_on_drained_reaches_its_target() {
     b.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     assert_eq!(common::read_line(&mut b), b"from on_drained");
 }
+
+/// The example of docs/GUIDE.md ("Writing your own protocol"), kept here so that the guide's
+/// code and its assertions are checked: change both together.
+mod guide {
+    use std::rc::Rc;
+    use std::time::SystemTime;
+
+    use echoloop::protocol::testing::Harness;
+    use echoloop::{ClientId, Frame, FramingKind, Protocol, Replies};
+
+    #[derive(Default)]
+    struct Counter {
+        lines_seen: u64,
+    }
+
+    impl Protocol for Counter {
+        type Session = u64;
+        const NAME: &'static str = "counter";
+        const FRAMING: FramingKind = FramingKind::Line;
+
+        fn on_connect(&mut self, _client: ClientId, _now: SystemTime, _out: &mut Replies) -> u64 {
+            0
+        }
+
+        fn on_frame(
+            &mut self,
+            lines: &mut u64,
+            frame: Frame<'_>,
+            _now: SystemTime,
+            out: &mut Replies,
+        ) {
+            *lines += 1;
+            self.lines_seen += 1;
+            if let Some(text) = frame.payload.strip_prefix(b"!all ") {
+                let mut shared = Vec::new();
+                echoloop::protocol::framing::encode(out.framing(), &[text], &mut shared);
+                out.broadcast(None, Rc::from(shared));
+            }
+            out.send_frame(&[lines.to_string().as_bytes(), b" ", frame.payload]);
+        }
+    }
+
+    #[test]
+    fn the_guides_counter_answers_as_the_guide_says() {
+        let mut counter = Harness::new(Counter::default());
+        let (a, b) = (counter.connect(), counter.connect());
+        counter.send(a, b"hello\n!all hi\n");
+        // The sender's own replies to one read go first, then what was recorded for everyone.
+        assert_eq!(counter.take_output(a), b"1 hello\n2 !all hi\nhi\n");
+        assert_eq!(counter.take_output(b), b"hi\n");
+        assert_eq!(counter.protocol().lines_seen, 2);
+    }
+
+    #[test]
+    fn the_guides_counter_is_served_by_a_factory() {
+        let config = echoloop::ServeConfig {
+            protocol: echoloop::ProtocolFactory::new(Counter::default).into(),
+            ..echoloop::ServeConfig::for_tests()
+        };
+        let server = echoloop::Server::bind(&config).unwrap().spawn().unwrap();
+        let mut client = super::common::connect(&server);
+        super::common::send(&mut client, b"x\n");
+        assert_eq!(super::common::read_line(&mut client), b"1 x");
+    }
+}
