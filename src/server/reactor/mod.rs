@@ -205,9 +205,7 @@ impl Reactor {
             line.push(b'\n');
             line
         });
-        let mut alarm = Alarm::new()?;
-        poll.registry()
-            .register(&mut alarm, Source::Alarm.token(), Interest::READABLE)?;
+        let alarm = Alarm::new(poll.registry(), Source::Alarm.token())?;
         let now = Instant::now();
         let reactor = Reactor {
             poll,
@@ -311,8 +309,8 @@ impl Reactor {
         matches!(self.phase, Phase::Draining { .. }) && self.clients.is_empty()
     }
 
-    /// How long `poll` may sleep: not at all if work is waiting; else until an event, with the
-    /// alarm set for the next deadline. (Not `poll`'s own timeout: see `alarm.rs` for its cost.)
+    /// How long `poll` may sleep: not at all if work is waiting; else what the alarm, set for the
+    /// next deadline, says (until an event on Linux, where a timerfd is one: see `net/alarm/`).
     /// `self.now` was read by `run_timers` near the end of the last turn (only `tidy` ran since),
     /// so the clock is not asked again; a stale `now` can only make the alarm ring a little late.
     fn wait_time(&mut self) -> io::Result<Option<Duration>> {
@@ -320,8 +318,7 @@ impl Reactor {
             return Ok(Some(Duration::ZERO));
         }
         // Fails only for arguments the kernel rejects, which `Alarm::set` never builds.
-        self.alarm.set(self.next_deadline(), self.now)?;
-        Ok(None)
+        self.alarm.set(self.next_deadline(), self.now)
     }
 
     /// The earliest moment something is due: a connection's timer, the end of the drain, an
