@@ -34,8 +34,8 @@ fn a_flood_past_the_descriptor_limit_is_shed_cheaply_and_service_resumes() {
     unsafe {
         command.pre_exec(|| {
             let limit = libc::rlimit {
-                rlim_cur: FD_LIMIT,
-                rlim_max: FD_LIMIT,
+                rlim_cur: FD_LIMIT as libc::rlim_t, // i64 on FreeBSD
+                rlim_max: FD_LIMIT as libc::rlim_t,
             };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
                 return Err(std::io::Error::last_os_error());

@@ -49,7 +49,7 @@ complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l max-connecti
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l idle-timeout -d 'Close a connection with no traffic for this long; 0 = never' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l queue-limit -d 'Per-client outbound queue limit: above it the client is not read until it drains (chat: dropped)' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l greeting -d 'A line sent to each new stream client on connect' -r
-complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l workers -d 'Single-threaded reactors sharing the port (SO_REUSEPORT)' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l workers -d 'Single-threaded reactors sharing the port (SO_REUSEPORT; on macOS connections do not spread across them)' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l shutdown-timeout -d 'On SIGINT/SIGTERM: stop accepting, flush queued output up to this long, exit 0' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l backlog -d 'Listen backlog' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l nodelay -d 'TCP_NODELAY on accepted sockets' -r -f -a "true\t''

@@ -45,7 +45,7 @@ pub struct ServeArgs {
     /// A line sent to each new stream client on connect
     #[arg(long, value_name = "TEXT")]
     pub greeting: Option<String>,
-    /// Single-threaded reactors sharing the port (SO_REUSEPORT)
+    /// Single-threaded reactors sharing the port (SO_REUSEPORT; on macOS connections do not spread across them)
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
     pub workers: u64,
     /// Set SO_REUSEPORT so that several echoloop processes can share the port (implied by --workers > 1)

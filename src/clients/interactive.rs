@@ -24,13 +24,15 @@
 use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
+use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
+use rustix::event::{PollFd, PollFlags};
+use rustix::fs::OFlags;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
@@ -42,8 +44,6 @@ const STDIN: Token = Token(0);
 const SOCKET: Token = Token(1);
 const SIGNALS: Token = Token(2);
 
-const STDIN_FD: RawFd = 0;
-const STDOUT_FD: RawFd = 1;
 /// Bytes read from stdin or the socket at a time (also the largest datagram we receive).
 const BUFFER_BYTES: usize = 64 * 1024;
 /// Stdin is not read while this much is still owed to the server: memory stays bounded.
@@ -142,7 +142,7 @@ enum Input {
 /// Stdin, non-blocking for as long as this lives, and whether it may have bytes for us.
 struct Console {
     /// The flags stdin had, put back on drop (a shell sharing the terminal expects them).
-    saved_flags: Option<libc::c_int>,
+    saved_flags: Option<OFlags>,
     /// Stdin is not pollable (a regular file, `/dev/null`): read it whenever there is room.
     always_ready: bool,
     /// The last event said readable and no read has said `WouldBlock` since.
@@ -152,12 +152,14 @@ struct Console {
 
 impl Console {
     fn register(registry: &Registry) -> io::Result<Console> {
-        // SAFETY: fcntl on fd 0 with F_GETFL/F_SETFL reads and sets flags; no memory involved.
-        let flags = unsafe { libc::fcntl(STDIN_FD, libc::F_GETFL) };
-        let saved_flags = (flags >= 0).then_some(flags);
-        if flags >= 0 && flags & libc::O_NONBLOCK == 0 {
-            // SAFETY: as above.
-            unsafe { libc::fcntl(STDIN_FD, libc::F_SETFL, flags | libc::O_NONBLOCK) };
+        let stdin = io::stdin();
+        let saved_flags = rustix::fs::fcntl_getfl(&stdin).ok();
+        if let Some(flags) = saved_flags
+            && !flags.contains(OFlags::NONBLOCK)
+        {
+            // Should this fail, a read of stdin may hold up the loop until a line is typed: worse,
+            // not broken.
+            let _ = rustix::fs::fcntl_setfl(&stdin, flags | OFlags::NONBLOCK);
         }
         let mut console = Console {
             saved_flags,
@@ -165,7 +167,7 @@ impl Console {
             ready: true, // bytes may be waiting already: they raise no new edge
             ended: false,
         };
-        match registry.register(&mut SourceFd(&STDIN_FD), STDIN, Interest::READABLE) {
+        match registry.register(&mut SourceFd(&stdin.as_raw_fd()), STDIN, Interest::READABLE) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => console.always_ready = true,
             Err(e) if e.raw_os_error() == Some(libc::EBADF) => console.ended = true, // no stdin
@@ -179,18 +181,18 @@ impl Console {
         !self.ended && (self.ready || self.always_ready)
     }
 
+    /// One `read(2)` of descriptor 0 itself: std's `Stdin` would buffer, and block.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<Input> {
+        let stdin = io::stdin();
         loop {
-            // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
-            let n = unsafe { libc::read(STDIN_FD, buf.as_mut_ptr().cast(), buf.len()) };
-            if n > 0 {
-                return Ok(Input::Bytes(n as usize));
-            }
-            if n == 0 {
-                self.ended = true;
-                return Ok(Input::End);
-            }
-            let e = io::Error::last_os_error();
+            let e = match rustix::io::read(&stdin, &mut *buf) {
+                Ok(0) => {
+                    self.ended = true;
+                    return Ok(Input::End);
+                }
+                Ok(n) => return Ok(Input::Bytes(n)),
+                Err(errno) => io::Error::from(errno),
+            };
             match e.kind() {
                 io::ErrorKind::Interrupted => continue,
                 io::ErrorKind::WouldBlock => {
@@ -206,8 +208,7 @@ impl Console {
 impl Drop for Console {
     fn drop(&mut self) {
         if let Some(flags) = self.saved_flags {
-            // SAFETY: restores the flags read in `register`.
-            unsafe { libc::fcntl(STDIN_FD, libc::F_SETFL, flags) };
+            let _ = rustix::fs::fcntl_setfl(io::stdin(), flags); // nothing more to do if it fails
         }
     }
 }
@@ -215,24 +216,21 @@ impl Drop for Console {
 /// Writes all of `bytes` to stdout, unbuffered. On a terminal, stdout is often the same open file
 /// as stdin, so it is non-blocking too: a full terminal makes us wait for it with `poll(2)`.
 fn write_stdout(mut bytes: &[u8]) -> io::Result<()> {
+    let stdout = io::stdout(); // only for its descriptor: std's buffer is bypassed
     while !bytes.is_empty() {
-        // SAFETY: `bytes` is valid for reads of `bytes.len()` bytes.
-        let n = unsafe { libc::write(STDOUT_FD, bytes.as_ptr().cast(), bytes.len()) };
-        if n >= 0 {
-            bytes = &bytes[n as usize..];
-            continue;
-        }
-        let e = io::Error::last_os_error();
+        let e = match rustix::io::write(&stdout, bytes) {
+            Ok(n) => {
+                bytes = &bytes[n..];
+                continue;
+            }
+            Err(errno) => io::Error::from(errno),
+        };
         match e.kind() {
             io::ErrorKind::Interrupted => {}
             io::ErrorKind::WouldBlock => {
-                let mut fd = libc::pollfd {
-                    fd: STDOUT_FD,
-                    events: libc::POLLOUT,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd.
-                unsafe { libc::poll(&mut fd, 1, -1) };
+                // Until the terminal can take more; whatever poll says, the write is tried again.
+                let mut fds = [PollFd::new(&stdout, PollFlags::OUT)];
+                let _ = rustix::event::poll(&mut fds, None);
             }
             _ => return Err(e),
         }

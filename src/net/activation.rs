@@ -18,6 +18,11 @@
 //! `STOPPING=1` when the drain begins, and a `STATUS=` line (shown by `systemctl status`) with the
 //! counters every `--stats-interval`. Without `NOTIFY_SOCKET` each of these does nothing.
 //!
+//! **Other systems.** Both halves are only environment variables and a Unix datagram socket, so
+//! this file builds everywhere (macOS and FreeBSD included) and, without systemd to set the
+//! variables, does nothing there. Asking "listening or connected?" is the one portable wrinkle:
+//! see `is_listening` below.
+//!
 //! Next: `metrics.rs`, the other way to watch a running server.
 
 use std::io;
@@ -103,7 +108,7 @@ fn classify(fd: RawFd) -> io::Result<InheritedSocket> {
     socket.set_nonblocking(true)?;
     let not_served = |what: &str| io::Error::new(io::ErrorKind::Unsupported, what.to_string());
     if kind == Type::STREAM {
-        if !socket.is_listener()? {
+        if !is_listening(&socket)? {
             return Err(not_served(
                 "a connected socket (Accept=yes?): echoloop serves every client from one \
                  process, use Accept=no",
@@ -134,6 +139,30 @@ fn classify(fd: RawFd) -> io::Result<InheritedSocket> {
     ))
 }
 
+/// Whether a stream socket is listening (systemd's `Accept=no`) rather than connected (`Accept=yes`).
+///
+/// POSIX has an option for the question, `SO_ACCEPTCONN`, and most kernels answer it. Apple's
+/// headers declare it but its kernel does not answer it (`ENOPROTOOPT`): there we ask whether the
+/// socket has a peer instead.
+fn is_listening(socket: &Socket) -> io::Result<bool> {
+    #[cfg(not(target_vendor = "apple"))]
+    return Ok(rustix::net::sockopt::socket_acceptconn(socket)?);
+    #[cfg(target_vendor = "apple")]
+    return has_no_peer(socket);
+}
+
+/// A listening socket has no peer (`getpeername` says `ENOTCONN`), a connected one has. A stream
+/// socket that is neither, merely bound, would pass for listening; a service manager never hands
+/// one over. Compiled everywhere, so that Linux tests check it agrees with `SO_ACCEPTCONN`.
+#[cfg_attr(not(target_vendor = "apple"), allow(dead_code))]
+fn has_no_peer(socket: &Socket) -> io::Result<bool> {
+    match socket.peer_addr() {
+        Ok(_) => Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
 /// `READY=1`: every socket is bound; systemd may start what depends on us.
 pub fn notify_ready() {
     notify(&[NotifyState::Ready]);
@@ -153,5 +182,41 @@ pub fn notify_status(line: &str) {
 fn notify(states: &[NotifyState]) {
     if let Err(e) = sd_notify::notify(states) {
         debug!("sd_notify failed: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn a_listener_is_listening_and_a_connection_is_not() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        let listener = Socket::from(listener);
+        assert!(is_listening(&listener).unwrap());
+        assert!(
+            has_no_peer(&listener).unwrap(),
+            "the answer on Apple systems"
+        );
+        for connected in [Socket::from(client), Socket::from(accepted)] {
+            assert!(!is_listening(&connected).unwrap());
+            assert!(!has_no_peer(&connected).unwrap());
+        }
+    }
+
+    #[test]
+    fn unix_stream_sockets_answer_the_same() {
+        let path = std::env::temp_dir().join(format!("echoloop-activation-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let listener = Socket::from(listener);
+        let client = Socket::from(client);
+        assert!(is_listening(&listener).unwrap() && has_no_peer(&listener).unwrap());
+        assert!(!is_listening(&client).unwrap() && !has_no_peer(&client).unwrap());
     }
 }

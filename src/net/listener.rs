@@ -7,6 +7,13 @@
 //! bound), and our own backlog (std always asks for 128, which drops SYNs when thousands of clients
 //! connect at once).
 //!
+//! Sharing a port is where the systems differ. Linux's `SO_REUSEPORT` balances: each new
+//! connection (or datagram flow) goes to one of the sockets, chosen by a hash of its addresses. On
+//! FreeBSD `SO_REUSEPORT` only lets the sockets bind, and the balancing option is `SO_REUSEPORT_LB`
+//! (up to 256 sockets per address and port, as many as `--workers` allows): we set that one. macOS
+//! has only the old BSD `SO_REUSEPORT`: several sockets bind, but the kernel hands every connection
+//! to one of them (the last bound), so extra workers there sit idle.
+//!
 //! A Unix socket is a file: binding fails if the path exists. A file left behind by a process that
 //! died is *stale* (nobody accepts on it) and is replaced; one that a live server still accepts on
 //! is not touched, and we fail with "address in use" as TCP would.
@@ -39,7 +46,7 @@ use crate::net::stream::{Stream, Transport};
 pub struct BindOptions {
     /// `listen()` backlog.
     pub backlog: i32,
-    /// Set `SO_REUSEPORT` (several workers share the port).
+    /// Set `SO_REUSEPORT` (several workers share the port; `SO_REUSEPORT_LB` on FreeBSD).
     pub reuse_port: bool,
 }
 
@@ -49,7 +56,7 @@ pub fn bind_tcp(addr: SocketAddr, options: BindOptions) -> io::Result<TcpListene
     socket.set_nonblocking(true)?;
     socket.set_reuse_address(true)?;
     if options.reuse_port {
-        socket.set_reuse_port(true)?;
+        share_port(&socket)?;
     }
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
@@ -65,13 +72,22 @@ pub fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<mio::net::UdpS
     socket.set_nonblocking(true)?;
     socket.set_reuse_address(true)?;
     if reuse_port {
-        socket.set_reuse_port(true)?;
+        share_port(&socket)?;
     }
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
     socket.bind(&addr.into())?;
     Ok(mio::net::UdpSocket::from_std(socket.into()))
+}
+
+/// Lets other sockets bind the same address and port, the kernel spreading connections among them
+/// where it can (see the module docs): `SO_REUSEPORT_LB` on FreeBSD, `SO_REUSEPORT` elsewhere.
+fn share_port(socket: &Socket) -> io::Result<()> {
+    #[cfg(target_os = "freebsd")]
+    return socket.set_reuse_port_lb(true);
+    #[cfg(not(target_os = "freebsd"))]
+    return socket.set_reuse_port(true);
 }
 
 /// Binds a Unix stream listener at `path`, replacing a stale socket file but never a live one.

@@ -668,12 +668,25 @@ fn open_udp(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<UdpSocket> {
     Ok(UdpSocket::from_std(socket.into()))
 }
 
-/// Binds the source address only: with `IP_BIND_ADDRESS_NO_PORT` the port is picked at connect
-/// time, for this destination, so each source address offers the whole port range per server.
+/// Binds the source address only: with `IP_BIND_ADDRESS_NO_PORT` (Linux) the port is picked at
+/// connect time, for this destination, so each source address offers the whole port range per
+/// server. Other systems have no such option: the port is then picked at bind time, before the
+/// destination is known, so each source address offers the port range once across all servers.
 fn bind_without_port(socket: &Socket, ip: IpAddr) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    defer_port_to_connect(socket);
+    socket.bind(&SocketAddr::new(ip, 0).into())
+}
+
+/// Sets `IP_BIND_ADDRESS_NO_PORT`. Neither rustix nor socket2 offers it, hence the raw call. A
+/// failure (a kernel older than 4.2) is harmless: the port is then picked at bind time, as on
+/// other systems.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn defer_port_to_connect(socket: &Socket) {
     use std::os::fd::AsRawFd;
     let on: libc::c_int = 1;
-    // SAFETY: a valid socket, option and int-sized value; failure is harmless (the old behaviour).
+    // SAFETY: `socket` is an open socket for as long as this borrow lasts; the value pointer and
+    // length describe `on`, a live `c_int`, which is what this option reads. No memory is written.
     unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
@@ -683,7 +696,6 @@ fn bind_without_port(socket: &Socket, ip: IpAddr) -> io::Result<()> {
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         );
     }
-    socket.bind(&SocketAddr::new(ip, 0).into())
 }
 
 /// Why a connect failed, from its error.

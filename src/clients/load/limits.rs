@@ -5,48 +5,62 @@
 //! - **Open files.** Every connection is a file descriptor, and a process may hold at most
 //!   `RLIMIT_NOFILE` of them (`ulimit -n`). The soft limit may be raised up to the hard limit by
 //!   anyone, so we do that first; past the hard limit only root (limits.conf, systemd's
-//!   `LimitNOFILE`) can help, or several `echoloop load` processes side by side.
+//!   `LimitNOFILE`) can help, or several `echoloop load` processes side by side. (macOS says its
+//!   hard limit is "unlimited" but refuses a soft limit above `OPEN_MAX`, 10240: we stop there.)
 //! - **Local ports.** A TCP connection is named by (source IP, source port, destination IP,
 //!   destination port). Towards one server address, each source IP offers the ports of
 //!   `/proc/sys/net/ipv4/ip_local_port_range` (32768–60999 by default: 28,232). More connections
 //!   need more source addresses (`--source-addrs 127.0.0.1-127.0.0.16`: every 127.x address is
 //!   loopback) or a wider range. When we bind a source address we set `IP_BIND_ADDRESS_NO_PORT`,
 //!   so the port is chosen at `connect` time, per destination, rather than reserved at `bind`.
+//!   Systems without `/proc` (macOS, FreeBSD) do not tell us their range this way, and the port
+//!   check is skipped there.
 //!
 //! Past either ceiling the run would end in a flood of `EMFILE` or `EADDRNOTAVAIL`: we say what to
 //! raise instead, in one line, before starting.
 //!
 //! Next: `report.rs`.
 
-use std::io;
 use std::net::{IpAddr, Ipv4Addr};
+
+use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
 use super::config::{LoadConfig, Target};
 
 /// Descriptors a run needs besides its connections: stdio, pollers, wakers, a margin.
 const FIXED_DESCRIPTORS: u64 = 64;
 
-/// Raises the soft open-file limit to the hard one; returns (soft, hard) as they are now.
-pub fn raise_open_file_limit() -> io::Result<(u64, u64)> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `limit` is a valid rlimit for the kernel to fill in.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if limit.rlim_cur < limit.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
-            rlim_max: limit.rlim_max,
+/// Raises the soft open-file limit to the hard one (or as near as the system allows); returns
+/// (soft, hard) as they are now, `u64::MAX` standing for "unlimited".
+pub fn raise_open_file_limit() -> (u64, u64) {
+    let limit = getrlimit(Resource::Nofile); // `None`: unlimited
+    let (soft, hard) = (limit.current, limit.maximum);
+    let ceiling = soft_limit_ceiling(hard);
+    if finite(soft) < finite(ceiling) {
+        let raised = Rlimit {
+            current: ceiling,
+            maximum: hard,
         };
-        // SAFETY: `raised` is a valid rlimit; raising the soft limit to the hard one is allowed.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            limit = raised;
+        // A refusal leaves the limit where it was: the check below then reports it.
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            return (finite(ceiling), finite(hard));
         }
     }
-    Ok((limit.rlim_cur, limit.rlim_max))
+    (finite(soft), finite(hard))
+}
+
+/// The highest soft open-file limit to ask for, given the hard one (`None`: unlimited).
+fn soft_limit_ceiling(hard: Option<u64>) -> Option<u64> {
+    // Apple's setrlimit(2) refuses more than `OPEN_MAX` (<sys/syslimits.h>) for RLIMIT_NOFILE,
+    // whatever the hard limit says, and its man page says to ask for min(OPEN_MAX, hard).
+    #[cfg(target_vendor = "apple")]
+    return Some(finite(hard).min(10_240));
+    #[cfg(not(target_vendor = "apple"))]
+    return hard;
+}
+
+fn finite(limit: Option<u64>) -> u64 {
+    limit.unwrap_or(u64::MAX)
 }
 
 /// The local port range, `(low, high)` inclusive, if the kernel tells.
@@ -61,9 +75,8 @@ pub fn local_port_range() -> Option<(u32, u32)> {
 pub fn check(config: &LoadConfig) -> Result<(), String> {
     let connections = config.connections as u64;
     let needed = connections + FIXED_DESCRIPTORS;
-    if let Ok((soft, hard)) = raise_open_file_limit()
-        && needed > soft
-    {
+    let (soft, hard) = raise_open_file_limit();
+    if needed > soft {
         let per_process = soft.saturating_sub(FIXED_DESCRIPTORS).max(1);
         return Err(format!(
             "-c {connections} needs about {needed} open files, but this process may open {soft} \
@@ -139,8 +152,9 @@ mod tests {
 
     #[test]
     fn the_soft_limit_is_raised_to_the_hard_one() {
-        let (soft, hard) = raise_open_file_limit().unwrap();
-        assert_eq!(soft, hard);
+        let (soft, hard) = raise_open_file_limit();
+        let hard = (hard != u64::MAX).then_some(hard);
+        assert_eq!(soft, finite(soft_limit_ceiling(hard)));
     }
 
     #[test]

@@ -1,121 +1,83 @@
-//! The reactor's alarm clock: a Linux timerfd that epoll watches like one more socket.
+//! The reactor's alarm clock: how the loop wakes for its earliest deadline when no socket does.
 //!
-//! The obvious way to wake a reactor for its next deadline is `poll`'s timeout, and it works, but
-//! it is not free. Each time `epoll_wait` is given a timeout *and has to sleep*, the kernel arms a
-//! high-resolution timer for that sleep and cancels it when the thread is woken. A server with a
-//! few busy clients sleeps once per message or so, and pays that every time: with one connection
-//! ping-ponging 64 bytes, this alarm spends 4.6% less CPU per message than passing the deadline
-//! to every `epoll_wait` did (both builds run side by side, docs/BENCHMARKS.md, "Optimisations").
+//! A reactor's only wait is `poll`, so a deadline (an idle client, the end of a drain) must end
+//! that wait. There are two ways, and which one is cheaper depends on the kernel.
 //!
-//! So the reactor sleeps without a timeout and keeps its earliest deadline here instead: a
-//! `timerfd` registered with the poller, which becomes readable when the deadline passes. The
-//! timer is set again only when the earliest deadline *changes*, which the lazy timer heap
-//! (`timers.rs`) makes rare: activity on a connection does not move its heap entry. In the steady
-//! state the alarm costs no system call at all.
+//! **`poll`'s timeout** is the obvious way, and it works everywhere: sleep no longer than the time
+//! left before the earliest deadline. But it is not free on Linux. Each time `epoll_wait` is given
+//! a timeout *and has to sleep*, the kernel arms a high-resolution timer for that sleep and cancels
+//! it when the thread is woken. A server with a few busy clients sleeps once per message or so, and
+//! pays that every time: with one connection ping-ponging 64 bytes, the timerfd below spends 4.6%
+//! less CPU per message than passing the deadline to every `epoll_wait` did (both builds run side
+//! by side, docs/BENCHMARKS.md, "Optimisations").
+//!
+//! **A timerfd** (Linux, `timerfd.rs`) is a timer with a file descriptor, which epoll watches like
+//! one more socket: it becomes readable when the deadline passes. So on Linux the reactor sleeps
+//! without a timeout and keeps its earliest deadline there. The timer is set again only when the
+//! earliest deadline *changes*, which the lazy timer heap (`timers.rs`) makes rare: activity on a
+//! connection does not move its heap entry. In the steady state the alarm costs no system call.
+//!
+//! **Everywhere else** (macOS, FreeBSD and the other kqueue systems; `timeout.rs`) there is no
+//! descriptor: [`Alarm::set`] returns the time left before the deadline, and the reactor hands it
+//! to `poll` as its timeout. kqueue takes that timeout as a `timespec`, to the nanosecond, and mio
+//! passes it on exactly; mio's epoll and `poll(2)` backends round it up to whole milliseconds
+//! instead. We round up to the next whole millisecond ourselves, on every backend, so the alarm
+//! behaves the same everywhere: never early (a timeout rounded *down* would wake the loop before
+//! the deadline, find nothing due, and sleep again for the crumbs), at most a millisecond late,
+//! and deadlines within the same millisecond are served by one wake-up. (kqueue has a timer of
+//! its own, `EVFILT_TIMER`, but mio does not expose it, and the cost measured above was measured
+//! on Linux only.)
+//!
+//! Either way the reactor is written once, against the three methods below: `new` (registers the
+//! descriptor, if there is one), `set` (returns what `poll` should be given) and `rang` (the
+//! alarm's token came: clear it).
 //!
 //! Next: `shutdown.rs`.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use mio::event::Source;
-use mio::unix::SourceFd;
-use mio::{Interest, Registry, Token};
-use rustix::time::{
-    Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags, timerfd_create, timerfd_settime,
-};
+use mio::{Registry, Token};
 
-/// A one-shot timer on `CLOCK_MONOTONIC` (the clock [`Instant`] reads), readable once it expires.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod timerfd;
+// Compiled on every system, so that its arithmetic is unit-tested on Linux CI as well; on Linux
+// only those tests use it.
+#[cfg_attr(any(target_os = "linux", target_os = "android"), allow(dead_code))]
+mod timeout;
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+use timeout::PollTimeout as Clock;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+use timerfd::TimerFd as Clock;
+
+/// The reactor's alarm: a timerfd on Linux, `poll`'s own timeout elsewhere (see the module docs).
 #[derive(Debug)]
 pub struct Alarm {
-    timer: OwnedFd,
-    /// The deadline the timer is set for; `None` once it has rung, or if never set.
-    set_for: Option<Instant>,
+    clock: Clock,
 }
 
 impl Alarm {
-    /// A new alarm, not set, registered with `registry` under `token`.
+    /// A new alarm, not set; registered with `registry` under `token` where it has a descriptor.
     pub fn new(registry: &Registry, token: Token) -> io::Result<Alarm> {
-        let timer = timerfd_create(
-            TimerfdClockId::Monotonic,
-            TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
-        )?;
-        let mut alarm = Alarm {
-            timer,
-            set_for: None,
-        };
-        registry.register(&mut alarm, token, Interest::READABLE)?;
-        Ok(alarm)
+        Ok(Alarm {
+            clock: Clock::new(registry, token)?,
+        })
     }
 
-    /// Makes the alarm ring at `deadline`, or never (`None`), and returns the timeout to hand
-    /// to `poll`: none, the timerfd wakes it. Costs a system call only when the deadline differs
-    /// from the one already set. `now` may be a little stale: the alarm then rings a little
-    /// late, never early.
+    /// Sets the alarm for `deadline` (or never) and returns the timeout to hand to `poll`:
+    /// `None` (wait for events; the timerfd wakes the poller) on Linux, the time left, rounded up
+    /// to a whole millisecond, elsewhere.
+    /// `now` may be a little stale: the alarm then rings a little late, never early.
     pub fn set(&mut self, deadline: Option<Instant>, now: Instant) -> io::Result<Option<Duration>> {
-        if deadline == self.set_for {
-            return Ok(None);
-        }
-        let after = match deadline {
-            // A zero `it_value` would disarm the timer: a deadline already passed rings at once.
-            Some(at) => at
-                .saturating_duration_since(now)
-                .max(Duration::from_nanos(1)),
-            None => Duration::ZERO, // disarms
-        };
-        let setting = Itimerspec {
-            it_interval: timespec(Duration::ZERO), // one-shot
-            it_value: timespec(after),
-        };
-        timerfd_settime(&self.timer, TimerfdTimerFlags::empty(), &setting)?;
-        self.set_for = deadline;
-        Ok(None)
+        self.clock.set(deadline, now)
     }
 
-    /// The alarm's token became readable: clears it. The caller then runs whatever is due; the
-    /// next [`Alarm::set`] sets the timer again, even for the same deadline.
+    /// The alarm's token was reported readable (Linux only; harmless elsewhere): clear it. The
+    /// caller then runs whatever is due; the next [`Alarm::set`] sets the alarm again, even for the
+    /// same deadline.
     pub fn rang(&mut self) {
-        let mut expirations = [0u8; 8];
-        // Read only to clear the expiry count; what it says does not matter. Should the timer
-        // have been set again between expiring and this event (which clears the count), the
-        // read would say `WouldBlock`: harmless, and ignored like any other answer.
-        let _ = rustix::io::read(&self.timer, &mut expirations);
-        self.set_for = None;
-    }
-}
-
-fn timespec(duration: Duration) -> rustix::time::Timespec {
-    rustix::time::Timespec {
-        tv_sec: duration
-            .as_secs()
-            .try_into()
-            .unwrap_or(rustix::time::Secs::MAX),
-        tv_nsec: duration.subsec_nanos() as _, // below 10^9: fits every platform's type
-    }
-}
-
-impl Source for Alarm {
-    fn register(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interest: Interest,
-    ) -> io::Result<()> {
-        SourceFd(&self.timer.as_raw_fd()).register(registry, token, interest)
-    }
-
-    fn reregister(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interest: Interest,
-    ) -> io::Result<()> {
-        SourceFd(&self.timer.as_raw_fd()).reregister(registry, token, interest)
-    }
-
-    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        SourceFd(&self.timer.as_raw_fd()).deregister(registry)
+        self.clock.rang();
     }
 }
 
@@ -123,115 +85,57 @@ impl Source for Alarm {
 mod tests {
     use super::*;
     use mio::{Events, Poll};
-    use rustix::time::timerfd_gettime;
 
     const ALARM: Token = Token(7);
-    /// Long enough for any ring these tests expect, however busy the machine.
+    /// Long enough for any wake-up these tests expect, however busy the machine.
     const PATIENCE: Duration = Duration::from_secs(30);
 
-    /// A new alarm, registered with a poller of its own.
-    fn registered_alarm() -> (Alarm, Poll) {
-        let poll = Poll::new().unwrap();
-        let alarm = Alarm::new(poll.registry(), ALARM).unwrap();
-        (alarm, poll)
-    }
-
-    /// Waits until the alarm's event comes or `wait` has passed; true if it came.
-    fn rings_within(poll: &mut Poll, wait: Duration) -> bool {
+    /// The reactor's loop, with nothing registered but the alarm: sets it, sleeps in `poll` for
+    /// what `set` says, clears it if it rang, until the deadline has passed. Whichever way the
+    /// alarm works, `poll` must return by the deadline (a sleep of `PATIENCE` counts as for good).
+    fn sleep_until(alarm: &mut Alarm, poll: &mut Poll, deadline: Instant) {
         let mut events = Events::with_capacity(4);
-        let give_up = Instant::now() + wait;
         loop {
-            let left = give_up.saturating_duration_since(Instant::now());
-            match poll.poll(&mut events, Some(left)) {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            let timeout = alarm.set(Some(deadline), now).unwrap();
+            match poll.poll(&mut events, timeout.or(Some(PATIENCE))) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 result => result.unwrap(),
             }
+            assert!(
+                now.elapsed() < PATIENCE,
+                "the loop slept through its deadline"
+            );
             if events.iter().any(|event| event.token() == ALARM) {
-                return true;
-            }
-            if left.is_zero() {
-                return false;
+                alarm.rang();
             }
         }
     }
 
-    /// What is left before the timer expires; zero if it is not set.
-    fn remaining(alarm: &Alarm) -> Duration {
-        let value = timerfd_gettime(&alarm.timer).unwrap().it_value;
-        Duration::new(value.tv_sec as u64, value.tv_nsec as u32)
-    }
-
     #[test]
-    fn rings_at_its_deadline_not_before() {
-        let (mut alarm, mut poll) = registered_alarm();
-        let now = Instant::now();
-        let deadline = now + Duration::from_millis(30);
-        alarm.set(Some(deadline), now).unwrap();
-        assert!(rings_within(&mut poll, PATIENCE), "never rang");
-        assert!(Instant::now() >= deadline, "rang early");
-        alarm.rang();
-        assert_eq!(alarm.set_for, None, "ringing forgets the setting");
-    }
-
-    #[test]
-    fn a_deadline_already_passed_rings_at_once() {
-        let (mut alarm, mut poll) = registered_alarm();
-        let now = Instant::now();
-        alarm.set(Some(now), now + Duration::from_secs(1)).unwrap();
-        assert!(rings_within(&mut poll, PATIENCE));
-    }
-
-    #[test]
-    fn unset_it_stays_quiet() {
-        let (mut alarm, mut poll) = registered_alarm();
-        let now = Instant::now();
-        alarm
-            .set(Some(now + Duration::from_millis(1)), now)
-            .unwrap();
-        alarm.set(None, now).unwrap();
-        assert_eq!(remaining(&alarm), Duration::ZERO, "disarmed");
-        assert!(!rings_within(&mut poll, Duration::from_millis(50)));
-    }
-
-    #[test]
-    fn moved_later_it_waits_for_the_later_deadline() {
-        let (mut alarm, mut poll) = registered_alarm();
-        let now = Instant::now();
-        alarm
-            .set(Some(now + Duration::from_millis(1)), now)
-            .unwrap();
-        alarm.set(Some(now + Duration::from_secs(60)), now).unwrap();
-        assert!(
-            remaining(&alarm) > Duration::from_secs(30),
-            "set for the later deadline"
+    fn the_loop_wakes_for_its_deadline() {
+        let mut poll = Poll::new().unwrap();
+        let mut alarm = Alarm::new(poll.registry(), ALARM).unwrap();
+        sleep_until(
+            &mut alarm,
+            &mut poll,
+            Instant::now() + Duration::from_millis(30),
         );
-        assert!(!rings_within(&mut poll, Duration::from_millis(50)));
+        // And again for a later one: ringing once does not leave the alarm spent.
+        sleep_until(
+            &mut alarm,
+            &mut poll,
+            Instant::now() + Duration::from_millis(30),
+        );
     }
 
     #[test]
-    fn setting_the_same_deadline_again_keeps_it() {
-        let (mut alarm, mut poll) = registered_alarm();
-        let now = Instant::now();
-        let deadline = now + Duration::from_secs(20);
-        alarm.set(Some(deadline), now).unwrap();
-        // An earlier `now` with the same deadline must not set the timer again (it would then
-        // ring later than the deadline): what is left only shrinks.
-        alarm
-            .set(
-                Some(deadline),
-                now.checked_sub(Duration::from_secs(5)).unwrap(),
-            )
-            .unwrap();
-        assert!(
-            remaining(&alarm) <= Duration::from_secs(20),
-            "not set again"
-        );
-        // Once rung, the same deadline sets the timer again (at once, since it has passed).
-        let passed = Instant::now();
-        alarm.set(Some(passed), passed).unwrap();
-        assert!(rings_within(&mut poll, PATIENCE));
-        alarm.rang();
-        alarm.set(Some(passed), Instant::now()).unwrap();
-        assert!(rings_within(&mut poll, PATIENCE), "set again after ringing");
+    fn no_deadline_means_no_timeout() {
+        let poll = Poll::new().unwrap();
+        let mut alarm = Alarm::new(poll.registry(), ALARM).unwrap();
+        assert_eq!(alarm.set(None, Instant::now()).unwrap(), None);
     }
 }

@@ -9,6 +9,9 @@
 //! folder makes the open fail instead of leading out. New partial files are created with `O_EXCL`
 //! (never an existing file, never through a link), and a finished upload gets its name with
 //! `renameat2(..., RENAME_NOREPLACE)`: atomic, and it never replaces whatever holds the name.
+//! (macOS has the same call as `renameatx_np(..., RENAME_EXCL)`; other systems, FreeBSD among
+//! them, have no rename that refuses to replace, and get a hard link and an unlink instead: see
+//! `link_then_unlink`.)
 //! Opens also carry `O_NONBLOCK`, so a FIFO planted in the folder cannot stall the reactor; after
 //! opening, `fstat` on the descriptor (not the name) checks that it is a regular file.
 //!
@@ -23,7 +26,9 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, RenameFlags};
+use std::os::fd::OwnedFd;
+
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
 use sha2::{Digest, Sha256};
 
 /// What a name in the folder is, as far as the files protocol cares.
@@ -47,7 +52,7 @@ pub struct Entry {
 /// The served folder, by descriptor.
 #[derive(Debug)]
 pub struct Folder {
-    fd: std::os::fd::OwnedFd,
+    fd: OwnedFd,
 }
 
 fn entry_of(stat: &rustix::fs::Stat) -> Entry {
@@ -117,10 +122,12 @@ impl Folder {
         Self::regular(self.open_at(name, OFlags::RDONLY)?)
     }
 
-    /// Gives the finished `partial` its `name`, atomically; `EEXIST` if the name is taken.
+    /// Gives the finished `partial` its `name`; `EEXIST` if the name is taken.
     pub fn publish(&self, partial: &str, name: &str) -> io::Result<()> {
-        rustix::fs::renameat_with(&self.fd, partial, &self.fd, name, RenameFlags::NOREPLACE)?;
-        Ok(())
+        #[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+        return rename_no_replace(&self.fd, partial, name);
+        #[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+        return link_then_unlink(&self.fd, partial, name);
     }
 
     /// Removes `name` (a link is removed itself, never its target).
@@ -146,6 +153,34 @@ impl Folder {
         }
         Ok(found)
     }
+}
+
+/// Renames `from` to `to` in `dir` in one atomic step that fails with `EEXIST` rather than replace:
+/// `renameat2(RENAME_NOREPLACE)` on Linux, `renameatx_np(RENAME_EXCL)` on Apple's systems.
+#[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+fn rename_no_replace(dir: &OwnedFd, from: &str, to: &str) -> io::Result<()> {
+    rustix::fs::renameat_with(dir, from, dir, to, rustix::fs::RenameFlags::NOREPLACE)?;
+    Ok(())
+}
+
+/// The same without such a rename (FreeBSD and the rest): a hard link `to` (which fails with
+/// `EEXIST` whatever holds the name, a dangling link included), then `from` removed. `to` never
+/// names anything but the finished file, but this is two steps, not one: a crash between them
+/// leaves both names, and a filesystem without hard links refuses (`EPERM` or `EOPNOTSUPP`).
+/// Compiled everywhere, so that Linux tests check it too.
+#[cfg_attr(
+    any(target_os = "linux", target_os = "android", target_vendor = "apple"),
+    allow(dead_code)
+)]
+fn link_then_unlink(dir: &OwnedFd, from: &str, to: &str) -> io::Result<()> {
+    // Without `AT_SYMLINK_FOLLOW`: a link at `from` would be linked itself, never its target.
+    rustix::fs::linkat(dir, from, dir, to, AtFlags::empty())?;
+    if let Err(e) = rustix::fs::unlinkat(dir, from, AtFlags::empty()) {
+        // Undone, so that an error means "not published", as it does for a rename.
+        let _ = rustix::fs::unlinkat(dir, to, AtFlags::empty());
+        return Err(e.into());
+    }
+    Ok(())
 }
 
 /// Writes `bytes` at `offset`, retrying short writes. Returns how many bytes reached the file,
@@ -211,5 +246,80 @@ mod tests {
         assert_eq!(named(libc::EFBIG), "file too large for the filesystem");
         assert_eq!(named(libc::EIO), "io error");
         assert_eq!(named(libc::EACCES), "permission denied");
+    }
+
+    /// A fresh, empty folder under the temporary directory, removed on drop.
+    struct Scratch(std::path::PathBuf);
+
+    impl Scratch {
+        fn new(test: &str) -> Scratch {
+            let path =
+                std::env::temp_dir().join(format!("echoloop-disk-{test}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir(&path).unwrap();
+            Scratch(path)
+        }
+
+        fn write(&self, name: &str, contents: &str) {
+            std::fs::write(self.0.join(name), contents).unwrap();
+        }
+
+        fn read(&self, name: &str) -> Option<String> {
+            std::fs::read_to_string(self.0.join(name)).ok()
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A way to give a partial file its name.
+    type Publish = fn(&Folder, &str, &str) -> io::Result<()>;
+
+    /// The way this system uses, and the fallback of systems without a no-replace rename.
+    const PUBLISHERS: [(&str, Publish); 2] = [
+        ("publish", Folder::publish),
+        ("link_then_unlink", |folder, from, to| {
+            link_then_unlink(&folder.fd, from, to)
+        }),
+    ];
+
+    #[test]
+    fn publishing_moves_the_partial_file_to_its_name() {
+        for (how, publish) in PUBLISHERS {
+            let scratch = Scratch::new(how);
+            let folder = Folder::open(&scratch.0).unwrap();
+            scratch.write("a.partial", "finished");
+            publish(&folder, "a.partial", "a").unwrap();
+            assert_eq!(scratch.read("a").as_deref(), Some("finished"), "{how}");
+            assert_eq!(
+                scratch.read("a.partial"),
+                None,
+                "{how}: the partial name is gone"
+            );
+        }
+    }
+
+    #[test]
+    fn publishing_never_replaces_what_holds_the_name() {
+        for (how, publish) in PUBLISHERS {
+            let scratch = Scratch::new(&format!("{how}-taken"));
+            let folder = Folder::open(&scratch.0).unwrap();
+            scratch.write("a.partial", "new");
+            scratch.write("a", "old");
+            std::os::unix::fs::symlink("nowhere", scratch.0.join("dangling")).unwrap();
+            for taken in ["a", "dangling"] {
+                let error = publish(&folder, "a.partial", taken).unwrap_err();
+                assert_eq!(
+                    error.raw_os_error(),
+                    Some(libc::EEXIST),
+                    "{how} onto {taken}"
+                );
+            }
+            assert_eq!(scratch.read("a").as_deref(), Some("old"), "{how}");
+            assert_eq!(scratch.read("a.partial").as_deref(), Some("new"), "{how}");
+        }
     }
 }
