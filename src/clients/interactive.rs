@@ -38,6 +38,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use crate::net::address::Address;
 use crate::net::outbound::OutboundQueue;
+use crate::net::registration::{Registration, interest};
 use crate::net::stream::Stream;
 
 const STDIN: Token = Token(0);
@@ -288,9 +289,8 @@ fn run_stream(addr: &Address) -> Result<Ending, ClientError> {
     };
     let (poll, _signals) = poll_with_signals()?;
     let mut poll = poll;
-    poll.registry()
-        .register(&mut stream, SOCKET, Interest::READABLE)?;
-    let mut registered = Interest::READABLE;
+    let mut registration = Registration::new();
+    registration.update(poll.registry(), &mut stream, SOCKET, interest(true, false))?;
     let mut console = Console::register(poll.registry())?;
     let mut outbound = OutboundQueue::new();
     let mut buf = vec![0u8; BUFFER_BYTES];
@@ -335,15 +335,9 @@ fn run_stream(addr: &Address) -> Result<Ending, ClientError> {
         if quiet_deadline.is_some_and(|at| at <= Instant::now()) {
             return Ok(Ending::Done); // the server keeps the connection open: stop waiting
         }
-        let wanted = if outbound.is_empty() {
-            Interest::READABLE
-        } else {
-            Interest::READABLE | Interest::WRITABLE
-        };
-        if wanted != registered {
-            poll.registry().reregister(&mut stream, SOCKET, wanted)?;
-            registered = wanted;
-        }
+        // Writable only while the kernel has refused some of our bytes, as in the server.
+        let wanted = interest(true, !outbound.is_empty());
+        registration.update(poll.registry(), &mut stream, SOCKET, wanted)?;
     }
 }
 
@@ -399,9 +393,8 @@ fn run_datagrams(addr: SocketAddr) -> Result<Ending, ClientError> {
         source,
     };
     let (mut poll, _signals) = poll_with_signals()?;
-    poll.registry()
-        .register(&mut socket, SOCKET, Interest::READABLE)?;
-    let mut registered = Interest::READABLE;
+    let mut registration = Registration::new();
+    registration.update(poll.registry(), &mut socket, SOCKET, interest(true, false))?;
     let mut console = Console::register(poll.registry())?;
     let mut lines = LineSplitter::default();
     let mut buf = vec![0u8; BUFFER_BYTES];
@@ -439,15 +432,8 @@ fn run_datagrams(addr: SocketAddr) -> Result<Ending, ClientError> {
         if quiet_deadline.is_some_and(|at| at <= Instant::now()) {
             return Ok(Ending::Done);
         }
-        let wanted = if lines.pending.is_empty() {
-            Interest::READABLE
-        } else {
-            Interest::READABLE | Interest::WRITABLE
-        };
-        if wanted != registered {
-            poll.registry().reregister(&mut socket, SOCKET, wanted)?;
-            registered = wanted;
-        }
+        let wanted = interest(true, !lines.pending.is_empty());
+        registration.update(poll.registry(), &mut socket, SOCKET, wanted)?;
     }
 }
 

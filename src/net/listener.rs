@@ -247,3 +247,123 @@ impl Default for ReserveFd {
         Self::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A socket path of its own under the temp dir.
+    fn socket_path() -> PathBuf {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        std::env::temp_dir().join(format!(
+            "echoloop-listener-{}-{}.sock",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
+    fn options() -> BindOptions {
+        BindOptions {
+            backlog: 16,
+            reuse_port: false,
+        }
+    }
+
+    const NO_OPTIONS: AcceptOptions = AcceptOptions {
+        nodelay: true,
+        keepalive: None,
+    };
+
+    #[test]
+    fn an_empty_listener_says_would_block_and_a_pending_connection_is_accepted() {
+        let listener = Listener::Tcp(bind_tcp("127.0.0.1:0".parse().unwrap(), options()).unwrap());
+        let Listener::Tcp(inner) = &listener else {
+            unreachable!()
+        };
+        let addr = inner.local_addr().unwrap();
+        let error = listener.accept(NO_OPTIONS).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::WouldBlock);
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        // The handshake completes in the kernel; accept may still race it by a moment.
+        let give_up = std::time::Instant::now() + Duration::from_secs(20);
+        let stream = loop {
+            match listener.accept(NO_OPTIONS) {
+                Ok(stream) => break stream,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    assert!(std::time::Instant::now() < give_up, "never accepted");
+                    std::thread::yield_now();
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        assert_eq!(stream.transport(), Transport::Tcp);
+        assert!(listener.describe().starts_with("tcp 127.0.0.1:"));
+    }
+
+    #[test]
+    fn a_stale_unix_socket_file_is_replaced_and_a_live_one_is_not() {
+        let path = socket_path();
+        // A listener that went away without removing its file leaves a stale socket.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let live = bind_unix(&path).expect("the stale file is replaced");
+        let error = bind_unix(&path).unwrap_err();
+        assert_eq!(
+            error.kind(),
+            io::ErrorKind::AddrInUse,
+            "a live one is never taken"
+        );
+        // The one copy that owns the file removes it when dropped.
+        drop(Listener::Unix(live, path.clone(), true));
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_socket_is_never_removed() {
+        let path = socket_path();
+        std::fs::write(&path, b"precious").unwrap();
+        let error = bind_unix(&path).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
+        assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn the_reserve_descriptor_sheds_one_pending_connection_with_a_clean_close() {
+        let listener = Listener::Tcp(bind_tcp("127.0.0.1:0".parse().unwrap(), options()).unwrap());
+        let Listener::Tcp(inner) = &listener else {
+            unreachable!()
+        };
+        let mut client = std::net::TcpStream::connect(inner.local_addr().unwrap()).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut reserve = ReserveFd::new();
+        let give_up = std::time::Instant::now() + Duration::from_secs(20);
+        while !reserve.shed_one(&listener) {
+            assert!(std::time::Instant::now() < give_up, "never shed");
+            std::thread::yield_now();
+        }
+        let mut buf = [0u8; 1];
+        assert_eq!(
+            client.read(&mut buf).unwrap(),
+            0,
+            "closed, not left hanging"
+        );
+        assert!(reserve.0.is_some(), "the reserve is taken back");
+    }
+
+    #[test]
+    fn running_out_of_descriptors_or_memory_is_told_apart_from_other_errors() {
+        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+            assert!(is_resource_exhaustion(&io::Error::from_raw_os_error(errno)));
+        }
+        for errno in [libc::ECONNABORTED, libc::EINTR, libc::EAGAIN] {
+            assert!(!is_resource_exhaustion(&io::Error::from_raw_os_error(
+                errno
+            )));
+        }
+    }
+}

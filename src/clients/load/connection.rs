@@ -30,6 +30,7 @@ use super::message::{Message, preview};
 use super::pacing::Pacing;
 use super::report::{ConnectFailure, ConnectionError, Tally};
 use crate::net::address::Address;
+use crate::net::registration::{Registration, interest};
 use crate::net::stream::Stream;
 use crate::protocol::framing::{self, Decoder, FramingKind};
 
@@ -125,7 +126,7 @@ pub struct Connection {
     unsent: Vec<u8>,
     /// Open loop: messages due so far.
     due: u64,
-    registered: Option<Interest>,
+    registration: Registration,
 }
 
 impl Connection {
@@ -144,7 +145,7 @@ impl Connection {
             raw_wrong: false,
             unsent: Vec::new(),
             due: 0,
-            registered: None,
+            registration: Registration::new(),
         }
     }
 
@@ -273,7 +274,7 @@ impl Connection {
             Err(e) => {
                 log::debug!("connection {} failed: {e}", self.id);
                 self.socket = None; // closing the descriptor removes it from epoll
-                self.registered = None;
+                self.registration.forget();
                 self.state = State::Closed;
                 env.tally.connect_failed(classify_connect_error(&e));
             }
@@ -579,18 +580,18 @@ impl Connection {
             env.tally.error(why);
         }
         self.socket = None; // closing the descriptor removes it from epoll
-        self.registered = None;
+        self.registration.forget();
         self.state = State::Closed;
         self.in_flight.clear();
         self.unsent = Vec::new();
     }
 
-    /// What to wait for: the end of a connect; replies; room for refused bytes.
+    /// What to wait for: the end of a connect (reported as writable, or readable with an
+    /// error); replies; room for refused bytes, only while some wait.
     fn wanted(&self) -> Option<Interest> {
         match self.state {
-            State::Connecting(_) => Some(Interest::READABLE | Interest::WRITABLE),
-            State::Up if !self.unsent.is_empty() => Some(Interest::READABLE | Interest::WRITABLE),
-            State::Up => Some(Interest::READABLE),
+            State::Connecting(_) => interest(true, true),
+            State::Up => interest(true, !self.unsent.is_empty()),
             State::Waiting | State::Closed => None,
         }
     }
@@ -598,39 +599,28 @@ impl Connection {
     /// One `epoll_ctl` per change of mind.
     fn update_interest(&mut self, registry: &Registry, token: Token) {
         let wanted = self.wanted();
-        if wanted == self.registered {
-            return;
-        }
-        let Some(socket) = &mut self.socket else {
-            self.registered = None;
-            return;
+        let result = match &mut self.socket {
+            Some(Socket2::Stream(s)) => self.registration.update(registry, s, token, wanted),
+            Some(Socket2::Datagram(s)) => self.registration.update(registry, s, token, wanted),
+            None => {
+                self.registration.forget();
+                Ok(())
+            }
         };
-        let result = match (self.registered, wanted) {
-            (None, Some(interest)) => match socket {
-                Socket2::Stream(s) => registry.register(s, token, interest),
-                Socket2::Datagram(s) => registry.register(s, token, interest),
-            },
-            (Some(_), Some(interest)) => match socket {
-                Socket2::Stream(s) => registry.reregister(s, token, interest),
-                Socket2::Datagram(s) => registry.reregister(s, token, interest),
-            },
-            (_, None) => Ok(()),
-        };
-        match result {
-            Ok(()) => self.registered = wanted,
-            Err(e) => log::warn!("connection {}: cannot register: {e}", self.id),
+        if let Err(e) = result {
+            log::warn!("connection {}: cannot register: {e}", self.id);
         }
     }
 
     fn drop_socket(&mut self, registry: &Registry) {
-        if let Some(socket) = &mut self.socket {
-            let _ = match socket {
-                Socket2::Stream(s) => registry.deregister(s),
-                Socket2::Datagram(s) => registry.deregister(s),
-            };
-        }
+        let result = match &mut self.socket {
+            Some(Socket2::Stream(s)) => self.registration.update(registry, s, Token(0), None),
+            Some(Socket2::Datagram(s)) => self.registration.update(registry, s, Token(0), None),
+            None => Ok(()),
+        };
+        let _ = result; // the socket is closed next, which forgets it in any case
         self.socket = None;
-        self.registered = None;
+        self.registration.forget();
     }
 }
 
