@@ -85,7 +85,10 @@ pub fn check(config: &LoadConfig) -> Result<(), String> {
             connections.div_ceil(per_process)
         ));
     }
-    let uses_ports = !matches!(config.target, Target::Stream(crate::Address::Unix(_)));
+    let uses_ports = !matches!(
+        config.target,
+        Target::Stream(crate::net::address::Address::Unix(_))
+    );
     if uses_ports && let Some((low, high)) = local_port_range() {
         let per_address = u64::from(high.saturating_sub(low) + 1);
         let addresses = config.source_addrs.len().max(1) as u64;

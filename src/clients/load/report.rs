@@ -223,8 +223,8 @@ pub struct ConfigSummary {
 impl ConfigSummary {
     fn of(config: &LoadConfig) -> Self {
         let transport = match &config.target {
-            Target::Stream(crate::Address::Tcp(_)) => "tcp",
-            Target::Stream(crate::Address::Unix(_)) => "unix",
+            Target::Stream(crate::net::address::Address::Tcp(_)) => "tcp",
+            Target::Stream(crate::net::address::Address::Unix(_)) => "unix",
             Target::Datagram(_) => "udp",
         };
         ConfigSummary {
