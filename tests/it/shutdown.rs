@@ -1,13 +1,11 @@
 //! Shutdown: stop accepting at once, deliver what is queued, exit 0.
 
-mod common;
-
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{
+use crate::common::{
     Daemon, PATIENCE, connect, pseudo_random_bytes, read_exactly, read_to_end, serve,
     wait_for_stats,
 };

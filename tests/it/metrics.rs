@@ -1,16 +1,14 @@
 //! `--metrics`: the page counts what clients did (TCP and Unix apart), passes promtool, and bad
 //! requests cost nothing.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::{
-    PATIENCE, TestServer, connect, read_exactly, read_to_end, send, serve, wait_for_stats,
+use crate::common::{
+    self, PATIENCE, TestServer, connect, read_exactly, read_to_end, send, serve, wait_for_stats,
 };
 use echoloop::{Address, CloseReason, Transport};
 

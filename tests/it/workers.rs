@@ -1,10 +1,8 @@
 //! `--workers N`: independent reactors on one port (SO_REUSEPORT), each serving its own share.
 
-mod common;
-
 use std::io::Write;
 
-use common::{connect, pseudo_random_bytes, read_exactly, serve, wait_for_stats};
+use crate::common::{self, connect, pseudo_random_bytes, read_exactly, serve, wait_for_stats};
 
 #[test]
 fn two_workers_share_the_port_and_every_client_is_served() {

@@ -3,15 +3,13 @@
 //!
 //! Needs Debian's haproxy (`.ci/run` installs it); says why and returns when it is missing.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, PATIENCE};
+use crate::common::{Daemon, PATIENCE};
 
 fn haproxy() -> Option<PathBuf> {
     let found = std::env::var_os("PATH")

@@ -1,8 +1,6 @@
 //! `-p files`: the tutorial upload client, named PUT/GET with resume, hostile names, limits, a
 //! full disk, many transfers at once; and the `echoloop put` / `get` clients.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -10,7 +8,7 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use common::{PATIENCE, TestServer, pseudo_random_bytes};
+use crate::common::{self, PATIENCE, TestServer, pseudo_random_bytes};
 use echoloop::ProtocolKind;
 use echoloop::protocol::FilesConfig;
 use echoloop::protocol::files::request::hex;

@@ -1,10 +1,10 @@
 //! `ServeConfig::custom`: a protocol that is not one of echoloop's own, served by the reactor.
 
-mod common;
-
 use std::time::SystemTime;
 
 use echoloop::{ClientId, Frame, FramingKind, Protocol, ProtocolFactory, Replies, ServeConfig};
+
+use crate::common;
 
 /// Answers each line with its length in bytes.
 struct Count;

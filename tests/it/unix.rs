@@ -1,14 +1,14 @@
 //! Every protocol over a Unix socket, and the socket file's life: a stale file is replaced, a
 //! live one is not, and the file is removed when the server stops.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use echoloop::{Address, ProtocolKind, ServeConfig, Server, StartError};
+
+use crate::common;
 
 /// A fresh socket path in the temp dir, unique to this process and call.
 fn socket_path(name: &str) -> PathBuf {

@@ -1,7 +1,5 @@
 //! Running out of file descriptors: shed connections without spinning, recover when they free up.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
@@ -9,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::PATIENCE;
+use crate::common::PATIENCE;
 
 /// CPU seconds (user + system) the process has used, from /proc/PID/stat.
 fn cpu_seconds(pid: u32) -> f64 {

@@ -1,13 +1,13 @@
 //! The tutorial Python clients of `scripts/compat/`, run unchanged with `python3` against an
 //! in-process timestamp server. Skipped when `python3` is not installed.
 
-mod common;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use echoloop::{FramingKind, ProtocolKind};
+
+use crate::common;
 
 /// Runs `script` with `host port`, typing `input` at it; returns its stdout, or `None` if there
 /// is no python3. The child is killed if it has not finished after [`common::PATIENCE`].

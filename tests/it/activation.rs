@@ -4,8 +4,6 @@
 //! client, then execs echoloop in the same process with `LISTEN_PID`/`LISTEN_FDS` set: what a
 //! `.socket` unit does. Tests that need it say why and return when it is missing.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::net::{UnixDatagram, UnixStream};
@@ -13,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::PATIENCE;
+use crate::common::PATIENCE;
 
 const ECHOLOOP: &str = env!("CARGO_BIN_EXE_echoloop");
 

@@ -1,11 +1,11 @@
 //! Every protocol over UDP: one answer datagram per request (or none), the loop-port rule, and
 //! datagrams over `--max-frame`.
 
-mod common;
-
 use std::net::{SocketAddr, UdpSocket};
 
 use echoloop::ProtocolKind;
+
+use crate::common;
 
 /// A UDP server for `protocol` on 127.0.0.1:0 (and nothing else).
 fn serve_udp(protocol: ProtocolKind, max_frame: Option<usize>) -> common::TestServer {

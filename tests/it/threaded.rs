@@ -1,12 +1,12 @@
 //! `serve --model threaded`: one blocking thread per connection, the same protocols and limits.
 
-mod common;
-
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
 use std::thread;
 
-use common::{Daemon, PATIENCE, pseudo_random_bytes, read_exactly, read_line, read_to_end, send};
+use crate::common::{
+    Daemon, PATIENCE, pseudo_random_bytes, read_exactly, read_line, read_to_end, send,
+};
 use echoloop::server::threaded::{RunningThreaded, ThreadedServer};
 use echoloop::{CloseReason, ProtocolKind, ServeConfig, StatsSnapshot};
 
