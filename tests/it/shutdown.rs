@@ -108,5 +108,4 @@ fn a_client_that_never_reads_cannot_hold_the_exit_past_the_deadline() {
     let (code, stderr) = daemon.wait();
     assert_eq!(code, 0, "stderr: {stderr}");
     assert!(stderr.contains("bytes unsent"), "stderr: {stderr}");
-    let _ = connect; // (shared helpers unused here)
 }

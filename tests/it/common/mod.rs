@@ -1,6 +1,5 @@
 //! What every integration test needs: an in-process server on `127.0.0.1:0`, blocking clients
 //! with timeouts, and ways to wait for outcomes rather than for time.
-#![allow(dead_code)] // each test file uses its own part of this
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
