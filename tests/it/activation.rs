@@ -32,7 +32,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("echoloop-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("echoloop-activation-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
@@ -125,7 +126,7 @@ fn inherited_tcp_and_unix_sockets_are_served_by_every_worker() {
     if !have("systemd-socket-activate") {
         return;
     }
-    let dir = TempDir::new("activation");
+    let dir = TempDir::new("sockets");
     let tcp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let unix = dir.0.join("echo.sock");
     let (process, mut stdout) = Process::start(

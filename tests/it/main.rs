@@ -8,7 +8,8 @@
 //! One binary means one link, not thirty, and one process: the tests run on parallel threads of
 //! it, so no test changes process-wide state (the environment, the current directory, signal
 //! dispositions, rlimits). A child process gets its own through `Command::env`,
-//! `Command::current_dir` or `pre_exec`.
+//! `Command::current_dir` or `pre_exec`. Temporary paths carry their module's name as well as
+//! the process id, which every module now shares.
 //!
 //! - [`common`]: the in-process server, blocking clients with timeouts, waiting for counters,
 //!   the `echoloop` binary as a daemon.

@@ -14,8 +14,10 @@ use crate::common;
 fn socket_path(name: &str) -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let path =
-        std::env::temp_dir().join(format!("echoloop-{}-{name}-{n}.sock", std::process::id()));
+    let path = std::env::temp_dir().join(format!(
+        "echoloop-{}-unix-{name}-{n}.sock",
+        std::process::id()
+    ));
     let _ = std::fs::remove_file(&path);
     path
 }
