@@ -9,7 +9,15 @@
 //! it, so no test changes process-wide state (the environment, the current directory, signal
 //! dispositions, rlimits). A child process gets its own through `Command::env`,
 //! `Command::current_dir` or `pre_exec`. Temporary paths carry their module's name as well as
-//! the process id, which every module now shares.
+//! the process id, which every module now shares. (The library itself changes one thing: an
+//! in-process files server ignores SIGXFSZ, for the whole process and the children it starts
+//! afterwards. No test relies on its default.)
+//!
+//! A test that needs a program that may be missing (`systemd-socket-activate`, `promtool`,
+//! `haproxy`, `python3`: found with [`common::tool`]) or root is `#[ignore = "needs ..."]`, so
+//! `cargo test` lists it as ignored instead of passing it untested. CI installs the programs and
+//! runs, as root, `cargo test -- --include-ignored`: each of those tests then fails, never
+//! passes, without what it needs. `cargo test --test it udp::` runs one module.
 //!
 //! - [`common`]: the in-process server, blocking clients with timeouts, waiting for counters,
 //!   the `echoloop` binary as a daemon.

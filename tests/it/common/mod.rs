@@ -1,8 +1,10 @@
 //! What every integration test needs: an in-process server on `127.0.0.1:0`, blocking clients
-//! with timeouts, and ways to wait for outcomes rather than for time.
+//! with timeouts, ways to wait for outcomes rather than for time, and the `echoloop` binary as a
+//! daemon; and, for the few tests that drive another program, where that program is.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use echoloop::{RunningServer, ServeConfig, Server, StatsSnapshot};
@@ -192,4 +194,23 @@ impl Drop for Daemon {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The path of `program`, for a test marked `#[ignore = "needs <program>"]`: looked up in `PATH`,
+/// then in the sbin folders (Debian keeps haproxy there, outside a user's `PATH`). Panics when it
+/// is missing: an ignored test run with `--include-ignored` fails rather than passing having
+/// tested nothing.
+pub fn tool(program: &str, debian_package: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        })
+        .unwrap_or_else(|| {
+            panic!("this test needs {program} (Debian: apt-get install {debian_package})")
+        })
 }
