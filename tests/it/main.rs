@@ -45,7 +45,7 @@
 //! - [`udp`]: every protocol over UDP, the loop-port rule, datagrams over `--max-frame`.
 //!
 //! Many clients, few descriptors, stopping:
-//! - [`workers`]: `--workers 2` share one port.
+//! - [`workers`]: `--workers 2` share one port, and each worker serves some of the clients.
 //! - [`churn`]: thousands of short connections leave the descriptor count at baseline.
 //! - [`exhaustion`]: past `RLIMIT_NOFILE`, connections are shed cheaply and service resumes.
 //! - [`threaded`]: `--model threaded`, the same protocols and limits with a thread per client.

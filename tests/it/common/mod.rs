@@ -83,9 +83,19 @@ pub fn wait_for_stats(
     what: &str,
     check: impl Fn(&StatsSnapshot) -> bool,
 ) -> StatsSnapshot {
+    wait_until(what, || server.stats(), check)
+}
+
+/// Reads counters with `read` until `check` holds for them, and returns them; panics with the
+/// last ones after [`PATIENCE`]. [`wait_for_stats`] is this for a server's counters added up.
+pub fn wait_until<T: std::fmt::Debug>(
+    what: &str,
+    read: impl Fn() -> T,
+    check: impl Fn(&T) -> bool,
+) -> T {
     let start = Instant::now();
     loop {
-        let stats = server.stats();
+        let stats = read();
         if check(&stats) {
             return stats;
         }
