@@ -206,6 +206,13 @@ impl Drop for Daemon {
     }
 }
 
+/// How many descriptors process `pid` has open (`/proc/PID/fd`).
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("list the process's descriptors")
+        .count()
+}
+
 /// The path of `program`, for a test marked `#[ignore = "needs <program>"]`: looked up in `PATH`,
 /// then in the sbin folders (Debian keeps haproxy there, outside a user's `PATH`). Panics when it
 /// is missing: an ignored test run with `--include-ignored` fails rather than passing having
