@@ -5,7 +5,7 @@
 //! (`env!("CARGO_BIN_EXE_echoloop")`) and read its `listening` lines. Tests wait for outcomes
 //! (bytes, EOF, counters) under generous timeouts ([`common::PATIENCE`]).
 //!
-//! One binary means one link, not thirty, and one process: the tests run on parallel threads of
+//! One binary means one link, not twenty-eight, and one process: the tests run on parallel threads of
 //! it, so no test changes process-wide state (the environment, the current directory, signal
 //! dispositions, rlimits). A child process gets its own through `Command::env`,
 //! `Command::current_dir` or `pre_exec`. Temporary paths carry their module's name as well as
@@ -20,7 +20,7 @@
 //! passes, without what it needs. `cargo test --test it udp::` runs one module.
 //!
 //! - [`common`]: the in-process server, blocking clients with timeouts, waiting for counters,
-//!   the `echoloop` binary as a daemon.
+//!   the `echoloop` binary as a daemon, its descriptor count, the programs some tests need.
 //!
 //! The services, over TCP:
 //! - [`echo`]: byte-exact for any payload, each of 500 concurrent clients gets its own stream.
