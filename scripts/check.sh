@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
-cargo test
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
+scripts/test.sh

@@ -1,11 +1,9 @@
 //! Echo over TCP: byte-exact for any payload, and every client gets its own stream back.
 
-mod common;
-
 use std::io::Write;
 use std::thread;
 
-use common::{connect, pseudo_random_bytes, read_exactly, serve};
+use crate::common::{self, connect, pseudo_random_bytes, read_exactly, serve};
 
 /// Sends `payload` from one thread while reading the echo on this one (a large payload would
 /// otherwise fill both directions' buffers and deadlock the test, not the server).

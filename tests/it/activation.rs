@@ -2,9 +2,8 @@
 //!
 //! `systemd-socket-activate` (Debian's systemd package) binds the sockets, waits for the first
 //! client, then execs echoloop in the same process with `LISTEN_PID`/`LISTEN_FDS` set: what a
-//! `.socket` unit does. Tests that need it say why and return when it is missing.
-
-mod common;
+//! `.socket` unit does. Tests that need it are `#[ignore = "needs systemd-socket-activate"]`: run
+//! them with `cargo test -- --include-ignored`, and they fail if it is missing.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -13,20 +12,13 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::PATIENCE;
+use crate::common::{self, PATIENCE};
 
 const ECHOLOOP: &str = env!("CARGO_BIN_EXE_echoloop");
 
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        eprintln!("skipping: {tool} is not installed (Debian: apt-get install systemd)");
-    }
-    found
+/// `systemd-socket-activate`, or a panic saying it is missing.
+fn socket_activate() -> Command {
+    Command::new(common::tool("systemd-socket-activate", "systemd"))
 }
 
 /// A directory of this test's own, removed when dropped.
@@ -34,7 +26,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("echoloop-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("echoloop-activation-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
@@ -123,15 +116,13 @@ fn connect_when_listening(addr: SocketAddr) -> TcpStream {
 }
 
 #[test]
+#[ignore = "needs systemd-socket-activate"]
 fn inherited_tcp_and_unix_sockets_are_served_by_every_worker() {
-    if !have("systemd-socket-activate") {
-        return;
-    }
-    let dir = TempDir::new("activation");
+    let dir = TempDir::new("sockets");
     let tcp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let unix = dir.0.join("echo.sock");
     let (process, mut stdout) = Process::start(
-        Command::new("systemd-socket-activate")
+        socket_activate()
             .arg("-l")
             .arg(tcp.to_string())
             .arg("-l")
@@ -167,10 +158,8 @@ fn inherited_tcp_and_unix_sockets_are_served_by_every_worker() {
 }
 
 #[test]
+#[ignore = "needs systemd-socket-activate"]
 fn an_inherited_udp_socket_is_served() {
-    if !have("systemd-socket-activate") {
-        return;
-    }
     let port = UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -178,7 +167,7 @@ fn an_inherited_udp_socket_is_served() {
         .port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let (process, mut stdout) = Process::start(
-        Command::new("systemd-socket-activate")
+        socket_activate()
             .args(["--datagram", "-l", &addr.to_string()])
             .args([ECHOLOOP, "serve"]),
     );

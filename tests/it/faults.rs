@@ -1,14 +1,14 @@
 //! Faults stay on the connection that made them: resets, garbage, broken frames, abandoned
 //! clients. Good clients verify their streams throughout, and the counters add up.
 
-mod common;
-
 use std::io::Write;
 use std::net::Shutdown;
 use std::thread;
 use std::time::Duration;
 
-use common::{connect, pseudo_random_bytes, read_exactly, read_to_end, serve, wait_for_stats};
+use crate::common::{
+    connect, pseudo_random_bytes, read_exactly, read_to_end, serve, wait_for_stats,
+};
 use echoloop::CloseReason;
 use echoloop::protocol::framing::{FramingKind, encode};
 

@@ -1,10 +1,8 @@
 //! The command line: exit codes, one-line errors, the `listening` lines.
 
-mod common;
-
 use std::process::Command;
 
-use common::Daemon;
+use crate::common::Daemon;
 
 fn echoloop(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_echoloop"))

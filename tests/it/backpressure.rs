@@ -1,12 +1,10 @@
 //! Backpressure: a client that writes and never reads costs the server bounded memory, and
 //! everyone else keeps being served.
 
-mod common;
-
 use std::io::Write;
 use std::thread;
 
-use common::{connect, pseudo_random_bytes, read_exactly, serve, wait_for_stats};
+use crate::common::{connect, pseudo_random_bytes, read_exactly, serve, wait_for_stats};
 
 #[test]
 fn a_client_that_never_reads_is_paused_while_others_are_served() {

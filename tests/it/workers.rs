@@ -1,10 +1,10 @@
 //! `--workers N`: independent reactors on one port (SO_REUSEPORT), each serving its own share.
 
-mod common;
-
 use std::io::Write;
 
-use common::{connect, pseudo_random_bytes, read_exactly, serve, wait_for_stats};
+use crate::common::{
+    self, connect, pseudo_random_bytes, read_exactly, serve, wait_for_stats, wait_until,
+};
 
 #[test]
 fn two_workers_share_the_port_and_every_client_is_served() {
@@ -20,6 +20,25 @@ fn two_workers_share_the_port_and_every_client_is_served() {
     }
     let stats = wait_for_stats(&server, "64 accepted", |s| s.total().connections_open == 64);
     assert_eq!(stats.total().connections_accepted, 64);
+
+    // Both workers served. SO_REUSEPORT hands each connection to one of the listeners by a hash
+    // of its 4-tuple, and every client here has a source port of its own: the chance that one
+    // of the two workers gets none of the 64 is 2 x 2^-64 = 2^-63.
+    let workers = wait_until(
+        "64 accepted, worker by worker",
+        || server.worker_stats(),
+        |workers| {
+            let accepted = workers.iter().map(|w| w.total().connections_accepted);
+            accepted.sum::<u64>() == 64
+        },
+    );
+    assert_eq!(workers.len(), 2);
+    for (i, worker) in workers.iter().enumerate() {
+        assert!(
+            worker.total().connections_accepted >= 1,
+            "worker {i} accepted none of the 64 connections: {workers:?}"
+        );
+    }
 
     // UDP is shared the same way.
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -1,13 +1,11 @@
 //! Shutdown: stop accepting at once, deliver what is queued, exit 0.
 
-mod common;
-
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{
+use crate::common::{
     Daemon, PATIENCE, connect, pseudo_random_bytes, read_exactly, read_to_end, serve,
     wait_for_stats,
 };
@@ -110,5 +108,4 @@ fn a_client_that_never_reads_cannot_hold_the_exit_past_the_deadline() {
     let (code, stderr) = daemon.wait();
     assert_eq!(code, 0, "stderr: {stderr}");
     assert!(stderr.contains("bytes unsent"), "stderr: {stderr}");
-    let _ = connect; // (shared helpers unused here)
 }

@@ -1,10 +1,10 @@
 //! `--greeting`: a line every stream client gets before anything else, over TCP and Unix.
 
-mod common;
-
 use std::os::unix::net::UnixStream;
 
 use echoloop::{Address, ProtocolKind};
+
+use crate::common;
 
 #[test]
 fn the_greeting_comes_first_over_tcp() {

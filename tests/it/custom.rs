@@ -1,8 +1,6 @@
 //! A protocol that is not one of echoloop's own, served by the reactor: its sessions live with
 //! their connections, its shared state with its reactor, and every reply path is delivered.
 
-mod common;
-
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,6 +9,8 @@ use std::time::{Duration, SystemTime};
 use echoloop::{
     ClientId, Frame, FramingKind, Protocol, ProtocolChoice, ProtocolFactory, Replies, ServeConfig,
 };
+
+use crate::common;
 
 /// Answers each line with `<line of this client> <lines this protocol value has seen> <bytes>`:
 /// the first number lives in the session, the second in the protocol value.
@@ -217,8 +217,8 @@ mod guide {
             ..echoloop::ServeConfig::for_tests()
         };
         let server = echoloop::Server::bind(&config).unwrap().spawn().unwrap();
-        let mut client = super::common::connect(&server);
-        super::common::send(&mut client, b"x\n");
-        assert_eq!(super::common::read_line(&mut client), b"1 x");
+        let mut client = crate::common::connect(&server);
+        crate::common::send(&mut client, b"x\n");
+        assert_eq!(crate::common::read_line(&mut client), b"1 x");
     }
 }

@@ -1,9 +1,10 @@
 //! What every integration test needs: an in-process server on `127.0.0.1:0`, blocking clients
-//! with timeouts, and ways to wait for outcomes rather than for time.
-#![allow(dead_code)] // each test file uses its own part of this
+//! with timeouts, ways to wait for outcomes rather than for time, and the `echoloop` binary as a
+//! daemon; and, for the few tests that drive another program, where that program is.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use echoloop::{RunningServer, ServeConfig, Server, StatsSnapshot};
@@ -82,9 +83,19 @@ pub fn wait_for_stats(
     what: &str,
     check: impl Fn(&StatsSnapshot) -> bool,
 ) -> StatsSnapshot {
+    wait_until(what, || server.stats(), check)
+}
+
+/// Reads counters with `read` until `check` holds for them, and returns them; panics with the
+/// last ones after [`PATIENCE`]. [`wait_for_stats`] is this for a server's counters added up.
+pub fn wait_until<T: std::fmt::Debug>(
+    what: &str,
+    read: impl Fn() -> T,
+    check: impl Fn(&T) -> bool,
+) -> T {
     let start = Instant::now();
     loop {
-        let stats = server.stats();
+        let stats = read();
         if check(&stats) {
             return stats;
         }
@@ -193,4 +204,30 @@ impl Drop for Daemon {
             let _ = self.child.wait();
         }
     }
+}
+
+/// How many descriptors process `pid` has open (`/proc/PID/fd`).
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("list the process's descriptors")
+        .count()
+}
+
+/// The path of `program`, for a test marked `#[ignore = "needs <program>"]`: looked up in `PATH`,
+/// then in the sbin folders (Debian keeps haproxy there, outside a user's `PATH`). Panics when it
+/// is missing: an ignored test run with `--include-ignored` fails rather than passing having
+/// tested nothing.
+pub fn tool(program: &str, debian_package: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        })
+        .unwrap_or_else(|| {
+            panic!("this test needs {program} (Debian: apt-get install {debian_package})")
+        })
 }

@@ -1,12 +1,12 @@
 //! How connections end: half-close, reset, and refusal at the connection limit.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::thread;
 
-use common::{connect, pseudo_random_bytes, read_exactly, read_to_end, serve, wait_for_stats};
+use crate::common::{
+    connect, pseudo_random_bytes, read_exactly, read_to_end, serve, wait_for_stats,
+};
 use echoloop::CloseReason;
 
 #[test]

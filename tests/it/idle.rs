@@ -1,12 +1,10 @@
 //! Idle timeout: connections with no traffic are closed; active ones are not.
 
-mod common;
-
 use std::io::Write;
 use std::thread;
 use std::time::Duration;
 
-use common::{connect, read_exactly, read_to_end, serve, wait_for_stats};
+use crate::common::{connect, read_exactly, read_to_end, serve, wait_for_stats};
 use echoloop::{CloseReason, FramingKind};
 
 #[test]

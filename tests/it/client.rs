@@ -1,14 +1,12 @@
 //! `echoloop client` as a user runs it: the real binary, stdin piped, against in-process servers.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
 
-use common::{PATIENCE, connect, read_line, send, serve};
+use crate::common::{self, PATIENCE, connect, read_line, send, serve};
 use echoloop::{Address, ProtocolKind};
 
 fn spawn_client(args: &[&str], stdin: Stdio) -> Child {

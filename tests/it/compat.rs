@@ -1,7 +1,6 @@
 //! The tutorial Python clients of `scripts/compat/`, run unchanged with `python3` against an
-//! in-process timestamp server. Skipped when `python3` is not installed.
-
-mod common;
+//! in-process timestamp server. `#[ignore = "needs python3"]`: `cargo test -- --include-ignored`
+//! runs them, and they fail if python3 is missing.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -9,24 +8,19 @@ use std::time::{Duration, Instant};
 
 use echoloop::{FramingKind, ProtocolKind};
 
-/// Runs `script` with `host port`, typing `input` at it; returns its stdout, or `None` if there
-/// is no python3. The child is killed if it has not finished after [`common::PATIENCE`].
-fn run_client(script: &str, port: u16, input: &[u8]) -> Option<String> {
+use crate::common;
+
+/// Runs `script` with `host port`, typing `input` at it; returns its stdout. The child is killed
+/// if it has not finished after [`common::PATIENCE`].
+fn run_client(script: &str, port: u16, input: &[u8]) -> String {
     let path = format!("{}/scripts/compat/{script}", env!("CARGO_MANIFEST_DIR"));
-    let mut child = match Command::new("python3")
+    let mut child = Command::new(common::tool("python3", "python3"))
         .args([&path, "127.0.0.1", &port.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-    {
-        Ok(child) => child,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("skipped: python3 not found");
-            return None;
-        }
-        Err(e) => panic!("running python3: {e}"),
-    };
+        .unwrap_or_else(|e| panic!("running python3: {e}"));
     child.stdin.take().unwrap().write_all(input).unwrap(); // dropped: the client sees EOF after
     let start = Instant::now();
     while child.try_wait().unwrap().is_none() {
@@ -42,7 +36,7 @@ fn run_client(script: &str, port: u16, input: &[u8]) -> Option<String> {
         "{script} failed: {:?}",
         output.status
     );
-    Some(String::from_utf8(output.stdout).expect("the client prints text"))
+    String::from_utf8(output.stdout).expect("the client prints text")
 }
 
 /// The stamped replies the client printed, after its `> ` prompts.
@@ -61,18 +55,17 @@ fn assert_stamped(reply: &str, message: &str) {
 }
 
 #[test]
+#[ignore = "needs python3"]
 fn the_tutorial_tcp_client_gets_one_stamped_reply_per_send() {
     let server = common::serve(|cfg| {
         cfg.protocol = ProtocolKind::Timestamp.into();
         cfg.framing = Some(FramingKind::Raw);
     });
-    let Some(stdout) = run_client(
+    let stdout = run_client(
         "tcp_timestamp_client.py",
         server.addr().port(),
         b"hello python\nsecond message\n\n",
-    ) else {
-        return;
-    };
+    );
     let got = replies(&stdout);
     assert_eq!(got.len(), 2, "{stdout:?}");
     assert_stamped(got[0], "hello python");
@@ -80,18 +73,17 @@ fn the_tutorial_tcp_client_gets_one_stamped_reply_per_send() {
 }
 
 #[test]
+#[ignore = "needs python3"]
 fn the_tutorial_udp_client_gets_one_stamped_datagram_per_sendto() {
     let server = common::serve(|cfg| {
         cfg.protocol = ProtocolKind::Timestamp.into();
         cfg.udp = vec!["127.0.0.1:0".parse().unwrap()];
     });
-    let Some(stdout) = run_client(
+    let stdout = run_client(
         "udp_timestamp_client.py",
         server.udp_addrs()[0].port(),
         b"hello udp\n\n",
-    ) else {
-        return;
-    };
+    );
     let got = replies(&stdout);
     assert_eq!(got.len(), 1, "{stdout:?}");
     assert_stamped(got[0], "hello udp");

@@ -1,11 +1,11 @@
 //! Every protocol over UDP: one answer datagram per request (or none), the loop-port rule, and
 //! datagrams over `--max-frame`.
 
-mod common;
-
 use std::net::{SocketAddr, UdpSocket};
 
 use echoloop::ProtocolKind;
+
+use crate::common;
 
 /// A UDP server for `protocol` on 127.0.0.1:0 (and nothing else).
 fn serve_udp(protocol: ProtocolKind, max_frame: Option<usize>) -> common::TestServer {
@@ -94,16 +94,14 @@ fn chargen_answers_each_datagram_with_at_most_512_characters() {
 }
 
 #[test]
+#[ignore = "needs root (binds UDP port 7 or 19)"]
 fn datagrams_from_a_loop_port_get_no_answer() {
     let server = serve_udp(ProtocolKind::Echo, None);
-    // Only root may bind ports below 1024, and the port may be taken: then there is nothing to test.
-    let Some(client) = ["127.0.0.1:7", "127.0.0.1:19"]
+    // Only root may bind ports below 1024, and one of the two must be free.
+    let client = ["127.0.0.1:7", "127.0.0.1:19"]
         .iter()
         .find_map(|addr| client_at(addr).ok())
-    else {
-        eprintln!("skipped: cannot bind UDP port 7 or 19 (needs root and a free port)");
-        return;
-    };
+        .expect("bind UDP port 7 or 19 (this test needs root, and one of them free)");
     client.send_to(b"ping", server.udp_addrs()[0]).unwrap();
     let stats = common::wait_for_stats(&server, "the datagram dropped", |s| {
         s.datagrams_dropped == 1
@@ -129,12 +127,10 @@ fn a_datagram_over_max_frame_is_dropped_and_counted() {
     assert_eq!(stats.datagrams_received, 2);
 }
 
+/// The IPv6 loopback is not a tool that may be missing: `cli` binds `[::1]:0` too, so the suite
+/// needs it anyway, and a machine without it fails here rather than passing untested.
 #[test]
-fn ipv6_loopback_works_where_available() {
-    if UdpSocket::bind("[::1]:0").is_err() {
-        eprintln!("skipped: no IPv6 loopback");
-        return;
-    }
+fn ipv6_loopback_works() {
     let server = common::serve(|cfg| {
         cfg.protocol = ProtocolKind::Echo.into();
         cfg.udp = vec!["[::1]:0".parse().unwrap()];

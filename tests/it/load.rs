@@ -2,8 +2,6 @@
 //! framing and transport, a corrupting server is caught, a stalling server shows up in the
 //! corrected open-loop latency only, failures are counted. Never asserts throughput.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::Command;
@@ -14,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use echoloop::clients::load::{self, LoadConfig, LoadReport, ReplyKind, Target};
 use echoloop::{Address, FramingKind};
+
+use crate::common;
 
 fn tcp(addr: SocketAddr) -> Target {
     Target::Stream(Address::Tcp(addr))

@@ -1,13 +1,13 @@
 //! Chat over real sockets: joins, leaves, broadcast to the others, order, commands, slow readers.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::sync::mpsc;
 use std::thread;
 
-use common::{PATIENCE, TestServer, connect, read_line, read_to_end, send, serve, wait_for_stats};
+use crate::common::{
+    PATIENCE, TestServer, connect, read_line, read_to_end, send, serve, wait_for_stats,
+};
 use echoloop::{CloseReason, ProtocolKind, ServeConfig};
 
 fn chat_server(adjust: impl FnOnce(&mut ServeConfig)) -> TestServer {

@@ -1,11 +1,11 @@
 //! Framing through a running server: split and merged ("sticky") lines, `\r\n`, empty lines,
 //! lines over `--max-frame`, and length-prefixed binary frames.
 
-mod common;
-
 use std::io::Write;
 
 use echoloop::{CloseReason, FramingKind, ProtocolKind};
+
+use crate::common;
 
 fn serve(protocol: ProtocolKind, framing: FramingKind, max_frame: usize) -> common::TestServer {
     common::serve(|cfg| {

@@ -2,12 +2,10 @@
 //! when the answer is produced bit by bit as it reads (a file download); chargen, which would
 //! talk forever, stops at the FIN.
 
-mod common;
-
 use std::io::Write;
 use std::net::Shutdown;
 
-use common::{connect, pseudo_random_bytes, read_to_end, serve};
+use crate::common::{connect, pseudo_random_bytes, read_to_end, serve};
 use echoloop::ProtocolKind;
 use echoloop::protocol::FilesConfig;
 

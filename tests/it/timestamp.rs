@@ -1,13 +1,13 @@
 //! The timestamp service over TCP: `[<ctime>] <message>` in line, raw and length framing.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::time::SystemTime;
 
 use echoloop::{FramingKind, ProtocolKind};
 use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
+
+use crate::common;
 
 const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 const MONTHS: [&str; 12] = [

@@ -1,12 +1,12 @@
 //! `serve --model threaded`: one blocking thread per connection, the same protocols and limits.
 
-mod common;
-
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
 use std::thread;
 
-use common::{Daemon, PATIENCE, pseudo_random_bytes, read_exactly, read_line, read_to_end, send};
+use crate::common::{
+    Daemon, PATIENCE, pseudo_random_bytes, read_exactly, read_line, read_to_end, send, wait_until,
+};
 use echoloop::server::threaded::{RunningThreaded, ThreadedServer};
 use echoloop::{CloseReason, ProtocolKind, ServeConfig, StatsSnapshot};
 
@@ -26,23 +26,13 @@ fn connect(server: &RunningThreaded) -> TcpStream {
     stream
 }
 
+/// [`crate::common::wait_for_stats`] for the threaded server.
 fn wait_for_stats(
     server: &RunningThreaded,
     what: &str,
     check: impl Fn(&StatsSnapshot) -> bool,
 ) -> StatsSnapshot {
-    let start = std::time::Instant::now();
-    loop {
-        let stats = server.stats();
-        if check(&stats) {
-            return stats;
-        }
-        assert!(
-            start.elapsed() < PATIENCE,
-            "waited for {what}; counters: {stats:?}"
-        );
-        thread::sleep(std::time::Duration::from_millis(5));
-    }
+    wait_until(what, || server.stats(), check)
 }
 
 /// Eight clients at once, each sending 1 MiB of its own bytes while another thread reads: every

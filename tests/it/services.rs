@@ -1,11 +1,11 @@
 //! Daytime, discard and chargen over TCP: what each sends, when each closes, and that chargen
 //! only produces as fast as its client reads.
 
-mod common;
-
 use std::io::Read;
 
 use echoloop::{CloseReason, ProtocolKind};
+
+use crate::common;
 
 /// `Wed Nov  4 09:05:01 2026`: 24 ASCII characters in ctime's layout.
 fn assert_ctime(text: &[u8]) {

@@ -1,8 +1,6 @@
 //! Every protocol over a Unix socket, and the socket file's life: a stale file is replaced, a
 //! live one is not, and the file is removed when the server stops.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -10,12 +8,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use echoloop::{Address, ProtocolKind, ServeConfig, Server, StartError};
 
+use crate::common;
+
 /// A fresh socket path in the temp dir, unique to this process and call.
 fn socket_path(name: &str) -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let path =
-        std::env::temp_dir().join(format!("echoloop-{}-{name}-{n}.sock", std::process::id()));
+    let path = std::env::temp_dir().join(format!(
+        "echoloop-{}-unix-{name}-{n}.sock",
+        std::process::id()
+    ));
     let _ = std::fs::remove_file(&path);
     path
 }

@@ -1,6 +1,6 @@
 //! The committed man pages and completions are what the clap definitions generate today.
 
-#[path = "../examples/gen_man.rs"]
+#[path = "../../examples/gen_man.rs"]
 mod gen_man;
 
 #[test]

@@ -1,19 +1,11 @@
 //! Connect/close churn leaves nothing behind: the server's descriptor count returns to baseline.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, PATIENCE};
-
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
-}
+use crate::common::{Daemon, PATIENCE, open_fds};
 
 /// What each descriptor is, for the failure message.
 fn describe_fds(pid: u32) -> Vec<String> {

@@ -1,9 +1,8 @@
 //! Past one machine: HAProxy (`mode tcp`) in front of two echoloop instances, as in
 //! docs/OPERATIONS.md. Connections reach both; when one stops, new connections reach the other.
 //!
-//! Needs Debian's haproxy (`.ci/run` installs it); says why and returns when it is missing.
-
-mod common;
+//! Needs Debian's haproxy, so it is `#[ignore = "needs haproxy"]`; `.ci/run` installs haproxy
+//! and runs it with `cargo test -- --include-ignored`. Without haproxy it fails, never passes.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -11,21 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, PATIENCE};
-
-fn haproxy() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain([PathBuf::from("/usr/sbin")])
-        .map(|dir| dir.join("haproxy"))
-        .find(|path| path.is_file());
-    if found.is_none() {
-        eprintln!("skipping: haproxy is not installed (Debian: apt-get install haproxy)");
-    }
-    found
-}
+use crate::common::{self, Daemon, PATIENCE};
 
 /// The configuration docs/OPERATIONS.md gives, on loopback ports.
 fn config(frontend: SocketAddr, backends: &[SocketAddr]) -> String {
@@ -113,10 +98,9 @@ fn reach(frontend: SocketAddr) -> Option<String> {
 }
 
 #[test]
+#[ignore = "needs haproxy"]
 fn haproxy_spreads_connections_and_routes_around_a_stopped_instance() {
-    let Some(binary) = haproxy() else {
-        return;
-    };
+    let binary = common::tool("haproxy", "haproxy");
     let dir = std::env::temp_dir().join(format!("echoloop-haproxy-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let a = Daemon::start(

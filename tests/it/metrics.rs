@@ -1,7 +1,7 @@
 //! `--metrics`: the page counts what clients did (TCP and Unix apart), passes promtool, and bad
-//! requests cost nothing.
-
-mod common;
+//! requests cost nothing. The promtool check is `#[ignore = "needs promtool"]` (Debian's
+//! prometheus package): `cargo test -- --include-ignored` runs it, on the pages the counting tests
+//! read, and it fails if promtool is missing.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -9,8 +9,8 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::{
-    PATIENCE, TestServer, connect, read_exactly, read_to_end, send, serve, wait_for_stats,
+use crate::common::{
+    self, PATIENCE, TestServer, connect, read_exactly, read_to_end, send, serve, wait_for_stats,
 };
 use echoloop::{Address, CloseReason, Transport};
 
@@ -49,21 +49,15 @@ fn sample(page: &str, series: &str) -> u64 {
         .unwrap()
 }
 
-/// `promtool check metrics` on the page, where Debian's prometheus package is installed.
+/// `promtool check metrics` on the page (promtool is in Debian's prometheus package).
 fn promtool_accepts(page: &str) {
-    let mut child = match Command::new("promtool")
+    let mut child = Command::new(common::tool("promtool", "prometheus"))
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-    {
-        Ok(child) => child,
-        Err(e) => {
-            eprintln!("skipping the promtool check: cannot run promtool ({e})");
-            return;
-        }
-    };
+        .expect("run promtool");
     child
         .stdin
         .take()
@@ -79,8 +73,9 @@ fn promtool_accepts(page: &str) {
     );
 }
 
-#[test]
-fn a_scrape_counts_what_the_clients_did() {
+/// Three TCP clients that came and went, one that stays, two UDP round trips: returns the server,
+/// the client that stays, and the page then.
+fn page_after_tcp_and_udp_clients() -> (TestServer, TcpStream, String) {
     let server = with_metrics();
     for i in 0..3 {
         let mut client = connect(&server);
@@ -102,8 +97,13 @@ fn a_scrape_counts_what_the_clients_did() {
         let (n, _) = udp.recv_from(&mut reply).unwrap();
         assert_eq!(&reply[..n], b"ping");
     }
-
     let page = scrape(&server);
+    (server, open, page)
+}
+
+#[test]
+fn a_scrape_counts_what_the_clients_did() {
+    let (server, open, page) = page_after_tcp_and_udp_clients();
     let stream = "{transport=\"tcp\"}";
     let udp_label = "{transport=\"udp\"}";
     assert_eq!(
@@ -150,7 +150,6 @@ fn a_scrape_counts_what_the_clients_did() {
         ),
         0
     );
-    promtool_accepts(&page);
 
     // Scrapes are not clients: a second one sees the same counts.
     let again = scrape(&server);
@@ -165,10 +164,13 @@ fn a_scrape_counts_what_the_clients_did() {
     drop(open);
 }
 
-#[test]
-fn tcp_and_unix_clients_are_counted_apart() {
-    let path: PathBuf =
-        std::env::temp_dir().join(format!("echoloop-{}-metrics.sock", std::process::id()));
+/// A TCP client that came and went, a Unix client that stays (on a socket file named after
+/// `test`): returns the server, the Unix client, the socket's path, and the page then.
+fn page_after_a_tcp_and_a_unix_client(test: &str) -> (TestServer, UnixStream, PathBuf, String) {
+    let path: PathBuf = std::env::temp_dir().join(format!(
+        "echoloop-{}-metrics-{test}.sock",
+        std::process::id()
+    ));
     let _ = std::fs::remove_file(&path);
     let server = serve(|cfg| {
         cfg.listen.push(Address::Unix(path.clone()));
@@ -186,8 +188,13 @@ fn tcp_and_unix_clients_are_counted_apart() {
     wait_for_stats(&server, "the TCP client closed", |s| {
         s.closed_for(CloseReason::PeerClosed) == 1
     });
-
     let page = scrape(&server);
+    (server, unix, path, page)
+}
+
+#[test]
+fn tcp_and_unix_clients_are_counted_apart() {
+    let (server, unix, path, page) = page_after_a_tcp_and_a_unix_client("apart");
     let series = |name: &str, transport: &str| format!("{name}{{transport=\"{transport}\"}}");
     for (name, tcp, unix) in [
         ("echoloop_connections_open", 0, 1),
@@ -209,7 +216,6 @@ fn tcp_and_unix_clients_are_counted_apart() {
     assert_eq!(sample(&page, &closed("tcp")), 1);
     assert_eq!(sample(&page, &closed("unix")), 0);
     assert!(!page.contains("transport=\"stream\""), "{page}");
-    promtool_accepts(&page);
 
     // The snapshot keeps both: per transport, and the totals other tests read.
     let stats = server.stats();
@@ -217,6 +223,20 @@ fn tcp_and_unix_clients_are_counted_apart() {
     assert_eq!(stats.total().bytes_received, 107);
     assert_eq!(stats.stream(Transport::Tcp).bytes_received, 100);
     assert_eq!(stats.stream(Transport::Unix).bytes_received, 7);
+    drop(unix);
+    drop(server);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+#[ignore = "needs promtool"]
+fn both_pages_pass_promtool() {
+    let (server, open, page) = page_after_tcp_and_udp_clients();
+    promtool_accepts(&page);
+    drop(open);
+    drop(server);
+    let (server, unix, path, page) = page_after_a_tcp_and_a_unix_client("promtool");
+    promtool_accepts(&page);
     drop(unix);
     drop(server);
     let _ = std::fs::remove_file(&path);

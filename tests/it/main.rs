@@ -1,0 +1,103 @@
+//! echoloop's integration tests: one test binary, one module per feature.
+//!
+//! Each module drives a real server over real sockets: most run the reactor in-process with
+//! [`common::serve`] on `127.0.0.1:0`; the ones about the command line run the `echoloop` binary
+//! (`env!("CARGO_BIN_EXE_echoloop")`) and read its `listening` lines. Tests wait for outcomes
+//! (bytes, EOF, counters) under generous timeouts ([`common::PATIENCE`]).
+//!
+//! One binary means one link, not twenty-eight, and one process: the tests run on parallel threads of
+//! it, so no test changes process-wide state (the environment, the current directory, signal
+//! dispositions, rlimits). A child process gets its own through `Command::env`,
+//! `Command::current_dir` or `pre_exec`. Temporary paths carry their module's name as well as
+//! the process id, which every module now shares. (The library itself changes one thing: an
+//! in-process files server ignores SIGXFSZ, for the whole process and the children it starts
+//! afterwards. No test relies on its default.)
+//!
+//! A test that needs a program that may be missing (`systemd-socket-activate`, `promtool`,
+//! `haproxy`, `python3`: found with [`common::tool`]) or root is `#[ignore = "needs ..."]`, so
+//! `cargo test` lists it as ignored instead of passing it untested. CI installs the programs and
+//! runs, as root, `cargo test -- --include-ignored`: each of those tests then fails, never
+//! passes, without what it needs. `cargo test --test it udp::` runs one module.
+//!
+//! - [`common`]: the in-process server, blocking clients with timeouts, waiting for counters,
+//!   the `echoloop` binary as a daemon, its descriptor count, the programs some tests need.
+//!
+//! The services, over TCP:
+//! - [`echo`]: byte-exact for any payload, each of 500 concurrent clients gets its own stream.
+//! - [`timestamp`]: `[<ctime>] <message>` in line, raw and length framing.
+//! - [`services`]: daytime, discard and chargen; chargen produces only as fast as it is read.
+//! - [`chat`]: joins, leaves, broadcast order, commands, a slow reader dropped, a fast one kept.
+//! - [`files`]: uploads and downloads with resume, hostile names, quotas, a full disk, the
+//!   `put`/`get` clients.
+//! - [`custom`]: a protocol from outside the crate: sessions, shared state per worker, replies
+//!   from `on_drained`, and the GUIDE's example.
+//! - [`greeting`]: `--greeting` comes before anything else, over TCP and Unix.
+//!
+//! Bytes on the wire, and how connections end:
+//! - [`framing`]: split and merged lines, `\r\n`, `--max-frame`, length-prefixed frames.
+//! - [`backpressure`]: a client that never reads is paused, with bounded memory.
+//! - [`half_close_refill`]: a FIN right after the request still gets the whole answer.
+//! - [`lifecycle`]: half-close, reset, refusal at `--max-connections`.
+//! - [`idle`]: `--idle-timeout` closes the silent and spares the active.
+//! - [`faults`]: resets, garbage and bad frames stay on their connection; the counters add up.
+//!
+//! Transports:
+//! - [`unix`]: every protocol over a Unix socket, and the socket file's life.
+//! - [`udp`]: every protocol over UDP, the loop-port rule, datagrams over `--max-frame`.
+//!
+//! Many clients, few descriptors, stopping:
+//! - [`workers`]: `--workers 2` share one port, and each worker serves some of the clients.
+//! - [`churn`]: thousands of short connections leave the descriptor count at baseline.
+//! - [`exhaustion`]: past `RLIMIT_NOFILE`, connections are shed cheaply and service resumes.
+//! - [`threaded`]: `--model threaded`, the same protocols and limits with a thread per client.
+//! - [`shutdown`]: stop accepting, deliver what is queued, exit 0; a deadline for stubborn clients.
+//!
+//! Running it:
+//! - [`cli`]: exit codes, one-line errors, the `listening` lines.
+//! - [`client`]: `echoloop client` with stdin piped.
+//! - [`load`]: `echoloop load` catches corrupting and stalling servers; never asserts throughput.
+//! - [`metrics`]: `--metrics` counts what clients did and passes `promtool`.
+//! - [`activation`]: inherited sockets from `systemd-socket-activate`, and `sd_notify`.
+//! - [`haproxy`]: HAProxy in front of two instances routes around a stopped one.
+//! - [`compat`]: the tutorial Python clients, unchanged.
+//! - [`manpage`]: the committed man pages and completions are current.
+//!
+//! The code itself:
+//! - [`layout`]: the layers of `src/` import only downwards, and no two files import each other.
+
+mod common;
+
+mod chat;
+mod custom;
+mod echo;
+mod files;
+mod greeting;
+mod services;
+mod timestamp;
+
+mod backpressure;
+mod faults;
+mod framing;
+mod half_close_refill;
+mod idle;
+mod lifecycle;
+
+mod udp;
+mod unix;
+
+mod churn;
+mod exhaustion;
+mod shutdown;
+mod threaded;
+mod workers;
+
+mod activation;
+mod cli;
+mod client;
+mod compat;
+mod haproxy;
+mod load;
+mod manpage;
+mod metrics;
+
+mod layout;
