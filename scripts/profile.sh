@@ -5,10 +5,12 @@
 # Loopback only; every process started here is stopped by its PID; stops by itself.
 #
 #   scripts/profile.sh [--connections N] [--size BYTES] [--pipeline K] [--duration SECS] [--no-build]
+#                      [--baseline BINARY]
 #
 # Defaults: 1000 connections, 64 bytes, pipeline 1, 3 s: the steady state of issue 7's
 # "≤ 2.1 system calls per echoed message". Server pinned to CPU 0, `echoloop load --threads 1`
 # to CPU 1. Prints a Markdown table (paste it into docs/BENCHMARKS.md with the command).
+# --baseline BINARY also profiles another echoloop build (the before of a change), between the two.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,9 +19,10 @@ SIZE=64
 PIPELINE=1
 DURATION=3
 BUILD=1
+BASELINE=
 COMMAND="scripts/profile.sh $*"
 usage() {
-    echo "usage: scripts/profile.sh [--connections N] [--size BYTES] [--pipeline K] [--duration SECS] [--no-build]" >&2
+    echo "usage: scripts/profile.sh [--connections N] [--size BYTES] [--pipeline K] [--duration SECS] [--no-build] [--baseline BINARY]" >&2
     exit 2
 }
 while [ $# -gt 0 ]; do
@@ -29,6 +32,7 @@ while [ $# -gt 0 ]; do
         --pipeline) PIPELINE="${2:-}"; shift ;;
         --duration) DURATION="${2:-}"; shift ;;
         --no-build) BUILD=0 ;;
+        --baseline) BASELINE="${2:-}"; shift ;;
         *) usage ;;
     esac
     shift
@@ -36,6 +40,7 @@ done
 for n in "$CONNECTIONS" "$SIZE" "$PIPELINE" "$DURATION"; do
     [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -gt 0 ] || usage
 done
+[ -z "$BASELINE" ] || [ -x "$BASELINE" ] || { echo "scripts/profile.sh: --baseline needs an echoloop executable" >&2; exit 2; }
 command -v perf > /dev/null || { echo "scripts/profile.sh: needs perf (apt-get install linux-perf)" >&2; exit 2; }
 
 WORK=$(mktemp -d /tmp/echoloop-profile.XXXXXX)
@@ -58,6 +63,8 @@ start_server() { # NAME
         c) taskset -c 0 "$WORK/c_epoll_echo" 0 > "$WORK/server.out" 2>&1 & ;;
         echoloop) taskset -c 0 target/release/echoloop serve -l 127.0.0.1:0 --max-connections 20000 \
                       > "$WORK/server.out" 2>&1 & ;;
+        baseline) taskset -c 0 "$BASELINE" serve -l 127.0.0.1:0 --max-connections 20000 \
+                      > "$WORK/server.out" 2>&1 & ;;
     esac
     SERVER_PID=$!
     for _ in $(seq 200); do grep -q '^listening tcp' "$WORK/server.out" 2>/dev/null && break; sleep 0.05; done
@@ -78,7 +85,8 @@ load() {
         -d "$DURATION" --warmup 0 "$ADDR" > "$WORK/load.json"
 }
 
-for name in echoloop c; do
+SERVERS=(echoloop ${BASELINE:+baseline} c)
+for name in "${SERVERS[@]}"; do
     # 1. System calls, counted over the whole run (connects included: accept4, epoll_ctl ADDs).
     start_server "$name"
     perf stat -x, -e "$EVENTS" -p "$SERVER_PID" -o "$WORK/$name.stat" &
@@ -106,16 +114,16 @@ for name in echoloop c; do
         | awk '/%/ && !/^#/ {print $1, $2}' > "$WORK/$name.dso"
 done
 
-python3 - "$WORK" "$COMMAND" "$CONNECTIONS" "$SIZE" "$PIPELINE" <<'PY'
+python3 - "$WORK" "$COMMAND" "$CONNECTIONS" "$SIZE" "$PIPELINE" "${SERVERS[@]}" <<'PY'
 import datetime, json, sys
-work, command, conns, size, pipeline = sys.argv[1:]
-names = {"echoloop": "echoloop", "c": "C epoll reference"}
+work, command, conns, size, pipeline, *servers = sys.argv[1:]
+names = {"echoloop": "echoloop", "baseline": "echoloop, baseline build", "c": "C epoll reference"}
 print(f"Measured {datetime.date.today()}: {conns} connections, {size}-byte echo, pipeline {pipeline}, closed loop; "
       "server pinned to CPU 0, `echoloop load --threads 1` to CPU 1. Command: "
       f"`{command}`\n")
 print("| server | messages | recv/read | send/write/writev | epoll_wait | epoll_ctl | accept4 | timerfd_settime | system calls per message | of which read + write | server CPU % | kernel % of CPU samples | user % (program + libc + vdso) |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for name in ("echoloop", "c"):
+for name in servers:
     counts = {}
     for line in open(f"{work}/{name}.stat"):
         f = line.strip().split(",")
