@@ -127,7 +127,8 @@ impl Replies {
     /// produces only as fast as its client reads (chargen's next batch, a download's next
     /// chunk, a long listing's next lines). One request, one call: ask again from `on_drained`
     /// while there is more to say. A request still pending when the client's input ends is
-    /// dropped (see [`on_end_of_input`](super::Protocol::on_end_of_input)).
+    /// dropped (see [`on_end_of_input`](super::Protocol::on_end_of_input)), and so is one made
+    /// by an `on_drained` that sent nothing (it would be called again at once, forever).
     pub fn refill_when_drained(&mut self) {
         self.refill = true;
     }

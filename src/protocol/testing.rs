@@ -184,7 +184,11 @@ impl<P: Protocol> Harness<P> {
         self.replies.reset(state.decoder.kind());
         self.protocol
             .on_drained(&mut state.session, &mut self.replies);
+        let produced = !self.replies.to_sender().is_empty();
         self.deliver(client);
+        if !produced && let Some(state) = self.clients.get_mut(client.0) {
+            state.refill = false; // as the reactor: a refill that makes nothing asks no more
+        }
         true
     }
 

@@ -243,10 +243,8 @@ impl Connection {
         self.peer_fin_seen = true;
     }
 
-    /// The peer's input has ended (a read returned 0). A pending refill is dropped: the
-    /// protocol asks again from `on_end_of_input` if it still owes a body.
+    /// The peer's input has ended (a read returned 0), and the protocol has heard of it.
     pub fn on_end_of_input(&mut self) {
-        self.refill = false;
         match self.state {
             State::Lingering { reason, .. } => self.state = State::Closed(reason),
             _ => self.finish(CloseReason::PeerClosed),
@@ -256,6 +254,12 @@ impl Connection {
     /// The protocol asked to be called once the queue is empty.
     pub fn ask_refill(&mut self) {
         self.refill = true;
+    }
+
+    /// Drops a pending refill request: at the peer's FIN (the protocol asks again from
+    /// `on_end_of_input` if it still owes a body), or after a refill that produced nothing.
+    pub fn cancel_refill(&mut self) {
+        self.refill = false;
     }
 
     /// Whether a refill is owed and may be made now: the queue is empty and the client can
@@ -532,8 +536,9 @@ mod tests {
         let policy = policy(SlowReader::PauseReading);
         let mut conn = open(now);
         conn.ask_refill();
-        conn.on_end_of_input(); // drops the request ...
+        conn.cancel_refill(); // the peer's FIN drops the request ...
         conn.ask_refill(); // ... which the protocol makes again: it still owes a body
+        conn.on_end_of_input();
         assert_eq!(
             conn.settle(&policy, now, None),
             Step::Steady,
@@ -706,6 +711,7 @@ mod tests {
                     }
                     Event::EndOfInput => {
                         if conn.is_reading() {
+                            conn.cancel_refill();
                             conn.on_end_of_input();
                         }
                     }

@@ -158,6 +158,56 @@ fn a_send_to_from_on_drained_reaches_its_target() {
     assert_eq!(common::read_line(&mut b), b"from on_drained");
 }
 
+/// Asks for a refill after every line and again from every refill, but never sends anything
+/// from one: a refill that makes nothing must end the refills, or the reactor would spin.
+struct Idler {
+    refills: Arc<AtomicUsize>,
+}
+
+impl Protocol for Idler {
+    type Session = ();
+    const NAME: &'static str = "idler";
+    const FRAMING: FramingKind = FramingKind::Line;
+
+    fn on_connect(&mut self, _: ClientId, _: SystemTime, _: &mut Replies) {}
+
+    fn on_frame(&mut self, _: &mut (), _: Frame<'_>, _: SystemTime, out: &mut Replies) {
+        out.send_frame(&[b"pong"]);
+        out.refill_when_drained();
+    }
+
+    fn on_drained(&mut self, _: &mut (), out: &mut Replies) {
+        self.refills.fetch_add(1, Ordering::SeqCst);
+        out.refill_when_drained(); // but nothing to send
+    }
+}
+
+#[test]
+fn a_refill_that_makes_nothing_is_not_asked_again_at_once() {
+    let refills = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&refills);
+    let server = common::serve(move |cfg| {
+        let counter = Arc::clone(&counter);
+        cfg.protocol = ProtocolFactory::new(move || Idler {
+            refills: Arc::clone(&counter),
+        })
+        .into();
+    });
+    let mut client = common::connect(&server);
+    for round in 1..=4 {
+        common::send(&mut client, b"ping\n");
+        assert_eq!(common::read_line(&mut client), b"pong");
+        common::wait_until(
+            "the refill",
+            || refills.load(Ordering::SeqCst),
+            |n| *n >= round,
+        );
+    }
+    // One call per line asked: a reactor that kept calling would be in the millions by now.
+    let calls = refills.load(Ordering::SeqCst);
+    assert!(calls < 10, "{calls} calls to on_drained for 4 requests");
+}
+
 /// The example of docs/GUIDE.md ("Writing your own protocol"), kept here so that the guide's
 /// code and its assertions are checked: change both together.
 mod guide {

@@ -234,29 +234,29 @@ impl Reactor {
         }
     }
 
-    /// The peer sent FIN: its last unfinished line is still a frame; then finish.
+    /// The peer sent FIN: its last unfinished line is still a frame, the protocol hears of the
+    /// end, and then the connection finishes.
     fn on_end_of_input(&mut self, id: usize) {
-        let client = &mut self.clients.slab[id];
-        let conn = &mut client.conn;
-        let answering = conn.is_answering();
-        conn.on_end_of_input(); // drops a pending refill: the protocol asks again if it owes more
-        if !answering {
-            return; // lingering: its FIN was what we waited for
-        }
-        let speech = &mut self.speech;
-        speech.replies.reset(conn.decoder.kind());
-        if let Some(frame) = conn.decoder.finish() {
-            speech.service.frame(
-                &mut conn.session,
-                frame,
-                self.clock.wall_now,
-                &mut speech.replies,
-            );
-        }
-        speech
-            .service
-            .end_of_input(&mut conn.session, &mut speech.replies);
-        self.deliver(id);
+        let conn = &mut self.clients.slab[id].conn;
+        if conn.is_answering() {
+            // A pending refill is dropped here: a protocol that still owes a body asks again.
+            conn.cancel_refill();
+            let speech = &mut self.speech;
+            speech.replies.reset(conn.decoder.kind());
+            if let Some(frame) = conn.decoder.finish() {
+                speech.service.frame(
+                    &mut conn.session,
+                    frame,
+                    self.clock.wall_now,
+                    &mut speech.replies,
+                );
+            }
+            speech
+                .service
+                .end_of_input(&mut conn.session, &mut speech.replies);
+            self.deliver(id);
+        } // else lingering: its FIN was what we waited for
+        self.clients.slab[id].conn.on_end_of_input();
     }
 
     /// Carries out what the protocol recorded in the replies on behalf of client `id`: its bytes
@@ -391,7 +391,14 @@ impl Reactor {
             speech
                 .service
                 .drained(&mut client.conn.session, &mut speech.replies);
+            let produced = !speech.replies.to_sender().is_empty();
             self.deliver(id);
+            if !produced {
+                // Nothing to send and asking again would call it again at once, forever: a
+                // refill that makes nothing ends the refills until another callback asks.
+                self.clients.slab[id].conn.cancel_refill();
+                return;
+            }
         }
     }
 
