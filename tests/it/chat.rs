@@ -251,3 +251,16 @@ fn a_fast_reader_is_not_dropped_for_a_burst_bigger_than_the_queue_limit() {
     }
     assert_eq!(server.stats().total().clients_dropped, 0);
 }
+
+#[test]
+fn a_quit_in_the_last_unterminated_line_before_fin_leaves_as_finished() {
+    let server = chat_server(|_| {});
+    let (mut a, _) = join(&server);
+    let (mut b, bn) = join(&server);
+    assert_eq!(line_of(&mut a), format!("* {bn} joined"));
+    b.write_all(b"/quit").unwrap(); // no newline: the FIN ends the line
+    b.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(read_to_end(&mut b), b"* bye\n");
+    // The protocol asked to close before the FIN finished the connection: it left "finished".
+    assert_eq!(line_of(&mut a), format!("* {bn} left (finished)"));
+}
