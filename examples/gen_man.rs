@@ -1,7 +1,7 @@
-//! Writes the man pages and shell completions from the clap definitions in `src/cli.rs`.
+//! Writes the man pages and shell completions from the clap definitions in `src/cli/`.
 //!
-//! Run through `scripts/gen-man.sh` (which writes into `docs/`); `tests/manpage.rs` renders the same
-//! files in memory with [`pages`] and fails when the committed ones are out of date.
+//! Run through `scripts/gen-man.sh` (which writes into `docs/`); `tests/it/manpage.rs` renders
+//! the same files in memory with [`pages`] and fails when the committed ones are out of date.
 
 use clap::CommandFactory;
 use clap_complete::Shell;
@@ -39,7 +39,7 @@ pub fn pages() -> Vec<(String, Vec<u8>)> {
     files
 }
 
-#[allow(dead_code)] // tests/manpage.rs includes this file for `pages` alone
+#[allow(dead_code)] // tests/it/manpage.rs includes this file for `pages` alone
 fn main() -> std::io::Result<()> {
     let docs = std::env::args()
         .nth(1)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates docs/echoloop.1, docs/echoloop-<subcommand>.1 and docs/completions/* from the clap
-# definitions in src/cli.rs. Run it after changing the command line; tests/manpage.rs checks it was.
+# definitions in src/cli/. Run it after changing the command line; tests/it/manpage.rs checks it was.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -f docs/echoloop*.1

@@ -64,6 +64,7 @@
 //!
 //! The code itself:
 //! - [`layout`]: the layers of `src/` import only downwards, and no two files import each other.
+//! - [`docs`]: every path README.md and docs/*.md mention exists; no conflict marker is left.
 
 mod common;
 
@@ -100,4 +101,5 @@ mod load;
 mod manpage;
 mod metrics;
 
+mod docs;
 mod layout;
