@@ -9,7 +9,7 @@
 //!
 //! - [`cli`]: clap types only; each command turns its arguments into a plain config.
 //! - [`clients`]: the load generator, the interactive client, file transfer. They use [`net`]
-//!   and [`protocol::framing`], never the server.
+//!   and [`protocol`] (its framing, the files protocol's words), never the server.
 //! - [`server`]: binds sockets and runs reactors; `server::reactor` is the event loop.
 //! - [`protocol`]: frames in, replies out; pure, no socket, no clock.
 //! - [`net`]: sockets: naming, binding, accepting, registering interest, the loop's timer.

@@ -19,7 +19,7 @@
 //! client waits a second after the last one for late replies. The server closing is a normal end
 //! (exit 0); a refused connection is one line on stderr and exit 1.
 //!
-//! Next: `main.rs`, which maps this to an exit code.
+//! Next: `clients/transfer.rs`, the file transfer clients.
 
 use std::collections::VecDeque;
 use std::io::{self, Read};

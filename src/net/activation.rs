@@ -23,7 +23,7 @@
 //! variables, does nothing there. Asking "listening or connected?" is the one portable wrinkle:
 //! see `is_listening` below.
 //!
-//! Next: `metrics.rs`, the other way to watch a running server.
+//! Next: `server/timers.rs`, deadlines without scanning every connection.
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};

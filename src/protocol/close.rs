@@ -4,6 +4,8 @@
 //! `echoloop_connections_closed_total{reason=...}` metric), and told to the protocol, which may
 //! pass it on (chat's `* alice left (idle-timeout)`). A client ending is never a server error:
 //! it gets a `CloseReason`, not an `Err` that could stop the loop.
+//!
+//! Next: `echo.rs`, the simplest protocol.
 
 use std::fmt;
 use std::io;

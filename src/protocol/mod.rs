@@ -14,8 +14,11 @@
 //! [`Protocol::Session`], which the reactor keeps with the connection.
 //!
 //! Reading order: `framing.rs` (where one message ends), this file (the trait), `replies.rs`,
-//! `service.rs`, then the services from the simplest: `echo.rs`, `discard.rs`, `daytime.rs`,
-//! `timestamp.rs`, `chargen.rs`, `chat.rs`, `files/`; `testing.rs` drives any of them with bytes.
+//! `service.rs`, `close.rs`, then the services from the simplest: `echo.rs`, `timestamp.rs`,
+//! `daytime.rs`, `discard.rs`, `chargen.rs`, `chat.rs`, `files/`; `testing.rs` drives any of them
+//! with bytes.
+//!
+//! Next: `replies.rs`, what a protocol records.
 
 mod chargen;
 mod chat;

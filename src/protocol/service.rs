@@ -14,7 +14,7 @@
 //! on its reactor's thread and need not be `Send`), and knows the protocol's name and default
 //! framing without making one.
 //!
-//! Next: `echo.rs`, the simplest protocol.
+//! Next: `close.rs`, why a connection ended.
 
 use std::any::Any;
 use std::fmt;

@@ -1,6 +1,6 @@
 //! What a server is asked to do: a plain struct that tests build without the command line.
 //!
-//! `cli.rs` turns `echoloop serve ...` into a [`ServeConfig`]; tests start from
+//! `cli/serve.rs` turns `echoloop serve ...` into a [`ServeConfig`]; tests start from
 //! [`ServeConfig::for_tests`] (loopback, port 0, no signal handling) and change a field or two.
 //!
 //! Next: `server/mod.rs`, which binds the sockets this config names and runs the reactors.

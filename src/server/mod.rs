@@ -4,9 +4,10 @@
 //! anything runs and the real port of a `:0` address is known at once (the `listening` lines, and
 //! tests that connect to it). Each worker then gets its own copy of every socket, its own poller
 //! and its own slab: with `--workers N`, the TCP and UDP sockets are bound N times with
-//! `SO_REUSEPORT`, and the kernel spreads new connections across them. Workers share nothing on
-//! the hot path; each is the same single-threaded reactor, so everything said about one holds for
-//! each. (A Unix socket cannot be bound twice; its one listening descriptor is duplicated instead.)
+//! `SO_REUSEPORT` (`SO_REUSEPORT_LB` on FreeBSD), and the kernel spreads new connections across
+//! them (on Linux and FreeBSD; macOS lets them share the port but does not spread). Workers share
+//! nothing on the hot path; each is the same single-threaded reactor, so everything said about one
+//! holds for each. (A Unix socket cannot be bound twice; its one listening descriptor is duplicated instead.)
 //!
 //! [`RunningServer`] runs the whole thing on a background thread and stops and joins it when
 //! dropped: that is what tests use.

@@ -2,14 +2,16 @@
 //!
 //! This is Python's `socketserver.ThreadingTCPServer`: an acceptor thread blocks in `accept`, and
 //! every connection gets a thread of its own that blocks in `read`, answers, blocks in `write`,
-//! and reads again. It serves the same protocols with the same [`Decoder`], [`Protocol`](crate::Protocol) and
-//! [`Replies`] as the reactor, so the two can be read and measured side by side.
+//! and reads again. It serves the same protocols with the same [`Decoder`],
+//! [`Protocol`](crate::Protocol) and [`Replies`] as the reactor, so the two can be read and
+//! measured side by side.
 //!
 //! **Where it is simpler.** Each thread's code is the protocol, top to bottom: no readiness, no
 //! interest, no outbound queue, no `WouldBlock`. A short write cannot happen (`write_all` blocks
 //! until the kernel took everything), and that blocking *is* the backpressure: a client that does
 //! not read stops its own thread, and only its own. A refill (chargen, a download) is a plain
-//! loop: `on_drained`, write, repeat, while the protocol asks for more. The idle timeout is the socket's read timeout (`SO_RCVTIMEO`); no timer heap.
+//! loop: `on_drained`, write, repeat, while the protocol asks for more. The idle timeout is the
+//! socket's read timeout (`SO_RCVTIMEO`); no timer heap.
 //!
 //! **What it costs.** A thread per client: a stack (2 MiB of address space reserved, a few pages
 //! touched), a kernel task, and a 64 KiB read buffer per connection instead of one per reactor.
@@ -71,10 +73,10 @@ const LAST_WAIT: Duration = Duration::from_secs(1);
 /// The two ways `serve` can run (`--model`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Model {
-    /// One thread, readiness events, non-blocking sockets (`reactor.rs`).
+    /// One thread, readiness events, non-blocking sockets (the reactor).
     #[default]
     Reactor,
-    /// One blocking thread per connection (`threaded.rs`).
+    /// One blocking thread per connection, for comparison.
     Threaded,
 }
 

@@ -1,7 +1,7 @@
 //! Deadlines: idle timeouts and lingering closes, without scanning every connection.
 //!
 //! A reactor cannot sleep in a timer: its only wait is `poll`. So deadlines go into a min-heap, and
-//! the earliest one sets the reactor's alarm (`alarm.rs`), a timer the poller watches. Each
+//! the earliest one sets the reactor's alarm (`net/alarm/`), a timer the poller watches. Each
 //! connection has at most one *live* entry. Entries are lazy: activity on a connection does not
 //! touch the heap (that would cost a heap operation per message); it only moves the connection's
 //! `last_active`. When an entry comes due, the reactor asks the connection for its real deadline:

@@ -1,6 +1,6 @@
 //! What a load run is asked to do: a plain struct that tests build without the command line.
 //!
-//! `args.rs` turns `echoloop load ...` into a [`LoadConfig`]; tests start from
+//! `cli/load.rs` turns `echoloop load ...` into a [`LoadConfig`]; tests start from
 //! [`LoadConfig::for_tests`] (one thread, two connections, half a second) and change a field or two.
 //!
 //! Next: `message.rs`, what each request carries and how a reply is checked.

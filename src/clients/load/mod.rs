@@ -4,7 +4,7 @@
 //! connections is the server's own: a few single-threaded reactors (one per `--threads`), each
 //! waiting on epoll for all of its connections, never a thread per connection. Connections are
 //! dealt out round robin: connection `i` belongs to reactor `i mod threads`. Each reactor runs the
-//! same loop as `reactor.rs`: wait for readiness, dispatch, tidy up.
+//! same loop as `server/reactor/mod.rs`: wait for readiness, dispatch, tidy up.
 //!
 //! A run has phases, per reactor:
 //!
@@ -21,6 +21,8 @@
 //! Reading order: `config.rs`, `message.rs` (what is sent, how replies are checked), `pacing.rs`
 //! (closed and open loop, coordinated omission), `connection.rs`, this file, `limits.rs`,
 //! `report.rs`, `live.rs`; the command line is `cli/load.rs`.
+//!
+//! Next: `config.rs`.
 //!
 //! ```
 //! use echoloop::clients::load::{self, LoadConfig, Target};

@@ -32,7 +32,7 @@
 //! descriptor, if there is one), `set` (returns what `poll` should be given) and `rang` (the
 //! alarm's token came: clear it).
 //!
-//! Next: `shutdown.rs`.
+//! Next: `timerfd.rs` and `timeout.rs`, the two clocks; then `server/signals.rs`.
 
 use std::io;
 use std::time::{Duration, Instant};

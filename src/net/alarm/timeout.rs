@@ -5,7 +5,7 @@
 //! reactor runs what is due. The whole alarm is the arithmetic in [`poll_timeout`], a pure
 //! function, tested on every system (Linux included, where the rest of this file goes unused).
 //!
-//! Next: `shutdown.rs`.
+//! Next: `server/signals.rs`, how a reactor learns it should stop.
 
 use std::io;
 use std::time::{Duration, Instant};

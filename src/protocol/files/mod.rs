@@ -24,8 +24,8 @@
 //! **Fair to everyone else.** The disk is touched only in `disk.rs`, and a bounded amount per event:
 //! an upload writes the bytes of one read (at most `--max-frame`), and a download reads one chunk
 //! ([`CHUNK_BYTES`]) each time the client's queue empties ([`Replies::refill_when_drained`], then
-//! [`Protocol::on_drained`]: the way chargen produces only as fast as the client reads), so a file is never held in memory and a slow reader
-//! costs nothing. The exceptions, said plainly in `docs/FILES.md`: the `fsync` when an upload
+//! [`Protocol::on_drained`]: the way chargen produces only as fast as the client reads), so a
+//! file is never held in memory and a slow reader costs nothing. The exceptions, said plainly in `docs/FILES.md`: the `fsync` when an upload
 //! completes, the first digest of a file this server did not receive itself, and re-reading the
 //! held part of an upload resumed after a restart.
 //!

@@ -5,6 +5,8 @@
 //! metrics endpoint, then listeners, then UDP sockets, and from [`CLIENT_BASE`] on, clients by
 //! their slab slot. [`Source`] turns a token back into what it stands for. Nobody else does
 //! arithmetic on tokens.
+//!
+//! Next: `accept.rs`, new connections.
 
 use mio::Token;
 
@@ -16,7 +18,7 @@ pub enum Source {
     Signals,
     /// The waker of a [`crate::StopHandle`].
     Waker,
-    /// The alarm, set for the earliest deadline (see `alarm.rs`).
+    /// The alarm, set for the earliest deadline (see `net/alarm/`).
     Alarm,
     /// The `--metrics` endpoint: `0` its listener, `n` its scrape slot `n - 1` (see `metrics.rs`).
     Metrics(usize),
