@@ -6,6 +6,8 @@
 //! one line on stderr naming the argument, and exit code 2 (see `main.rs`).
 //!
 //! One file per command: `serve.rs`, `load.rs`, `client.rs`, `transfer.rs`.
+//!
+//! Next: `main.rs`, the exit codes. That is the tour.
 
 mod client;
 mod load;
