@@ -178,7 +178,8 @@ impl<P: Protocol> Harness<P> {
         let Some(state) = self.clients.get_mut(client.0) else {
             return false;
         };
-        if !std::mem::take(&mut state.refill) {
+        // As the reactor: a client closing for another reason than its own FIN gets no more.
+        if !std::mem::take(&mut state.refill) || state.closing {
             return false;
         }
         self.replies.reset(state.decoder.kind());
@@ -262,20 +263,28 @@ impl<P: Protocol> Harness<P> {
             match action {
                 Action::SendTo(target, bytes) => {
                     if let Some(state) = self.clients.get_mut(target.0)
-                        && !state.closing
+                        && state.accepts_shared()
                     {
                         state.received.extend_from_slice(&bytes);
                     }
                 }
                 Action::Broadcast { except, bytes } => {
                     for (id, state) in self.clients.iter_mut() {
-                        if Some(ClientId(id)) != except && !state.closing {
+                        if Some(ClientId(id)) != except && state.accepts_shared() {
                             state.received.extend_from_slice(&bytes);
                         }
                     }
                 }
             }
         }
+    }
+}
+
+impl<S> Client<S> {
+    /// As the reactor: bytes from other clients go only to a client still open (not closing,
+    /// not past its FIN).
+    fn accepts_shared(&self) -> bool {
+        !self.closing && !self.input_ended
     }
 }
 

@@ -312,18 +312,15 @@ impl Connection {
         let queued = self.outbound.len();
         match self.state {
             State::Closed(_) => Step::Close,
-            State::Open | State::Paused if queued > policy.queue_limit => {
-                match policy.slow_reader {
-                    SlowReader::Drop => {
-                        self.abort(CloseReason::QueueLimit);
-                        Step::Dropped
-                    }
-                    SlowReader::PauseReading if self.state == State::Open => {
-                        self.state = State::Paused;
-                        Step::Paused
-                    }
-                    SlowReader::PauseReading => Step::Steady,
-                }
+            // A client that would hold up everyone (chat) is dropped whatever it was doing,
+            // even finishing: its queue could otherwise take as long as it likes to drain.
+            _ if queued > policy.queue_limit && policy.slow_reader == SlowReader::Drop => {
+                self.abort(CloseReason::QueueLimit);
+                Step::Dropped
+            }
+            State::Open if queued > policy.queue_limit => {
+                self.state = State::Paused;
+                Step::Paused
             }
             State::Paused if queued <= policy.queue_limit / 2 => {
                 self.state = State::Open;
@@ -470,6 +467,26 @@ mod tests {
         assert_eq!(conn.state(), State::Closed(CloseReason::QueueLimit));
         assert!(conn.outbound.is_empty(), "the queue is dropped with it");
         assert_eq!(conn.wanted(), None);
+    }
+
+    #[test]
+    fn a_chat_member_over_the_limit_is_dropped_even_while_finishing() {
+        let now = Instant::now();
+        let mut conn = open(now);
+        queue(&mut conn, LIMIT + 1);
+        conn.finish(CloseReason::Finished); // `/who` then `/quit` in one read
+        assert_eq!(
+            conn.settle(&policy(SlowReader::Drop), now, None),
+            Step::Dropped
+        );
+        assert_eq!(conn.state(), State::Closed(CloseReason::QueueLimit));
+        // A pausing protocol lets a finishing client's queue drain instead.
+        let mut echo = open(now);
+        queue(&mut echo, LIMIT + 1);
+        echo.finish(CloseReason::Finished);
+        let pause = policy(SlowReader::PauseReading);
+        assert_eq!(echo.settle(&pause, now, None), Step::Steady);
+        assert_eq!(echo.state(), State::Finishing(CloseReason::Finished));
     }
 
     #[test]

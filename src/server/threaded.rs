@@ -21,13 +21,14 @@
 //!
 //! **What it cannot do alone: share.** Each thread builds its own protocol value (from the same
 //! [`ServeConfig`] the reactor builds its one value from), because protocol values are not `Send`
-//! and one value serving
-//! every client (as in the reactor) would need a lock around every frame. That is fine for echo,
-//! timestamp, daytime, discard and chargen, which keep nothing between clients. Chat is refused:
-//! a room is state shared by all threads (a lock), and a line for everyone needs a writer per
-//! client that other threads can hand bytes to (a queue and a thread, or a lock around each
-//! socket, and a slow reader then blocks the sender). The reactor does all that on one thread with
-//! no lock; that is its job here. UDP (`-u`) and `--workers` belong to the reactor too.
+//! and one value serving every client (as in the reactor) would need a lock around every frame.
+//! That is fine for echo, timestamp, daytime, discard and chargen, which keep nothing between
+//! clients. Chat is refused: a room is state shared by all threads (a lock), and a line for
+//! everyone needs a writer per client that other threads can hand bytes to (a queue and a thread,
+//! or a lock around each socket, and a slow reader then blocks the sender). Files is refused too:
+//! its busy set (one writer per name) and its quota are shared by all clients, and with a value
+//! per thread two clients could write one file at once. The reactor does all that on one thread
+//! with no lock; that is its job here. UDP (`-u`) and `--workers` belong to the reactor too.
 //!
 //! The counters ([`Stats`]) are written by one thread in the reactor, with a plain load and store.
 //! Here many threads write them, so every update takes one mutex ([`SharedStats`]): the first lock
@@ -262,6 +263,13 @@ impl ThreadedServer {
             return Err(StartError::Config(
                 "--model threaded cannot serve chat: a room shared by all threads needs locks \
                  and a writer per client; that is the reactor's job (leave out --model)"
+                    .into(),
+            ));
+        }
+        if config.protocol.is(ProtocolKind::Files) {
+            return Err(StartError::Config(
+                "--model threaded cannot serve files: one writer per name and the quota are \
+                 shared by all clients; that is the reactor's job (leave out --model)"
                     .into(),
             ));
         }
@@ -802,6 +810,14 @@ impl ClientThread<'_> {
             }
             self.replies.reset(self.shared.framing);
             service.drained(session, &mut self.replies);
+            if self.replies.to_sender().is_empty() && self.replies.asks_refill() {
+                // As in the reactor: a refill that makes nothing asks no more (it would spin).
+                let closes = self.replies.closes_sender();
+                self.replies.reset(self.shared.framing);
+                if closes {
+                    self.replies.close();
+                }
+            }
         }
     }
 

@@ -208,6 +208,37 @@ fn a_refill_that_makes_nothing_is_not_asked_again_at_once() {
     assert!(calls < 10, "{calls} calls to on_drained for 4 requests");
 }
 
+/// Says goodbye in its own words when a client idles out, and asks to close while at it.
+struct Polite;
+
+impl Protocol for Polite {
+    type Session = ();
+    const NAME: &'static str = "polite";
+    const FRAMING: FramingKind = FramingKind::Raw;
+
+    fn on_connect(&mut self, _: ClientId, _: SystemTime, _: &mut Replies) {}
+
+    fn on_frame(&mut self, _: &mut (), _: Frame<'_>, _: SystemTime, _: &mut Replies) {}
+
+    fn on_idle_timeout(&mut self, _: &mut (), out: &mut Replies) {
+        out.send_raw(b"bye for now\n");
+        out.close();
+    }
+}
+
+#[test]
+fn an_idle_goodbye_goes_through_the_protocol_and_the_close_counts_as_idle() {
+    let server = common::serve(|cfg| {
+        cfg.protocol = ProtocolFactory::new(|| Polite).into();
+        cfg.idle_timeout = Some(Duration::from_millis(200));
+    });
+    let mut client = common::connect(&server);
+    assert_eq!(common::read_to_end(&mut client), b"bye for now\n");
+    common::wait_for_stats(&server, "the idle close", |s| {
+        s.closed_for(echoloop::CloseReason::IdleTimeout) == 1
+    });
+}
+
 /// The example of docs/GUIDE.md ("Writing your own protocol"), kept here so that the guide's
 /// code and its assertions are checked: change both together.
 mod guide {

@@ -41,6 +41,15 @@ const STREAM_READ_BYTES: usize = 32 * 1024;
 /// Bytes one client may read, or be written, per turn before others get their chance.
 const TURN_BUDGET_BYTES: usize = 256 * 1024;
 
+/// How a flush ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Flush {
+    /// Nothing more to write now: the queue is empty (and no refill is due) or the kernel refused.
+    Done,
+    /// The per-turn budget went on refills: the client is on `still_ready` for the next turn.
+    Budget,
+}
+
 /// One client of the reactor: its socket, what the poller holds for it, and its state.
 #[derive(Debug)]
 pub(super) struct Client {
@@ -118,16 +127,18 @@ impl Reactor {
         if readiness.read_closed {
             client.conn.on_peer_fin();
         }
+        let mut budget_used = false;
         if readiness.writable && !client.conn.outbound.is_empty() {
-            self.flush_client(id);
+            budget_used = self.flush_client(id) == Flush::Budget;
         }
         if readiness.readable {
             self.drain_reads(id);
         }
         // A non-empty queue was just refused by the kernel: writing again now would only be told
-        // `WouldBlock`. An empty one may owe a refill (chargen: the client read everything).
+        // `WouldBlock`. An empty one may owe a refill (chargen: the client read everything),
+        // unless this turn's budget went on refills already (it is on `still_ready`).
         let conn = &self.clients.slab[id].conn;
-        if conn.owes_refill() && conn.outbound.is_empty() {
+        if !budget_used && conn.owes_refill() && conn.outbound.is_empty() {
             self.flush_client(id);
         }
         self.sync(id);
@@ -351,12 +362,12 @@ impl Reactor {
 
     /// Writes a client's queue; each time it is empty and the protocol asked for more, asks it
     /// (chargen's next batch, a download's next chunk), up to the per-turn budget.
-    pub(super) fn flush_client(&mut self, id: usize) {
+    pub(super) fn flush_client(&mut self, id: usize) -> Flush {
         let started_at = self.clients.slab[id].conn.bytes().1;
         loop {
             let client = &mut self.clients.slab[id];
             if client.conn.is_closed() {
-                return;
+                return Flush::Done;
             }
             let before = client.conn.outbound.len();
             if before > 0 {
@@ -366,25 +377,25 @@ impl Reactor {
                         self.report.stats.sent(client.stream.transport(), written);
                         if flushed == Flushed::Blocked {
                             trace!("client {id} write {written} of {before} (short)");
-                            return;
+                            return Flush::Done;
                         }
                         trace!("client {id} write {written} of {before}");
                     }
                     Err(e) => {
                         debug!("client {id} write failed: {e}");
                         client.conn.abort(CloseReason::from_error(&e));
-                        return;
+                        return Flush::Done;
                     }
                 }
             }
             if !client.conn.take_refill() {
-                return;
+                return Flush::Done;
             }
             // Out of budget: the refill is asked for again and made next turn.
             if client.conn.bytes().1 - started_at >= TURN_BUDGET_BYTES as u64 {
                 client.conn.ask_refill();
                 self.clients.still_ready.push(id);
-                return;
+                return Flush::Budget;
             }
             let speech = &mut self.speech;
             speech.replies.reset(client.conn.decoder.kind());
@@ -397,7 +408,7 @@ impl Reactor {
                 // Nothing to send and asking again would call it again at once, forever: a
                 // refill that makes nothing ends the refills until another callback asks.
                 self.clients.slab[id].conn.cancel_refill();
-                return;
+                return Flush::Done;
             }
         }
     }

@@ -61,13 +61,14 @@ impl Reactor {
             Expiry::NotYet(_) | Expiry::Closed => {} // `sync` schedules a new deadline, or closes
             Expiry::Idle => {
                 debug!("client {id} idle: closing");
+                // Finishing first: it closes as idle whatever the protocol says on the way out.
+                conn.finish(CloseReason::IdleTimeout);
                 let speech = &mut self.speech;
                 speech.replies.reset(conn.decoder.kind());
                 speech
                     .service
                     .idle_timeout(&mut conn.session, &mut speech.replies);
                 self.deliver(id);
-                self.clients.slab[id].conn.finish(CloseReason::IdleTimeout);
             }
         }
         self.sync(id);
