@@ -107,7 +107,8 @@ pub enum Step {
 pub enum Expiry {
     /// Something moved since: the real deadline is later (or there is none).
     NotYet(Option<Instant>),
-    /// Open and idle: the protocol may say why (`error: idle timeout`), then it finishes.
+    /// Open and idle: it is to finish (`IdleTimeout`), and the protocol may say why on the way
+    /// out (`error: idle timeout`).
     Idle,
     /// Closed: a linger ran out, or a client that was not being read stayed silent.
     Closed,
