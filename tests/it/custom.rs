@@ -159,9 +159,10 @@ fn a_send_to_from_on_drained_reaches_its_target() {
 }
 
 /// Asks for a refill after every line and again from every refill, but never sends anything
-/// from one: a refill that makes nothing must end the refills, or the reactor would spin.
-struct Idler {
-    refills: Arc<AtomicUsize>,
+/// from one: a refill that makes nothing must end the refills, or the reactor would spin (the
+/// threaded model's tests use it too).
+pub(crate) struct Idler {
+    pub(crate) refills: Arc<AtomicUsize>,
 }
 
 impl Protocol for Idler {

@@ -190,50 +190,15 @@ fn files_is_refused_one_writer_per_name_needs_the_reactor() {
     assert!(error.to_string().contains("cannot serve files"), "{error}");
 }
 
-/// Asks for a refill from every refill without sending anything: the threaded loop, like the
-/// reactor, must stop asking (or its thread would spin, deaf to the client).
-struct Idler {
-    refills: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl echoloop::Protocol for Idler {
-    type Session = ();
-    const NAME: &'static str = "idler";
-    const FRAMING: echoloop::FramingKind = echoloop::FramingKind::Line;
-
-    fn on_connect(
-        &mut self,
-        _: echoloop::ClientId,
-        _: std::time::SystemTime,
-        _: &mut echoloop::Replies,
-    ) {
-    }
-
-    fn on_frame(
-        &mut self,
-        _: &mut (),
-        _: echoloop::Frame<'_>,
-        _: std::time::SystemTime,
-        out: &mut echoloop::Replies,
-    ) {
-        out.send_frame(&[b"pong"]);
-        out.refill_when_drained();
-    }
-
-    fn on_drained(&mut self, _: &mut (), out: &mut echoloop::Replies) {
-        self.refills
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        out.refill_when_drained();
-    }
-}
-
+/// `custom::Idler` asks for a refill from every refill without sending anything: the threaded
+/// loop, like the reactor, must stop asking (or its thread would spin, deaf to the client).
 #[test]
 fn a_refill_that_makes_nothing_does_not_spin_a_thread() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let refills = std::sync::Arc::new(AtomicUsize::new(0));
     let counter = std::sync::Arc::clone(&refills);
     let server = serve_threaded(move |cfg| {
-        cfg.protocol = echoloop::ProtocolFactory::new(move || Idler {
+        cfg.protocol = echoloop::ProtocolFactory::new(move || crate::custom::Idler {
             refills: std::sync::Arc::clone(&counter),
         })
         .into();
