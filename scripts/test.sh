@@ -7,29 +7,49 @@
 # promtool, haproxy, python3) or need root (a tmpfs, a port below 1024). They are marked
 # `#[ignore = "needs ..."]`, so a plain `cargo test` lists them as ignored rather than passing them
 # untested. This script installs the missing programs from Debian's packages (as root), then runs
-# `cargo test -- --include-ignored`, where each such test fails, never passes, without what it
-# needs. Not root: nothing is installed, and the two tests that need root are skipped, saying so.
+# `cargo test -- --include-ignored`: every test runs. Should a program still be missing (not root,
+# or the package registry cannot be reached), the tests that need it are skipped *by name*, each
+# with a `SKIPPED` line saying why, never passed untested; the same for the two tests that need root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A program, its Debian package, and the tests that drive it.
+PROGRAMS=(
+    "systemd-socket-activate|systemd|activation::inherited_tcp_and_unix_sockets_are_served_by_every_worker activation::an_inherited_udp_socket_is_served"
+    "promtool|prometheus|metrics::both_pages_pass_promtool"
+    "haproxy|haproxy|haproxy::haproxy_spreads_connections_and_routes_around_a_stopped_instance"
+    "python3|python3|compat::the_tutorial_tcp_client_gets_one_stamped_reply_per_send compat::the_tutorial_udp_client_gets_one_stamped_datagram_per_sendto files::the_tutorial_python_upload_client_works_unchanged"
+)
+NEEDS_ROOT="files::a_full_disk_is_an_error_line_and_other_clients_go_on udp::datagrams_from_a_loop_port_get_no_answer"
+
+has() { command -v "$1" > /dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+
 missing=()
-command -v systemd-socket-activate > /dev/null 2>&1 || missing+=(systemd)
-command -v promtool > /dev/null 2>&1 || missing+=(prometheus)
-command -v haproxy > /dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
-command -v python3 > /dev/null 2>&1 || missing+=(python3)
+for entry in "${PROGRAMS[@]}"; do
+    IFS='|' read -r program package _ <<< "$entry"
+    has "$program" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" -eq 0 ]; then
+    echo "scripts/test.sh: installing ${missing[*]} for the tests that drive them"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends "${missing[@]}" > /dev/null; }; then
+        echo "scripts/test.sh: could not install ${missing[*]}"
+    fi
+fi
 
 skip=()
-if [ "$(id -u)" -eq 0 ]; then
-    if [ ${#missing[@]} -gt 0 ]; then
-        echo "scripts/test.sh: installing ${missing[*]} for the tests that drive them"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            "${missing[@]}" > /dev/null
-    fi
-else
-    [ ${#missing[@]} -eq 0 ] ||
-        echo "scripts/test.sh: not root, so ${missing[*]} cannot be installed: the tests needing them will fail"
-    echo "scripts/test.sh: not root: skipping the two tests that need root"
-    skip=(--skip files::a_full_disk --skip udp::datagrams_from_a_loop_port)
+for entry in "${PROGRAMS[@]}"; do
+    IFS='|' read -r program package tests <<< "$entry"
+    has "$program" && continue
+    for test in $tests; do
+        echo "SKIPPED $test: needs $program (Debian package $package), not installed"
+        skip+=(--skip "$test")
+    done
+done
+if [ "$(id -u)" -ne 0 ]; then
+    for test in $NEEDS_ROOT; do
+        echo "SKIPPED $test: needs root"
+        skip+=(--skip "$test")
+    done
 fi
 cargo test "$@" -- --include-ignored "${skip[@]}"
