@@ -435,17 +435,7 @@ impl ThreadedServer {
         for (_, stream) in clients.iter() {
             let _ = stream.shutdown(Shutdown::Read);
         }
-        while !clients.is_empty() && *lock(&shared.stop) != StopState::Now {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            clients = shared
-                .changed
-                .wait_timeout(clients, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        clients = wait_for_clients(&shared, clients, deadline, true);
         if !clients.is_empty() {
             warn!(
                 "shutdown deadline: {} clients closed (their threads were still writing)",
@@ -454,18 +444,7 @@ impl ThreadedServer {
             for (_, stream) in clients.iter() {
                 let _ = stream.shutdown(Shutdown::Both);
             }
-            let last = Instant::now() + LAST_WAIT;
-            while !clients.is_empty() {
-                let left = last.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                clients = shared
-                    .changed
-                    .wait_timeout(clients, left)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
-            }
+            clients = wait_for_clients(&shared, clients, Instant::now() + LAST_WAIT, false);
         }
         drop(clients);
         if let Some(signals) = signals {
@@ -858,6 +837,31 @@ fn is_timeout(error: &io::Error) -> bool {
         error.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     )
+}
+
+/// Waits, holding `clients` between wake-ups, until every client thread has left or `deadline`
+/// has passed; with `second_stop_ends_it`, a second stop request ends the wait too.
+fn wait_for_clients<'a>(
+    shared: &'a Shared,
+    mut clients: MutexGuard<'a, Slab<BlockingStream>>,
+    deadline: Instant,
+    second_stop_ends_it: bool,
+) -> MutexGuard<'a, Slab<BlockingStream>> {
+    while !clients.is_empty() {
+        if second_stop_ends_it && *lock(&shared.stop) == StopState::Now {
+            break;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        clients = shared
+            .changed
+            .wait_timeout(clients, left)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+    clients
 }
 
 /// Locks, even if a thread panicked while holding the lock (the data is counters and sockets).
