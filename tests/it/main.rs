@@ -31,6 +31,8 @@
 //!   `put`/`get` clients.
 //! - [`custom`]: a protocol from outside the crate: sessions, shared state per worker, replies
 //!   from `on_drained`, and the GUIDE's example.
+//! - [`offloop`]: work on a protocol's own thread, reported through the reactor's waker; the
+//!   client's input paused meanwhile and answered in order afterwards.
 //! - [`greeting`]: `--greeting` comes before anything else, over TCP and Unix.
 //!
 //! Bytes on the wire, and how connections end:
@@ -73,6 +75,7 @@ mod custom;
 mod echo;
 mod files;
 mod greeting;
+mod offloop;
 mod services;
 mod timestamp;
 
