@@ -38,6 +38,8 @@
 //! Bytes on the wire, and how connections end:
 //! - [`framing`]: split and merged lines, `\r\n`, `--max-frame`, length-prefixed frames.
 //! - [`backpressure`]: a client that never reads is paused, with bounded memory.
+//! - [`bounded`]: a read full of costly requests is answered while the queue has room; the
+//!   reactor stays under `--max-memory` with a hundred clients that do not read.
 //! - [`half_close_refill`]: a FIN right after the request still gets the whole answer.
 //! - [`lifecycle`]: half-close, reset, refusal at `--max-connections`.
 //! - [`idle`]: `--idle-timeout` closes the silent and spares the active.
@@ -80,6 +82,7 @@ mod services;
 mod timestamp;
 
 mod backpressure;
+mod bounded;
 mod faults;
 mod framing;
 mod half_close_refill;

@@ -129,20 +129,19 @@ impl Reactor {
         if readiness.read_closed {
             client.conn.on_peer_fin();
         }
-        let was_reading = client.conn.is_reading();
         let mut budget_used = false;
         if readiness.writable && !client.conn.outbound.is_empty() {
             budget_used = self.flush_client(id) == Flush::Budget;
         }
         // Input held back since an earlier turn (the queue was full, the protocol paused) is
-        // answered first, in order; then the socket is read, also when no event says so: the
-        // edge that announced its bytes was spent while it was held back.
+        // answered first, in order; then the socket is read. Whatever lifted the hold put the
+        // client on `still_ready`, which comes here as if readable: the edge that announced
+        // its bytes was spent while it was held back.
         let conn = &self.clients.slab[id].conn;
-        let unblocked = !was_reading && conn.may_answer();
         if conn.may_answer() && !conn.held.is_empty() {
             self.answer_held(id);
         }
-        if readiness.readable || unblocked {
+        if readiness.readable {
             self.drain_reads(id);
         }
         // A non-empty queue was just refused by the kernel: writing again now would only be told
@@ -541,7 +540,11 @@ impl Reactor {
                 trace!("client {id} paused: {queued} bytes queued");
                 counters.readers_paused.add(1);
             }
-            Step::Resumed => trace!("client {id} resumed: {queued} bytes queued"),
+            Step::Resumed => {
+                trace!("client {id} resumed: {queued} bytes queued");
+                // Its held input, and what the kernel holds for it, raise no new edge.
+                self.clients.still_ready.push(id);
+            }
             Step::Dropped => {
                 warn!(
                     "client {id} dropped: queue limit ({queued} bytes queued, limit {})",

@@ -12,7 +12,8 @@
 //!
 //! - a client holding more than its fair share (the cap divided by the clients connected) is
 //!   held back: not read, its waiting input not answered, exactly as backpressure does; so the
-//!   clients holding the most stop first, and those holding little are still served. A protocol
+//!   clients holding the most stop first, and those holding little are still served. Once its
+//!   reader has caught up (it holds half its fair share or less) it is served again. A protocol
 //!   that drops slow readers (chat) drops such a client instead: the slowest members go first.
 //! - new connections are accepted only to be told `error: server busy` and closed.
 //!
@@ -46,10 +47,10 @@ impl Reactor {
         // Shared bytes (a broadcast) change the total without changing this client's share.
         let total = memory.meter.total();
         self.report.stats.note_memory(total);
-        if total <= memory.cap {
-            return;
+        if total <= memory.cap && !memory.over {
+            return; // the usual case: well under the cap
         }
-        if !memory.over {
+        if total > memory.cap && !memory.over {
             memory.over = true;
             self.report.stats.memory_episodes.add(1);
             warn!(
@@ -60,10 +61,22 @@ impl Reactor {
                 memory.cap / 10 * 9
             );
         }
+        if conn.is_closed() {
+            return;
+        }
         let fair_share = memory.cap / connected;
         let holding =
             conn.outbound.footprint() + conn.held.capacity() + conn.decoder.buffered_capacity();
-        if holding <= fair_share || conn.holds.memory || conn.is_closed() {
+        if conn.holds.memory {
+            // Its reader caught up: it holds little now, so it is served again even while
+            // others keep the total high (they are the ones to hold back).
+            if holding <= fair_share / 2 {
+                conn.holds.memory = false;
+                self.clients.still_ready.push(id);
+            }
+            return;
+        }
+        if total <= memory.cap || holding <= fair_share {
             return;
         }
         match self.settings.policy.slow_reader {
