@@ -389,7 +389,11 @@ pub fn exposition(s: &StatsSnapshot) -> String {
         let _ = writeln!(page, "# HELP {name} {help}");
         let _ = writeln!(page, "# TYPE {name} {kind}");
         for (labels, value) in samples {
-            let _ = writeln!(page, "{name}{{{labels}}} {value}");
+            if labels.is_empty() {
+                let _ = writeln!(page, "{name} {value}");
+            } else {
+                let _ = writeln!(page, "{name}{{{labels}}} {value}");
+            }
         }
     };
     // One sample per stream transport, each always written (0 if unused): a series that appears
@@ -447,6 +451,29 @@ pub fn exposition(s: &StatsSnapshot) -> String {
             help,
             &[("transport=\"udp\"".to_string(), value)],
         );
+    }
+    let memory = [
+        (
+            "echoloop_memory_bytes",
+            "gauge",
+            "Bytes the connections' buffers hold now, as --max-memory counts them.",
+            s.memory_bytes,
+        ),
+        (
+            "echoloop_memory_peak_bytes",
+            "gauge",
+            "Most bytes the connections' buffers ever held at once (per worker, the largest).",
+            s.memory_peak,
+        ),
+        (
+            "echoloop_memory_episodes_total",
+            "counter",
+            "Times a reactor went over --max-memory.",
+            s.memory_episodes,
+        ),
+    ];
+    for (name, kind, help, value) in memory {
+        family(name, kind, help, &[(String::new(), value)]);
     }
     page
 }
@@ -568,7 +595,7 @@ mod tests {
         let helps = page.lines().filter(|l| l.starts_with("# HELP ")).count();
         let types = page.lines().filter(|l| l.starts_with("# TYPE ")).count();
         assert_eq!(helps, types);
-        assert_eq!(helps, 14);
+        assert_eq!(helps, 17);
         for line in page.lines().filter(|l| l.starts_with("# TYPE ")) {
             let words: Vec<&str> = line.split(' ').collect();
             assert_eq!(
