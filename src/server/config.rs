@@ -13,6 +13,7 @@ use crate::error::StartError;
 use crate::net::address::Address;
 use crate::protocol::framing::FramingKind;
 use crate::protocol::{FilesConfig, ProtocolFactory, ProtocolKind, Service};
+use crate::server::sources::SourcesConfig;
 
 /// Which protocol a server speaks: one of echoloop's own, or one of yours.
 #[derive(Debug, Clone)]
@@ -100,6 +101,9 @@ pub struct ServeConfig {
     pub metrics: Option<SocketAddr>,
     /// The folder and limits of `-p files` (`--dir`, `--max-file-bytes`, `--dir-quota`).
     pub files: Option<FilesConfig>,
+    /// Who may talk to us and how much: `--trusted`, `--allow`, `--deny`, `--udp-rate-limit`,
+    /// `--max-per-source`, `--accept-rate` (see `server/sources/`).
+    pub sources: SourcesConfig,
 }
 
 impl Default for ServeConfig {
@@ -124,6 +128,7 @@ impl Default for ServeConfig {
             handle_signals: true,
             metrics: None,
             files: None,
+            sources: SourcesConfig::default(),
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod connection;
 pub mod metrics;
 pub mod reactor;
 pub mod signals;
+pub mod sources;
 pub mod stats;
 pub mod threaded;
 pub mod timers;

@@ -3,8 +3,10 @@
 //! A listener is edge-triggered like every other socket, so it is drained: `accept` until the
 //! kernel says `WouldBlock`. A new client gets a slab slot (its token), a registration for
 //! `READABLE`, a decoder, and a session from the protocol, which may answer at once (daytime
-//! does, after the `--greeting`). Past `--max-connections` the client is told why in one line and
-//! closed. When the process is out of descriptors the pending connection is shed with the reserve
+//! does, after the `--greeting`). First the reactor's `Sources` (`server/sources/`) judge the
+//! peer: a source refused by `--allow`/`--deny` or over `--accept-rate` is closed without a byte;
+//! one over `--max-per-source` is told `error: too many connections from <address>` and closed.
+//! Past `--max-connections` the client is told why in one line and closed. When the process is out of descriptors the pending connection is shed with the reserve
 //! descriptor (`net/listener.rs`), so the listener cannot keep the loop spinning.
 //!
 //! Next: `client.rs`, one client's reads, answers and writes.
@@ -23,6 +25,9 @@ use crate::net::stream::Stream;
 use crate::protocol::ClientId;
 use crate::protocol::framing::Decoder;
 use crate::server::connection::Connection;
+use crate::server::sources::{Admission, Sources};
+use crate::server::stats::RefusalReason;
+use std::net::IpAddr;
 
 /// How long to wait before accepting again when even the reserve descriptor could not help.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -34,10 +39,10 @@ impl Reactor {
             let Some(Some(listener)) = self.sockets.listeners.get(index) else {
                 return; // closed by the drain
             };
-            match listener.accept(self.settings.accept) {
-                Ok(stream) => {
+            match listener.accept_from(self.settings.accept) {
+                Ok((stream, peer)) => {
                     self.accepting.exhaustion_logged = false;
-                    self.admit(stream);
+                    self.admit(stream, peer);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -73,15 +78,24 @@ impl Reactor {
         }
     }
 
-    /// Takes a new connection in, or refuses it when the reactor is full.
-    fn admit(&mut self, mut stream: Stream) {
+    /// Takes a new connection from `peer` (`None`: a Unix peer) in, or refuses it: its source
+    /// is refused or over a per-source limit, or the reactor is full.
+    fn admit(&mut self, mut stream: Stream, peer: Option<IpAddr>) {
+        let id = self.clients.slab.vacant_key();
+        let trusted = match self.sources.admit_stream(peer, id, self.clock.now) {
+            Admission::Admit { trusted } => trusted,
+            Admission::Refuse(reason) => {
+                self.refuse_source(stream, peer, reason);
+                return;
+            }
+        };
         if self.clients.slab.len() >= self.settings.max_connections {
+            self.sources.closed(id); // it was counted against its source: give that back
             self.refuse(stream);
             return;
         }
         self.accepting.full_logged = false;
         let entry = self.clients.slab.vacant_entry();
-        let id = entry.key();
         let mut registration = Registration::new();
         let token = Source::Client(id).token();
         if let Err(e) = registration.update(
@@ -91,6 +105,7 @@ impl Reactor {
             Some(mio::Interest::READABLE),
         ) {
             warn!("{}cannot register a new connection: {e}", self.report.name);
+            self.sources.closed(id);
             return;
         }
         if log::log_enabled!(log::Level::Debug) {
@@ -117,19 +132,37 @@ impl Reactor {
             stream,
             registration,
             conn: Connection::new(decoder, session, self.clock.now, serial),
+            trusted,
         });
         self.deliver(id);
         self.flush_client(id); // chargen makes more as soon as the kernel takes the first batch
         self.sync(id);
     }
 
-    /// One over `--max-connections`: a one-line explanation, then close.
-    fn refuse(&mut self, mut stream: Stream) {
+    /// A source the access lists or a per-source limit refuse: counted, and closed at once
+    /// without a byte, or (over `--max-per-source`) after its one line.
+    fn refuse_source(&mut self, stream: Stream, peer: Option<IpAddr>, reason: RefusalReason) {
         self.report
             .stats
             .stream(stream.transport())
-            .connections_refused
-            .add(1);
+            .count_refusal(reason);
+        debug!(
+            "{}connection from {} refused: {}",
+            self.report.name,
+            stream.peer_label(),
+            reason.as_str()
+        );
+        if let Some(line) = Sources::refusal_line(reason, peer) {
+            self.say_and_close(stream, &line);
+        } // else dropping the stream closes it: not a byte sent
+    }
+
+    /// One over `--max-connections`: a one-line explanation, then close.
+    fn refuse(&mut self, stream: Stream) {
+        self.report
+            .stats
+            .stream(stream.transport())
+            .count_refusal(RefusalReason::Full);
         if !self.accepting.full_logged {
             warn!(
                 "{}refusing connections: server full ({} connections)",
@@ -141,6 +174,11 @@ impl Reactor {
             "error: server full ({} connections)\n",
             self.settings.max_connections
         );
+        self.say_and_close(stream, &line);
+    }
+
+    /// Writes one line to a refused client, then closes it.
+    fn say_and_close(&mut self, mut stream: Stream, line: &str) {
         let _ = io::Write::write(&mut stream, line.as_bytes()); // best effort: it has room
         let _ = stream.shutdown_write();
         // Closing a socket with unread input sends RST, which can destroy the line above: drop
