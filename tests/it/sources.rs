@@ -9,14 +9,15 @@
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::os::unix::net::UnixStream;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
-use echoloop::ServeConfig;
 use echoloop::net::address::Address;
 use echoloop::net::stream::Transport;
+use echoloop::protocol::Answer;
 use echoloop::server::sources::SourcesConfig;
 use echoloop::server::stats::{DropReason, RefusalReason};
 use echoloop::server::threaded::ThreadedServer;
+use echoloop::{ClientId, Frame, FramingKind, Protocol, ProtocolFactory, Replies, ServeConfig};
 
 use crate::common::{self, Daemon, PATIENCE, TestServer, read_line, read_to_end, send};
 
@@ -280,6 +281,47 @@ fn a_trusted_source_is_not_rate_limited() {
     let stats = flood(&server, &client, server.udp_addrs()[0], 300);
     assert_eq!(stats.datagrams_sent, 300);
     assert_eq!(stats.datagrams_dropped, 0);
+}
+
+/// A protocol that would amplify: each datagram is answered with `request bytes x 4 + 512 +
+/// extra` bytes (`extra` is the first byte of the request).
+struct Amplifier;
+
+impl Protocol for Amplifier {
+    type Session = ();
+    const NAME: &'static str = "amplifier";
+    const FRAMING: FramingKind = FramingKind::Raw;
+
+    fn on_connect(&mut self, _: ClientId, _: SystemTime, _: &mut Replies) {}
+
+    fn on_frame(&mut self, _: &mut (), _: Frame<'_>, _: SystemTime, _: &mut Replies) {}
+
+    fn on_datagram(&mut self, datagram: &[u8], _: SystemTime, reply: &mut Vec<u8>) -> Answer {
+        let extra = usize::from(datagram.first().copied().unwrap_or(0));
+        reply.resize(datagram.len() * 4 + 512 + extra, b'a');
+        Answer::Reply
+    }
+}
+
+#[test]
+fn a_reply_over_four_times_its_request_plus_512_is_dropped() {
+    let server = common::serve(|cfg| {
+        cfg.protocol = ProtocolFactory::new(|| Amplifier).into();
+        cfg.udp = vec!["127.0.0.1:0".parse().unwrap()];
+    });
+    let to = server.udp_addrs()[0];
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    // Over the cap by one byte (from a trusted source, too: the cap is for everyone).
+    client.send_to(&[1, 0, 0], to).unwrap();
+    // At the cap exactly: answered; its answer also shows the first was handled (in order).
+    client.send_to(&[0; 10], to).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let (len, _) = client.recv_from(&mut buf).expect("the reply at the cap");
+    assert_eq!(len, 10 * 4 + 512);
+    let stats = common::wait_for_stats(&server, "the reply counted", |s| s.datagrams_sent == 1);
+    assert_eq!(stats.dropped_for(DropReason::Size), 1);
+    assert_eq!(stats.datagrams_received, 2);
 }
 
 #[test]
