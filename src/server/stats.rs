@@ -446,6 +446,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn refusals_and_drops_are_counted_by_reason_and_in_total() {
+        let stats = Stats::default();
+        stats.drop_datagram(DropReason::Loop);
+        stats.drop_datagram(DropReason::Rate);
+        stats.drop_datagram(DropReason::Rate);
+        let tcp = stats.stream(Transport::Tcp);
+        tcp.count_refusal(RefusalReason::Acl);
+        stats
+            .stream(Transport::Unix)
+            .count_refusal(RefusalReason::Full);
+        let mut s = stats.snapshot();
+        s.merge(&stats.snapshot());
+        assert_eq!(s.datagrams_dropped, 6);
+        assert_eq!(s.dropped_for(DropReason::Rate), 4);
+        assert_eq!(s.total().connections_refused, 4);
+        assert_eq!(s.total().refused_for(RefusalReason::Acl), 2);
+        let line = s.summary_line();
+        assert!(line.contains(" refused=4[full=2 acl=2] "), "{line}");
+        assert!(line.ends_with(" dropped=6[loop=2 rate=4]"), "{line}");
+        let quiet = Stats::default().snapshot().summary_line();
+        assert!(
+            quiet.contains(" refused=0 ") && quiet.ends_with(" dropped=0"),
+            "{quiet}"
+        );
+    }
+
+    #[test]
     fn transports_are_counted_apart_and_added_up() {
         let stats = Stats::default();
         let tcp = stats.stream(Transport::Tcp);

@@ -1,22 +1,77 @@
 //! Addresses as the limits see them: one canonical form, prefixes as plain numbers.
 //!
 //! A dual-stack socket (`[::]:PORT`) receives IPv4 peers as IPv4-mapped IPv6 addresses
-//! (`::ffff:203.0.113.9`). A rule written `203.0.113.0/24` must match them, so every address is
-//! made canonical first ([`canonical`]: a mapped address becomes the IPv4 address it carries), and
-//! so is every rule ([`parse_cidr`]: `::ffff:203.0.113.0/120` becomes `203.0.113.0/24`).
+//! (`::ffff:203.0.113.9`). A rule written `203.0.113.0/24` must match them, and a rule written
+//! `::ffff:203.0.113.0/120` means `203.0.113.0/24` ([`parse_cidr`] makes it so).
+//!
+//! On the hot path an address is one `u128`, [`bits`]: an IPv6 address as it is, an IPv4 address
+//! in its mapped form (`::ffff:a.b.c.d`), which is exactly how a dual-stack socket reports it, so
+//! both spellings of one IPv4 peer are the same number with no conversion. A rule is a
+//! [`Prefix`], a network and a mask over those bits: matching is one AND and one compare, the same
+//! for both families (an IPv4 `/24` is a mask of 96 + 24 bits).
 //!
 //! A limit counts per *group* of addresses, not per address: one host on IPv6 usually has a whole
 //! /64 to pick addresses from, and an IPv4 attacker often a /24. A [`SourceKey`] is a group as a
-//! single `u128`: the address with its host bits cleared. IPv4 groups are kept in their mapped form
-//! (`::ffff:a.b.c.0`), whose bits 32..48 are all ones; an IPv6 group of /64 or shorter has its low
-//! 64 bits zero, so the two families never share a key. Keys are cheap to hash and compare, and
-//! the tables that count by them (`buckets.rs`, `per_source.rs`) stay small.
+//! single `u128`: the address's bits with its host bits cleared. An IPv4 group keeps the mapped
+//! form's `ffff` in bits 32..48; an IPv6 group of /64 or shorter has its low 64 bits zero, so the
+//! two families never share a key. Keys are cheap to hash and compare, and the tables that count
+//! by them (`buckets.rs`, `per_source.rs`) stay small.
 //!
 //! Next: `access.rs`, who may talk to us at all.
 
 use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net};
+
+/// An address as one number: IPv6 as it is, IPv4 in its mapped form (`::ffff:a.b.c.d`).
+#[inline]
+pub fn bits(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => 0xffff_u128 << 32 | u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+/// Whether `bits` is an IPv4 address (in its mapped form).
+#[inline]
+pub fn is_v4(bits: u128) -> bool {
+    bits >> 32 == 0xffff
+}
+
+/// A rule's network as a mask and a network over [`bits`]: `bits & mask == network`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prefix {
+    network: u128,
+    mask: u128,
+}
+
+impl Prefix {
+    /// Whether the address `bits` is in this prefix.
+    #[inline]
+    pub fn contains(self, bits: u128) -> bool {
+        bits & self.mask == self.network
+    }
+}
+
+impl From<IpNet> for Prefix {
+    fn from(net: IpNet) -> Prefix {
+        let net = canonical_net(net.trunc());
+        let mask = match net {
+            IpNet::V4(v4) => mask128(96 + v4.prefix_len()),
+            IpNet::V6(v6) => mask128(v6.prefix_len()),
+        };
+        Prefix {
+            network: bits(net.network()) & mask,
+            mask,
+        }
+    }
+}
+
+/// Whether any of `prefixes` holds the address `bits`.
+#[inline]
+pub fn any_contains(prefixes: &[Prefix], bits: u128) -> bool {
+    prefixes.iter().any(|prefix| prefix.contains(bits))
+}
 
 /// A group of source addresses (an IPv4 /24 or /32, an IPv6 /56 or /64) as one number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -43,34 +98,23 @@ impl Grouping {
         v6_bits: 56,
     };
 
-    /// The group `ip` (already canonical) belongs to.
-    pub fn key(self, ip: IpAddr) -> SourceKey {
-        match ip {
-            IpAddr::V4(v4) => {
-                let bits = u32::from(v4) & mask32(self.v4_bits);
-                SourceKey(0xffff_u128 << 32 | u128::from(bits))
-            }
-            IpAddr::V6(v6) => SourceKey(u128::from(v6) & mask128(self.v6_bits)),
+    /// The group the address `bits` belongs to.
+    #[inline]
+    pub fn key(self, bits: u128) -> SourceKey {
+        if is_v4(bits) {
+            SourceKey(bits & mask128(96 + self.v4_bits.min(32)))
+        } else {
+            SourceKey(bits & mask128(self.v6_bits))
         }
     }
 }
 
-fn mask32(bits: u8) -> u32 {
-    u32::MAX
-        .checked_shl(32 - u32::from(bits.min(32)))
-        .unwrap_or(0)
-}
-
-fn mask128(bits: u8) -> u128 {
-    u128::MAX
-        .checked_shl(128 - u32::from(bits.min(128)))
-        .unwrap_or(0)
-}
-
-/// The address as every rule matches it: an IPv4-mapped IPv6 address becomes its IPv4 address.
+/// The top `len` bits set.
 #[inline]
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    ip.to_canonical()
+fn mask128(len: u8) -> u128 {
+    u128::MAX
+        .checked_shl(128 - u32::from(len.min(128)))
+        .unwrap_or(0)
 }
 
 /// A rule from the command line: `10.0.0.0/8`, `2001:db8::/32`, or a bare address (one host).
@@ -102,24 +146,12 @@ fn canonical_net(net: IpNet) -> IpNet {
     }
 }
 
-/// Whether any of `nets` holds `ip` (canonical).
-#[inline]
-pub fn any_contains(nets: &[IpNet], ip: IpAddr) -> bool {
-    nets.iter().any(|net| net.contains(&ip))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
-    }
-
-    #[test]
-    fn a_mapped_address_is_its_ipv4_address() {
-        assert_eq!(canonical(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
-        assert_eq!(canonical(ip("2001:db8::1")), ip("2001:db8::1"));
     }
 
     #[test]
@@ -139,7 +171,32 @@ mod tests {
     }
 
     #[test]
+    fn both_spellings_of_an_ipv4_address_are_one_number_and_prefixes_match_them() {
+        assert_eq!(bits(ip("192.0.2.7")), bits(ip("::ffff:192.0.2.7")));
+        assert!(is_v4(bits(ip("::ffff:192.0.2.7"))));
+        assert!(!is_v4(bits(ip("2001:db8::1"))));
+        let v4 = Prefix::from(parse_cidr("192.0.2.0/24").unwrap());
+        assert!(v4.contains(bits(ip("192.0.2.200"))));
+        assert!(v4.contains(bits(ip("::ffff:192.0.2.200"))));
+        assert!(!v4.contains(bits(ip("192.0.3.1"))));
+        let all_v4 = Prefix::from(parse_cidr("0.0.0.0/0").unwrap());
+        assert!(all_v4.contains(bits(ip("203.0.113.1"))));
+        assert!(
+            !all_v4.contains(bits(ip("2001:db8::1"))),
+            "IPv4 rules match IPv4 only"
+        );
+        let all_v6 = Prefix::from(parse_cidr("::/0").unwrap());
+        assert!(all_v6.contains(bits(ip("2001:db8::1"))));
+        let v6 = Prefix::from(parse_cidr("2001:db8::/32").unwrap());
+        assert!(v6.contains(bits(ip("2001:db8:ffff::1"))));
+        assert!(!v6.contains(bits(ip("2001:db9::1"))));
+        let one = Prefix::from(parse_cidr("::1").unwrap());
+        assert!(one.contains(bits(ip("::1"))) && !one.contains(bits(ip("::2"))));
+    }
+
+    #[test]
     fn groups_share_a_key_and_families_never_do() {
+        let ip = |text: &str| bits(ip(text));
         let site = Grouping::SITE;
         assert_eq!(site.key(ip("192.0.2.1")), site.key(ip("192.0.2.200")));
         assert_ne!(site.key(ip("192.0.2.1")), site.key(ip("192.0.3.1")));
@@ -148,6 +205,7 @@ mod tests {
             site.key(ip("2001:db8:0:ff::2"))
         );
         let host = Grouping::HOST;
+        assert_eq!(host.key(ip("192.0.2.1")), host.key(ip("::ffff:192.0.2.1")));
         assert_ne!(host.key(ip("192.0.2.1")), host.key(ip("192.0.2.2")));
         assert_eq!(
             host.key(ip("2001:db8::1")),

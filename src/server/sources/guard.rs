@@ -16,8 +16,9 @@
 //! - **not one host.** A broadcast (`255.255.255.255` or an interface's directed broadcast), a
 //!   multicast, or the unspecified address (`0.0.0.0`: Linux delivers a reply to it locally).
 //!
-//! The common case costs two comparisons: the source port is at least 1024 and is not one of our
-//! own ports. Only a datagram from one of our own ports is looked up in the address list.
+//! The common case costs a few integer comparisons: the source port is at least 1024, the
+//! address (one `u128`, `cidr.rs`) is not a broadcast or multicast one, the port is not one of
+//! our own. Only a datagram from one of our own ports is looked up in the address list.
 //!
 //! What remains (`docs/OPERATIONS.md`): two echoloop instances on *trusted* addresses can still
 //! be set looping by someone who can forge a loopback source, which on Linux is only root on the
@@ -26,9 +27,9 @@
 //! Next: `net/address.rs`, how sockets are named.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
-use super::cidr::canonical;
+use super::cidr::{bits, is_v4};
 
 /// Below this, source ports belong to services, never to clients.
 pub const FIRST_CLIENT_PORT: u16 = 1024;
@@ -44,15 +45,24 @@ pub enum Reflection {
     OwnSocket,
 }
 
-/// Our own UDP sockets and the host's addresses.
+/// One of our UDP sockets, as the guard compares sources with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct OwnSocket {
+    /// Its address as `cidr::bits`; meaningless when `wildcard`.
+    ip: u128,
+    port: u16,
+    /// Bound to `0.0.0.0` or `[::]`: every local address is its address.
+    wildcard: bool,
+}
+
+/// Our own UDP sockets and the host's addresses, all as `cidr::bits`.
 #[derive(Debug, Clone, Default)]
 pub struct ReflectionGuard {
-    /// Our UDP sockets' bound addresses (canonical; a wildcard stays a wildcard).
-    own: Vec<SocketAddr>,
-    /// The host's interface addresses, canonical, sorted.
-    local: Vec<IpAddr>,
-    /// The interfaces' directed broadcast addresses.
-    broadcasts: Vec<Ipv4Addr>,
+    own: Vec<OwnSocket>,
+    /// The host's interface addresses, sorted.
+    local: Vec<u128>,
+    /// The interfaces' directed broadcast addresses (IPv4).
+    broadcasts: Vec<u128>,
 }
 
 impl ReflectionGuard {
@@ -61,7 +71,11 @@ impl ReflectionGuard {
         let mut guard = ReflectionGuard {
             own: own
                 .iter()
-                .map(|addr| SocketAddr::new(canonical(addr.ip()), addr.port()))
+                .map(|addr| OwnSocket {
+                    ip: bits(addr.ip()),
+                    port: addr.port(),
+                    wildcard: addr.ip().is_unspecified(),
+                })
                 .collect(),
             local: Vec::new(),
             broadcasts: Vec::new(),
@@ -80,65 +94,75 @@ impl ReflectionGuard {
         let mut local = Vec::new();
         let mut broadcasts = Vec::new();
         for interface in interfaces {
-            local.push(canonical(interface.ip()));
+            local.push(interface.ip());
             if let if_addrs::IfAddr::V4(v4) = &interface.addr
                 && let Some(broadcast) = v4.broadcast
             {
-                broadcasts.push(broadcast);
+                broadcasts.push(IpAddr::V4(broadcast));
             }
         }
-        self.set_local_addresses(local, broadcasts);
+        self.set_local_addresses(&local, &broadcasts);
         Ok(self.local.len())
     }
 
-    /// Sets the host's addresses (tests give their own).
-    pub fn set_local_addresses(&mut self, mut local: Vec<IpAddr>, broadcasts: Vec<Ipv4Addr>) {
-        local.sort_unstable();
-        local.dedup();
-        self.local = local;
-        self.broadcasts = broadcasts;
+    /// Sets the host's addresses and directed broadcast addresses (tests give their own).
+    pub fn set_local_addresses(&mut self, local: &[IpAddr], broadcasts: &[IpAddr]) {
+        self.local = local.iter().map(|ip| bits(*ip)).collect();
+        self.local.sort_unstable();
+        self.local.dedup();
+        self.broadcasts = broadcasts.iter().map(|ip| bits(*ip)).collect();
     }
 
-    /// Whether a datagram from `from` must not be answered, and why. `from` need not be
-    /// canonical.
+    /// Whether a datagram from `from` must not be answered, and why.
     #[inline]
     pub fn check(&self, from: SocketAddr) -> Result<(), Reflection> {
         let port = from.port();
         if port < FIRST_CLIENT_PORT {
             return Err(Reflection::ServicePort);
         }
-        let ip = canonical(from.ip());
-        if !is_one_host(ip) || self.is_directed_broadcast(ip) {
+        let ip = bits(from.ip());
+        if !is_one_host(ip) || self.broadcasts.contains(&ip) {
             return Err(Reflection::NotOneHost);
         }
-        if self.own.iter().any(|own| own.port() == port) && self.is_own(ip, port) {
+        // Usually one socket with one port: the address is looked at only if the port is ours.
+        if self
+            .own
+            .iter()
+            .any(|own| own.port == port && self.is_own(*own, ip))
+        {
             return Err(Reflection::OwnSocket);
         }
         Ok(())
     }
 
-    fn is_directed_broadcast(&self, ip: IpAddr) -> bool {
-        match ip {
-            IpAddr::V4(v4) => self.broadcasts.contains(&v4),
-            IpAddr::V6(_) => false,
+    /// Whether `ip` is an address of our socket `own`.
+    fn is_own(&self, own: OwnSocket, ip: u128) -> bool {
+        if own.wildcard {
+            is_loopback(ip) || self.local.binary_search(&ip).is_ok()
+        } else {
+            own.ip == ip
         }
-    }
-
-    /// Whether `ip:port` is one of our sockets' addresses.
-    fn is_own(&self, ip: IpAddr, port: u16) -> bool {
-        self.own.iter().filter(|own| own.port() == port).any(|own| {
-            own.ip() == ip
-                || (own.ip().is_unspecified()
-                    && (ip.is_loopback() || self.local.binary_search(&ip).is_ok()))
-        })
     }
 }
 
-/// Whether `ip` (canonical) can be the address of one host.
-fn is_one_host(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast()),
-        IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
+/// Whether the address `ip` (as `cidr::bits`) can be the address of one host: not unspecified,
+/// not broadcast, not multicast.
+#[inline]
+fn is_one_host(ip: u128) -> bool {
+    if is_v4(ip) {
+        let v4 = ip as u32;
+        !(v4 == 0 || v4 == u32::MAX || v4 >> 28 == 0xe)
+    } else {
+        !(ip == 0 || ip >> 120 == 0xff)
+    }
+}
+
+/// Whether `ip` is loopback: all of `127.0.0.0/8` reaches this host, whatever is configured.
+fn is_loopback(ip: u128) -> bool {
+    if is_v4(ip) {
+        (ip as u32) >> 24 == 127
+    } else {
+        ip == 1
     }
 }
 
@@ -154,11 +178,11 @@ mod tests {
         let own: Vec<SocketAddr> = own.iter().map(|a| addr(a)).collect();
         let mut guard = ReflectionGuard::new(&own);
         guard.set_local_addresses(
-            vec![
+            &[
                 "192.0.2.10".parse().unwrap(),
                 "2001:db8::10".parse().unwrap(),
             ],
-            vec!["192.0.2.255".parse().unwrap()],
+            &["192.0.2.255".parse().unwrap()],
         );
         guard
     }

@@ -18,8 +18,8 @@
 //!    connections at once and `--accept-rate` new ones a second from one source (one IPv4
 //!    address, one IPv6 /64), so that one host cannot take every `--max-connections` slot.
 //!
-//! Addresses are compared in one canonical form (`cidr.rs`): `::ffff:192.0.2.1`, as a
-//! dual-stack socket reports an IPv4 peer, is `192.0.2.1` to every rule. Each reactor owns one
+//! Addresses are compared as one number each (`cidr.rs`): `::ffff:192.0.2.1`, as a dual-stack
+//! socket reports an IPv4 peer, is `192.0.2.1` to every rule. Each reactor owns one
 //! [`Sources`] (`reactor/mod.rs`): the tables are per worker, like `--max-connections`, and no
 //! lock is taken; the threaded model shares one behind a mutex. Every refusal is counted with a
 //! reason (`stats.rs`): datagrams dropped as `loop`, `rate`, `acl` or `size`, connections refused
@@ -46,7 +46,7 @@ use ipnet::IpNet;
 use crate::server::stats::{DropReason, RefusalReason};
 use access::{AccessList, Standing};
 use buckets::RateTable;
-use cidr::{Grouping, canonical};
+use cidr::{Grouping, bits};
 use guard::ReflectionGuard;
 use per_source::ConnectionCounts;
 
@@ -115,11 +115,7 @@ impl Sources {
     pub fn new(config: &SourcesConfig, own_udp: &[SocketAddr], now: Instant) -> Sources {
         let table = |rate: u32, burst: u32| (rate > 0).then(|| RateTable::new(rate, burst, now));
         Sources {
-            access: AccessList::new(
-                config.allow.clone(),
-                config.deny.clone(),
-                config.trusted.clone(),
-            ),
+            access: AccessList::new(&config.allow, &config.deny, &config.trusted),
             guard: ReflectionGuard::new(own_udp),
             // Only a reactor with UDP sockets needs the reply table.
             udp_rate: if own_udp.is_empty() {
@@ -140,7 +136,7 @@ impl Sources {
         if self.guard.check(from).is_err() {
             return Err(DropReason::Loop);
         }
-        let ip = canonical(from.ip());
+        let ip = bits(from.ip());
         match self.access.standing(ip) {
             Standing::Trusted => Ok(()),
             Standing::Refused => Err(DropReason::Acl),
@@ -160,7 +156,7 @@ impl Sources {
     /// trusted) may take client slot `slot` at `now`. An admitted stranger is counted against
     /// its source until [`Sources::closed`] is called for `slot`.
     pub fn admit_stream(&mut self, peer: Option<IpAddr>, slot: usize, now: Instant) -> Admission {
-        let Some(ip) = peer.map(canonical) else {
+        let Some(ip) = peer.map(bits) else {
             return Admission::Admit { trusted: true };
         };
         match self.access.standing(ip) {
@@ -196,7 +192,7 @@ impl Sources {
         match (reason, peer) {
             (RefusalReason::PerSource, Some(ip)) => Some(format!(
                 "error: too many connections from {}\n",
-                canonical(ip)
+                ip.to_canonical()
             )),
             _ => None,
         }
