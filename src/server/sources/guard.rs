@@ -27,7 +27,7 @@
 //! Next: `net/address.rs`, how sockets are named.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::cidr::{bits, is_v4};
 
@@ -61,8 +61,8 @@ pub struct ReflectionGuard {
     own: Vec<OwnSocket>,
     /// The host's interface addresses, sorted.
     local: Vec<u128>,
-    /// The interfaces' directed broadcast addresses (IPv4).
-    broadcasts: Vec<u128>,
+    /// The interfaces' directed broadcast addresses.
+    broadcasts: Vec<Ipv4Addr>,
 }
 
 impl ReflectionGuard {
@@ -98,7 +98,7 @@ impl ReflectionGuard {
             if let if_addrs::IfAddr::V4(v4) = &interface.addr
                 && let Some(broadcast) = v4.broadcast
             {
-                broadcasts.push(IpAddr::V4(broadcast));
+                broadcasts.push(broadcast);
             }
         }
         self.set_local_addresses(&local, &broadcasts);
@@ -106,11 +106,11 @@ impl ReflectionGuard {
     }
 
     /// Sets the host's addresses and directed broadcast addresses (tests give their own).
-    pub fn set_local_addresses(&mut self, local: &[IpAddr], broadcasts: &[IpAddr]) {
+    pub fn set_local_addresses(&mut self, local: &[IpAddr], broadcasts: &[Ipv4Addr]) {
         self.local = local.iter().map(|ip| bits(*ip)).collect();
         self.local.sort_unstable();
         self.local.dedup();
-        self.broadcasts = broadcasts.iter().map(|ip| bits(*ip)).collect();
+        self.broadcasts = broadcasts.to_vec();
     }
 
     /// Whether a datagram from `from` must not be answered, and why.
@@ -120,19 +120,35 @@ impl ReflectionGuard {
         if port < FIRST_CLIENT_PORT {
             return Err(Reflection::ServicePort);
         }
-        let ip = bits(from.ip());
-        if !is_one_host(ip) || self.broadcasts.contains(&ip) {
+        let one_host = match from.ip() {
+            IpAddr::V4(v4) => self.is_one_host_v4(v4),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => self.is_one_host_v4(v4),
+                None => !(v6.is_unspecified() || v6.is_multicast()),
+            },
+        };
+        if !one_host {
             return Err(Reflection::NotOneHost);
         }
         // Usually one socket with one port: the address is looked at only if the port is ours.
         if self
             .own
             .iter()
-            .any(|own| own.port == port && self.is_own(*own, ip))
+            .any(|own| own.port == port && self.is_own(*own, bits(from.ip())))
         {
             return Err(Reflection::OwnSocket);
         }
         Ok(())
+    }
+
+    /// Whether `v4` can be the address of one host: not unspecified, not a broadcast (limited or
+    /// directed), not multicast.
+    #[inline]
+    fn is_one_host_v4(&self, v4: Ipv4Addr) -> bool {
+        !(v4.is_unspecified()
+            || v4.is_broadcast()
+            || v4.is_multicast()
+            || (!self.broadcasts.is_empty() && self.broadcasts.contains(&v4)))
     }
 
     /// Whether `ip` is an address of our socket `own`.
@@ -142,18 +158,6 @@ impl ReflectionGuard {
         } else {
             own.ip == ip
         }
-    }
-}
-
-/// Whether the address `ip` (as `cidr::bits`) can be the address of one host: not unspecified,
-/// not broadcast, not multicast.
-#[inline]
-fn is_one_host(ip: u128) -> bool {
-    if is_v4(ip) {
-        let v4 = ip as u32;
-        !(v4 == 0 || v4 == u32::MAX || v4 >> 28 == 0xe)
-    } else {
-        !(ip == 0 || ip >> 120 == 0xff)
     }
 }
 
