@@ -124,11 +124,6 @@ impl RefusalReason {
             RefusalReason::PerSource => "per-source",
         }
     }
-
-    /// Whether the refused client is told why in one `error:` line (else: no byte at all).
-    pub fn says_why(self) -> bool {
-        matches!(self, RefusalReason::Full | RefusalReason::PerSource)
-    }
 }
 
 /// One reactor's counters.

@@ -39,6 +39,7 @@ use crate::server::stats::{DropReason, Stats};
 pub const fn reply_cap(request_bytes: usize) -> usize {
     request_bytes.saturating_mul(4).saturating_add(512)
 }
+
 /// Datagrams handled per turn before other sockets get their chance.
 const DATAGRAMS_PER_TURN: usize = 256;
 

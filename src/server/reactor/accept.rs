@@ -6,12 +6,14 @@
 //! does, after the `--greeting`). First the reactor's `Sources` (`server/sources/`) judge the
 //! peer: a source refused by `--allow`/`--deny` or over `--accept-rate` is closed without a byte;
 //! one over `--max-per-source` is told `error: too many connections from <address>` and closed.
-//! Past `--max-connections` the client is told why in one line and closed. When the process is out of descriptors the pending connection is shed with the reserve
-//! descriptor (`net/listener.rs`), so the listener cannot keep the loop spinning.
+//! Past `--max-connections` the client is told why in one line and closed. When the process is
+//! out of descriptors the pending connection is shed with the reserve descriptor
+//! (`net/listener.rs`), so the listener cannot keep the loop spinning.
 //!
 //! Next: `client.rs`, one client's reads, answers and writes.
 
 use std::io::{self, Read};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use log::{debug, warn};
@@ -27,7 +29,6 @@ use crate::protocol::framing::Decoder;
 use crate::server::connection::Connection;
 use crate::server::sources::{Admission, Sources};
 use crate::server::stats::RefusalReason;
-use std::net::IpAddr;
 
 /// How long to wait before accepting again when even the reserve descriptor could not help.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);

@@ -90,7 +90,7 @@ pub enum Admission {
         trusted: bool,
     },
     /// Refuse it: closed without a byte (`acl`, `rate`), or after one `error:` line
-    /// (`per-source`, see [`RefusalReason::says_why`]).
+    /// (`per-source`, see [`Sources::refusal_line`]).
     Refuse(RefusalReason),
 }
 
