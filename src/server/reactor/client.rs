@@ -57,6 +57,8 @@ pub(super) struct Client {
     pub(super) stream: Stream,
     pub(super) registration: Registration,
     pub(super) conn: Connection,
+    /// Its source is exempt from the per-source limits (`--trusted`, or a Unix peer).
+    pub(super) trusted: bool,
 }
 
 /// The readiness a client event reports, as the handlers use it.
