@@ -8,7 +8,9 @@ use clap::{ArgAction, Args};
 
 use super::parse_address;
 use crate::net::address::{Address, parse_socket_addr};
-use crate::protocol::files::DEFAULT_MAX_FILE_BYTES;
+use crate::protocol::files::{
+    DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_FILES, DEFAULT_PARTIAL_TTL, DEFAULT_RESERVATION_TIMEOUT,
+};
 use crate::protocol::framing::FramingKind;
 use crate::protocol::{FilesConfig, ProtocolKind};
 use crate::server::config::ServeConfig;
@@ -81,6 +83,15 @@ pub struct ServeArgs {
     /// -p files: content bytes the folder may hold, partial files included; 0 = no quota
     #[arg(long, default_value_t = 0, value_name = "BYTES")]
     pub dir_quota: u64,
+    /// -p files: complete plus partial files the folder may hold
+    #[arg(long, default_value_t = DEFAULT_MAX_FILES, value_name = "N")]
+    pub max_files: u64,
+    /// -p files: an upload's quota reservation ends after this long without a byte from it
+    #[arg(long, default_value_t = DEFAULT_RESERVATION_TIMEOUT.as_secs(), value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub reservation_timeout: u64,
+    /// -p files: remove partial files untouched this long; 0 = keep them
+    #[arg(long, default_value_t = DEFAULT_PARTIAL_TTL.as_secs(), value_name = "SECS")]
+    pub partial_ttl: u64,
     /// How clients are served: one event-loop thread (reactor), or a blocking thread per connection (threaded)
     #[arg(long, value_enum, default_value = "reactor", value_name = "MODEL")]
     pub model: Model,
@@ -99,6 +110,9 @@ impl ServeArgs {
             dir,
             max_file_bytes: self.max_file_bytes,
             dir_quota: self.dir_quota,
+            max_files: self.max_files,
+            reservation_timeout: Duration::from_secs(self.reservation_timeout),
+            partial_ttl: seconds_or_off(self.partial_ttl),
         });
         ServeConfig {
             listen: if self.listen.is_empty() && self.udp.is_empty() {

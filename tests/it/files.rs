@@ -296,7 +296,8 @@ fn echoloop_put_resumes_a_killed_upload_and_checks_the_digest() {
     let content = pseudo_random_bytes(2_000_000, 4);
     std::fs::write(local.join("data.bin"), &content).unwrap();
     let mut killed = Client::connect(server.addr());
-    assert_eq!(killed.request("PUT data.bin 2000000"), "OK 0");
+    let put = format!("PUT data.bin 2000000 {}", sha256_hex(&content));
+    assert_eq!(killed.request(&put), "OK 0");
     killed.send(&content[..1_234_567]);
     drop(killed);
     common::wait_for_stats(&server, "the killed client's end", |s| {
