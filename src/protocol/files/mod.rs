@@ -1369,6 +1369,55 @@ mod tests {
     }
 
     #[test]
+    fn a_list_is_sent_a_batch_per_drained_queue() {
+        let folder = Folder::new();
+        for i in 0..LIST_BATCH + 10 {
+            std::fs::write(folder.path().join(format!("f{i:04}")), b"x").unwrap();
+        }
+        let mut service = files(&folder, 0);
+        let client = service.connect();
+        service.send(client, b"LIST\n");
+        let first = service.take_output(client);
+        assert_eq!(first.iter().filter(|&&b| b == b'\n').count(), LIST_BATCH);
+        assert!(first.starts_with(b"1 f0000\n"));
+        assert!(service.wants_refill(client));
+        assert!(service.drain(client));
+        let rest = service.take_output(client);
+        assert!(rest.starts_with(format!("1 f{LIST_BATCH:04}\n").as_bytes()));
+        assert!(rest.ends_with(b"1 f0265\nEND\n"));
+        assert!(!service.wants_refill(client));
+    }
+
+    #[test]
+    fn pipelined_lists_are_answered_one_at_a_time_as_the_queue_drains() {
+        let folder = Folder::new();
+        for i in 0..LIST_BATCH * 2 {
+            std::fs::write(folder.path().join(format!("f{i:04}")), b"x").unwrap();
+        }
+        let mut service = files(&folder, 0);
+        let client = service.connect();
+        // 32 KiB of `LIST` lines in one read: 6,553 requests.
+        let flood = b"LIST\n".repeat(32 * 1024 / 5);
+        service.send(client, &flood);
+        let first = service.take_output(client);
+        assert_eq!(
+            first.iter().filter(|&&b| b == b'\n').count(),
+            LIST_BATCH,
+            "one batch, not 6,553 listings"
+        );
+        let mut drains = 0;
+        let mut ends = 0;
+        while service.drain(client) && drains < 10 {
+            drains += 1;
+            let out = service.take_output(client);
+            assert!(out.len() <= (LIST_BATCH + 1) * 16, "{}", out.len());
+            ends += out.windows(4).filter(|w| w == b"END\n").count();
+        }
+        assert_eq!((drains, ends), (10, 5), "one batch per drain, in order");
+        assert!(!service.is_closing(client));
+    }
+
+    #[test]
     fn an_over_long_request_line_is_refused_and_closed() {
         let folder = Folder::new();
         let mut service = files(&folder, 0);
