@@ -60,6 +60,9 @@ complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l metrics -d '
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l dir -d '-p files: the folder served (required; it must exist)' -r -F
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l max-file-bytes -d '-p files: largest file accepted, in bytes' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l dir-quota -d '-p files: content bytes the folder may hold, partial files included; 0 = no quota' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l max-files -d '-p files: complete plus partial files the folder may hold' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l reservation-timeout -d '-p files: an upload\'s quota reservation ends after this long without a byte from it' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l partial-ttl -d '-p files: remove partial files untouched this long; 0 = keep them' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l model -d 'How clients are served: one event-loop thread (reactor), or a blocking thread per connection (threaded)' -r -f -a "reactor\t'One thread, readiness events, non-blocking sockets (the reactor)'
 threaded\t'One blocking thread per connection, for comparison'"
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l reuse-port -d 'Set SO_REUSEPORT so that several echoloop processes can share the port (implied by --workers > 1)'
