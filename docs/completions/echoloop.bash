@@ -307,7 +307,7 @@ _echoloop() {
             return 0
             ;;
         echoloop__subcmd__serve)
-            opts="-l -u -p -h --listen --udp --protocol --framing --max-frame --max-connections --idle-timeout --queue-limit --greeting --workers --reuse-port --shutdown-timeout --backlog --nodelay --keepalive --stats-interval --trace --metrics --dir --max-file-bytes --dir-quota --max-files --reservation-timeout --partial-ttl --model --help"
+            opts="-l -u -p -h --listen --udp --protocol --framing --max-frame --max-connections --idle-timeout --queue-limit --greeting --workers --reuse-port --shutdown-timeout --backlog --nodelay --keepalive --stats-interval --trace --metrics --dir --max-file-bytes --dir-quota --max-files --reservation-timeout --partial-ttl --max-memory --chat-rate --sndbuf --rcvbuf --model --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -410,6 +410,22 @@ _echoloop() {
                     return 0
                     ;;
                 --partial-ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-memory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --chat-rate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sndbuf)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rcvbuf)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

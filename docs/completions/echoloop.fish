@@ -63,6 +63,10 @@ complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l dir-quota -d
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l max-files -d '-p files: complete plus partial files the folder may hold' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l reservation-timeout -d '-p files: an upload\'s quota reservation ends after this long without a byte from it' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l partial-ttl -d '-p files: remove partial files untouched this long; 0 = keep them' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l max-memory -d 'Most bytes the connections\' buffers may hold, per worker; over it the biggest holders are not read (chat: dropped) and new connections get `error: server busy`' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l chat-rate -d '-p chat: lines per second per member, in bursts of twice that; a member over it is not read until it may send again (trusted sources exempt); 0 = off' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l sndbuf -d 'SO_SNDBUF of accepted stream sockets, in bytes [default: the kernel\'s]' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l rcvbuf -d 'SO_RCVBUF of accepted stream sockets, in bytes [default: the kernel\'s]' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l model -d 'How clients are served: one event-loop thread (reactor), or a blocking thread per connection (threaded)' -r -f -a "reactor\t'One thread, readiness events, non-blocking sockets (the reactor)'
 threaded\t'One blocking thread per connection, for comparison'"
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l reuse-port -d 'Set SO_REUSEPORT so that several echoloop processes can share the port (implied by --workers > 1)'

@@ -92,6 +92,18 @@ pub struct ServeArgs {
     /// -p files: remove partial files untouched this long; 0 = keep them
     #[arg(long, default_value_t = DEFAULT_PARTIAL_TTL.as_secs(), value_name = "SECS")]
     pub partial_ttl: u64,
+    /// Most bytes the connections' buffers may hold, per worker; over it the biggest holders are not read (chat: dropped) and new connections get `error: server busy`
+    #[arg(long, default_value = "1073741824", value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_memory: u64,
+    /// -p chat: lines per second per member, in bursts of twice that; a member over it is not read until it may send again (trusted sources exempt); 0 = off
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub chat_rate: u32,
+    /// SO_SNDBUF of accepted stream sockets, in bytes [default: the kernel's]
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..=i32::MAX as u64))]
+    pub sndbuf: Option<u64>,
+    /// SO_RCVBUF of accepted stream sockets, in bytes [default: the kernel's]
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..=i32::MAX as u64))]
+    pub rcvbuf: Option<u64>,
     /// How clients are served: one event-loop thread (reactor), or a blocking thread per connection (threaded)
     #[arg(long, value_enum, default_value = "reactor", value_name = "MODEL")]
     pub model: Model,
@@ -138,6 +150,10 @@ impl ServeArgs {
             handle_signals: true,
             metrics: self.metrics,
             files,
+            max_memory: self.max_memory as usize,
+            chat_rate: (self.chat_rate > 0).then_some(self.chat_rate),
+            sndbuf: self.sndbuf.map(|bytes| bytes as usize),
+            rcvbuf: self.rcvbuf.map(|bytes| bytes as usize),
         }
     }
 }

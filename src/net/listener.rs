@@ -117,6 +117,24 @@ pub struct AcceptOptions {
     pub nodelay: bool,
     /// TCP keepalive idle time; `None`: off.
     pub keepalive: Option<Duration>,
+    /// `SO_SNDBUF`, in bytes (the kernel doubles it and caps it at `net.core.wmem_max`); `None`:
+    /// the kernel's default, which grows on its own up to `net.ipv4.tcp_wmem`'s maximum.
+    pub sndbuf: Option<usize>,
+    /// `SO_RCVBUF`, likewise (`net.core.rmem_max`, `net.ipv4.tcp_rmem`). Set after accept it
+    /// can shrink the buffer; the TCP window scale was already agreed with the listener's size.
+    pub rcvbuf: Option<usize>,
+}
+
+impl AcceptOptions {
+    /// Sets the kernel buffer sizes asked for on an accepted socket (best effort).
+    fn size_buffers(&self, socket: socket2::SockRef<'_>) {
+        if let Some(bytes) = self.sndbuf {
+            let _ = socket.set_send_buffer_size(bytes);
+        }
+        if let Some(bytes) = self.rcvbuf {
+            let _ = socket.set_recv_buffer_size(bytes);
+        }
+    }
 }
 
 /// A listening socket of either kind.
@@ -141,9 +159,14 @@ impl Listener {
                     let _ = socket2::SockRef::from(&stream)
                         .set_tcp_keepalive(&TcpKeepalive::new().with_time(idle));
                 }
+                options.size_buffers(socket2::SockRef::from(&stream));
                 Ok(Stream::Tcp(stream))
             }
-            Listener::Unix(listener, ..) => listener.accept().map(|(s, _)| Stream::Unix(s)),
+            Listener::Unix(listener, ..) => {
+                let (stream, _peer) = listener.accept()?;
+                options.size_buffers(socket2::SockRef::from(&stream));
+                Ok(Stream::Unix(stream))
+            }
         }
     }
 
@@ -235,6 +258,8 @@ impl ReserveFd {
             .accept(AcceptOptions {
                 nodelay: false,
                 keepalive: None,
+                sndbuf: None,
+                rcvbuf: None,
             })
             .is_ok();
         self.0 = File::open("/dev/null").ok();
@@ -274,6 +299,8 @@ mod tests {
     const NO_OPTIONS: AcceptOptions = AcceptOptions {
         nodelay: true,
         keepalive: None,
+        sndbuf: None,
+        rcvbuf: None,
     };
 
     #[test]

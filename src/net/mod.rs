@@ -4,6 +4,7 @@ pub mod activation;
 pub mod address;
 pub mod alarm;
 pub mod listener;
+pub mod memory;
 pub mod outbound;
 pub mod registration;
 pub mod stream;

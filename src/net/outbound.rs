@@ -18,6 +18,8 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::rc::Rc;
 
+use super::memory::SharedBytes;
+
 /// Copies appended to a non-empty queue are gathered into chunks of up to this many bytes.
 const CHUNK_BYTES: usize = 64 * 1024;
 /// Chunks offered to the kernel in one `writev`.
@@ -29,17 +31,20 @@ enum Chunk {
     /// Bytes for this client only.
     Owned(Vec<u8>),
     /// Bytes shared with other clients' queues.
-    Shared(Rc<[u8]>),
+    Shared(Rc<SharedBytes>),
 }
 
 impl Chunk {
     fn bytes(&self) -> &[u8] {
         match self {
             Chunk::Owned(bytes) => bytes,
-            Chunk::Shared(bytes) => bytes,
+            Chunk::Shared(shared) => shared.bytes(),
         }
     }
 }
+
+/// What one slot of the queue's ring costs, whatever it holds.
+const SLOT_BYTES: usize = std::mem::size_of::<Chunk>();
 
 /// What a flush achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +63,10 @@ pub struct OutboundQueue {
     front_written: usize,
     /// Bytes queued and not yet written.
     len: usize,
+    /// The capacity of the copies held (`Owned` chunks).
+    owned_capacity: usize,
+    /// The cost of the shared pieces held, each counted in full.
+    shared_cost: usize,
 }
 
 impl OutboundQueue {
@@ -76,6 +85,19 @@ impl OutboundQueue {
         self.len == 0
     }
 
+    /// The memory this queue holds, counted as its limit counts it: the capacity of its
+    /// copies, every shared piece in full, and the slots of its ring. Never less than
+    /// [`OutboundQueue::len`].
+    pub fn footprint(&self) -> usize {
+        self.owned_memory() + self.shared_cost
+    }
+
+    /// The memory only this queue holds (shared pieces are counted once, by the
+    /// [`SharedBytes`] themselves): the capacity of its copies and the slots of its ring.
+    pub fn owned_memory(&self) -> usize {
+        self.owned_capacity + self.chunks.capacity() * SLOT_BYTES
+    }
+
     /// Appends a copy of `bytes`.
     pub fn push_copy(&mut self, bytes: &[u8]) {
         if bytes.is_empty() {
@@ -85,19 +107,24 @@ impl OutboundQueue {
         if let Some(Chunk::Owned(last)) = self.chunks.back_mut()
             && last.len() + bytes.len() <= CHUNK_BYTES
         {
+            let before = last.capacity();
             last.extend_from_slice(bytes);
+            self.owned_capacity += last.capacity() - before;
             return;
         }
-        self.chunks.push_back(Chunk::Owned(bytes.to_vec()));
+        let copy = bytes.to_vec();
+        self.owned_capacity += copy.capacity();
+        self.chunks.push_back(Chunk::Owned(copy));
     }
 
     /// Appends bytes shared with other queues (no copy).
-    pub fn push_shared(&mut self, bytes: Rc<[u8]>) {
-        if bytes.is_empty() {
+    pub fn push_shared(&mut self, shared: &Rc<SharedBytes>) {
+        if shared.bytes().is_empty() {
             return;
         }
-        self.len += bytes.len();
-        self.chunks.push_back(Chunk::Shared(bytes));
+        self.len += shared.bytes().len();
+        self.shared_cost += shared.cost();
+        self.chunks.push_back(Chunk::Shared(Rc::clone(shared)));
     }
 
     /// Writes until the queue is empty or the kernel refuses. Returns what it achieved and how
@@ -139,6 +166,14 @@ impl OutboundQueue {
         dropped
     }
 
+    /// Takes a piece that leaves the queue off the counts.
+    fn forget(&mut self, chunk: &Chunk) {
+        match chunk {
+            Chunk::Owned(bytes) => self.owned_capacity -= bytes.capacity(),
+            Chunk::Shared(shared) => self.shared_cost -= shared.cost(),
+        }
+    }
+
     /// Forgets the first `n` written bytes.
     fn consume(&mut self, mut n: usize) {
         self.len -= n;
@@ -149,7 +184,9 @@ impl OutboundQueue {
                 return;
             }
             n -= front_left;
-            self.chunks.pop_front();
+            if let Some(chunk) = self.chunks.pop_front() {
+                self.forget(&chunk);
+            }
             self.front_written = 0;
         }
     }
@@ -184,7 +221,8 @@ mod tests {
     fn short_writes_keep_order_across_owned_and_shared_chunks() {
         let mut queue = OutboundQueue::new();
         queue.push_copy(b"hello ");
-        queue.push_shared(Rc::from(&b"shared "[..]));
+        let meter = super::super::memory::MemoryMeter::new();
+        queue.push_shared(&SharedBytes::new(Rc::from(&b"shared "[..]), &meter));
         queue.push_copy(b"world");
         assert_eq!(queue.len(), 18);
         let mut sink = Stingy {

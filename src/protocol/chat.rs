@@ -153,6 +153,10 @@ impl Protocol for Chat {
     const NAME: &'static str = "chat";
     const FRAMING: FramingKind = FramingKind::Line;
 
+    fn limits_frame_rate(&self) -> bool {
+        true // `--chat-rate`: a flooder slows itself, not the room
+    }
+
     fn slow_reader(&self) -> SlowReader {
         SlowReader::Drop
     }

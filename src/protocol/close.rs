@@ -23,6 +23,9 @@ pub enum CloseReason {
     FrameError,
     /// The client read too slowly and its queue passed `--queue-limit` (chat drops it).
     QueueLimit,
+    /// The reactor was over `--max-memory` and this client held much of it (chat drops such
+    /// members, slowest first; other protocols stop reading them instead).
+    MemoryLimit,
     /// The protocol ended the session (daytime after its line, chat's `/quit`).
     Finished,
     /// The server is shutting down.
@@ -33,12 +36,13 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason, for counters and metrics.
-    pub const ALL: [CloseReason; 8] = [
+    pub const ALL: [CloseReason; 9] = [
         CloseReason::PeerClosed,
         CloseReason::Reset,
         CloseReason::IdleTimeout,
         CloseReason::FrameError,
         CloseReason::QueueLimit,
+        CloseReason::MemoryLimit,
         CloseReason::Finished,
         CloseReason::Shutdown,
         CloseReason::IoError,
@@ -52,6 +56,7 @@ impl CloseReason {
             CloseReason::IdleTimeout => "idle-timeout",
             CloseReason::FrameError => "frame-error",
             CloseReason::QueueLimit => "queue-limit",
+            CloseReason::MemoryLimit => "memory-limit",
             CloseReason::Finished => "finished",
             CloseReason::Shutdown => "shutdown",
             CloseReason::IoError => "io-error",

@@ -56,6 +56,9 @@ pub enum FrameError {
     },
 }
 
+/// A buffer for unfinished frames bigger than this is given back once its frame is done.
+const KEPT_PARTIAL_BYTES: usize = 4 * 1024;
+
 /// Cuts a byte stream into frames; keeps only the unfinished one.
 #[derive(Debug)]
 pub struct Decoder {
@@ -104,6 +107,12 @@ impl Decoder {
         }
     }
 
+    /// Memory held for unfinished frames: the buffer's capacity, which is what `--max-memory`
+    /// counts.
+    pub fn buffered_capacity(&self) -> usize {
+        self.partial.capacity()
+    }
+
     /// Takes the next frame from the front of `input` and advances `input` past what it used.
     ///
     /// `Ok(None)`: `input` is used up and no frame is complete yet (normal, not an error). Call again
@@ -116,6 +125,9 @@ impl Decoder {
         if self.lent_partial {
             self.lent_partial = false;
             self.partial.clear();
+            if self.partial.capacity() > KEPT_PARTIAL_BYTES {
+                self.partial = Vec::new(); // one long frame should not cost memory for ever
+            }
         }
         match self.kind {
             FramingKind::Raw => Ok(self.next_raw(input)),

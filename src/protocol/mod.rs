@@ -44,11 +44,12 @@ pub use replies::Replies;
 pub use service::{ProtocolFactory, Session};
 pub use timestamp::{Ctime, Timestamp};
 
-pub(crate) use replies::Action;
+pub(crate) use replies::{Action, InputWish};
 pub(crate) use service::Service;
 
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use framing::{Frame, FrameError, FramingKind};
@@ -162,6 +163,31 @@ pub trait Protocol: 'static {
     fn on_datagram(&mut self, _datagram: &[u8], _now: SystemTime, _reply: &mut Vec<u8>) -> Answer {
         Answer::Silent
     }
+
+    /// Whether `--chat-rate` applies: the reactor then gives each untrusted client's frames to
+    /// the protocol at most that many per second (chat's flood control). A client over its rate
+    /// is simply not read until its budget refills: its lines wait, in order, and its own TCP
+    /// window pushes back on it, never on others.
+    fn limits_frame_rate(&self) -> bool {
+        false
+    }
+
+    /// Called once when a reactor starts, before any client: the waker that interrupts the
+    /// reactor's wait. Give it to work done off the loop (one helper thread doing blocking disk
+    /// work: the files service's fsync); when a job is done, [`mio::Waker::wake`] it, and the
+    /// reactor calls [`Protocol::on_woken`] on its own thread. Not called in the threaded model:
+    /// a protocol that gets no waker does its work inline.
+    fn attach_waker(&mut self, _waker: Arc<mio::Waker>) {}
+
+    /// The waker fired (or something else woke the reactor: wake-ups are hints): push the clients
+    /// whose work off the loop is finished. Each of them still connected then gets
+    /// [`Protocol::on_resume`].
+    fn on_woken(&mut self, _ready: &mut Vec<ClientId>) {}
+
+    /// Work off the loop for this client is finished (it was named by [`Protocol::on_woken`]):
+    /// answer through `out` as from [`Protocol::on_frame`]; typically
+    /// [`Replies::resume_input`] too, if the work began with [`Replies::pause_input`].
+    fn on_resume(&mut self, _session: &mut Self::Session, _now: SystemTime, _out: &mut Replies) {}
 }
 
 /// The services echoloop ships (`-p/--protocol`).

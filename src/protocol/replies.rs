@@ -38,6 +38,15 @@ pub(crate) enum Action {
     },
 }
 
+/// Whether the protocol wants the sender's frames held back or given again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InputWish {
+    /// Hold them ([`Replies::pause_input`]).
+    Pause,
+    /// Give them again ([`Replies::resume_input`]).
+    Resume,
+}
+
 /// What a protocol wants done: record it here; the reactor does it when the callback returns.
 #[derive(Debug)]
 pub struct Replies {
@@ -51,6 +60,8 @@ pub struct Replies {
     others: Vec<Action>,
     close_sender: bool,
     refill: bool,
+    /// What the protocol said about the sender's input, if anything.
+    input_wish: Option<InputWish>,
 }
 
 impl Replies {
@@ -64,6 +75,7 @@ impl Replies {
             others: Vec::new(),
             close_sender: false,
             refill: false,
+            input_wish: None,
         }
     }
 
@@ -133,6 +145,22 @@ impl Replies {
         self.refill = true;
     }
 
+    /// Give the protocol no more of the sender's frames until a later callback calls
+    /// [`Replies::resume_input`]: what the client already sent is kept, in order, and its socket
+    /// is not read meanwhile (its TCP window fills and pushes back on it). For work that must
+    /// finish before the next request may be looked at: the files service pauses while its
+    /// helper thread fsyncs an upload, and resumes from [`on_resume`](super::Protocol::on_resume).
+    /// Frames already cut from the same read after this one wait too.
+    pub fn pause_input(&mut self) {
+        self.input_wish = Some(InputWish::Pause);
+    }
+
+    /// Undoes [`Replies::pause_input`]: the frames that waited are given to the protocol, then
+    /// the socket is read again.
+    pub fn resume_input(&mut self) {
+        self.input_wish = Some(InputWish::Resume);
+    }
+
     // ----- what the reactor reads back ---------------------------------------------------------
 
     /// Readies the replies for another client (its framing), keeping the buffers' memory.
@@ -144,6 +172,7 @@ impl Replies {
         self.others.clear();
         self.close_sender = false;
         self.refill = false;
+        self.input_wish = None;
     }
 
     /// Tells which bytes are being answered (the reactor's read buffer, after [`Replies::reset`]),
@@ -167,6 +196,12 @@ impl Replies {
         self.echoed.clone()
     }
 
+    /// Bytes recorded for the sender so far, echoed and copied: what delivering them would add.
+    #[inline]
+    pub(crate) fn pending_len(&self) -> usize {
+        self.echoed.as_ref().map_or(0, |run| run.len()) + self.to_sender.len()
+    }
+
     /// The bytes recorded (copied) for the sender; they follow the echoed run, if any.
     pub(crate) fn to_sender(&self) -> &[u8] {
         &self.to_sender
@@ -174,7 +209,11 @@ impl Replies {
 
     /// Whether anything at all is recorded for the sender (bytes, close, refill).
     pub(crate) fn has_sender_actions(&self) -> bool {
-        self.echoed.is_some() || !self.to_sender.is_empty() || self.close_sender || self.refill
+        self.echoed.is_some()
+            || !self.to_sender.is_empty()
+            || self.close_sender
+            || self.refill
+            || self.input_wish.is_some()
     }
 
     /// Whether the sender should be closed once its bytes are out.
@@ -185,6 +224,11 @@ impl Replies {
     /// Whether the protocol asked to be called when the sender's queue is empty.
     pub(crate) fn asks_refill(&self) -> bool {
         self.refill
+    }
+
+    /// What the protocol said about the sender's input in this callback, if anything.
+    pub(crate) fn input_wish(&self) -> Option<InputWish> {
+        self.input_wish
     }
 
     /// Whether anything is recorded for other clients.

@@ -74,6 +74,10 @@ pub(crate) trait Service {
     fn idle_timeout(&mut self, session: &mut Session, out: &mut Replies);
     fn disconnect(&mut self, session: Session, reason: CloseReason, out: &mut Replies);
     fn datagram(&mut self, datagram: &[u8], now: SystemTime, reply: &mut Vec<u8>) -> Answer;
+    fn limits_frame_rate(&self) -> bool;
+    fn attach_waker(&mut self, waker: Arc<mio::Waker>);
+    fn woken(&mut self, ready: &mut Vec<ClientId>);
+    fn resume(&mut self, session: &mut Session, now: SystemTime, out: &mut Replies);
 }
 
 impl<P: Protocol> Service for P {
@@ -122,6 +126,22 @@ impl<P: Protocol> Service for P {
 
     fn datagram(&mut self, datagram: &[u8], now: SystemTime, reply: &mut Vec<u8>) -> Answer {
         self.on_datagram(datagram, now, reply)
+    }
+
+    fn limits_frame_rate(&self) -> bool {
+        Protocol::limits_frame_rate(self)
+    }
+
+    fn attach_waker(&mut self, waker: Arc<mio::Waker>) {
+        Protocol::attach_waker(self, waker);
+    }
+
+    fn woken(&mut self, ready: &mut Vec<ClientId>) {
+        self.on_woken(ready);
+    }
+
+    fn resume(&mut self, session: &mut Session, now: SystemTime, out: &mut Replies) {
+        self.on_resume(session.of::<P>(), now, out);
     }
 }
 

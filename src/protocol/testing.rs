@@ -25,12 +25,13 @@
 //!
 //! Next: `server/udp.rs`, datagrams on the same loop.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use slab::Slab;
 
 use super::framing::{Decoder, FramingKind};
-use super::{Action, Answer, ClientId, CloseReason, Protocol, Replies};
+use super::{Action, Answer, ClientId, CloseReason, InputWish, Protocol, Replies};
 
 /// The default `--max-frame`.
 const MAX_FRAME_BYTES: usize = 64 * 1024;
@@ -43,6 +44,8 @@ pub struct Harness<P: Protocol> {
     now: SystemTime,
     clients: Slab<Client<P::Session>>,
     replies: Replies,
+    /// The poller whose waker the protocol was given ([`Harness::with_waker`]).
+    poll: Option<mio::Poll>,
 }
 
 /// What the harness knows of one client.
@@ -57,6 +60,14 @@ struct Client<S> {
     input_ended: bool,
     /// The protocol asked for `on_drained`.
     refill: bool,
+    /// The protocol paused its input ([`Replies::pause_input`]).
+    paused: bool,
+    /// Bytes sent while paused, or left of a send when the protocol paused: answered, in order,
+    /// once it resumes.
+    held: Vec<u8>,
+    /// It sent FIN while bytes were waiting: the end is told after them, as the reactor reads
+    /// the FIN only once the bytes before it are answered.
+    fin_waiting: bool,
 }
 
 impl<P: Protocol> Harness<P> {
@@ -70,7 +81,53 @@ impl<P: Protocol> Harness<P> {
             now: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000),
             clients: Slab::new(),
             replies: Replies::new(P::FRAMING),
+            poll: None,
         }
+    }
+
+    /// Gives the protocol a waker ([`Protocol::attach_waker`]), as a reactor does when it
+    /// starts; [`Harness::wait_for_wake`] then waits for it to ring.
+    pub fn with_waker(mut self) -> Self {
+        let poll = mio::Poll::new().expect("a poller for the harness");
+        let waker = mio::Waker::new(poll.registry(), mio::Token(0)).expect("a waker");
+        self.protocol.attach_waker(Arc::new(waker));
+        self.poll = Some(poll);
+        self
+    }
+
+    /// Waits up to `timeout` for the protocol's waker to ring; if it does, runs
+    /// [`Harness::woken`]. Returns whether it rang. Needs [`Harness::with_waker`].
+    pub fn wait_for_wake(&mut self, timeout: Duration) -> bool {
+        let poll = self
+            .poll
+            .as_mut()
+            .expect("wait_for_wake needs Harness::with_waker");
+        let mut events = mio::Events::with_capacity(4);
+        let _ = poll.poll(&mut events, Some(timeout));
+        let rang = !events.is_empty();
+        if rang {
+            self.woken();
+        }
+        rang
+    }
+
+    /// As the reactor when its waker rings: [`Protocol::on_woken`] names the clients whose work
+    /// is done, and each still connected gets [`Protocol::on_resume`] (then, if it resumed its
+    /// input, the frames that waited). Returns the clients named.
+    pub fn woken(&mut self) -> Vec<ClientId> {
+        let mut ready = Vec::new();
+        self.protocol.on_woken(&mut ready);
+        for &client in &ready {
+            let Some(state) = self.clients.get_mut(client.0) else {
+                continue;
+            };
+            self.replies.reset(state.decoder.kind());
+            self.protocol
+                .on_resume(&mut state.session, self.now, &mut self.replies);
+            self.deliver(client);
+            self.answer_held(client);
+        }
+        ready
     }
 
     /// Clients connected from now on use `framing` (as `--framing`).
@@ -113,13 +170,17 @@ impl<P: Protocol> Harness<P> {
             closing: false,
             input_ended: false,
             refill: false,
+            paused: false,
+            held: Vec::new(),
+            fin_waiting: false,
         });
         self.deliver(id);
         id
     }
 
     /// `client` sends `bytes` (one read's worth): they are cut into frames and answered. Bytes
-    /// from a client that is closing, has sent FIN or is gone are ignored, as the reactor does.
+    /// from a client that is closing, has sent FIN or is gone are ignored, as the reactor does;
+    /// while the protocol has paused the client's input they wait, in order, as in the reactor.
     pub fn send(&mut self, client: ClientId, bytes: &[u8]) {
         let Some(state) = self.clients.get_mut(client.0) else {
             return;
@@ -127,9 +188,23 @@ impl<P: Protocol> Harness<P> {
         if state.closing || state.input_ended {
             return;
         }
+        state.held.extend_from_slice(bytes);
+        self.answer_held(client);
+    }
+
+    /// Answers what `client` has waiting, frame by frame, until it is used up or the protocol
+    /// pauses the client's input (the rest keeps waiting).
+    fn answer_held(&mut self, client: ClientId) {
+        let Some(state) = self.clients.get_mut(client.0) else {
+            return;
+        };
+        if state.paused || state.closing || state.held.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut state.held);
         self.replies.reset(state.decoder.kind());
-        let mut input = bytes;
-        while !self.replies.closes_sender() {
+        let mut input = &held[..];
+        while !self.replies.closes_sender() && self.replies.input_wish() != Some(InputWish::Pause) {
             match state.decoder.next_frame(&mut input) {
                 Ok(Some(frame)) => {
                     self.protocol
@@ -146,7 +221,18 @@ impl<P: Protocol> Harness<P> {
                 }
             }
         }
+        if !self.replies.closes_sender() && !state.closing {
+            state.held = input.to_vec();
+        }
         self.deliver(client);
+        if let Some(state) = self.clients.get_mut(client.0)
+            && state.fin_waiting
+            && state.held.is_empty()
+            && !state.paused
+        {
+            state.fin_waiting = false;
+            self.end_input(client);
+        }
     }
 
     /// `client` sends FIN: its last unfinished line is still a frame, then the protocol hears
@@ -156,6 +242,10 @@ impl<P: Protocol> Harness<P> {
             return;
         };
         if state.input_ended {
+            return;
+        }
+        if state.paused || !state.held.is_empty() {
+            state.fin_waiting = true;
             return;
         }
         state.input_ended = true;
@@ -240,6 +330,11 @@ impl<P: Protocol> Harness<P> {
             .is_some_and(|state| state.closing)
     }
 
+    /// Whether the protocol has paused `client`'s input ([`Replies::pause_input`]).
+    pub fn is_paused(&self, client: ClientId) -> bool {
+        self.clients.get(client.0).is_some_and(|state| state.paused)
+    }
+
     /// Whether the protocol asked to be called when `client`'s queue is empty.
     pub fn wants_refill(&self, client: ClientId) -> bool {
         self.clients.get(client.0).is_some_and(|state| state.refill)
@@ -258,6 +353,11 @@ impl<P: Protocol> Harness<P> {
             state.received.extend_from_slice(self.replies.to_sender());
             state.closing |= self.replies.closes_sender();
             state.refill |= self.replies.asks_refill();
+            match self.replies.input_wish() {
+                Some(InputWish::Pause) => state.paused = true,
+                Some(InputWish::Resume) => state.paused = false,
+                None => {}
+            }
         }
         for action in self.replies.take_others() {
             match action {

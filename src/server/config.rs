@@ -100,6 +100,15 @@ pub struct ServeConfig {
     pub metrics: Option<SocketAddr>,
     /// The folder and limits of `-p files` (`--dir`, `--max-file-bytes`, `--dir-quota`).
     pub files: Option<FilesConfig>,
+    /// Most bytes all connections' buffers of one reactor may hold (`--max-memory`, per worker).
+    pub max_memory: usize,
+    /// Chat lines per second per untrusted member (`--chat-rate`, bursts of twice that);
+    /// `None`: no flood control.
+    pub chat_rate: Option<u32>,
+    /// `SO_SNDBUF` for accepted stream sockets (`--sndbuf`); `None`: the kernel's default.
+    pub sndbuf: Option<usize>,
+    /// `SO_RCVBUF` for accepted stream sockets (`--rcvbuf`); `None`: the kernel's default.
+    pub rcvbuf: Option<usize>,
 }
 
 impl Default for ServeConfig {
@@ -124,6 +133,10 @@ impl Default for ServeConfig {
             handle_signals: true,
             metrics: None,
             files: None,
+            max_memory: 1 << 30,
+            chat_rate: Some(20),
+            sndbuf: None,
+            rcvbuf: None,
         }
     }
 }

@@ -50,6 +50,7 @@ use crate::net::outbound::OutboundQueue;
 use crate::net::registration;
 use crate::protocol::framing::Decoder;
 use crate::protocol::{CloseReason, Session, SlowReader};
+use crate::server::rate::TokenBucket;
 
 /// Where a connection is in its life (see the module docs for the diagram).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +86,25 @@ pub struct Policy {
     pub idle_timeout: Option<Duration>,
 }
 
+/// Why a connection that is open is not being answered: each is a reason to keep its input
+/// waiting (in [`Connection::held`], and in the kernel) rather than hand it to the protocol.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Holds {
+    /// The protocol asked ([`crate::protocol::Replies::pause_input`]): work off the loop is under way.
+    pub protocol: bool,
+    /// The reactor is over `--max-memory` and this client holds much of it.
+    pub memory: bool,
+    /// Over its frame rate (`--chat-rate`) until this time.
+    pub rate_until: Option<Instant>,
+}
+
+impl Holds {
+    /// Whether anything holds the input back.
+    pub fn any(&self) -> bool {
+        self.protocol || self.memory || self.rate_until.is_some()
+    }
+}
+
 /// What [`Connection::settle`] decided, for the reactor to carry out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -112,6 +132,8 @@ pub enum Expiry {
     Idle,
     /// Closed: a linger ran out, or a client that was not being read stayed silent.
     Closed,
+    /// Its frame budget refilled: its held input may be answered again.
+    Refilled,
 }
 
 /// One client of the reactor, without its socket.
@@ -141,6 +163,16 @@ pub struct Connection {
     bytes_out: u64,
     /// This client's share of the reactor's `queued_bytes` gauge, as last counted.
     pub queue_counted: usize,
+    /// Input read from the socket but not yet given to the protocol: the rest of a read after
+    /// answering stopped between frames (see [`Connection::may_answer`]). While it holds bytes
+    /// the socket is not read, so it never holds more than one read.
+    pub held: Vec<u8>,
+    /// What keeps an open connection's input waiting, besides a full queue.
+    pub holds: Holds,
+    /// Its frame budget (`--chat-rate`), if its frames are rate-limited.
+    pub frame_budget: Option<TokenBucket>,
+    /// This client's share of the reactor's memory total (`--max-memory`), as last counted.
+    pub memory_counted: usize,
 }
 
 impl Connection {
@@ -160,6 +192,10 @@ impl Connection {
             bytes_in: 0,
             bytes_out: 0,
             queue_counted: 0,
+            held: Vec::new(),
+            holds: Holds::default(),
+            frame_budget: None,
+            memory_counted: 0,
         }
     }
 
@@ -170,9 +206,47 @@ impl Connection {
         self.state
     }
 
-    /// Whether input is wanted: new frames (open) or input to drop (lingering).
+    /// Whether the socket should be read now: for new frames (open, nothing holding its input
+    /// back, nothing held from the last read) or for input to drop (lingering).
     pub fn is_reading(&self) -> bool {
-        matches!(self.state, State::Open | State::Lingering { .. })
+        match self.state {
+            State::Open => self.may_answer() && self.held.is_empty(),
+            State::Lingering { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the protocol may be given another frame now: open (its queue under the limit:
+    /// over it the state is `Paused`) and nothing holds its input back. The reactor asks this
+    /// *between frames*, so a read full of requests stops as soon as one of them fills the queue.
+    #[inline]
+    pub fn may_answer(&self) -> bool {
+        self.state == State::Open && !self.holds.any()
+    }
+
+    /// Whether the frame budget (`--chat-rate`) allows another frame now; if not, when it
+    /// will. A connection without a budget always may.
+    #[inline]
+    pub fn frame_allowance(&mut self, now: Instant) -> Result<(), Instant> {
+        match &mut self.frame_budget {
+            None => Ok(()),
+            Some(budget) => budget.check(now),
+        }
+    }
+
+    /// A frame was given to the protocol: it costs one token of the frame budget, if any.
+    #[inline]
+    pub fn spend_frame_token(&mut self) {
+        if let Some(budget) = &mut self.frame_budget {
+            budget.spend();
+        }
+    }
+
+    /// Memory this connection holds in its own buffers, for the per-reactor total: its queue
+    /// (bytes shared with other queues are counted once, elsewhere), its held input, its
+    /// unfinished frame.
+    pub fn memory(&self) -> usize {
+        self.outbound.owned_memory() + self.held.capacity() + self.decoder.buffered_capacity()
     }
 
     /// Whether its input is answered (not lingering: what comes then is dropped).
@@ -287,6 +361,7 @@ impl Connection {
     pub fn finish(&mut self, reason: CloseReason) {
         if matches!(self.state, State::Open | State::Paused) {
             self.state = State::Finishing(reason);
+            self.held = Vec::new(); // input not answered yet never will be
         }
     }
 
@@ -294,6 +369,7 @@ impl Connection {
     /// closed keeps its first reason.
     pub fn abort(&mut self, reason: CloseReason) -> usize {
         let dropped = self.outbound.discard();
+        self.held = Vec::new();
         if !self.is_closed() {
             self.state = State::Closed(reason);
         }
@@ -310,7 +386,7 @@ impl Connection {
     /// `linger_cap` bounds a linger that starts now (the shutdown deadline, when draining).
     #[inline]
     pub fn settle(&mut self, policy: &Policy, now: Instant, linger_cap: Option<Instant>) -> Step {
-        let queued = self.outbound.len();
+        let queued = self.outbound.footprint();
         match self.state {
             State::Closed(_) => Step::Close,
             // A client that would hold up everyone (chat) is dropped whatever it was doing,
@@ -341,17 +417,29 @@ impl Connection {
         }
     }
 
-    /// When this connection next needs attention from the timers, if ever.
+    /// When this connection next needs attention from the timers, if ever: the end of a linger,
+    /// of a rate hold, or of its idle time.
     pub fn deadline(&self, policy: &Policy) -> Option<Instant> {
         match self.state {
             State::Lingering { until, .. } => Some(until),
             State::Closed(_) => None,
-            _ => policy.idle_timeout.map(|idle| self.last_active + idle),
+            _ => {
+                let idle = policy.idle_timeout.map(|idle| self.last_active + idle);
+                match (idle, self.holds.rate_until) {
+                    (Some(idle), Some(rate)) => Some(idle.min(rate)),
+                    (idle, rate) => idle.or(rate),
+                }
+            }
         }
     }
 
-    /// A timer came due at `now`: expire the connection if its real deadline has passed.
+    /// A timer came due at `now`: lift a rate hold that ended, or expire the connection if its
+    /// real deadline has passed.
     pub fn expire(&mut self, policy: &Policy, now: Instant) -> Expiry {
+        if self.holds.rate_until.is_some_and(|until| until <= now) {
+            self.holds.rate_until = None;
+            return Expiry::Refilled;
+        }
         match self.deadline(policy) {
             Some(due) if due > now => Expiry::NotYet(Some(due)),
             None => Expiry::NotYet(None),
@@ -449,11 +537,29 @@ mod tests {
             Step::Steady,
             "counted once"
         );
-        write(&mut conn, LIMIT / 2, now); // 51 left: still above half
+        // The limit counts memory, not bytes: a chunk partly written still holds its buffer.
+        write(&mut conn, LIMIT, now);
+        assert_eq!(conn.outbound.len(), 1);
+        assert!(conn.outbound.footprint() > LIMIT / 2);
         assert_eq!(conn.settle(&policy, now, None), Step::Steady);
         write(&mut conn, 1, now);
         assert_eq!(conn.settle(&policy, now, None), Step::Resumed);
         assert_eq!(conn.state(), State::Open);
+    }
+
+    #[test]
+    fn the_limit_counts_what_small_pieces_really_cost() {
+        let now = Instant::now();
+        let policy = policy(SlowReader::Drop);
+        let mut conn = open(now);
+        let meter = crate::net::memory::MemoryMeter::new();
+        let line = crate::net::memory::SharedBytes::new(std::rc::Rc::from(&b"[a] x\n"[..]), &meter);
+        // Six bytes each: fifteen are 90 payload bytes, but far more memory.
+        for _ in 0..15 {
+            conn.outbound.push_shared(&line);
+        }
+        assert_eq!(conn.outbound.len(), 90);
+        assert_eq!(conn.settle(&policy, now, None), Step::Dropped);
     }
 
     #[test]

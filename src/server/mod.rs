@@ -23,6 +23,7 @@
 pub mod config;
 pub mod connection;
 pub mod metrics;
+pub mod rate;
 pub mod reactor;
 pub mod signals;
 pub mod stats;
@@ -108,6 +109,7 @@ impl Server {
                 signals: None,
                 metrics: None,
                 all_stats: None,
+                waker: None,
             })
             .collect();
 
@@ -216,7 +218,9 @@ impl Server {
         let mut workers_ready = Vec::new();
         for mut sockets in per_worker {
             let poll = Poll::new()?;
-            wakers.push(Reactor::waker(&poll)?);
+            let waker = Reactor::waker(&poll)?;
+            wakers.push(Arc::clone(&waker));
+            sockets.waker = Some(waker);
             if config.handle_signals {
                 sockets.signals = Some(Reactor::signals(&poll)?);
             }

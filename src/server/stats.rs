@@ -62,6 +62,22 @@ pub struct Stats {
     pub datagrams_sent: Counter,
     /// Datagrams dropped: over `--max-frame`, from a loop port, or replies over the UDP queue limit.
     pub datagrams_dropped: Counter,
+    /// Bytes the reactor's connection buffers hold now, as `--max-memory` counts them (gauge).
+    pub memory_bytes: Counter,
+    /// The most bytes the reactor's connection buffers ever held at once.
+    pub memory_peak: Counter,
+    /// Times the reactor went over `--max-memory`.
+    pub memory_episodes: Counter,
+}
+
+impl Stats {
+    /// Notes what the connection buffers hold now, keeping the peak.
+    pub fn note_memory(&self, bytes: usize) {
+        self.memory_bytes.set(bytes as u64);
+        if bytes as u64 > self.memory_peak.get() {
+            self.memory_peak.set(bytes as u64);
+        }
+    }
 }
 
 /// One stream transport's counters.
@@ -117,6 +133,9 @@ impl Stats {
             datagrams_received: self.datagrams_received.get(),
             datagrams_sent: self.datagrams_sent.get(),
             datagrams_dropped: self.datagrams_dropped.get(),
+            memory_bytes: self.memory_bytes.get(),
+            memory_peak: self.memory_peak.get(),
+            memory_episodes: self.memory_episodes.get(),
         }
     }
 }
@@ -213,6 +232,9 @@ pub struct StatsSnapshot {
     pub datagrams_received: u64,
     pub datagrams_sent: u64,
     pub datagrams_dropped: u64,
+    pub memory_bytes: u64,
+    pub memory_peak: u64,
+    pub memory_episodes: u64,
     /// Per transport, indexed as [`Transport::ALL`]: read with [`StatsSnapshot::stream`].
     streams: [StreamSnapshot; Transport::ALL.len()],
 }
@@ -236,6 +258,9 @@ impl StatsSnapshot {
         self.datagrams_received += other.datagrams_received;
         self.datagrams_sent += other.datagrams_sent;
         self.datagrams_dropped += other.datagrams_dropped;
+        self.memory_bytes += other.memory_bytes;
+        self.memory_peak = self.memory_peak.max(other.memory_peak);
+        self.memory_episodes += other.memory_episodes;
     }
 
     /// Every transport's stream counters added up (TCP and Unix), computed when asked: the
@@ -258,7 +283,7 @@ impl StatsSnapshot {
             .map(|(reason, n)| format!("{reason}={n}"))
             .collect();
         format!(
-            "stats: open={} accepted={} refused={} closed[{}] in={}B out={}B queued={}B peak={}B paused={} dropped={} accept_errors={} datagrams in={} out={} dropped={}",
+            "stats: open={} accepted={} refused={} closed[{}] in={}B out={}B queued={}B peak={}B paused={} dropped={} accept_errors={} memory={}B over_memory={} datagrams in={} out={} dropped={}",
             total.connections_open,
             total.connections_accepted,
             total.connections_refused,
@@ -270,6 +295,8 @@ impl StatsSnapshot {
             total.readers_paused,
             total.clients_dropped,
             total.accept_errors,
+            self.memory_bytes,
+            self.memory_episodes,
             self.datagrams_received,
             self.datagrams_sent,
             self.datagrams_dropped,

@@ -33,6 +33,8 @@
 //!   checked before publishing, `--max-files`, reservations, links planted in the folder.
 //! - [`custom`]: a protocol from outside the crate: sessions, shared state per worker, replies
 //!   from `on_drained`, and the GUIDE's example.
+//! - [`offloop`]: work on a protocol's own thread, reported through the reactor's waker; the
+//!   client's input paused meanwhile and answered in order afterwards.
 //! - [`greeting`]: `--greeting` comes before anything else, over TCP and Unix.
 //!
 //! Bytes on the wire, and how connections end:
@@ -76,6 +78,7 @@ mod echo;
 mod files;
 mod files_resume;
 mod greeting;
+mod offloop;
 mod services;
 mod timestamp;
 

@@ -23,6 +23,7 @@ use crate::net::stream::Stream;
 use crate::protocol::ClientId;
 use crate::protocol::framing::Decoder;
 use crate::server::connection::Connection;
+use crate::server::rate::TokenBucket;
 
 /// How long to wait before accepting again when even the reserve descriptor could not help.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -76,7 +77,11 @@ impl Reactor {
     /// Takes a new connection in, or refuses it when the reactor is full.
     fn admit(&mut self, mut stream: Stream) {
         if self.clients.slab.len() >= self.settings.max_connections {
-            self.refuse(stream);
+            self.refuse(stream, Refusal::Full);
+            return;
+        }
+        if self.over_memory() {
+            self.refuse(stream, Refusal::Busy); // the episode was logged when it began
             return;
         }
         self.accepting.full_logged = false;
@@ -113,38 +118,72 @@ impl Reactor {
             .service
             .connect(ClientId(id), self.clock.wall_now, replies);
         let decoder = Decoder::new(self.settings.framing, self.settings.max_frame);
+        let mut conn = Connection::new(decoder, session, self.clock.now, serial);
+        if let Some(rate) = self.settings.frame_rate
+            && !is_trusted(&stream)
+        {
+            conn.frame_budget = Some(TokenBucket::new(
+                rate,
+                rate.saturating_mul(2),
+                self.clock.now,
+            ));
+        }
         entry.insert(Client {
             stream,
             registration,
-            conn: Connection::new(decoder, session, self.clock.now, serial),
+            conn,
         });
         self.deliver(id);
         self.flush_client(id); // chargen makes more as soon as the kernel takes the first batch
         self.sync(id);
     }
 
-    /// One over `--max-connections`: a one-line explanation, then close.
-    fn refuse(&mut self, mut stream: Stream) {
+    /// One over `--max-connections`, or one during a memory episode: a one-line explanation,
+    /// then close.
+    fn refuse(&mut self, mut stream: Stream, why: Refusal) {
         self.report
             .stats
             .stream(stream.transport())
             .connections_refused
             .add(1);
-        if !self.accepting.full_logged {
-            warn!(
-                "{}refusing connections: server full ({} connections)",
-                self.report.name, self.settings.max_connections
-            );
-            self.accepting.full_logged = true;
-        }
-        let line = format!(
-            "error: server full ({} connections)\n",
-            self.settings.max_connections
-        );
+        let line = match why {
+            Refusal::Full => {
+                if !self.accepting.full_logged {
+                    warn!(
+                        "{}refusing connections: server full ({} connections)",
+                        self.report.name, self.settings.max_connections
+                    );
+                    self.accepting.full_logged = true;
+                }
+                format!(
+                    "error: server full ({} connections)\n",
+                    self.settings.max_connections
+                )
+            }
+            Refusal::Busy => "error: server busy\n".to_string(),
+        };
         let _ = io::Write::write(&mut stream, line.as_bytes()); // best effort: it has room
         let _ = stream.shutdown_write();
         // Closing a socket with unread input sends RST, which can destroy the line above: drop
         // what the client already sent (one read; a refused client gets no more care than that).
         let _ = stream.read(&mut self.speech.read_buffer);
     }
+}
+
+/// Whether a peer is exempt from per-source limits: a Unix socket's peer is local; a TCP peer
+/// on loopback too.
+fn is_trusted(stream: &Stream) -> bool {
+    match stream {
+        Stream::Tcp(tcp) => tcp.peer_addr().is_ok_and(|peer| peer.ip().is_loopback()),
+        Stream::Unix(_) => true,
+    }
+}
+
+/// Why a connection is turned away at accept, with a line saying so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// `--max-connections` are open.
+    Full,
+    /// The reactor is over `--max-memory`.
+    Busy,
 }

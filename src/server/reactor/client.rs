@@ -24,11 +24,12 @@ use mio::event::Event;
 
 use super::token::Source;
 use super::{Phase, Reactor};
+use crate::net::memory::SharedBytes;
 use crate::net::outbound::Flushed;
 use crate::net::registration::Registration;
 use crate::net::stream::Stream;
 use crate::protocol::framing::FramingKind;
-use crate::protocol::{Action, ClientId, CloseReason};
+use crate::protocol::{Action, ClientId, CloseReason, InputWish, Replies};
 use crate::server::connection::{Connection, State, Step};
 use crate::server::timers::TimerEntry;
 
@@ -116,7 +117,8 @@ impl Client {
 }
 
 impl Reactor {
-    /// Does what a client's readiness allows: write what it is owed, read what it sent.
+    /// Does what a client's readiness allows: write what it is owed, answer what waited, read
+    /// what it sent.
     pub(super) fn drive_client(&mut self, id: usize, readiness: Readiness) {
         let Some(client) = self.clients.slab.get_mut(id) else {
             return; // closed and freed earlier: events are hints
@@ -127,21 +129,57 @@ impl Reactor {
         if readiness.read_closed {
             client.conn.on_peer_fin();
         }
+        let was_reading = client.conn.is_reading();
         let mut budget_used = false;
         if readiness.writable && !client.conn.outbound.is_empty() {
             budget_used = self.flush_client(id) == Flush::Budget;
         }
-        if readiness.readable {
+        // Input held back since an earlier turn (the queue was full, the protocol paused) is
+        // answered first, in order; then the socket is read, also when no event says so: the
+        // edge that announced its bytes was spent while it was held back.
+        let conn = &self.clients.slab[id].conn;
+        let unblocked = !was_reading && conn.may_answer();
+        if conn.may_answer() && !conn.held.is_empty() {
+            self.answer_held(id);
+        }
+        if readiness.readable || unblocked {
             self.drain_reads(id);
         }
         // A non-empty queue was just refused by the kernel: writing again now would only be told
         // `WouldBlock`. An empty one may owe a refill (chargen: the client read everything),
         // unless this turn's budget went on refills already (it is on `still_ready`).
-        let conn = &self.clients.slab[id].conn;
+        let Some(client) = self.clients.slab.get(id) else {
+            return;
+        };
+        let conn = &client.conn;
         if !budget_used && conn.owes_refill() && conn.outbound.is_empty() {
             self.flush_client(id);
         }
         self.sync(id);
+    }
+
+    /// The waker rang: the protocol names the clients whose work off the loop is done (a files
+    /// upload's fsync), and each still connected is given [`crate::Protocol::on_resume`].
+    pub(super) fn resume_woken_clients(&mut self) {
+        let mut woken = std::mem::take(&mut self.speech.woken);
+        self.speech.service.woken(&mut woken);
+        for ClientId(id) in woken.drain(..) {
+            let Some(client) = self.clients.slab.get_mut(id) else {
+                continue; // gone: the protocol heard so in `on_disconnect`
+            };
+            if client.conn.is_closed() {
+                continue;
+            }
+            let conn = &mut client.conn;
+            let speech = &mut self.speech;
+            speech.replies.reset(conn.decoder.kind());
+            speech
+                .service
+                .resume(&mut conn.session, self.clock.wall_now, &mut speech.replies);
+            self.deliver(id);
+            self.sync(id);
+        }
+        self.speech.woken = woken;
     }
 
     /// Serves again the clients and sockets that stopped at their per-turn budget.
@@ -209,23 +247,48 @@ impl Reactor {
         }
     }
 
-    /// Cuts the bytes just read into frames, lets the protocol answer, and delivers the answers.
+    /// Cuts `len` bytes of the read buffer into frames, lets the protocol answer, and delivers
+    /// the answers.
+    ///
+    /// One read can hold thousands of small requests, and one request can ask for a lot (a long
+    /// listing). So the protocol is given frames *one at a time while there is room*: before
+    /// each frame the client's queue plus the replies not yet delivered are checked against
+    /// `--queue-limit`, and the protocol's own `pause_input` and the frame rate are obeyed. When
+    /// one of them says stop, the rest of the read waits in [`Connection::held`] and is answered
+    /// when the obstacle is gone; a client can therefore never make us hold more than its limit
+    /// plus one reply, whatever it sends at once.
     fn answer(&mut self, id: usize, len: usize) {
         let client = &mut self.clients.slab[id];
         let conn = &mut client.conn;
         let speech = &mut self.speech;
+        let limit = self.settings.policy.queue_limit;
         speech.replies.reset(conn.decoder.kind());
         let mut input = &speech.read_buffer[..len];
         speech.replies.answering(input); // echoed slices of it are written from here, not copied
         let mut broken = false;
         while !speech.replies.closes_sender() {
+            if !input.is_empty() && !room_for_another_frame(conn, &speech.replies, limit) {
+                break;
+            }
+            if let Err(refill_at) = conn.frame_allowance(self.clock.now) {
+                if !input.is_empty() {
+                    trace!("client {id} over its frame rate: held until {refill_at:?}");
+                    conn.holds.rate_until = Some(refill_at);
+                }
+                break;
+            }
             match conn.decoder.next_frame(&mut input) {
-                Ok(Some(frame)) => speech.service.frame(
-                    &mut conn.session,
-                    frame,
-                    self.clock.wall_now,
-                    &mut speech.replies,
-                ),
+                Ok(Some(frame)) => {
+                    if let Some(budget) = &mut conn.frame_budget {
+                        budget.spend(); // (a field, not a method: `frame` borrows the decoder)
+                    }
+                    speech.service.frame(
+                        &mut conn.session,
+                        frame,
+                        self.clock.wall_now,
+                        &mut speech.replies,
+                    )
+                }
                 Ok(None) => break,
                 Err(error) => {
                     debug!("client {id} sent a bad frame: {error}");
@@ -239,10 +302,29 @@ impl Reactor {
                 }
             }
         }
+        if !input.is_empty() && !broken && !speech.replies.closes_sender() {
+            trace!("client {id}: {} bytes of input held back", input.len());
+            conn.held.extend_from_slice(input);
+        }
         self.deliver(id);
         if broken {
             self.clients.slab[id].conn.finish(CloseReason::FrameError);
         }
+        // Held back only for want of room that the kernel then made (everything was written
+        // at once): nothing will announce it, so come back next turn.
+        if self.settle(id) {
+            let conn = &self.clients.slab[id].conn;
+            if !conn.held.is_empty() && conn.may_answer() {
+                self.clients.still_ready.push(id);
+            }
+        }
+    }
+
+    /// Answers the input held back from an earlier read, as if it had just been read.
+    fn answer_held(&mut self, id: usize) {
+        let held = std::mem::take(&mut self.clients.slab[id].conn.held);
+        self.speech.read_buffer[..held.len()].copy_from_slice(&held);
+        self.answer(id, held.len());
     }
 
     /// The peer sent FIN: its last unfinished line is still a frame, the protocol hears of the
@@ -306,19 +388,36 @@ impl Reactor {
             if replies.asks_refill() {
                 client.conn.ask_refill();
             }
+            match replies.input_wish() {
+                Some(InputWish::Pause) => client.conn.holds.protocol = true,
+                Some(InputWish::Resume) => {
+                    client.conn.holds.protocol = false;
+                    // Its held input and the kernel's: nothing will announce them again.
+                    if client.conn.may_answer() {
+                        self.clients.still_ready.push(id);
+                    }
+                }
+                None => {}
+            }
         }
         if self.speech.replies.has_others() {
             self.deliver_to_others();
         }
     }
 
-    /// Carries out the actions recorded for clients other than the sender.
+    /// Carries out the actions recorded for clients other than the sender. Each action's bytes
+    /// are wrapped once, so that however many queues hold them they count once towards
+    /// `--max-memory` (see `net/memory.rs`).
     fn deliver_to_others(&mut self) {
         let others = self.speech.replies.take_others();
         for action in &others {
             match action {
-                Action::SendTo(target, bytes) => self.queue_shared(target.0, bytes),
+                Action::SendTo(target, bytes) => {
+                    let shared = SharedBytes::new(Rc::clone(bytes), &self.memory.meter);
+                    self.queue_shared(target.0, &shared);
+                }
                 Action::Broadcast { except, bytes } => {
+                    let shared = SharedBytes::new(Rc::clone(bytes), &self.memory.meter);
                     // Recipients are listed first (queueing needs `&mut self`), into a list
                     // kept between broadcasts so that a chat line allocates nothing here.
                     let mut targets = std::mem::take(&mut self.clients.broadcast_targets);
@@ -331,7 +430,7 @@ impl Reactor {
                             .filter(|key| Some(ClientId(*key)) != *except),
                     );
                     for &target in &targets {
-                        self.queue_shared(target, bytes);
+                        self.queue_shared(target, &shared);
                     }
                     self.clients.broadcast_targets = targets;
                 }
@@ -341,7 +440,7 @@ impl Reactor {
     }
 
     /// Queues shared bytes for another client; it is flushed once, at the end of the turn.
-    fn queue_shared(&mut self, target: usize, bytes: &Rc<[u8]>) {
+    fn queue_shared(&mut self, target: usize, shared: &Rc<SharedBytes>) {
         let Some(client) = self.clients.slab.get_mut(target) else {
             return;
         };
@@ -351,8 +450,8 @@ impl Reactor {
         if client.conn.outbound.is_empty() {
             self.clients.to_flush.push(target);
         }
-        client.conn.outbound.push_shared(Rc::clone(bytes));
-        if client.conn.outbound.len() > self.settings.policy.queue_limit {
+        client.conn.outbound.push_shared(shared);
+        if client.conn.outbound.footprint() > self.settings.policy.queue_limit {
             // Over the limit only because this turn piled it up? Offer it to the kernel before
             // `sync` judges: the limit is for bytes a slow reader refuses, not for a burst.
             self.flush_client(target);
@@ -417,6 +516,7 @@ impl Reactor {
     /// Returns whether the client is still live (not closed).
     #[inline]
     fn settle(&mut self, id: usize) -> bool {
+        self.account_memory(id);
         let Some(client) = self.clients.slab.get_mut(id) else {
             return false; // freed already
         };
@@ -483,10 +583,12 @@ impl Reactor {
             return;
         }
         // A scheduled entry can only be too late once the deadline moves *earlier*: activity
-        // moves it later (the entry is then re-checked when due), lingering moves it earlier.
+        // moves it later (the entry is then re-checked when due); lingering and a rate hold
+        // move it earlier.
         let conn = &mut client.conn;
-        let may_be_earlier =
-            conn.timer_at.is_none() || matches!(conn.state(), State::Lingering { .. });
+        let may_be_earlier = conn.timer_at.is_none()
+            || conn.holds.rate_until.is_some()
+            || matches!(conn.state(), State::Lingering { .. });
         if may_be_earlier
             && let Some(due) = conn.deadline(&self.settings.policy)
             && conn.timer_at.is_none_or(|at| due < at)
@@ -499,6 +601,15 @@ impl Reactor {
             });
         }
     }
+}
+
+/// Whether the protocol may be given another frame of this read: the connection is open and
+/// not held back, and its queue plus the replies recorded so far leave room under the limit.
+#[inline]
+fn room_for_another_frame(conn: &Connection, replies: &Replies, limit: usize) -> bool {
+    conn.may_answer()
+        && replies.input_wish() != Some(InputWish::Pause)
+        && conn.outbound.footprint() + replies.pending_len() <= limit
 }
 
 /// Traces one reply handed to [`Client::send`]: written at once, cut short, or queued behind

@@ -20,13 +20,15 @@
 //!
 //! The loop itself is [`Reactor::run`], below. The work is in the files beside this one, by what
 //! it is about: `token.rs` (what an event's token stands for), `accept.rs` (new connections),
-//! `client.rs` (one client's reads, answers and writes), `sockets.rs` (UDP, metrics), `tidy.rs`
+//! `client.rs` (one client's reads, answers and writes), `memory.rs` (the `--max-memory` cap),
+//! `sockets.rs` (UDP, metrics), `tidy.rs`
 //! (timers and closing, at the end of each turn), `shutdown.rs` (signals and the drain).
 //!
 //! Next: `token.rs`, then `accept.rs`.
 
 mod accept;
 mod client;
+mod memory;
 mod shutdown;
 mod sockets;
 mod tidy;
@@ -46,8 +48,9 @@ use slab::Slab;
 
 use crate::net::alarm::Alarm;
 use crate::net::listener::{AcceptOptions, Listener, ReserveFd};
+use crate::net::memory::MemoryMeter;
 use crate::protocol::framing::FramingKind;
-use crate::protocol::{Replies, Service};
+use crate::protocol::{ClientId, Replies, Service};
 use crate::server::config::ServeConfig;
 use crate::server::connection::Policy;
 use crate::server::metrics::MetricsEndpoint;
@@ -73,6 +76,9 @@ pub struct ReactorSockets {
     pub metrics: Option<MetricsEndpoint>,
     /// Every worker's counters, for the `STATUS=` line to systemd (worker 0 only).
     pub all_stats: Option<ServerStats>,
+    /// The waker registered with this reactor's poll ([`Reactor::waker`]): the protocol gets
+    /// a clone for its work off the loop ([`crate::Protocol::attach_waker`]).
+    pub waker: Option<Arc<Waker>>,
 }
 
 /// One single-threaded server: a poller, its sockets, its clients and its protocol.
@@ -88,6 +94,8 @@ pub struct Reactor {
     clock: Clock,
     /// Accepting when the process runs out of descriptors or the reactor is full.
     accepting: Accepting,
+    /// What the connections' buffers hold, against `--max-memory`.
+    memory: Memory,
     /// Counters, and the name logs give this reactor.
     report: Report,
 }
@@ -100,6 +108,8 @@ struct Settings {
     max_connections: usize,
     /// What every connection's decisions follow: queue limit, slow readers, idle timeout.
     policy: Policy,
+    /// Frames per second for each untrusted client, if the protocol limits them (`--chat-rate`).
+    frame_rate: Option<u32>,
     shutdown_timeout: Duration,
     accept: AcceptOptions,
     /// The `--greeting` line, `\n` included.
@@ -149,6 +159,8 @@ struct Speech {
     service: Box<dyn Service>,
     replies: Replies,
     read_buffer: Box<[u8]>,
+    /// Scratch list of the clients whose work off the loop is done, kept for its memory.
+    woken: Vec<ClientId>,
 }
 
 /// The time, read once per turn, and what is due when.
@@ -171,6 +183,19 @@ struct Accepting {
     exhaustion_logged: bool,
     /// A "server full" episode is under way and has been logged.
     full_logged: bool,
+}
+
+/// The memory cap (`--max-memory`): what every connection's buffers hold, and an episode over it.
+struct Memory {
+    /// Bytes held by all connections' queues, held input and unfinished frames; shared bytes once.
+    meter: MemoryMeter,
+    /// `--max-memory`.
+    cap: usize,
+    /// Over the cap: an episode is under way (logged once, counted once). It ends when the total
+    /// is back under nine tenths of the cap.
+    over: bool,
+    /// Clients held back for memory in this episode, released together when it ends.
+    held: Vec<usize>,
 }
 
 /// Counters and the name logs give this reactor.
@@ -208,7 +233,10 @@ impl Reactor {
         stats: Arc<Stats>,
         name: String,
     ) -> io::Result<Reactor> {
-        let service = config.build_service()?;
+        let mut service = config.build_service()?;
+        if let Some(waker) = &sockets.waker {
+            service.attach_waker(Arc::clone(waker));
+        }
         let framing = config.framing.unwrap_or_else(|| service.default_framing());
         let now = Instant::now();
         let settings = Settings {
@@ -220,10 +248,13 @@ impl Reactor {
                 slow_reader: service.slow_reader(),
                 idle_timeout: config.idle_timeout,
             },
+            frame_rate: config.chat_rate.filter(|_| service.limits_frame_rate()),
             shutdown_timeout: config.shutdown_timeout,
             accept: AcceptOptions {
                 nodelay: config.nodelay,
                 keepalive: config.keepalive,
+                sndbuf: config.sndbuf,
+                rcvbuf: config.rcvbuf,
             },
             greeting: config
                 .greeting
@@ -237,6 +268,7 @@ impl Reactor {
             signals,
             metrics,
             all_stats,
+            waker: _,
         } = sockets;
         let sockets = Sockets::register(
             poll.registry(),
@@ -264,6 +296,7 @@ impl Reactor {
                 service,
                 replies: Replies::new(framing),
                 read_buffer: vec![0; READ_BUFFER_BYTES].into_boxed_slice(),
+                woken: Vec::new(),
             },
             clock: Clock {
                 now,
@@ -277,6 +310,12 @@ impl Reactor {
                 retry_at: None,
                 exhaustion_logged: false,
                 full_logged: false,
+            },
+            memory: Memory {
+                meter: MemoryMeter::new(),
+                cap: config.max_memory,
+                over: false,
+                held: Vec::new(),
             },
             report: Report {
                 stats,
@@ -313,6 +352,7 @@ impl Reactor {
             self.revisit_still_ready(); // clients that used up their per-turn budget
             self.run_timers();
             self.tidy(); // flush shared bytes, free closed slots: never in the middle of a batch
+            self.end_memory_episode_if_under();
         }
         info!("{}stopped", self.report.name);
         Ok(())
@@ -330,7 +370,10 @@ impl Reactor {
             Source::Listener(i) => self.drain_accepts(i),
             Source::Datagram(i) => self.drain_datagrams(i, event.is_writable()),
             Source::Signals => self.on_signals(),
-            Source::Waker => self.on_wake(),
+            Source::Waker => {
+                self.on_stop_request();
+                self.resume_woken_clients();
+            }
             Source::Alarm => self.clock.alarm.rang(), // `run_timers` does what is due
             Source::Metrics(n) => self.on_metrics(n),
             Source::Client(id) => self.drive_client(id, Readiness::from(event)),

@@ -33,8 +33,8 @@ impl Reactor {
         }
     }
 
-    /// The waker rang: another thread asked us to stop.
-    pub(super) fn on_wake(&mut self) {
+    /// The waker rang: another thread may have asked us to stop.
+    pub(super) fn on_stop_request(&mut self) {
         if self.sockets.stop_requested.load(Ordering::SeqCst) {
             self.begin_shutdown();
         }

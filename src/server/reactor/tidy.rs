@@ -59,6 +59,8 @@ impl Reactor {
         conn.timer_at = None;
         match conn.expire(&self.settings.policy, self.clock.now) {
             Expiry::NotYet(_) | Expiry::Closed => {} // `sync` schedules a new deadline, or closes
+            // Its frame budget refilled: answer what it held back, then read on.
+            Expiry::Refilled => self.clients.still_ready.push(id),
             Expiry::Idle => {
                 debug!("client {id} idle: closing");
                 // Finishing first: it closes as idle whatever the protocol says on the way out.
@@ -106,6 +108,7 @@ impl Reactor {
         let counters = self.report.stats.stream(client.stream.transport());
         counters.count_close(reason);
         counters.queued_bytes.sub(conn.queue_counted as u64);
+        self.memory.meter.sub(conn.memory_counted);
         let (bytes_in, bytes_out) = conn.bytes();
         debug!(
             "client {id} closed: {reason} (in={bytes_in} out={bytes_out} unsent={} age={:.1}s)",
