@@ -250,7 +250,9 @@ impl std::fmt::Debug for Files {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Files")
             .field("folder", &self.folder)
-            .field("inventory", &self.inventory)
+            .field("files", &self.inventory.files())
+            .field("used", &self.inventory.used())
+            .field("reserved", &self.inventory.reserved())
             .field("busy", &self.busy)
             .finish_non_exhaustive()
     }
@@ -1032,9 +1034,6 @@ impl Files {
 /// Keeps `input` until the connection is no longer busy, and stops reading it meanwhile. More
 /// than [`MAX_HELD_BYTES`] is refused.
 fn hold(session: &mut Conversation, input: &[u8], out: &mut Replies) {
-    if input.is_empty() {
-        return;
-    }
     if session.held.len() + input.len() > MAX_HELD_BYTES {
         session.held.clear();
         session.mode = refuse_and_close(out, "too many requests ahead");
@@ -1104,6 +1103,22 @@ impl Protocol for Files {
         }
     }
 
+    /// Starts the disk worker: from now on fsyncs, publishing and large hashes run on it.
+    fn attach_waker(&mut self, waker: Arc<mio::Waker>) {
+        match DiskWorker::start(Arc::clone(&self.folder), waker) {
+            Ok(worker) => self.worker = Some(worker),
+            Err(e) => warn!("files: no disk worker thread ({e}): disk work stays on the loop"),
+        }
+    }
+
+    fn on_woken(&mut self, ready: &mut Vec<ClientId>) {
+        self.woken(ready);
+    }
+
+    fn on_resume(&mut self, conversation: &mut Conversation, now: SystemTime, out: &mut Replies) {
+        self.resume(conversation, now, out);
+    }
+
     fn on_disconnect(&mut self, conversation: Conversation, reason: CloseReason, _: &mut Replies) {
         match conversation.mode {
             Mode::Receiving(upload) => {
@@ -1150,18 +1165,13 @@ impl Files {
     fn resume(&mut self, session: &mut Conversation, now: SystemTime, out: &mut Replies) {
         self.feed(session, &[], now, out);
         self.release_held(session, now, out);
+        if matches!(session.mode, Mode::Sending(_) | Mode::Listing(_)) {
+            // A refill asked for here is made only when the reactor next drives this client
+            // (it does not flush after `on_resume`); letting its input flow is what brings it
+            // back at once. What it then sends is held again, as in any busy mode.
+            out.resume_input();
+        }
     }
-}
-
-/// Until the reactor can pause a client's input, held input is bounded by [`MAX_HELD_BYTES`].
-trait InputFlow {
-    fn pause_input(&mut self);
-    fn resume_input(&mut self);
-}
-
-impl InputFlow for Replies {
-    fn pause_input(&mut self) {}
-    fn resume_input(&mut self) {}
 }
 
 #[cfg(test)]
@@ -1415,6 +1425,97 @@ mod tests {
         }
         assert_eq!((drains, ends), (10, 5), "one batch per drain, in order");
         assert!(!service.is_closing(client));
+    }
+
+    fn sha256_of(bytes: &[u8]) -> [u8; 32] {
+        Sha256::digest(bytes).into()
+    }
+
+    /// Waits for the disk worker to report, and resumes its clients.
+    fn wake(service: &mut Harness<Files>) {
+        assert!(
+            service.wait_for_wake(std::time::Duration::from_secs(20)),
+            "the disk worker rang"
+        );
+    }
+
+    #[test]
+    fn a_publish_waits_for_the_disk_worker_and_so_does_the_next_request() {
+        let folder = Folder::new();
+        let mut service = files(&folder, 0).with_waker();
+        let client = service.connect();
+        let put = format!("PUT a 5 {}\nhelloLIST\n", sha256_hex(b"hello"));
+        service.send(client, put.as_bytes());
+        assert_eq!(
+            service.take_output(client),
+            b"OK 0\n",
+            "no DONE before the fsync"
+        );
+        assert!(service.is_paused(client));
+        service.send(client, b"LIST\n"); // waits in the harness, as in the reactor
+        wake(&mut service);
+        let done =
+            format!("DONE 5 {}\n1 a\nEND\n1 a\nEND\n", sha256_hex(b"hello")).replace("1 a", "5 a");
+        assert_eq!(service.take_output(client), done.as_bytes());
+        assert!(!service.is_paused(client));
+        assert_eq!(std::fs::read(folder.path().join("a")).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn a_client_gone_during_its_publish_still_publishes_and_its_number_is_not_confused() {
+        let folder = Folder::new();
+        let mut service = files(&folder, 0).with_waker();
+        let first = service.connect();
+        service.send(first, b"PUT gone 3\nabc");
+        assert_eq!(service.take_output(first), b"OK 0\n");
+        service.disconnect(first, CloseReason::Reset);
+        let second = service.connect();
+        assert_eq!(second, first, "the number is reused");
+        wake(&mut service);
+        assert!(
+            service.take_output(second).is_empty(),
+            "nothing of the other's job"
+        );
+        service.send(second, b"PUT gone 3\n");
+        assert_eq!(service.take_output(second), b"error: exists\n");
+        assert_eq!(std::fs::read(folder.path().join("gone")).unwrap(), b"abc");
+    }
+
+    #[test]
+    fn a_large_partial_file_is_hashed_off_the_loop_on_resume_after_a_restart() {
+        let folder = Folder::new();
+        let body: Vec<u8> = (0..600_000u32).map(|i| (i * 7) as u8).collect();
+        let put = format!("PUT big 600000 {}\n", hex(&sha256_of(&body)));
+        {
+            let mut before = files(&folder, 0);
+            let client = before.connect();
+            before.send(client, put.as_bytes());
+            before.send(client, &body[..400_000]);
+            before.disconnect(client, CloseReason::Reset);
+        } // the server restarts
+        let mut service = files(&folder, 0).with_waker();
+        let client = service.connect();
+        service.send(client, put.as_bytes());
+        assert!(
+            service.take_output(client).is_empty(),
+            "hashing 400000 bytes"
+        );
+        assert!(service.is_paused(client));
+        wake(&mut service);
+        assert_eq!(service.take_output(client), b"OK 400000\n");
+        service.send(client, &body[400_000..]);
+        wake(&mut service);
+        let done = format!("DONE 600000 {}\n", hex(&sha256_of(&body)));
+        assert_eq!(service.take_output(client), done.as_bytes());
+        // The first GET of a large file it did not receive is hashed off the loop too.
+        std::fs::write(folder.path().join("theirs"), &body).unwrap();
+        service.send(client, b"GET theirs 599999\n");
+        assert!(service.take_output(client).is_empty());
+        wake(&mut service);
+        let header = format!("OK 600000 {}\n", hex(&sha256_of(&body)));
+        assert_eq!(service.take_output(client), header.as_bytes());
+        assert!(service.drain(client));
+        assert_eq!(service.take_output(client), &body[599_999..]);
     }
 
     #[test]
