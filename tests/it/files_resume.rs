@@ -1,6 +1,7 @@
 //! `-p files` as a service you can leave running: resume across a server restart, uploads that
 //! nobody else can take over or splice, digests checked before a name is published, `--max-files`,
-//! quota reservations that end, partial files that expire, links planted in the folder refused.
+//! quota reservations that end, partial files that expire, links planted in the folder refused,
+//! and a flood of pipelined `LIST`s answered a batch at a time.
 
 use std::time::{Duration, SystemTime};
 
@@ -274,4 +275,38 @@ fn partial_files_untouched_for_the_ttl_are_removed() {
     // The first request sweeps: the old partial file's bytes no longer count.
     assert_eq!(client.request("PUT x 8"), "OK 0");
     assert_eq!(dir.names(), [".partial-5-u-fresh", ".partial-8-u-x"]);
+}
+
+#[test]
+fn a_flood_of_pipelined_lists_holds_one_batch_while_others_are_answered() {
+    let dir = TempDir::new("list-flood");
+    for i in 0..1000 {
+        std::fs::write(dir.join(&format!("file-{i:05}")), b"x").unwrap();
+    }
+    let server = serve_files(dir.path(), |_| {});
+    // 6,553 `LIST`s in one 32 KiB write, from a client that never reads its answers: 85 MB of
+    // listings, if they were made at once. They are made a batch per drained queue, so once the
+    // flooder's socket buffers are full the server holds the rest of one batch, no more.
+    let mut flooder = Client::connect(server.addr());
+    flooder.send(&b"LIST\n".repeat(32 * 1024 / 5));
+    let one_batch = 256 * "1 file-00000\n".len() as u64;
+    common::wait_for_stats(&server, "the flooder's socket buffers full", |s| {
+        s.total().queued_bytes > 0
+    });
+    let mut other = Client::connect(server.addr());
+    for round in 0..3 {
+        assert!(
+            other
+                .put(&format!("new-{round}"), b"still served")
+                .starts_with("DONE 12 "),
+            "round {round}"
+        );
+        assert_eq!(other.list().len(), 1001 + round);
+    }
+    let stats = server.stats().total();
+    assert!(
+        0 < stats.queued_bytes && stats.queued_bytes_peak <= one_batch,
+        "{stats:?}"
+    );
+    drop(flooder);
 }

@@ -23,7 +23,7 @@
 //! The thread ends when the service is dropped: [`DiskWorker`]'s drop closes the job channel,
 //! the thread finishes the job in hand and returns, and the drop joins it.
 //!
-//! Next: `request.rs`, the protocol's words.
+//! Next: `protocol/testing.rs`, which drives any protocol with byte slices.
 
 use std::fs::File;
 use std::io;
