@@ -166,7 +166,7 @@ enum Mode {
     /// Reading request lines.
     Lines,
     /// Reading the body of a `PUT` or a tutorial upload.
-    Receiving(Upload),
+    Receiving(Box<Upload>),
     /// Sending a file, a chunk per drained queue.
     Sending(Download),
     /// Answering `LIST`, a batch per drained queue; the last name sent.
@@ -369,7 +369,7 @@ impl Files {
                         .map_or(input.len(), |left| left.min(input.len()));
                     let (body, rest) = input.split_at(len);
                     input = rest;
-                    self.receive(session.client, upload, body, now, out)
+                    self.receive(session.client, *upload, body, now, out)
                 }
                 busy => busy, // handled above
             };
@@ -675,7 +675,7 @@ impl Files {
             return refuse_and_close(out, &describe_io_error(&e));
         }
         if upload.remaining() > 0 {
-            return Mode::Receiving(upload);
+            return Mode::Receiving(Box::new(upload));
         }
         self.complete(client, upload, out)
     }
@@ -771,7 +771,7 @@ impl Files {
             (Parked::Resume(upload), Outcome::Hashed(Ok(hasher))) => Resumed {
                 reply: format!("OK {}\n", upload.written).into_bytes(),
                 close: false,
-                mode: Mode::Receiving(Upload { hasher, ..upload }),
+                mode: Mode::Receiving(Box::new(Upload { hasher, ..upload })),
             },
             (Parked::Resume(upload), Outcome::Hashed(Err(e))) => {
                 warn!("files: reading back {}: {e}", upload.partial);
@@ -889,7 +889,7 @@ impl Files {
             }
             // A resumed upload held whole: nothing more comes, it completes now.
             Mode::Receiving(upload) if upload.remaining() == 0 => {
-                self.receive(client, upload, &[], now, out)
+                self.receive(client, *upload, &[], now, out)
             }
             mode => mode,
         }
@@ -898,7 +898,7 @@ impl Files {
     /// The client of a finished job left before hearing of it.
     fn orphan(&mut self, resumed: Resumed) {
         if let Mode::Receiving(upload) = resumed.mode {
-            self.abandon(upload);
+            self.abandon(*upload);
         }
     }
 
@@ -1126,7 +1126,7 @@ impl Protocol for Files {
                     "files: {} interrupted at byte {} of {} ({reason})",
                     upload.key.name, upload.written, upload.key.size
                 );
-                self.abandon(upload);
+                self.abandon(*upload);
             }
             Mode::WaitingForDisk(serial) => {
                 if self.parked.contains_key(&serial) {
