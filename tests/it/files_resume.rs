@@ -286,7 +286,7 @@ fn a_flood_of_pipelined_lists_holds_one_batch_while_others_are_answered() {
     let server = serve_files(dir.path(), |_| {});
     // 6,553 `LIST`s in one 32 KiB write, from a client that never reads its answers: 85 MB of
     // listings, if they were made at once. They are made a batch per drained queue, so once the
-    // flooder's socket buffers are full the server holds the rest of one batch, no more.
+    // flooder's socket buffers are full the server holds what one drain made, no more.
     let mut flooder = Client::connect(server.addr());
     flooder.send(&b"LIST\n".repeat(32 * 1024 / 5));
     let one_batch = 256 * "1 file-00000\n".len() as u64;
@@ -303,9 +303,10 @@ fn a_flood_of_pipelined_lists_holds_one_batch_while_others_are_answered() {
         );
         assert_eq!(other.list().len(), 1001 + round);
     }
+    // One drained queue may end a listing (its last batch, `END`) and begin the next (its first).
     let stats = server.stats().total();
     assert!(
-        0 < stats.queued_bytes && stats.queued_bytes_peak <= one_batch,
+        0 < stats.queued_bytes && stats.queued_bytes_peak <= 2 * one_batch + 4,
         "{stats:?}"
     );
     drop(flooder);
