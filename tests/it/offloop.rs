@@ -120,9 +120,12 @@ fn frames_after_a_paused_one_wait_for_its_resume_and_keep_their_order() {
 fn a_refill_asked_for_on_resume_is_made_at_once() {
     let server = common::serve(|cfg| cfg.protocol = ProtocolFactory::new(Slow::new).into());
     let mut client = common::connect(&server);
-    common::send(&mut client, b"slow body
+    common::send(
+        &mut client,
+        b"slow body
 after
-");
+",
+    );
     assert_eq!(common::read_line(&mut client), b"the body");
     assert_eq!(common::read_line(&mut client), b"now after");
 }
