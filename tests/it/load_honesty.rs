@@ -177,7 +177,7 @@ fn a_udp_run_fails_only_above_max_loss() {
         let mut n = 0u64;
         while let Ok((len, peer)) = socket.recv_from(&mut buf) {
             n += 1;
-            if n % 2 == 0 {
+            if n.is_multiple_of(2) {
                 let _ = socket.send_to(&buf[..len], peer);
             }
         }

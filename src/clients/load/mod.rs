@@ -165,9 +165,8 @@ pub fn run_with(
                 .name(format!("echoloop-load-{r}"))
                 .spawn(move || {
                     alarm::lower_timer_slack(TIMER_SLACK);
-                    let result = ClientReactor::new(&config, ids, quota, Arc::clone(&live))
-                        .and_then(|reactor| reactor.run(&stop, &intervals));
-                    result
+                    ClientReactor::new(&config, ids, quota, live)
+                        .and_then(|reactor| reactor.run(&stop, &intervals))
                 })?,
         );
     }

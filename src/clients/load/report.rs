@@ -802,9 +802,11 @@ mod tests {
 
     #[test]
     fn no_reply_means_no_latency_and_a_failure() {
-        let mut tally = Tally::default();
-        tally.connections_ok = 1;
-        tally.window_secs = 1.0;
+        let mut tally = Tally {
+            connections_ok: 1,
+            window_secs: 1.0,
+            ..Tally::default()
+        };
         tally.sent(true, 64);
         tally.timed_out(1);
         let report = LoadReport::new(&config(), vec![tally], Vec::new());
