@@ -412,6 +412,25 @@ mod tests {
     }
 
     #[test]
+    fn a_payload_file_is_cut_by_the_framing_and_checked_like_the_rest() {
+        let lines = Payloads::from_file(b"one\r\n\ntwo\n".to_vec(), FramingKind::Line).unwrap();
+        assert_eq!(lines.max_size(), 3);
+        assert_eq!(lines.message(0, 0), Message::Given(b"one"));
+        assert_eq!(lines.message(7, 1), Message::Given(b"two"));
+        assert_eq!(lines.message(7, 2), Message::Given(b"one"), "in turn");
+        let whole = Payloads::from_file(b"a\nb".to_vec(), FramingKind::Raw).unwrap();
+        let message = whole.message(0, 5);
+        assert!(message.is_echo(b"a\nb"));
+        assert!(message.matches_at(1, b"\nb"));
+        assert!(!message.matches_at(2, b"bb"));
+        assert!(!message.is_echo(b"a\nc"));
+        for empty in [&b""[..], b"\n\n"] {
+            assert!(Payloads::from_file(empty.to_vec(), FramingKind::Line).is_err());
+        }
+        assert!(Payloads::from_file(Vec::new(), FramingKind::Raw).is_err());
+    }
+
+    #[test]
     fn timestamp_replies_are_checked_for_shape_and_payload() {
         let message = Message::new(0, 1, 30);
         let mut good = b"[Wed Nov  4 09:05:01 2026] ".to_vec();
