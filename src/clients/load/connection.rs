@@ -298,8 +298,10 @@ impl Connection {
 
     /// Whether it can make no progress: its pipeline is full and the oldest message has waited
     /// longer than the timeout (the server stopped answering it).
+    /// (Never over UDP: there the oldest is given up as lost, which frees its place.)
     pub fn is_stuck(&self, env: &Env) -> bool {
-        self.in_flight.len() >= env.pipeline
+        !matches!(self.socket, Some(Socket2::Datagram(_)))
+            && self.in_flight.len() >= env.pipeline
             && self
                 .in_flight
                 .front()
