@@ -154,15 +154,18 @@ fn load(args: echoloop::cli::LoadArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    finish_report(&report, outputs, json, write_error)
+    let code = report.exit_code();
+    finish_report(&report, outputs, json, write_error, code)
 }
 
-/// Prints a report (summary or JSON), writes its files, says why it failed; the exit code.
+/// Prints a report (summary or JSON), writes its files, says why it failed; exits with `code`
+/// (1 if a file could not be written).
 fn finish_report(
     report: &echoloop::clients::load::LoadReport,
     outputs: echoloop::clients::load::Outputs,
     json: bool,
     write_error: Option<String>,
+    code: u8,
 ) -> ExitCode {
     if json {
         println!("{}", report.to_json());
@@ -174,7 +177,7 @@ fn finish_report(
         eprintln!("echoloop: {e}");
         return ExitCode::FAILURE;
     }
-    if report.interrupted {
+    if code == 130 {
         eprintln!(
             "echoloop: interrupted: the report covers {:.3} s",
             report.duration_secs
@@ -182,7 +185,7 @@ fn finish_report(
     } else if let Some(why) = &report.failure {
         eprintln!("echoloop: failed: {why}");
     }
-    ExitCode::from(report.exit_code())
+    ExitCode::from(code)
 }
 
 fn report(args: echoloop::cli::ReportArgs) -> ExitCode {
@@ -201,5 +204,8 @@ fn report(args: echoloop::cli::ReportArgs) -> ExitCode {
             write_error.get_or_insert(e);
         }
     }
-    finish_report(&report, outputs, args.json, write_error)
+    // Runs stopped by SIGINT are added up like the others (and the report says so); `report`
+    // itself was not interrupted, so it exits 0 or 1.
+    let code = u8::from(report.failure.is_some());
+    finish_report(&report, outputs, args.json, write_error, code)
 }

@@ -488,6 +488,9 @@ impl LoadReport {
                 why.push("no message was taken by the server".to_string());
             }
             ReplyKind::Discard => {}
+            ReplyKind::Chargen if self.messages_received == 0 => {
+                why.push("no whole line of the pattern arrived".to_string());
+            }
             _ if self.messages_received == 0 => why.push(format!(
                 "no reply arrived ({} messages sent)",
                 self.messages_sent
