@@ -1,7 +1,9 @@
 //! `echoloop`: command line → subcommand → exit code.
 //!
 //! Exit codes: 0 done, 1 could not start (address in use, permission denied) or failed while
-//! running, 2 bad command-line input (one line on stderr naming the argument).
+//! running (`load`/`report`: the run found timeouts, wrong replies or failed connections), 2 bad
+//! command-line input (one line on stderr naming the argument, or an output file that cannot be
+//! created), 130 `load` stopped by SIGINT (its report is printed all the same).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -11,6 +13,7 @@ use clap::error::ErrorKind;
 use echoloop::cli::{Cli, Command, ServeArgs};
 use echoloop::net::activation;
 use echoloop::{Server, StartError};
+use signal_hook::consts::SIGINT;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Load(args) => load(args),
+        Command::Report(args) => report(args),
         Command::Client(args) => echoloop::clients::interactive::run(&args.into_config()),
         Command::Put(args) => echoloop::clients::transfer::put(&args.into_config()),
         Command::Get(args) => echoloop::clients::transfer::get(&args.into_config()),
@@ -113,31 +117,95 @@ fn serve_threaded(config: &echoloop::ServeConfig) -> ExitCode {
 }
 
 fn load(args: echoloop::cli::LoadArgs) -> ExitCode {
-    let (json, histogram) = (args.json, args.histogram.clone());
+    use echoloop::clients::load::{self, Control, LoadError, Outputs};
+    let json = args.json;
+    let paths = args.output_paths();
     let config = match args.into_config() {
         Ok(config) => config,
         Err(message) => return usage_error(&message),
     };
-    let report = match echoloop::clients::load::run(&config) {
-        Ok(report) => report,
-        Err(e @ echoloop::clients::load::LoadError::Limits(_)) => {
-            return usage_error(&e.to_string());
+    // Every output file exists before the first connection: a bad path costs no run.
+    let mut outputs = match Outputs::create(&paths) {
+        Ok(outputs) => outputs,
+        Err(message) => return usage_error(&message),
+    };
+    // The first SIGINT ends the run early, with its report; a second one exits at once.
+    let control = Control::default();
+    for register in [
+        |stop| signal_hook::flag::register_conditional_shutdown(SIGINT, 130, stop),
+        |stop| signal_hook::flag::register(SIGINT, stop),
+    ] {
+        if let Err(e) = register(std::sync::Arc::clone(&control.stop)) {
+            eprintln!("echoloop: cannot handle SIGINT: {e}");
+            return ExitCode::FAILURE;
         }
+    }
+    let mut write_error = None;
+    let result = load::run_with(&config, &control, |interval, row| {
+        if let Err(e) = outputs.write_interval(interval, row) {
+            write_error.get_or_insert(e);
+        }
+    });
+    let report = match result {
+        Ok(report) => report,
+        Err(e @ LoadError::Limits(_)) => return usage_error(&e.to_string()),
         Err(e) => {
             eprintln!("echoloop: {e}");
             return ExitCode::FAILURE;
         }
     };
-    if let Some(path) = histogram
-        && let Err(e) = std::fs::write(&path, report.percentile_distribution())
-    {
-        eprintln!("echoloop: cannot write {}: {e}", path.display());
-        return ExitCode::FAILURE;
-    }
+    let code = report.exit_code();
+    finish_report(&report, outputs, json, write_error, code)
+}
+
+/// Prints a report (summary or JSON), writes its files, says why it failed; exits with `code`
+/// (1 if a file could not be written).
+fn finish_report(
+    report: &echoloop::clients::load::LoadReport,
+    outputs: echoloop::clients::load::Outputs,
+    json: bool,
+    write_error: Option<String>,
+    code: u8,
+) -> ExitCode {
     if json {
         println!("{}", report.to_json());
     } else {
         print!("{}", report.to_text());
     }
-    ExitCode::from(report.exit_code())
+    let _ = std::io::stdout().flush();
+    if let Some(e) = write_error.or_else(|| outputs.finish(report).err()) {
+        eprintln!("echoloop: {e}");
+        return ExitCode::FAILURE;
+    }
+    if code == 130 {
+        eprintln!(
+            "echoloop: interrupted: the report covers {:.3} s",
+            report.duration_secs
+        );
+    } else if let Some(why) = &report.failure {
+        eprintln!("echoloop: failed: {why}");
+    }
+    ExitCode::from(code)
+}
+
+fn report(args: echoloop::cli::ReportArgs) -> ExitCode {
+    use echoloop::clients::load::{Outputs, merge_logs};
+    let mut outputs = match Outputs::create(&args.output_paths()) {
+        Ok(outputs) => outputs,
+        Err(message) => return usage_error(&message),
+    };
+    let report = match merge_logs(&args.logs) {
+        Ok(report) => report,
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    let mut write_error = None;
+    for row in &report.timeline {
+        if let Err(e) = outputs.write_row(row) {
+            write_error.get_or_insert(e);
+        }
+    }
+    // Runs stopped by SIGINT are added up like the others (and the report says so); `report`
+    // itself was not interrupted, so it exits 0 or 1.
+    let code = u8::from(report.failure.is_some());
+    finish_report(&report, outputs, args.json, write_error, code)
 }

@@ -31,6 +31,9 @@ _echoloop() {
             echoloop,put)
                 cmd="echoloop__subcmd__put"
                 ;;
+            echoloop,report)
+                cmd="echoloop__subcmd__report"
+                ;;
             echoloop,serve)
                 cmd="echoloop__subcmd__serve"
                 ;;
@@ -49,6 +52,9 @@ _echoloop() {
             echoloop__subcmd__help,put)
                 cmd="echoloop__subcmd__help__subcmd__put"
                 ;;
+            echoloop__subcmd__help,report)
+                cmd="echoloop__subcmd__help__subcmd__report"
+                ;;
             echoloop__subcmd__help,serve)
                 cmd="echoloop__subcmd__help__subcmd__serve"
                 ;;
@@ -59,7 +65,7 @@ _echoloop() {
 
     case "${cmd}" in
         echoloop)
-            opts="-h -V --help --version serve load client put get help"
+            opts="-h -V --help --version serve load report client put get help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -113,7 +119,7 @@ _echoloop() {
             return 0
             ;;
         echoloop__subcmd__help)
-            opts="serve load client put get help"
+            opts="serve load report client put get help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -196,6 +202,20 @@ _echoloop() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        echoloop__subcmd__help__subcmd__report)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         echoloop__subcmd__help__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -211,7 +231,7 @@ _echoloop() {
             return 0
             ;;
         echoloop__subcmd__load)
-            opts="-c -d -s -h --udp --connections --duration --warmup --size --pipeline --rate --connect-rate --threads --framing --protocol --source-addrs --json --histogram --hold --help"
+            opts="-c -d -n -s -h --udp --connections --duration --messages --warmup --timeout --size --payload-file --pipeline --rate --connect-rate --threads --framing --protocol --max-loss --percentiles --source-addrs --json --json-out --histogram --interval --timeline --plot --hdr-log --hold --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -233,7 +253,19 @@ _echoloop() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --messages)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --warmup)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -242,6 +274,10 @@ _echoloop() {
                     return 0
                     ;;
                 -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --payload-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -266,14 +302,42 @@ _echoloop() {
                     return 0
                     ;;
                 --protocol)
-                    COMPREPLY=($(compgen -W "echo timestamp" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "echo timestamp discard chargen" -- "${cur}"))
+                    return 0
+                    ;;
+                --max-loss)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --percentiles)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --source-addrs)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --json-out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --histogram)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeline)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --plot)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hdr-log)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -296,6 +360,36 @@ _echoloop() {
                     return 0
                     ;;
                 --retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        echoloop__subcmd__report)
+            opts="-h --json --json-out --histogram --timeline --plot --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --json-out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --histogram)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeline)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --plot)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

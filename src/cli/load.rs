@@ -5,7 +5,7 @@
 //! wrong family) is checked by [`LoadArgs::into_config`], which answers with the one line that
 //! `main.rs` prints before exiting with code 2.
 //!
-//! Next: `docs/LOAD.md`, for how to use all this.
+//! Next: `report.rs`, several runs added up; `docs/LOAD.md`, for how to use all this.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -13,10 +13,15 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::parse_address;
-use crate::clients::load::{LoadConfig, ReplyKind, Target, parse_source_addrs};
+use super::{parse_address, units};
+use crate::clients::load::{
+    self, LoadConfig, OutputPaths, Payloads, ReplyKind, Target, parse_source_addrs,
+};
 use crate::net::address::Address;
 use crate::protocol::framing::FramingKind;
+
+/// `-d` when neither `-d` nor `-n` is given.
+const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 
 /// Largest UDP payload over IPv4.
 const MAX_DATAGRAM_PAYLOAD: u64 = 65_507;
@@ -34,15 +39,25 @@ pub struct LoadArgs {
     /// Connections (UDP: sockets) over all threads
     #[arg(short = 'c', long, default_value_t = 50, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub connections: u64,
-    /// Measured seconds, after connecting and warmup (fractions allowed: 0.5)
-    #[arg(short = 'd', long, default_value = "10", value_name = "SECS", value_parser = parse_positive_secs)]
-    pub duration: Duration,
-    /// Seconds of traffic before the measurement starts
-    #[arg(long, default_value = "0", value_name = "SECS", value_parser = parse_secs)]
+    /// How long to measure, after connecting and warmup (500ms, 30s, 2m; a bare number is seconds)
+    /// [default: 10s, or no limit with -n]
+    #[arg(short = 'd', long, value_name = "DURATION", value_parser = units::positive_duration)]
+    pub duration: Option<Duration>,
+    /// Stop after N replies in total (with -d: whichever comes first)
+    #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub messages: Option<u64>,
+    /// Traffic before the measurement starts, not counted (5s)
+    #[arg(long, default_value = "0", value_name = "DURATION", value_parser = units::duration)]
     pub warmup: Duration,
-    /// Payload bytes per message
-    #[arg(short = 's', long, default_value_t = 64, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..=16 * 1024 * 1024))]
+    /// A reply later than this is a timeout; replies still owed at the end are waited for this long
+    #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = units::positive_duration)]
+    pub timeout: Duration,
+    /// Payload bytes per message (64, 4K, 1M)
+    #[arg(short = 's', long, default_value = "64", value_name = "BYTES", value_parser = |t: &str| units::bytes_in(t, 1, 16 << 20))]
     pub size: u64,
+    /// Each message's payload from FILE (line framing: one message per line of the file, in turn)
+    #[arg(long, value_name = "FILE", conflicts_with = "size")]
+    pub payload_file: Option<PathBuf>,
     /// Messages in flight per connection
     #[arg(long, default_value_t = 1, value_name = "K", value_parser = clap::value_parser!(u64).range(1..=65_536))]
     pub pipeline: u64,
@@ -61,31 +76,53 @@ pub struct LoadArgs {
     /// What a correct reply looks like
     #[arg(long, value_enum, default_value = "echo", value_name = "NAME")]
     pub protocol: ReplyKind,
+    /// UDP: fail the run only if more than PCT percent of the datagrams are lost
+    #[arg(long, default_value_t = 1.0, value_name = "PCT", value_parser = parse_percent)]
+    pub max_loss: f64,
+    /// Latency percentiles to report (JSON keys p50, p999, p9999)
+    #[arg(long, default_value = "50,90,99,99.9", value_name = "LIST", value_parser = parse_percentiles)]
+    pub percentiles: Percentiles,
     /// Local addresses to spread connections over: 127.0.0.1-127.0.0.16, or a comma list
     #[arg(long, value_name = "ADDRS")]
     pub source_addrs: Option<String>,
     /// Print one JSON object on stdout instead of the summary
     #[arg(long)]
     pub json: bool,
+    /// Also write the JSON object to FILE (the summary still goes to stdout)
+    #[arg(long, value_name = "FILE")]
+    pub json_out: Option<PathBuf>,
     /// Write the latency percentile distribution (HdrHistogram text, µs) to FILE
     #[arg(long, value_name = "FILE")]
     pub histogram: Option<PathBuf>,
-    /// Open the connections, keep them idle for -d seconds, report how many are up
+    /// Length of one row of the results over time (--timeline, --plot, --hdr-log)
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = units::positive_duration)]
+    pub interval: Duration,
+    /// Write one row per interval to FILE: CSV, or JSON lines if FILE ends in .jsonl
+    #[arg(long, value_name = "FILE")]
+    pub timeline: Option<PathBuf>,
+    /// Draw throughput, p99 over time and the latency percentile curve into FILE.svg
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// Write the HdrHistogram interval log to FILE (for `echoloop report` and HdrHistogram tools)
+    #[arg(long, value_name = "FILE")]
+    pub hdr_log: Option<PathBuf>,
+    /// Open the connections, keep them idle for -d, report how many are up
     #[arg(long)]
     pub hold: bool,
 }
 
-fn parse_secs(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text
-        .parse()
-        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("'{text}' is not a number of seconds"))
+/// `--percentiles`, as clap keeps it (a `Vec` would be taken for a repeated flag).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Percentiles(pub Vec<f64>);
+
+fn parse_percentiles(text: &str) -> Result<Percentiles, String> {
+    load::parse_percentiles(text).map(Percentiles)
 }
 
-fn parse_positive_secs(text: &str) -> Result<Duration, String> {
-    match parse_secs(text)? {
-        Duration::ZERO => Err("must be more than 0 seconds".into()),
-        secs => Ok(secs),
+fn parse_percent(text: &str) -> Result<f64, String> {
+    match text.trim_end_matches('%').parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("'{text}' is not a percentage between 0 and 100")),
     }
 }
 
@@ -97,6 +134,17 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 }
 
 impl LoadArgs {
+    /// The files to write, besides the summary.
+    pub fn output_paths(&self) -> OutputPaths {
+        OutputPaths {
+            json_out: self.json_out.clone(),
+            histogram: self.histogram.clone(),
+            timeline: self.timeline.clone(),
+            plot: self.plot.clone(),
+            hdr_log: self.hdr_log.clone(),
+        }
+    }
+
     /// The config these arguments describe, or the one line saying what is wrong with them.
     pub fn into_config(self) -> Result<LoadConfig, String> {
         let target = match (self.udp, self.addr) {
@@ -105,19 +153,39 @@ impl LoadArgs {
             (true, Address::Unix(_)) => return Err("--udp needs HOST:PORT, not unix:".into()),
         };
         let framing = self.framing.unwrap_or(match self.protocol {
-            ReplyKind::Echo => FramingKind::Raw,
             ReplyKind::Timestamp => FramingKind::Line,
+            ReplyKind::Echo | ReplyKind::Discard | ReplyKind::Chargen => FramingKind::Raw,
         });
+        if self.udp && !self.protocol.answers_each_message() {
+            return Err(format!(
+                "--protocol {} measures a stream: it does not take --udp",
+                if self.protocol == ReplyKind::Discard {
+                    "discard"
+                } else {
+                    "chargen"
+                }
+            ));
+        }
         if self.protocol == ReplyKind::Timestamp && framing == FramingKind::Raw && !self.udp {
             return Err(
                 "--protocol timestamp needs --framing line or length (in raw framing replies cannot be told apart)"
                     .into(),
             );
         }
-        if self.udp && self.size > MAX_DATAGRAM_PAYLOAD {
+        let payloads = match &self.payload_file {
+            Some(path) => {
+                let bytes = std::fs::read(path)
+                    .map_err(|e| format!("--payload-file: cannot read {}: {e}", path.display()))?;
+                Payloads::from_file(bytes, framing)?
+            }
+            None => Payloads::Generated {
+                size: self.size as usize,
+            },
+        };
+        if self.udp && payloads.max_size() as u64 > MAX_DATAGRAM_PAYLOAD {
             return Err(format!(
-                "--size {} is more than a datagram holds ({MAX_DATAGRAM_PAYLOAD})",
-                self.size
+                "a payload of {} bytes is more than a datagram holds ({MAX_DATAGRAM_PAYLOAD})",
+                payloads.max_size()
             ));
         }
         let source_addrs: Vec<IpAddr> = match &self.source_addrs {
@@ -144,9 +212,17 @@ impl LoadArgs {
         Ok(LoadConfig {
             target,
             connections: self.connections as usize,
-            duration: self.duration,
+            duration: match (self.duration, self.messages) {
+                (None, None) => Some(DEFAULT_DURATION),
+                (duration, _) => duration,
+            },
+            messages: self.messages,
+            timeout: self.timeout,
+            max_loss_percent: self.max_loss,
+            percentiles: self.percentiles.0,
+            interval: self.interval,
             warmup: self.warmup,
-            size: self.size as usize,
+            payloads,
             pipeline: self.pipeline as usize,
             rate: self.rate,
             connect_rate: self.connect_rate,
@@ -181,8 +257,13 @@ mod tests {
     fn defaults_match_the_issue() {
         let config = parse(&["127.0.0.1:7007"]).unwrap();
         assert_eq!(config.connections, 50);
-        assert_eq!(config.duration, Duration::from_secs(10));
-        assert_eq!(config.size, 64);
+        assert_eq!(config.duration, Some(Duration::from_secs(10)));
+        assert_eq!(config.messages, None);
+        assert_eq!(config.timeout, Duration::from_secs(2));
+        assert_eq!(config.interval, Duration::from_secs(1));
+        assert_eq!(config.percentiles, vec![50.0, 90.0, 99.0, 99.9]);
+        assert_eq!(config.max_loss_percent, 1.0);
+        assert_eq!(config.payloads, Payloads::Generated { size: 64 });
         assert_eq!(config.pipeline, 1);
         assert_eq!(config.framing, FramingKind::Raw);
         assert_eq!(config.rate, None);
@@ -201,9 +282,59 @@ mod tests {
             "127.0.0.1:1",
         ])
         .unwrap();
-        assert_eq!(config.duration, Duration::from_millis(500));
+        assert_eq!(config.duration, Some(Duration::from_millis(500)));
         assert_eq!(config.framing, FramingKind::Line);
         assert_eq!(config.source_addrs.len(), 4);
+    }
+
+    #[test]
+    fn units_messages_and_percentiles() {
+        let config = parse(&[
+            "-d",
+            "500ms",
+            "--warmup",
+            "1m",
+            "--timeout",
+            "250ms",
+            "-s",
+            "4K",
+            "--percentiles",
+            "50,99.99",
+            "--interval",
+            "0.25",
+            "127.0.0.1:1",
+        ])
+        .unwrap();
+        assert_eq!(config.duration, Some(Duration::from_millis(500)));
+        assert_eq!(config.warmup, Duration::from_secs(60));
+        assert_eq!(config.timeout, Duration::from_millis(250));
+        assert_eq!(config.size(), 4096);
+        assert_eq!(config.percentiles, vec![50.0, 99.99]);
+        assert_eq!(config.interval, Duration::from_millis(250));
+        // -n alone has no time limit; with -d both hold.
+        let config = parse(&["-n", "1000", "127.0.0.1:1"]).unwrap();
+        assert_eq!((config.messages, config.duration), (Some(1000), None));
+        let config = parse(&["-n", "5", "-d", "2m", "127.0.0.1:1"]).unwrap();
+        assert_eq!(config.duration, Some(Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn a_payload_file_gives_the_payloads() {
+        let path = std::env::temp_dir().join(format!("echoloop-payload-{}", std::process::id()));
+        std::fs::write(&path, "alpha\nbeta\n").unwrap();
+        let file = path.to_str().unwrap();
+        let lines = parse(&["--payload-file", file, "--framing", "line", "127.0.0.1:1"]).unwrap();
+        let whole = parse(&["--payload-file", file, "127.0.0.1:1"]).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let given = |p: Payloads| match p {
+            Payloads::Given(given) => given.as_ref().clone(),
+            Payloads::Generated { .. } => panic!("generated"),
+        };
+        assert_eq!(
+            given(lines.payloads),
+            vec![b"alpha".to_vec(), b"beta".to_vec()]
+        );
+        assert_eq!(given(whole.payloads), vec![b"alpha\nbeta\n".to_vec()]);
     }
 
     #[test]
@@ -213,6 +344,13 @@ mod tests {
             &["--udp", "unix:/tmp/x"],
             &["--source-addrs", "::1", "127.0.0.1:1"],
             &["-d", "0", "127.0.0.1:1"],
+            &["-d", "-1s", "127.0.0.1:1"],
+            &["-d", "soon", "127.0.0.1:1"],
+            &["--percentiles", "100", "127.0.0.1:1"],
+            &["--max-loss", "101", "127.0.0.1:1"],
+            &["--udp", "--protocol", "discard", "127.0.0.1:1"],
+            &["--payload-file", "/nonexistent/echoloop", "127.0.0.1:1"],
+            &["-s", "4K", "--payload-file", "/etc/hostname", "127.0.0.1:1"],
             &["--rate", "-5", "127.0.0.1:1"],
             &["-c", "0", "127.0.0.1:1"],
         ] {

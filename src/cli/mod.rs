@@ -1,21 +1,25 @@
-//! The command line: `echoloop serve | load | client | put | get`, parsed with clap.
+//! The command line: `echoloop serve | load | report | client | put | get`, parsed with clap.
 //!
 //! Only this folder knows clap. Each command's arguments turn into a plain config struct
 //! (`ServeConfig`, `LoadConfig`, `ClientConfig`, `PutConfig`, `GetConfig`), which is all the rest
 //! of the library takes, so tests and embedders never need clap. Bad input ends the program with
 //! one line on stderr naming the argument, and exit code 2 (see `main.rs`).
 //!
-//! One file per command: `serve.rs`, `load.rs`, `client.rs`, `transfer.rs`.
+//! One file per command: `serve.rs`, `load.rs`, `report.rs`, `client.rs`, `transfer.rs`; `units.rs`
+//! parses the durations (`500ms`, `30s`) and sizes (`64K`, `1M`) that all of them take.
 //!
 //! Next: `main.rs`, the exit codes. That is the tour.
 
 mod client;
 mod load;
+mod report;
 mod serve;
 mod transfer;
+pub mod units;
 
 pub use client::ClientArgs;
 pub use load::LoadArgs;
+pub use report::ReportArgs;
 pub use serve::ServeArgs;
 pub use transfer::{GetArgs, PutArgs};
 
@@ -40,6 +44,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Generate load against a server and check every reply.
     Load(LoadArgs),
+    /// Add up the HdrHistogram logs of several `load --hdr-log` runs into one report.
+    Report(ReportArgs),
     /// Talk to a server: stdin lines go out, what the server sends is printed as it arrives.
     Client(ClientArgs),
     /// Upload FILE to a `-p files` server, resuming where an interrupted upload stopped.

@@ -7,11 +7,9 @@ use std::time::Duration;
 use clap::{ArgAction, Args};
 use ipnet::IpNet;
 
-use super::parse_address;
+use super::{parse_address, units};
 use crate::net::address::{Address, parse_socket_addr};
-use crate::protocol::files::{
-    DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_FILES, DEFAULT_PARTIAL_TTL, DEFAULT_RESERVATION_TIMEOUT,
-};
+use crate::protocol::files::{DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_FILES};
 use crate::protocol::framing::FramingKind;
 use crate::protocol::{FilesConfig, ProtocolKind};
 use crate::server::config::ServeConfig;
@@ -35,17 +33,17 @@ pub struct ServeArgs {
     /// How frames are cut [default: the protocol's: echo raw; timestamp, chat line]
     #[arg(long, value_enum, value_name = "F")]
     pub framing: Option<FramingKind>,
-    /// Largest line or frame accepted, in bytes
-    #[arg(long, default_value_t = 65536, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..=u32::MAX as u64))]
+    /// Largest line or frame accepted (64K, 1M; a bare number is bytes)
+    #[arg(long, default_value = "64K", value_name = "BYTES", value_parser = |t: &str| units::bytes_in(t, 1, u32::MAX as u64))]
     pub max_frame: u64,
     /// Connections held at once; one over it gets `error: server full` and is closed
     #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
-    /// Close a connection with no traffic for this long; 0 = never
-    #[arg(long, default_value_t = 300, value_name = "SECS")]
-    pub idle_timeout: u64,
+    /// Close a connection with no traffic for this long (30s, 5m; a bare number is seconds); 0 = never
+    #[arg(long, default_value = "300s", value_name = "DURATION", value_parser = units::duration)]
+    pub idle_timeout: Duration,
     /// Per-client outbound queue limit: above it the client is not read until it drains (chat: dropped)
-    #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value = "1M", value_name = "BYTES", value_parser = |t: &str| units::bytes_in(t, 1, u64::MAX))]
     pub queue_limit: u64,
     /// A line sent to each new stream client on connect
     #[arg(long, value_name = "TEXT")]
@@ -56,21 +54,21 @@ pub struct ServeArgs {
     /// Set SO_REUSEPORT so that several echoloop processes can share the port (implied by --workers > 1)
     #[arg(long)]
     pub reuse_port: bool,
-    /// On SIGINT/SIGTERM: stop accepting, flush queued output up to this long, exit 0
-    #[arg(long, default_value_t = 5, value_name = "SECS")]
-    pub shutdown_timeout: u64,
+    /// On SIGINT/SIGTERM: stop accepting, flush queued output up to this long (500ms, 5s), exit 0
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = units::duration)]
+    pub shutdown_timeout: Duration,
     /// Listen backlog
     #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
     pub backlog: i32,
     /// TCP_NODELAY on accepted sockets
     #[arg(long, default_value_t = true, action = ArgAction::Set, value_name = "BOOL")]
     pub nodelay: bool,
-    /// TCP keepalive idle time on accepted sockets; 0 = off
-    #[arg(long, default_value_t = 0, value_name = "SECS")]
-    pub keepalive: u64,
-    /// Log a line of counters every SECS; 0 = off (SIGUSR1 logs one at any time)
-    #[arg(long, default_value_t = 0, value_name = "SECS")]
-    pub stats_interval: u64,
+    /// TCP keepalive idle time on accepted sockets (30s, 2m); 0 = off
+    #[arg(long, default_value = "0", value_name = "DURATION", value_parser = units::duration)]
+    pub keepalive: Duration,
+    /// Log a line of counters this often (10s, 1m); 0 = off (SIGUSR1 logs one at any time)
+    #[arg(long, default_value = "0", value_name = "DURATION", value_parser = units::duration)]
+    pub stats_interval: Duration,
     /// Log every readiness event and every decision of the reactor (as RUST_LOG=echoloop=trace)
     #[arg(long)]
     pub trace: bool,
@@ -80,32 +78,32 @@ pub struct ServeArgs {
     /// -p files: the folder served (required; it must exist)
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-    /// -p files: largest file accepted, in bytes
-    #[arg(long, default_value_t = DEFAULT_MAX_FILE_BYTES, value_name = "BYTES")]
+    /// -p files: largest file accepted (512M, 1G; a bare number is bytes)
+    #[arg(long, default_value_t = DEFAULT_MAX_FILE_BYTES, value_name = "BYTES", value_parser = units::bytes)]
     pub max_file_bytes: u64,
-    /// -p files: content bytes the folder may hold, partial files included; 0 = no quota
-    #[arg(long, default_value_t = 0, value_name = "BYTES")]
+    /// -p files: content bytes the folder may hold, partial files included (10G); 0 = no quota
+    #[arg(long, default_value = "0", value_name = "BYTES", value_parser = units::bytes)]
     pub dir_quota: u64,
     /// -p files: complete plus partial files the folder may hold
     #[arg(long, default_value_t = DEFAULT_MAX_FILES, value_name = "N")]
     pub max_files: u64,
     /// -p files: an upload's quota reservation ends after this long without a byte from it
-    #[arg(long, default_value_t = DEFAULT_RESERVATION_TIMEOUT.as_secs(), value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
-    pub reservation_timeout: u64,
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = units::positive_duration)]
+    pub reservation_timeout: Duration,
     /// -p files: remove partial files untouched this long; 0 = keep them
-    #[arg(long, default_value_t = DEFAULT_PARTIAL_TTL.as_secs(), value_name = "SECS")]
-    pub partial_ttl: u64,
+    #[arg(long, default_value = "1d", value_name = "DURATION", value_parser = units::duration)]
+    pub partial_ttl: Duration,
     /// Most bytes the connections' buffers may hold, per worker; over it the biggest holders are not read (chat: dropped) and new connections get `error: server busy`
-    #[arg(long, default_value = "1073741824", value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value = "1G", value_name = "BYTES", value_parser = |t: &str| units::bytes_in(t, 1, u64::MAX))]
     pub max_memory: u64,
     /// -p chat: lines per second per member, in bursts of twice that; a member over it is not read until it may send again (trusted sources exempt); 0 = off
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub chat_rate: u32,
     /// SO_SNDBUF of accepted stream sockets, in bytes [default: the kernel's]
-    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..=i32::MAX as u64))]
+    #[arg(long, value_name = "BYTES", value_parser = |t: &str| units::bytes_in(t, 1, i32::MAX as u64))]
     pub sndbuf: Option<u64>,
     /// SO_RCVBUF of accepted stream sockets, in bytes [default: the kernel's]
-    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..=i32::MAX as u64))]
+    #[arg(long, value_name = "BYTES", value_parser = |t: &str| units::bytes_in(t, 1, i32::MAX as u64))]
     pub rcvbuf: Option<u64>,
     /// How clients are served: one event-loop thread (reactor), or a blocking thread per connection (threaded)
     #[arg(long, value_enum, default_value = "reactor", value_name = "MODEL")]
@@ -139,9 +137,9 @@ fn parse_trusted(text: &str) -> Result<Option<IpNet>, String> {
     }
 }
 
-/// Seconds, where 0 means "off".
-fn seconds_or_off(secs: u64) -> Option<Duration> {
-    (secs > 0).then(|| Duration::from_secs(secs))
+/// A duration, where 0 means "off".
+fn duration_or_off(duration: Duration) -> Option<Duration> {
+    (!duration.is_zero()).then_some(duration)
 }
 
 impl ServeArgs {
@@ -153,8 +151,8 @@ impl ServeArgs {
             max_file_bytes: self.max_file_bytes,
             dir_quota: self.dir_quota,
             max_files: self.max_files,
-            reservation_timeout: Duration::from_secs(self.reservation_timeout),
-            partial_ttl: seconds_or_off(self.partial_ttl),
+            reservation_timeout: self.reservation_timeout,
+            partial_ttl: duration_or_off(self.partial_ttl),
         });
         ServeConfig {
             listen: if self.listen.is_empty() && self.udp.is_empty() {
@@ -167,16 +165,16 @@ impl ServeArgs {
             framing: self.framing,
             max_frame: self.max_frame as usize,
             max_connections: self.max_connections as usize,
-            idle_timeout: seconds_or_off(self.idle_timeout),
+            idle_timeout: duration_or_off(self.idle_timeout),
             queue_limit: self.queue_limit as usize,
             greeting: self.greeting.map(String::into_bytes),
             workers: self.workers as usize,
             reuse_port: self.reuse_port,
-            shutdown_timeout: Duration::from_secs(self.shutdown_timeout),
+            shutdown_timeout: self.shutdown_timeout,
             backlog: self.backlog,
             nodelay: self.nodelay,
-            keepalive: seconds_or_off(self.keepalive),
-            stats_interval: seconds_or_off(self.stats_interval),
+            keepalive: duration_or_off(self.keepalive),
+            stats_interval: duration_or_off(self.stats_interval),
             handle_signals: true,
             metrics: self.metrics,
             files,
@@ -274,6 +272,80 @@ mod tests {
             let error = Cli::try_parse_from(line).unwrap_err();
             assert_eq!(error.exit_code(), 2, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn durations_and_sizes_take_units() {
+        let Command::Serve(args) = Cli::try_parse_from([
+            "echoloop",
+            "serve",
+            "--idle-timeout",
+            "90s",
+            "--shutdown-timeout",
+            "500ms",
+            "--keepalive",
+            "2m",
+            "--stats-interval",
+            "0",
+            "--max-frame",
+            "1M",
+            "--queue-limit",
+            "64K",
+            "--dir-quota",
+            "2G",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not serve");
+        };
+        let dir_quota = args.dir_quota;
+        let config = args.into_config();
+        assert_eq!(config.idle_timeout, Some(Duration::from_secs(90)));
+        assert_eq!(config.shutdown_timeout, Duration::from_millis(500));
+        assert_eq!(config.keepalive, Some(Duration::from_secs(120)));
+        assert_eq!(config.stats_interval, None);
+        assert_eq!(config.max_frame, 1 << 20);
+        assert_eq!(config.queue_limit, 64 << 10);
+        assert_eq!(dir_quota, 2 << 30);
+        for bad in [
+            ["--idle-timeout", "-1"],
+            ["--max-frame", "0"],
+            ["--queue-limit", "1.5K"],
+        ] {
+            let args = ["echoloop", "serve", bad[0], bad[1]];
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_files_defaults_are_the_libraries_and_units_are_taken() {
+        use crate::protocol::files::{DEFAULT_PARTIAL_TTL, DEFAULT_RESERVATION_TIMEOUT};
+        let parse = |extra: &[&str]| {
+            let args = [
+                &["echoloop", "serve", "-p", "files", "--dir", "/tmp"],
+                extra,
+            ]
+            .concat();
+            let Command::Serve(args) = Cli::try_parse_from(args).unwrap().command else {
+                panic!("not serve");
+            };
+            args.into_config()
+        };
+        let files = parse(&[]).files.unwrap();
+        assert_eq!(files.reservation_timeout, DEFAULT_RESERVATION_TIMEOUT);
+        assert_eq!(files.partial_ttl, Some(DEFAULT_PARTIAL_TTL));
+        let config = parse(&[
+            "--partial-ttl",
+            "0",
+            "--max-memory",
+            "64M",
+            "--sndbuf",
+            "32K",
+        ]);
+        assert_eq!(config.files.unwrap().partial_ttl, None);
+        assert_eq!(config.max_memory, 64 << 20);
+        assert_eq!(config.sndbuf, Some(32 << 10));
     }
 
     #[test]

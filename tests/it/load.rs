@@ -10,12 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use echoloop::clients::load::{self, LoadConfig, LoadReport, ReplyKind, Target};
+use echoloop::clients::load::{self, LoadConfig, LoadReport, Payloads, ReplyKind, Target};
 use echoloop::{Address, FramingKind};
 
 use crate::common;
 
-fn tcp(addr: SocketAddr) -> Target {
+pub fn tcp(addr: SocketAddr) -> Target {
     Target::Stream(Address::Tcp(addr))
 }
 
@@ -40,7 +40,7 @@ fn closed_loop_echo_has_no_mismatches_in_every_framing() {
         config.connections = 4;
         config.threads = 2;
         config.pipeline = 4;
-        config.size = 100;
+        config.payloads = Payloads::Generated { size: 100 };
         let report = run(&config);
         assert_clean(&report);
         assert_eq!(report.connections_ok, 4);
@@ -52,14 +52,14 @@ fn raw_echo_checks_a_stream_cut_anywhere() {
     // Big payloads and a deep pipeline: replies come back cut differently than they were sent.
     let server = common::serve(|_| {});
     let mut config = LoadConfig::for_tests(tcp(server.addr()));
-    config.size = 10_000;
+    config.payloads = Payloads::Generated { size: 10_000 };
     config.pipeline = 16;
     assert_clean(&run(&config));
 }
 
 /// A one-shot std::net server: accepts `connections` clients, each on its own thread, and answers
 /// every read with `answer(read bytes)`; an optional lock is held around each answer.
-fn tiny_server(
+pub fn tiny_server(
     connections: usize,
     answer: impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static,
 ) -> (SocketAddr, JoinHandle<()>) {
@@ -144,6 +144,11 @@ fn a_corrupting_server_makes_mismatches() {
     config.connections = 1;
     let report = run(&config);
     assert!(report.mismatches > 0, "{}", report.to_text());
+    assert!(
+        report.mismatches <= report.messages_received,
+        "{}",
+        report.to_text()
+    );
     assert_eq!(report.exit_code(), 1);
     assert!(report.to_text().contains("mismatches:  "));
     server.join().unwrap();
@@ -190,19 +195,21 @@ fn open_loop_sees_a_stall_that_closed_loop_measurement_hides() {
     });
     let mut config = LoadConfig::for_tests(tcp(addr));
     config.connections = 2;
-    config.duration = Duration::from_secs(1);
+    config.duration = Some(Duration::from_secs(1));
     config.rate = Some(1000.0);
     let report = run(&config);
     server.join().unwrap();
-    let corrected = report.latency_us;
+    let corrected = &report.latency_us;
     let uncorrected = report
         .latency_uncorrected_us
+        .as_ref()
         .expect("open loop reports both");
     let text = report.to_text();
     assert_eq!(report.mismatches, 0, "{text}");
-    assert!(corrected.max >= 150_000.0, "{text}");
-    assert!(corrected.p99 >= 50_000.0, "{text}");
-    assert!(uncorrected.p99 * 3.0 < corrected.p99, "{text}");
+    let p99 = corrected.at(99.0).unwrap();
+    assert!(corrected.max.unwrap() >= 150_000.0, "{text}");
+    assert!(p99 >= 50_000.0, "{text}");
+    assert!(uncorrected.at(99.0).unwrap() * 3.0 < p99, "{text}");
 }
 
 #[test]
@@ -227,6 +234,10 @@ fn json_has_every_field() {
         "errors",
         "latency_us",
         "latency_uncorrected_us",
+        "timeouts",
+        "lost",
+        "interrupted",
+        "failure",
         "config",
     ] {
         assert!(json.get(key).is_some(), "{key} missing from {json}");
@@ -291,7 +302,7 @@ fn hold_reports_the_connections_up() {
     config.connections = 40;
     config.threads = 2;
     config.hold = true;
-    config.duration = Duration::from_millis(300);
+    config.duration = Some(Duration::from_millis(300));
     let report = run(&config);
     assert_eq!(report.connections_up, 40, "{}", report.to_text());
     assert_eq!(report.messages_sent, 0);

@@ -110,6 +110,8 @@ mod client;
 mod compat;
 mod haproxy;
 mod load;
+mod load_honesty;
+mod load_outputs;
 mod manpage;
 mod metrics;
 

@@ -8,10 +8,14 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use super::message::Payloads;
 use crate::net::address::Address;
 use crate::protocol::framing::FramingKind;
+
+/// The percentiles reported unless `--percentiles` says otherwise.
+pub const DEFAULT_PERCENTILES: [f64; 4] = [50.0, 90.0, 99.0, 99.9];
 
 /// Where the load goes: a stream server (TCP or Unix) or a UDP socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,13 +36,24 @@ impl std::fmt::Display for Target {
 }
 
 /// What a correct reply looks like (`--protocol`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ReplyKind {
     /// The payload back, byte for byte.
     Echo,
     /// `[<ctime>] payload`: the tutorial timestamp server.
     Timestamp,
+    /// Send only (RFC 863): nothing comes back; what counts is what the server accepts.
+    Discard,
+    /// Receive only (RFC 864): nothing is sent; every byte is checked against the pattern.
+    Chargen,
+}
+
+impl ReplyKind {
+    /// Whether a reply is expected for every message sent (echo, timestamp).
+    pub fn answers_each_message(self) -> bool {
+        matches!(self, ReplyKind::Echo | ReplyKind::Timestamp)
+    }
 }
 
 /// Everything `echoloop load` can be told.
@@ -49,11 +64,23 @@ pub struct LoadConfig {
     /// Connections to open, over all threads (`-c`). With `--udp`: connected UDP sockets.
     pub connections: usize,
     /// How long traffic is measured (`-d`), after the connections are made and the warmup is over.
-    pub duration: Duration,
+    /// `None`: no time limit (`-n` alone).
+    pub duration: Option<Duration>,
+    /// Stop after this many replies in total (`-n`); with a duration, whichever comes first.
+    pub messages: Option<u64>,
+    /// A reply later than this after its message was sent is a timeout, and replies still owed
+    /// when sending stops are waited for this long (`--timeout`).
+    pub timeout: Duration,
+    /// UDP: the run fails above this share of lost datagrams, in percent (`--max-loss`).
+    pub max_loss_percent: f64,
+    /// Latency percentiles to report (`--percentiles`), e.g. `[50.0, 90.0, 99.0, 99.9]`.
+    pub percentiles: Vec<f64>,
+    /// Length of one row of the results over time (`--interval`).
+    pub interval: Duration,
     /// Traffic before the measurement starts, not counted (`--warmup`).
     pub warmup: Duration,
-    /// Payload bytes per message (`-s`), framing not included.
-    pub size: usize,
+    /// What each message carries (`-s`: generated payloads of that size; `--payload-file`).
+    pub payloads: Payloads,
     /// Messages in flight per connection (`--pipeline`).
     pub pipeline: usize,
     /// Total messages per second over all connections (`--rate`): open loop. `None`: closed loop.
@@ -75,14 +102,20 @@ pub struct LoadConfig {
 }
 
 impl LoadConfig {
-    /// Small and short, for tests: 2 connections on 1 thread for 0.5 s, 64-byte echo, raw framing.
+    /// Small and short, for tests: 2 connections on 1 thread for 0.5 s, 64-byte echo, raw framing,
+    /// a 2 s timeout.
     pub fn for_tests(target: Target) -> Self {
         LoadConfig {
             target,
             connections: 2,
-            duration: Duration::from_millis(500),
+            duration: Some(Duration::from_millis(500)),
+            messages: None,
+            timeout: Duration::from_secs(2),
+            max_loss_percent: 1.0,
+            percentiles: DEFAULT_PERCENTILES.to_vec(),
+            interval: Duration::from_secs(1),
             warmup: Duration::ZERO,
-            size: 64,
+            payloads: Payloads::Generated { size: 64 },
             pipeline: 1,
             rate: None,
             connect_rate: None,
@@ -104,5 +137,10 @@ impl LoadConfig {
     /// a byte stream (raw echo) or one per datagram (UDP).
     pub fn is_datagram(&self) -> bool {
         matches!(self.target, Target::Datagram(_))
+    }
+
+    /// The generated payload size, or the longest given payload.
+    pub fn size(&self) -> usize {
+        self.payloads.max_size()
     }
 }

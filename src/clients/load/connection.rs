@@ -15,7 +15,7 @@
 //! may be lost: a reply that matches a later message than the oldest says the ones before it were
 //! lost, and a message not answered within a second is given up (both counted as `lost`).
 //!
-//! Next: `mod.rs`, the reactor that drives many of these.
+//! Next: `tally.rs`, where every message ends up counted.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -26,9 +26,9 @@ use mio::{Interest, Registry, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::config::{ReplyKind, Target};
-use super::message::{Message, preview};
+use super::message::{Message, Payloads, preview};
 use super::pacing::Pacing;
-use super::report::{ConnectFailure, ConnectionError, Tally};
+use super::tally::{ConnectFailure, ConnectionError, Tally};
 use crate::net::address::Address;
 use crate::net::registration::{Registration, interest};
 use crate::net::stream::Stream;
@@ -38,8 +38,18 @@ use crate::protocol::framing::{self, Decoder, FramingKind};
 /// so a connection cut short is revisited by the reactor).
 const READS_PER_TURN: usize = 4;
 
-/// A UDP message not answered within this long is counted lost.
-pub const DATAGRAM_TIMEOUT_NS: u64 = 1_000_000_000;
+/// Chargen (RFC 864): lines of 72 characters from a ring of the 95 printable ASCII characters,
+/// line `k` starting at character `k mod 95`, each ended by `\r\n`. The standard's pattern, as
+/// `protocol/chargen.rs` sends it.
+const RING_LEN: usize = 95;
+const LINE_CHARS: usize = 72;
+const LINE_BYTES: usize = LINE_CHARS + 2;
+
+/// Discard: bytes written per readiness event before the connection yields to the others.
+const DISCARD_BYTES_PER_TURN: usize = 256 * 1024;
+/// Discard: messages are written in batches of about this many bytes (there are no replies to
+/// wait for, so `--pipeline` does not apply).
+const DISCARD_WRITE_BYTES: usize = 16 * 1024;
 
 /// The socket: a stream, or a connected UDP socket.
 #[derive(Debug)]
@@ -86,8 +96,12 @@ pub struct Env {
     pub pacing: Pacing,
     /// Connections in this reactor (open loop: round robin).
     pub connections: usize,
-    /// Payload size.
-    pub size: usize,
+    /// What the messages carry.
+    pub payloads: Payloads,
+    /// A reply later than this after its send is a timeout (UDP: the datagram is lost).
+    pub timeout_ns: u64,
+    /// `-n`: measured messages this reactor may still send; `None`: no limit.
+    pub quota: Option<u64>,
     /// Messages in flight per connection.
     pub pipeline: usize,
     /// How requests are framed.
@@ -124,6 +138,16 @@ pub struct Connection {
     raw_wrong: bool,
     /// Bytes the kernel refused, to write when the socket is writable.
     unsent: Vec<u8>,
+    /// Discard: where each message queued but not yet written ends, in bytes queued since the
+    /// start, whether it is measured, and its payload size. Written in full, it counts as sent.
+    discard_ends: VecDeque<(u64, bool, usize)>,
+    /// Discard: bytes queued and bytes written since the start.
+    queued_bytes: u64,
+    written_bytes: u64,
+    /// Chargen: bytes of the pattern received so far (the next one's place in the pattern).
+    chargen_offset: u64,
+    /// Chargen: the line being received already differed from the pattern.
+    chargen_wrong: bool,
     /// Open loop: messages due so far.
     due: u64,
     registration: Registration,
@@ -144,6 +168,11 @@ impl Connection {
             raw_offset: 0,
             raw_wrong: false,
             unsent: Vec::new(),
+            discard_ends: VecDeque::new(),
+            queued_bytes: 0,
+            written_bytes: 0,
+            chargen_offset: 0,
+            chargen_wrong: false,
             due: 0,
             registration: Registration::new(),
         }
@@ -159,9 +188,10 @@ impl Connection {
         self.state
     }
 
-    /// Messages in flight.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
+    /// Whether something is still owed: replies to messages in flight, or (discard) bytes the
+    /// kernel has not taken yet.
+    pub fn owes(&self) -> bool {
+        self.state == State::Up && (!self.in_flight.is_empty() || !self.discard_ends.is_empty())
     }
 
     /// Starts connecting to `target` (from `source`, if given). Connected UDP sockets are up at once.
@@ -196,7 +226,7 @@ impl Connection {
         } else {
             self.state = State::Connecting(env.now_ns);
             if matches!(target, Target::Stream(_)) && env.framing != FramingKind::Raw {
-                let limit = env.size + super::message::TIMESTAMP_PREFIX_LEN + 64;
+                let limit = env.payloads.max_size() + super::message::TIMESTAMP_PREFIX_LEN + 64;
                 self.decoder = Some(Decoder::new(env.framing, limit));
             }
         }
@@ -215,9 +245,9 @@ impl Connection {
         }
         self.flush(env);
         let still_ready = self.drain_reads(env);
-        self.fill(env);
+        let more_to_write = self.fill(env);
         self.update_interest(registry, token);
-        still_ready
+        still_ready || more_to_write
     }
 
     /// Sends what the pacing allows now (closed loop: up to the pipeline; open loop: what is due).
@@ -229,6 +259,17 @@ impl Connection {
         }
     }
 
+    /// Sending is allowed again (traffic starts): sends what the pacing allows now. Returns
+    /// `true` if it stopped at its budget with more to send (discard): visit it again.
+    pub fn resume(&mut self, env: &mut Env, registry: &Registry, token: Token) -> bool {
+        if self.state != State::Up {
+            return false;
+        }
+        let more = self.fill(env);
+        self.update_interest(registry, token);
+        more
+    }
+
     /// Gives up a connect that took too long.
     pub fn time_out_connect(&mut self, env: &mut Env, registry: &Registry) {
         self.drop_socket(registry);
@@ -236,21 +277,55 @@ impl Connection {
         env.tally.connect_failed(ConnectFailure::TimedOut);
     }
 
-    /// UDP: gives up messages in flight for longer than [`DATAGRAM_TIMEOUT_NS`].
-    pub fn expire_datagrams(&mut self, env: &mut Env) {
+    /// UDP: gives up messages in flight for longer than the timeout (lost), which frees their
+    /// places in the pipeline for the next ones.
+    pub fn expire_datagrams(&mut self, env: &mut Env, registry: &Registry, token: Token) {
+        let mut expired = false;
         while let Some(oldest) = self.in_flight.front()
-            && env.now_ns.saturating_sub(oldest.sent_ns) > DATAGRAM_TIMEOUT_NS
+            && env.now_ns.saturating_sub(oldest.sent_ns) > env.timeout_ns
         {
+            let measured = oldest.measured;
             self.in_flight.pop_front();
             self.oldest_seq += 1;
-            env.tally.error(ConnectionError::Lost);
+            env.tally.lost(u64::from(measured));
+            expired = true;
+        }
+        if expired {
+            self.fill(env);
+            self.update_interest(registry, token);
         }
     }
 
-    /// Closes the socket at the end of the run.
-    pub fn close(&mut self, registry: &Registry) {
+    /// Whether it can make no progress: its pipeline is full and the oldest message has waited
+    /// longer than the timeout (the server stopped answering it).
+    /// (Never over UDP: there the oldest is given up as lost, which frees its place.)
+    pub fn is_stuck(&self, env: &Env) -> bool {
+        !matches!(self.socket, Some(Socket2::Datagram(_)))
+            && self.in_flight.len() >= env.pipeline
+            && self
+                .in_flight
+                .front()
+                .is_some_and(|m| env.now_ns.saturating_sub(m.sent_ns) > env.timeout_ns)
+    }
+
+    /// The run is over: whatever is still owed is counted (timeouts; UDP: lost), and the socket
+    /// is closed.
+    pub fn close(&mut self, env: &mut Env, registry: &Registry) {
+        self.give_up_owed(env);
         self.drop_socket(registry);
         self.state = State::Closed;
+    }
+
+    /// Messages in flight will never be answered now: timeouts (UDP: lost).
+    fn give_up_owed(&mut self, env: &mut Env) {
+        let owed = self.in_flight.iter().filter(|m| m.measured).count() as u64;
+        if matches!(self.socket, Some(Socket2::Datagram(_))) {
+            env.tally.lost(owed);
+        } else {
+            env.tally.timed_out(owed);
+        }
+        self.oldest_seq += self.in_flight.len() as u64;
+        self.in_flight.clear();
     }
 
     fn finish_connect(&mut self, env: &mut Env) {
@@ -326,7 +401,11 @@ impl Connection {
 
     /// Bytes (or one datagram) from the server.
     fn on_bytes(&mut self, bytes: &[u8], env: &mut Env) {
-        if matches!(self.socket, Some(Socket2::Datagram(_))) {
+        if env.reply == ReplyKind::Chargen {
+            self.on_chargen(bytes, env);
+        } else if env.reply == ReplyKind::Discard {
+            env.tally.error(ConnectionError::Unexpected);
+        } else if matches!(self.socket, Some(Socket2::Datagram(_))) {
             self.on_datagram(bytes, env);
         } else if let Some(mut decoder) = self.decoder.take() {
             let mut input = bytes;
@@ -335,14 +414,19 @@ impl Connection {
                     Ok(Some(frame)) => self.on_reply(frame.payload, env),
                     Ok(None) => break,
                     Err(e) => {
-                        let id = self.id;
-                        env.tally.mismatch(|| {
-                            format!("connection {id}: a reply broke the framing: {e}")
-                        });
                         if env.framing == FramingKind::Length {
-                            self.end(env, ConnectionError::Lost); // the stream is lost
+                            log::debug!("connection {}: a reply broke the framing: {e}", self.id);
+                            self.end(env, ConnectionError::BrokenFraming); // the stream is lost
                             return;
                         }
+                        // A line too long: it is still one (wrong) reply, to the oldest message.
+                        let id = self.id;
+                        if self.in_flight.front().is_some_and(|m| m.measured) {
+                            env.tally.mismatch(|| {
+                                format!("connection {id}: a reply broke the framing: {e}")
+                            });
+                        }
+                        self.answered(env, 0);
                     }
                 }
             }
@@ -354,37 +438,68 @@ impl Connection {
 
     /// Raw echo: the stream must be the payloads sent, in order, however it is cut.
     fn on_raw_stream(&mut self, mut bytes: &[u8], env: &mut Env) {
+        let payloads = env.payloads.clone();
         while !bytes.is_empty() {
-            if self.in_flight.is_empty() {
-                let id = self.id;
-                env.tally.mismatch(|| {
-                    format!(
-                        "connection {id}: bytes with nothing in flight: {}",
-                        preview(bytes)
-                    )
-                });
+            let Some(oldest) = self.in_flight.front() else {
+                log::debug!(
+                    "connection {}: bytes with nothing in flight: {}",
+                    self.id,
+                    preview(bytes)
+                );
+                env.tally.error(ConnectionError::Unexpected);
                 return;
-            }
-            let message = Message::new(self.id, self.oldest_seq, env.size);
-            let take = (env.size - self.raw_offset).min(bytes.len());
+            };
+            let measured = oldest.measured;
+            let message = payloads.message(self.id, self.oldest_seq);
+            let size = message.size();
+            let take = (size - self.raw_offset).min(bytes.len());
             let (piece, rest) = bytes.split_at(take);
             if !self.raw_wrong && !message.matches_at(self.raw_offset, piece) {
                 self.raw_wrong = true;
                 let (id, seq, at) = (self.id, self.oldest_seq, self.raw_offset);
-                env.tally.mismatch(|| {
-                    format!(
-                        "connection {id} message {seq}: at byte {at} expected {} got {}",
-                        preview(&message.to_text().as_bytes()[at..at + take]),
-                        preview(piece)
-                    )
-                });
+                if measured {
+                    env.tally.mismatch(|| {
+                        format!(
+                            "connection {id} message {seq}: at byte {at} expected {} got {}",
+                            preview(&message.to_text().as_bytes()[at..at + take]),
+                            preview(piece)
+                        )
+                    });
+                }
             }
             self.raw_offset += take;
             bytes = rest;
-            if self.raw_offset == env.size {
+            if self.raw_offset == size {
                 self.raw_offset = 0;
                 self.raw_wrong = false;
-                self.answered(env);
+                self.answered(env, size);
+            }
+        }
+    }
+
+    /// Chargen: every byte must continue the RFC 864 pattern; each whole line counts as one
+    /// reply (measured if it arrived inside the window), and a wrong line as one mismatch.
+    fn on_chargen(&mut self, bytes: &[u8], env: &mut Env) {
+        let measured = (env.window_ns.0..env.window_ns.1).contains(&env.now_ns);
+        for &byte in bytes {
+            let line = self.chargen_offset / LINE_BYTES as u64;
+            let column = (self.chargen_offset % LINE_BYTES as u64) as usize;
+            let expected = match column {
+                c if c < LINE_CHARS => b' ' + ((line as usize + c) % RING_LEN) as u8,
+                c if c == LINE_CHARS => b'\r',
+                _ => b'\n',
+            };
+            self.chargen_wrong |= byte != expected;
+            self.chargen_offset += 1;
+            if column + 1 == LINE_BYTES {
+                env.tally.reply(measured, LINE_BYTES, 0, None);
+                if measured && self.chargen_wrong {
+                    let id = self.id;
+                    env.tally.mismatch(|| {
+                        format!("connection {id}: chargen line {line} is not the pattern")
+                    });
+                }
+                self.chargen_wrong = false;
             }
         }
     }
@@ -392,49 +507,57 @@ impl Connection {
     /// One whole reply (a frame): it answers the oldest message in flight.
     fn on_reply(&mut self, reply: &[u8], env: &mut Env) {
         if self.in_flight.is_empty() {
-            let id = self.id;
-            env.tally.mismatch(|| {
-                format!(
-                    "connection {id}: reply with nothing in flight: {}",
-                    preview(reply)
-                )
-            });
+            log::debug!(
+                "connection {}: reply with nothing in flight: {}",
+                self.id,
+                preview(reply)
+            );
+            env.tally.error(ConnectionError::Unexpected);
             return;
         }
-        let message = Message::new(self.id, self.oldest_seq, env.size);
+        let payloads = env.payloads.clone();
+        let message = payloads.message(self.id, self.oldest_seq);
         if !is_correct(env.reply, &message, reply) {
             self.count_mismatch(&message, reply, env);
         }
-        self.answered(env);
+        self.answered(env, message.size());
     }
 
     /// UDP: the reply should answer the oldest message; if it answers a later one, those before
     /// it were lost.
     fn on_datagram(&mut self, reply: &[u8], env: &mut Env) {
-        let oldest = Message::new(self.id, self.oldest_seq, env.size);
         if self.in_flight.is_empty() {
-            return self.count_mismatch(&oldest, reply, env);
+            // A late answer to a datagram already given up as lost, or a stray one.
+            env.tally.error(ConnectionError::Unexpected);
+            return;
         }
+        let payloads = env.payloads.clone();
+        let oldest = payloads.message(self.id, self.oldest_seq);
         if !is_correct(env.reply, &oldest, reply) {
             let later = (1..self.in_flight.len() as u64).find(|&k| {
-                let message = Message::new(self.id, self.oldest_seq + k, env.size);
+                let message = payloads.message(self.id, self.oldest_seq + k);
                 is_correct(env.reply, &message, reply)
             });
             match later {
                 Some(k) => {
                     for _ in 0..k {
-                        self.in_flight.pop_front();
+                        let skipped = self.in_flight.pop_front().expect("k < in flight");
                         self.oldest_seq += 1;
-                        env.tally.error(ConnectionError::Lost);
+                        env.tally.lost(u64::from(skipped.measured));
                     }
                 }
                 None => self.count_mismatch(&oldest, reply, env),
             }
         }
-        self.answered(env);
+        let size = payloads.message(self.id, self.oldest_seq).size();
+        self.answered(env, size);
     }
 
+    /// Counts a wrong reply to the oldest message in flight, if that one is measured.
     fn count_mismatch(&self, expected: &Message, got: &[u8], env: &mut Env) {
+        if !self.in_flight.front().is_some_and(|m| m.measured) {
+            return;
+        }
         let (id, seq) = (self.id, self.oldest_seq);
         let kind = env.reply;
         env.tally.mismatch(|| {
@@ -451,51 +574,142 @@ impl Connection {
         });
     }
 
-    /// The oldest message in flight has its reply: record its latency, free its place.
-    fn answered(&mut self, env: &mut Env) {
+    /// The oldest message in flight has its reply (`bytes` of payload): record its latency, free
+    /// its place. A reply later than the timeout is counted as a timeout, not as received.
+    fn answered(&mut self, env: &mut Env, bytes: usize) {
         let Some(done) = self.in_flight.pop_front() else {
             return;
         };
         self.oldest_seq += 1;
-        let tally = &mut env.tally;
-        tally.received_all += 1;
-        if done.measured {
-            tally.received += 1;
-            let now = env.now_ns;
-            tally
-                .latency
-                .saturating_record(now.saturating_sub(done.due_ns).max(1));
-            if matches!(env.pacing, Pacing::Open(_)) {
-                tally
-                    .uncorrected
-                    .saturating_record(now.saturating_sub(done.sent_ns).max(1));
+        let now = env.now_ns;
+        if now.saturating_sub(done.sent_ns) > env.timeout_ns {
+            if matches!(self.socket, Some(Socket2::Datagram(_))) {
+                env.tally.lost(u64::from(done.measured));
+            } else {
+                env.tally.timed_out(u64::from(done.measured));
+            }
+            return;
+        }
+        let uncorrected =
+            matches!(env.pacing, Pacing::Open(_)).then(|| now.saturating_sub(done.sent_ns));
+        env.tally.reply(
+            done.measured,
+            bytes,
+            now.saturating_sub(done.due_ns),
+            uncorrected,
+        );
+    }
+
+    /// When the next message (`self.next_seq`) is due, or `None` if it is not due yet (open loop).
+    fn next_due_ns(&self, env: &Env) -> Option<u64> {
+        match env.pacing {
+            Pacing::Closed => Some(env.now_ns),
+            Pacing::Open(_) if self.due <= self.next_seq => None,
+            Pacing::Open(schedule) => Some(
+                env.traffic_start_ns
+                    + schedule.message_due_at_ns(self.index, env.connections, self.next_seq),
+            ),
+        }
+    }
+
+    /// Whether a message due at `due_ns` is measured, and whether `-n` still allows it (taking
+    /// its place in the quota if so).
+    fn admit(env: &mut Env, due_ns: u64) -> Option<bool> {
+        let measured = (env.window_ns.0..env.window_ns.1).contains(&due_ns);
+        if measured && let Some(left) = &mut env.quota {
+            if *left == 0 {
+                return None;
+            }
+            *left -= 1;
+        }
+        Some(measured)
+    }
+
+    /// Sends what the pacing and the pipeline allow. Returns `true` if it stopped at its
+    /// per-turn budget with more to send (discard) and should be visited again.
+    fn fill(&mut self, env: &mut Env) -> bool {
+        if self.state != State::Up || !env.sending {
+            return false;
+        }
+        match env.reply {
+            ReplyKind::Chargen => false,
+            ReplyKind::Discard => self.fill_discard(env),
+            ReplyKind::Echo | ReplyKind::Timestamp => {
+                self.fill_requests(env);
+                false
             }
         }
     }
 
-    /// Sends messages while the pipeline has room and the pacing allows.
-    fn fill(&mut self, env: &mut Env) {
-        if self.state != State::Up || !env.sending {
-            return;
+    /// Discard: queues messages while the kernel takes them all, up to a budget per turn. There
+    /// are no replies, so there is nothing in flight: a message counts as sent once the kernel
+    /// has taken its last byte.
+    fn fill_discard(&mut self, env: &mut Env) -> bool {
+        let payloads = env.payloads.clone();
+        let mut budget = DISCARD_BYTES_PER_TURN;
+        while self.unsent.is_empty() && budget > 0 && self.state == State::Up {
+            env.scratch.clear();
+            // As many whole messages as fit in one write of about DISCARD_WRITE_BYTES.
+            while env.scratch.len() < DISCARD_WRITE_BYTES {
+                let Some(due_ns) = self.next_due_ns(env) else {
+                    break;
+                };
+                let Some(measured) = Self::admit(env, due_ns) else {
+                    break;
+                };
+                let message = payloads.message(self.id, self.next_seq);
+                env.payload.clear();
+                message.write_payload(&mut env.payload);
+                let before = env.scratch.len();
+                framing::encode(env.framing, &[&env.payload], &mut env.scratch);
+                self.queued_bytes += (env.scratch.len() - before) as u64;
+                self.discard_ends
+                    .push_back((self.queued_bytes, measured, message.size()));
+                self.next_seq += 1;
+            }
+            if env.scratch.is_empty() {
+                return false;
+            }
+            let scratch = std::mem::take(&mut env.scratch);
+            let written = self.write_some(&scratch, env);
+            self.unsent.extend_from_slice(&scratch[written..]);
+            budget = budget.saturating_sub(scratch.len());
+            env.scratch = scratch;
         }
+        budget == 0 && self.unsent.is_empty()
+    }
+
+    /// Discard: `n` more bytes were written; messages now written in full count as sent.
+    fn discard_written(&mut self, n: usize, env: &mut Env) {
+        self.written_bytes += n as u64;
+        while let Some(&(end, measured, size)) = self.discard_ends.front()
+            && end <= self.written_bytes
+        {
+            self.discard_ends.pop_front();
+            env.tally.sent(measured, size);
+        }
+    }
+
+    /// Echo and timestamp: sends requests while the pipeline has room and the pacing allows.
+    fn fill_requests(&mut self, env: &mut Env) {
+        let payloads = env.payloads.clone();
         env.scratch.clear();
         let datagram = matches!(self.socket, Some(Socket2::Datagram(_)));
         while self.in_flight.len() < env.pipeline {
-            let due_ns = match env.pacing {
-                Pacing::Closed => env.now_ns,
-                Pacing::Open(schedule) => {
-                    if self.due <= self.next_seq {
-                        break;
-                    }
-                    env.traffic_start_ns
-                        + schedule.message_due_at_ns(self.index, env.connections, self.next_seq)
-                }
+            let Some(due_ns) = self.next_due_ns(env) else {
+                break;
             };
-            let message = Message::new(self.id, self.next_seq, env.size);
+            let Some(measured) = Self::admit(env, due_ns) else {
+                break;
+            };
+            let message = payloads.message(self.id, self.next_seq);
             if datagram {
                 env.payload.clear();
                 message.write_payload(&mut env.payload);
                 if !self.send_datagram(env) {
+                    if measured && let Some(left) = &mut env.quota {
+                        *left += 1; // not sent after all: its place in the quota is free again
+                    }
                     break;
                 }
             } else if env.framing == FramingKind::Raw {
@@ -505,15 +719,13 @@ impl Connection {
                 message.write_payload(&mut env.payload);
                 framing::encode(env.framing, &[&env.payload], &mut env.scratch);
             }
-            let measured = (env.window_ns.0..env.window_ns.1).contains(&due_ns);
             self.in_flight.push_back(InFlight {
                 sent_ns: env.now_ns,
                 due_ns,
                 measured,
             });
             self.next_seq += 1;
-            env.tally.sent_all += 1;
-            env.tally.sent += u64::from(measured);
+            env.tally.sent(measured, message.size());
         }
         if !env.scratch.is_empty() {
             if self.unsent.is_empty() {
@@ -544,6 +756,14 @@ impl Connection {
 
     /// Writes what the kernel takes of `bytes` now; returns how much that was.
     fn write_some(&mut self, bytes: &[u8], env: &mut Env) -> usize {
+        let written = self.write_to_kernel(bytes, env);
+        if env.reply == ReplyKind::Discard && self.state == State::Up {
+            self.discard_written(written, env);
+        }
+        written
+    }
+
+    fn write_to_kernel(&mut self, bytes: &[u8], env: &mut Env) -> usize {
         let mut written = 0;
         while written < bytes.len() {
             let Some(Socket2::Stream(stream)) = &mut self.socket else {
@@ -574,16 +794,18 @@ impl Connection {
     }
 
     /// An established connection ended early.
+    /// Its messages in flight will never be answered: they count as timeouts.
     fn end(&mut self, env: &mut Env, why: ConnectionError) {
         if self.state == State::Up {
             log::debug!("connection {} ended: {why:?}", self.id);
             env.tally.error(why);
         }
+        self.give_up_owed(env);
         self.socket = None; // closing the descriptor removes it from epoll
         self.registration.forget();
         self.state = State::Closed;
-        self.in_flight.clear();
         self.unsent = Vec::new();
+        self.discard_ends.clear();
     }
 
     /// What to wait for: the end of a connect (reported as writable, or readable with an
@@ -626,8 +848,8 @@ impl Connection {
 
 fn is_correct(kind: ReplyKind, message: &Message, reply: &[u8]) -> bool {
     match kind {
-        ReplyKind::Echo => message.is_echo(reply),
         ReplyKind::Timestamp => message.is_timestamped(reply),
+        ReplyKind::Echo | ReplyKind::Discard | ReplyKind::Chargen => message.is_echo(reply),
     }
 }
 

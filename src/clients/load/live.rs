@@ -15,14 +15,14 @@
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::config::LoadConfig;
-use super::report::{Tally, new_histogram};
+use super::tally::{Tally, new_histogram};
 
 /// One reactor's published counters.
 #[derive(Debug)]
@@ -32,7 +32,6 @@ pub struct Live {
     errors: AtomicU64,
     failed: AtomicU64,
     up: AtomicU64,
-    finished: AtomicBool,
     /// Latencies since the watcher last looked, in ns.
     recent: Mutex<Histogram<u64>>,
     /// What `recent` was last given up to (a copy of the reactor's cumulative histogram count).
@@ -47,7 +46,6 @@ impl Default for Live {
             errors: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             up: AtomicU64::new(0),
-            finished: AtomicBool::new(false),
             recent: Mutex::new(new_histogram()),
             handed_over: Mutex::new(new_histogram()),
         }
@@ -59,8 +57,10 @@ impl Live {
     pub fn publish(&self, tally: &Tally, up: u64) {
         self.received.store(tally.received_all, Ordering::Relaxed);
         self.mismatches.store(tally.mismatches, Ordering::Relaxed);
-        self.errors
-            .store(tally.errors.iter().sum(), Ordering::Relaxed);
+        self.errors.store(
+            tally.errors.iter().sum::<u64>() + tally.timeouts + tally.lost,
+            Ordering::Relaxed,
+        );
         self.failed
             .store(tally.connect_failures.iter().sum(), Ordering::Relaxed);
         self.up.store(up, Ordering::Relaxed);
@@ -75,61 +75,76 @@ impl Live {
             *handed_over = tally.latency.clone();
         }
     }
-
-    /// The reactor has ended.
-    pub fn finish(&self) {
-        self.finished.store(true, Ordering::Relaxed);
-    }
 }
 
-/// Draws the live line until every reactor has finished (or just waits, off a terminal).
-pub fn watch(config: &LoadConfig, lives: &[std::sync::Arc<Live>]) {
-    let all_done = || lives.iter().all(|l| l.finished.load(Ordering::Relaxed));
-    let bar = if config.live && std::io::stderr().is_terminal() {
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("template"));
-        Some(bar)
-    } else {
-        None
-    };
-    let start = Instant::now();
-    let mut last = (Instant::now(), 0u64);
-    let mut window = new_histogram();
-    while !all_done() {
-        std::thread::sleep(Duration::from_millis(50));
-        let Some(bar) = &bar else { continue };
+/// The live line on stderr, redrawn once a second (only ever on a terminal).
+pub struct LiveLine {
+    bar: Option<ProgressBar>,
+    start: Instant,
+    /// When the line was last drawn, and the replies counted then.
+    last: (Instant, u64),
+    window: hdrhistogram::Histogram<u64>,
+}
+
+impl LiveLine {
+    /// A line that draws if `config.live` and stderr is a terminal, and does nothing otherwise.
+    pub fn new(config: &LoadConfig) -> Self {
+        let bar = (config.live && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("template"));
+            bar
+        });
+        LiveLine {
+            bar,
+            start: Instant::now(),
+            last: (Instant::now(), 0),
+            window: new_histogram(),
+        }
+    }
+
+    /// Called often (every 50 ms or so): spins the spinner, and once a second redraws the line.
+    pub fn tick(&mut self, lives: &[std::sync::Arc<Live>]) {
+        let Some(bar) = &self.bar else { return };
         bar.tick();
-        if last.0.elapsed() < Duration::from_secs(1) {
-            continue;
+        if self.last.0.elapsed() < Duration::from_secs(1) {
+            return;
         }
         let sum = |f: fn(&Live) -> &AtomicU64| -> u64 {
             lives.iter().map(|l| f(l).load(Ordering::Relaxed)).sum()
         };
         let received = sum(|l| &l.received);
-        let rate = (received - last.1.min(received)) as f64 / last.0.elapsed().as_secs_f64();
-        last = (Instant::now(), received);
-        window.reset();
+        let rate =
+            (received - self.last.1.min(received)) as f64 / self.last.0.elapsed().as_secs_f64();
+        self.last = (Instant::now(), received);
+        self.window.reset();
         for live in lives {
             if let Ok(mut recent) = live.recent.lock() {
-                let _ = window.add(&*recent);
+                let _ = self.window.add(&*recent);
                 recent.reset();
             }
         }
-        let p99 = if window.is_empty() {
+        let p99 = if self.window.is_empty() {
             "-".to_string()
         } else {
-            format!("{:.0} µs", window.value_at_quantile(0.99) as f64 / 1000.0)
+            format!(
+                "{:.0} µs",
+                self.window.value_at_quantile(0.99) as f64 / 1000.0
+            )
         };
         bar.set_message(format!(
             "{:.1}s  {rate:.0} msgs/s  p99 {p99}  {} up  {} failed  {} mismatches  {} errors",
-            start.elapsed().as_secs_f64(),
+            self.start.elapsed().as_secs_f64(),
             sum(|l| &l.up),
             sum(|l| &l.failed),
             sum(|l| &l.mismatches),
             sum(|l| &l.errors),
         ));
     }
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
+
+    /// The run is over: the line goes.
+    pub fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
     }
 }

@@ -20,7 +20,15 @@
 //! which must match as echo's does. The 24 characters of the time are checked for ctime's shape
 //! (day and month names, a space-padded day, digits and colons where they belong).
 //!
+//! `--payload-file FILE` replaces the generated payloads with the user's own ([`Payloads::Given`]):
+//! the whole file per message, or with line framing one message per line, in turn. They are
+//! checked the same way, only they cannot tell one message from the next as generated ones do.
+//!
 //! Next: `pacing.rs`, when messages are sent.
+
+use std::sync::Arc;
+
+use crate::protocol::framing::FramingKind;
 
 /// Bytes of the `cccccccc:ssssssssssssssss:` header.
 pub const HEADER_LEN: usize = 26;
@@ -78,21 +86,21 @@ fn filler(seq: u64, from: usize, len: usize) -> impl Iterator<Item = &'static [u
     })
 }
 
-/// One message's payload, described rather than stored.
+/// A generated payload, described rather than stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Message {
+pub struct Generated {
     header: [u8; HEADER_LEN],
     seq: u64,
     size: usize,
 }
 
-impl Message {
+impl Generated {
     /// Message `seq` of connection `connection`, `size` payload bytes.
     pub fn new(connection: u32, seq: u64, size: usize) -> Self {
         let mut header = [b':'; HEADER_LEN];
         write_hex(&mut header[..8], &connection.to_be_bytes());
         write_hex(&mut header[9..25], &seq.to_be_bytes());
-        Message { header, seq, size }
+        Generated { header, seq, size }
     }
 
     /// The payload length.
@@ -143,10 +151,113 @@ impl Message {
         }
         true
     }
+}
+
+/// What the payloads are: generated (the default) or read from `--payload-file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payloads {
+    /// Generated, `size` bytes each, different for every message (the module docs).
+    Generated {
+        /// Payload bytes per message (`-s`).
+        size: usize,
+    },
+    /// Given by the user: message `seq` of every connection carries `given[seq % given.len()]`.
+    Given(Arc<Vec<Vec<u8>>>),
+}
+
+impl Payloads {
+    /// The payloads of `--payload-file`: with line framing one message per non-empty line of the
+    /// file, otherwise the whole file per message. `Err` is the line to show the user.
+    pub fn from_file(bytes: Vec<u8>, framing: FramingKind) -> Result<Payloads, String> {
+        let given: Vec<Vec<u8>> = match framing {
+            FramingKind::Line => bytes
+                .split(|&b| b == b'\n')
+                .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+                .filter(|line| !line.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect(),
+            FramingKind::Raw | FramingKind::Length if bytes.is_empty() => Vec::new(),
+            FramingKind::Raw | FramingKind::Length => vec![bytes],
+        };
+        if given.is_empty() {
+            return Err("--payload-file: the file has no payload (it is empty)".into());
+        }
+        Ok(Payloads::Given(Arc::new(given)))
+    }
+
+    /// Message `seq` of connection `connection`.
+    pub fn message(&self, connection: u32, seq: u64) -> Message<'_> {
+        match self {
+            Payloads::Generated { size } => {
+                Message::Generated(Generated::new(connection, seq, *size))
+            }
+            Payloads::Given(given) => Message::Given(&given[(seq % given.len() as u64) as usize]),
+        }
+    }
+
+    /// The longest payload.
+    pub fn max_size(&self) -> usize {
+        match self {
+            Payloads::Generated { size } => *size,
+            Payloads::Given(given) => given.iter().map(Vec::len).max().unwrap_or(0),
+        }
+    }
+
+    /// The mean payload size over one cycle of the given payloads (or the generated size).
+    pub fn mean_size(&self) -> f64 {
+        match self {
+            Payloads::Generated { size } => *size as f64,
+            Payloads::Given(given) => {
+                given.iter().map(Vec::len).sum::<usize>() as f64 / given.len().max(1) as f64
+            }
+        }
+    }
+}
+
+/// One message's payload: generated, or borrowed from the given payloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// Computed from (connection, sequence, size).
+    Generated(Generated),
+    /// A payload of `--payload-file`.
+    Given(&'a [u8]),
+}
+
+impl Message<'static> {
+    /// Generated message `seq` of connection `connection`, `size` payload bytes.
+    pub fn new(connection: u32, seq: u64, size: usize) -> Self {
+        Message::Generated(Generated::new(connection, seq, size))
+    }
+}
+
+impl Message<'_> {
+    /// The payload length.
+    pub fn size(&self) -> usize {
+        match self {
+            Message::Generated(g) => g.size(),
+            Message::Given(bytes) => bytes.len(),
+        }
+    }
+
+    /// Appends the payload to `out`.
+    pub fn write_payload(&self, out: &mut Vec<u8>) {
+        match self {
+            Message::Generated(g) => g.write_payload(out),
+            Message::Given(bytes) => out.extend_from_slice(bytes),
+        }
+    }
+
+    /// Whether `bytes` are the payload's bytes starting at `offset` (a piece of a raw stream).
+    pub fn matches_at(&self, offset: usize, bytes: &[u8]) -> bool {
+        match self {
+            Message::Generated(g) => g.matches_at(offset, bytes),
+            Message::Given(given) => given.get(offset..offset + bytes.len()) == Some(bytes),
+        }
+    }
 
     /// Whether `reply` is a correct echo of this message.
     pub fn is_echo(&self, reply: &[u8]) -> bool {
-        reply.len() == self.size && self.matches_at(0, reply)
+        reply.len() == self.size() && self.matches_at(0, reply)
     }
 
     /// Whether `reply` is `[<ctime>] payload` for this message.
@@ -162,7 +273,7 @@ impl Message {
 
     /// The payload as text, for a mismatch report.
     pub fn to_text(&self) -> String {
-        let mut out = Vec::with_capacity(self.size);
+        let mut out = Vec::with_capacity(self.size());
         self.write_payload(&mut out);
         String::from_utf8_lossy(&out).into_owned()
     }
@@ -221,7 +332,7 @@ mod tests {
 
     /// The payload as the module doc defines it, one byte at a time.
     fn payload_by_definition(connection: u32, seq: u64, size: usize) -> Vec<u8> {
-        let header = Message::new(connection, seq, size).header;
+        let header = Generated::new(connection, seq, size).header;
         (0..size)
             .map(|i| {
                 if size < HEADER_LEN {
@@ -298,6 +409,25 @@ mod tests {
         assert!(message.matches_at(60, &bytes[60..]));
         assert!(!message.matches_at(11, &bytes[10..60]));
         assert!(!message.matches_at(60, &bytes[59..]));
+    }
+
+    #[test]
+    fn a_payload_file_is_cut_by_the_framing_and_checked_like_the_rest() {
+        let lines = Payloads::from_file(b"one\r\n\ntwo\n".to_vec(), FramingKind::Line).unwrap();
+        assert_eq!(lines.max_size(), 3);
+        assert_eq!(lines.message(0, 0), Message::Given(b"one"));
+        assert_eq!(lines.message(7, 1), Message::Given(b"two"));
+        assert_eq!(lines.message(7, 2), Message::Given(b"one"), "in turn");
+        let whole = Payloads::from_file(b"a\nb".to_vec(), FramingKind::Raw).unwrap();
+        let message = whole.message(0, 5);
+        assert!(message.is_echo(b"a\nb"));
+        assert!(message.matches_at(1, b"\nb"));
+        assert!(!message.matches_at(2, b"bb"));
+        assert!(!message.is_echo(b"a\nc"));
+        for empty in [&b""[..], b"\n\n"] {
+            assert!(Payloads::from_file(empty.to_vec(), FramingKind::Line).is_err());
+        }
+        assert!(Payloads::from_file(Vec::new(), FramingKind::Raw).is_err());
     }
 
     #[test]

@@ -28,6 +28,10 @@
 //! its own, `EVFILT_TIMER`, but mio does not expose it, and the cost measured above was measured
 //! on Linux only.)
 //!
+//! A load generator pacing `--rate` messages needs better than a millisecond: it calls
+//! [`Alarm::set_precise`] instead (the exact time left, on every backend) and lowers its threads'
+//! timer slack with [`lower_timer_slack`], so the kernel does not batch its wake-ups.
+//!
 //! Either way the reactor is written once, against the three methods below: `new` (registers the
 //! descriptor, if there is one), `set` (returns what `poll` should be given) and `rang` (the
 //! alarm's token came: clear it).
@@ -73,12 +77,46 @@ impl Alarm {
         self.clock.set(deadline, now)
     }
 
+    /// Like [`Alarm::set`], for a caller that needs the deadline to the microsecond (the load
+    /// generator's `--rate` schedule): nothing is rounded up to a whole millisecond. A timerfd is
+    /// precise anyway; `poll`'s timeout is passed as it is (kqueue takes nanoseconds; mio's
+    /// epoll and `poll(2)` backends would round it up themselves).
+    pub fn set_precise(
+        &mut self,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> io::Result<Option<Duration>> {
+        self.clock.set_precise(deadline, now)
+    }
+
     /// The alarm's token was reported readable (Linux only; harmless elsewhere): clear it. The
     /// caller then runs whatever is due; the next [`Alarm::set`] sets the alarm again, even for the
     /// same deadline.
     pub fn rang(&mut self) {
         self.clock.rang();
     }
+}
+
+/// Lets the kernel fire this thread's timers at most `slack` late (`PR_SET_TIMERSLACK`, Linux).
+///
+/// Linux may delay a sleeping thread's wake-up by its *timer slack* (50 µs by default for normal
+/// threads, more for some) to batch wake-ups and save power. A load generator pacing messages to
+/// the microsecond wants less. The setting is per thread: call it from the thread that waits.
+/// Elsewhere this does nothing (kqueue has no such knob); an error is ignored, as the only
+/// effect would be a later wake-up.
+pub fn lower_timer_slack(slack: Duration) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let ns = libc::c_ulong::try_from(slack.as_nanos())
+            .unwrap_or(libc::c_ulong::MAX)
+            .max(1);
+        // SAFETY: PR_SET_TIMERSLACK takes its value as the second argument and reads no memory.
+        unsafe {
+            libc::prctl(libc::PR_SET_TIMERSLACK, ns, 0, 0, 0);
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = slack;
 }
 
 #[cfg(test)]

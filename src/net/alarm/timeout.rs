@@ -27,6 +27,15 @@ impl PollTimeout {
         Ok(poll_timeout(deadline, now))
     }
 
+    /// The exact time left before `deadline`, not rounded: see [`super::Alarm::set_precise`].
+    pub fn set_precise(
+        &mut self,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> io::Result<Option<Duration>> {
+        Ok(deadline.map(|at| at.saturating_duration_since(now)))
+    }
+
     /// Nothing to clear: without a descriptor, no token is ever reported for the alarm.
     pub fn rang(&mut self) {}
 }

@@ -64,6 +64,15 @@ impl TimerFd {
         Ok(None)
     }
 
+    /// [`TimerFd::set`]: a timerfd is precise to the nanosecond already.
+    pub fn set_precise(
+        &mut self,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> io::Result<Option<Duration>> {
+        self.set(deadline, now)
+    }
+
     /// The timer's token became readable: clears it. The caller then runs whatever is due; the
     /// next [`TimerFd::set`] sets the timer again, even for the same deadline.
     pub fn rang(&mut self) {
