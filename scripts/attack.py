@@ -566,8 +566,12 @@ def attack_chat_line_flood(r):
     return cells(cpu1 - cpu0, server.peak_rss_mib(), p99, what)
 
 
-def attack_per_source(r):
-    server = r.serve(["-p", "echo", "-l", "127.0.0.1:0"], ["--max-per-source", "256"])
+def per_source(after_flags):
+    return lambda r: attack_per_source(r, after_flags)
+
+
+def attack_per_source(r, after_flags):
+    server = r.serve(["-p", "echo", "-l", "127.0.0.1:0"], after_flags)
     probe = Prober("echo", server.tcp())
     cpu0 = server.cpu_seconds()
     conns, failed = [], 0
@@ -654,10 +658,26 @@ def attack_chat_injection(r):
     cpu1 = server.cpu_seconds()
     attacker.close()
     victim.close()
-    raw = [b for b in line if (b < 0x20 and b != 0x09) or b == 0x7F or b >= 0xFF]
-    verdict = "raw control bytes: %d" % len(raw)
-    shown = repr(line)[2:-1].replace("|", "\\|")
-    return cells(cpu1 - cpu0, server.peak_rss_mib(), probe.p99(), "%s; %s" % (verdict, shown))
+    raw = [b for b in line if is_raw_control(b)]
+    what = "raw control bytes: %d; `%s`" % (len(raw), shown(line))
+    return cells(cpu1 - cpu0, server.peak_rss_mib(), probe.p99(), what)
+
+
+def is_raw_control(b):
+    """A byte that acts on a terminal: C0 but TAB, DEL, and 0xFF (telnet's IAC)."""
+    return (b < 0x20 and b != 0x09) or b == 0x7F or b == 0xFF
+
+
+NAMES = {0x07: "BEL", 0x0D: "CR", 0x1B: "ESC", 0xFF: "0xFF"}
+
+
+def shown(line):
+    """The line as text, each raw control byte as <NAME>: `\\x1b` written out stays as it is."""
+    text = "".join(
+        "<%s>" % NAMES.get(b, "0x%02X" % b) if is_raw_control(b) or b >= 0x80 else chr(b)
+        for b in line
+    )
+    return text.replace("|", "\\|")
 
 
 def attack_metrics_churn(r):
@@ -716,8 +736,11 @@ ATTACKS = [
     ("4a", "Chat /who flood", attack_chat_who_flood, ["--chat-rate", "--trusted"], False),
     ("4b", "Chat line flood (20k lines), 20 steady readers", attack_chat_line_flood,
      ["--chat-rate", "--trusted"], False),
-    ("5", "Per-source connections: 2000 from one address", attack_per_source,
-     ["--max-per-source", "--trusted"], False),
+    ("5a", "Per-source connections: 2000 from one address",
+     per_source(["--max-per-source", "256"]), ["--max-per-source", "--trusted"], False),
+    ("5b", "Per-source connections: 2000 from one address, --accept-rate 0",
+     per_source(["--max-per-source", "256", "--accept-rate", "0"]),
+     ["--max-per-source", "--accept-rate", "--trusted"], False),
     ("6", "Memory: 200 echo clients write, never read", attack_memory, ["--max-memory"], False),
     ("7", "Chat injection: CR, OSC 52, BEL, 0xFF", attack_chat_injection, [], False),
     ("8", "Metrics churn: 16 idle + churn, then real scrapes", attack_metrics_churn, [], False),
@@ -733,7 +756,8 @@ SERVER_FLAGS = {
     "3": "-p files --dir TMP(300 files) -l 127.0.0.1:0",
     "4a": "-p chat -l 127.0.0.1:0 --metrics 127.0.0.1:0 | after: --chat-rate 20",
     "4b": "-p chat -l 127.0.0.1:0 --metrics 127.0.0.1:0 | after: --chat-rate 20",
-    "5": "-p echo -l 127.0.0.1:0 | after: --max-per-source 256",
+    "5a": "-p echo -l 127.0.0.1:0 | after: --max-per-source 256 (and --accept-rate's default 50)",
+    "5b": "-p echo -l 127.0.0.1:0 | after: --max-per-source 256 --accept-rate 0",
     "6": "-p echo -l 127.0.0.1:0 | after: --max-memory 64M",
     "7": "-p chat -l 127.0.0.1:0",
     "8": "-p echo -l 127.0.0.1:0 --metrics 127.0.0.1:0",
@@ -748,9 +772,10 @@ WHAT_IS_MEASURED = {
     "3": "probe: a second files client, LIST round trips of the same folder",
     "4a": "300 idle members; 4 flooders write 32 KiB of /who every 50 ms and never read (one dropped is replaced), for 4 s; dropped: echoloop_clients_dropped_total",
     "4b": "one member writes 20k lines of 512 B for 5 s; 20 readers read 16 KiB every 50 ms (SO_RCVBUF 32 KiB), +2 probe members; dropped: the server's echoloop_clients_dropped_total",
-    "5": "connections from 127.0.0.2 held open; probe from 127.0.0.1",
+    "5a": "2000 connects from 127.0.0.2 as fast as they go, all held open; probe from 127.0.0.1",
+    "5b": "as 5a, the accept rate off: --max-per-source alone",
     "6": "each client from its own 127.0.1.X (SO_RCVBUF 4 KiB) writes 64 KiB whenever writable, for 4 s",
-    "7": "what another member receives (repr; raw control = C0 but TAB, DEL, 0xFF)",
+    "7": "what another member receives; a raw control byte (C0 but TAB, DEL, 0xFF) is shown as <NAME>",
     "8": "3 churners keep 16 connections each; scrape = GET /metrics answered 200 within 2 s",
 }
 
@@ -813,8 +838,8 @@ def main():
     root = os.geteuid() == 0 and can_forge()
     known = flags_of(args.after)
     trusted_none = ["--trusted", "none"] if "--trusted" in known else []
-    attacks = [a for a in ATTACKS if not args.only or a[0].rstrip("ab") in args.only.split(",")
-               or a[0] in args.only.split(",")]
+    only = args.only.split(",") if args.only else None
+    attacks = [a for a in ATTACKS if not only or a[0] in only or a[0].rstrip("abc") in only]
 
     print("# echoloop attacks replayed (issue 18), %s" % time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     print("# after:  %s serve ... %s" % (args.after, " ".join(trusted_none) or "(no --trusted: loopback is trusted!)"))

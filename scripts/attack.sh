@@ -31,7 +31,7 @@ done
 if [ "$build" = 1 ]; then
     cargo build --release --quiet
 fi
-after=$(realpath target/release/echoloop)
+after=$(realpath "${AFTER:-target/release/echoloop}")
 [ -x "$after" ] || { echo "attack.sh: $after is missing (build it, or drop --no-build)" >&2; exit 2; }
 
 # 2,000 connections from one source, and the server holding them: raise the descriptor limit
