@@ -141,10 +141,17 @@ def metric(values, name, **labels):
 
 
 def http_get(addr, timeout):
+    """The metrics page, or None; `scrape_outcome` says what happened."""
+    outcome, page = scrape_outcome(addr, timeout)
+    return page if outcome == "answered" else None
+
+
+def scrape_outcome(addr, timeout):
+    """One `GET /metrics`: ("answered", page), or why not: closed unanswered, reset, timed out."""
+    got = b""
     try:
         s = socket.create_connection(addr, timeout=timeout)
         s.sendall(b"GET /metrics HTTP/1.1\r\nHost: echoloop\r\nConnection: close\r\n\r\n")
-        got = b""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             chunk = s.recv(65536)
@@ -152,11 +159,15 @@ def http_get(addr, timeout):
                 break
             got += chunk
         s.close()
-    except OSError:
-        return None
-    if not got.startswith(b"HTTP/1.1 200"):
-        return None
-    return got
+    except socket.timeout:
+        return "timed out", None
+    except ConnectionResetError:
+        return "reset", None
+    except OSError as e:
+        return e.strerror or "error", None
+    if got.startswith(b"HTTP/1.1 200") and got.endswith(b"\n"):
+        return "answered", got
+    return "closed unanswered" if not got else "cut short", None
 
 
 class Prober:
@@ -706,17 +717,20 @@ def attack_metrics_churn(r):
     for t in churners:
         t.start()
     time.sleep(0.3)
-    answered = 0
-    for _ in range(10):
-        answered += http_get(metrics, 2.0) is not None
-        time.sleep(0.1)
+    outcomes = {}
+    for _ in range(50):
+        outcome, _ = scrape_outcome(metrics, 2.0)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        time.sleep(0.02)
     stop.set()
     for t in churners:
         t.join()
     cpu1 = server.cpu_seconds()
     for s in idle:
         s.close()
-    what = "real scrapes answered: %d of 10 (16 idle held, %d churned)" % (answered, churned[0])
+    answered = outcomes.pop("answered", 0)
+    what = "real scrapes answered: %d of 50%s (16 idle held, %d churned)" % (
+        answered, "".join(", %s: %d" % kv for kv in sorted(outcomes.items())), churned[0])
     return cells(cpu1 - cpu0, server.peak_rss_mib(), probe.p99(), what)
 
 
@@ -776,7 +790,7 @@ WHAT_IS_MEASURED = {
     "5b": "as 5a, the accept rate off: --max-per-source alone",
     "6": "each client from its own 127.0.1.X (SO_RCVBUF 4 KiB) writes 64 KiB whenever writable, for 4 s",
     "7": "what another member receives; a raw control byte (C0 but TAB, DEL, 0xFF) is shown as <NAME>",
-    "8": "3 churners keep 16 connections each; scrape = GET /metrics answered 200 within 2 s",
+    "8": "3 churners keep 16 connections each; 50 real scrapes 20 ms apart, each GET /metrics answered 200 within 2 s or not",
 }
 
 
@@ -828,6 +842,7 @@ def pair(before, after, key):
 def main():
     parser = argparse.ArgumentParser(description="Replays issue 18's attacks on loopback.")
     parser.add_argument("--after", required=True, help="the echoloop binary under test")
+    parser.add_argument("--after-label", help="how the header names the after binary")
     parser.add_argument("--baseline", help="an old echoloop: the before column")
     parser.add_argument("--only", help="attacks to run, by number: 1,2,5 or 2a,4b")
     args = parser.parse_args()
@@ -842,7 +857,7 @@ def main():
     attacks = [a for a in ATTACKS if not only or a[0] in only or a[0].rstrip("abc") in only]
 
     print("# echoloop attacks replayed (issue 18), %s" % time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
-    print("# after:  %s serve ... %s" % (args.after, " ".join(trusted_none) or "(no --trusted: loopback is trusted!)"))
+    print("# after:  %s serve ... %s" % (args.after_label or args.after, " ".join(trusted_none) or "(no --trusted: loopback is trusted!)"))
     print("# before: %s serve ... (no new flag)" % (args.baseline or "(none given)"))
     print("# CPU: server seconds during the attack; RSS: server peak (VmHWM) MiB; p99: another client's")
     print("# round trip on the same server during the attack, ms (a failed one counts %d ms)" % (PROBE_TIMEOUT * 1000))

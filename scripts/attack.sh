@@ -4,6 +4,7 @@
 # attack's own figure). The work is in scripts/attack.py, which says what each attack measures.
 #
 #   scripts/attack.sh [--baseline BIN] [--no-build] [--only 1,2,...]
+#   AFTER=BIN scripts/attack.sh --no-build ...     (another build as the after column)
 #
 # "after" is target/release/echoloop, built here unless --no-build; "before" is BIN, an old
 # echoloop that knows none of the new flags (only the binary under test gets them). Without
@@ -33,6 +34,10 @@ if [ "$build" = 1 ]; then
 fi
 after=$(realpath "${AFTER:-target/release/echoloop}")
 [ -x "$after" ] || { echo "attack.sh: $after is missing (build it, or drop --no-build)" >&2; exit 2; }
+label="$after"
+if [ -z "${AFTER:-}" ]; then
+    label="$after (commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo ', src modified'))"
+fi
 
 # 2,000 connections from one source, and the server holding them: raise the descriptor limit
 # (the servers started by attack.py inherit it).
@@ -47,4 +52,4 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 # timeout: a bound on the whole run even if an attack hangs; attack.py stops its servers on SIGTERM.
 exec "${priority[@]}" timeout --signal=TERM 300 \
-    python3 scripts/attack.py --after "$after" "${baseline[@]}" "${only[@]}"
+    python3 scripts/attack.py --after "$after" --after-label "$label" "${baseline[@]}" "${only[@]}"
