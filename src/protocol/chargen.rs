@@ -24,7 +24,7 @@
 //! deterministic: [`DATAGRAM_LINES`] whole lines (444 characters), continuing the pattern from one
 //! datagram to the next, so a series of datagrams shows the rotation too.
 //!
-//! Next: `chat.rs`, where one client's line becomes bytes for many.
+//! Next: `chat/mod.rs`, where one client's line becomes bytes for many.
 
 use std::time::SystemTime;
 

@@ -15,7 +15,7 @@
 //!
 //! Reading order: `framing.rs` (where one message ends), this file (the trait), `replies.rs`,
 //! `service.rs`, `close.rs`, then the services from the simplest: `echo.rs`, `timestamp.rs`,
-//! `daytime.rs`, `discard.rs`, `chargen.rs`, `chat.rs`, `files/`; `testing.rs` drives any of them
+//! `daytime.rs`, `discard.rs`, `chargen.rs`, `chat/`, `files/`; `testing.rs` drives any of them
 //! with bytes.
 //!
 //! Next: `replies.rs`, what a protocol records.

@@ -777,6 +777,13 @@ mod tests {
         Abort,
         Deadline(u64),
         FinFails,
+        /// Answering stopped between frames: this many bytes of the read are held back.
+        HoldRest(usize),
+        /// The held bytes are answered (the reactor does so only while it may answer).
+        AnswerHeld,
+        /// The protocol pauses, or resumes, the client's input (work off the loop).
+        ProtocolPause,
+        ProtocolResume,
     }
 
     fn event() -> impl Strategy<Value = Event> {
@@ -791,6 +798,10 @@ mod tests {
             1 => Just(Event::Abort),
             1 => (0u64..20).prop_map(Event::Deadline),
             1 => Just(Event::FinFails),
+            1 => (1usize..64).prop_map(Event::HoldRest),
+            1 => Just(Event::AnswerHeld),
+            1 => Just(Event::ProtocolPause),
+            1 => Just(Event::ProtocolResume),
         ]
     }
 
@@ -799,8 +810,9 @@ mod tests {
 
     proptest! {
         /// Whatever happens, in any order: no WRITABLE interest with an empty queue, no read
-        /// while paused, closed is final, and the queue never holds more than the limit plus
-        /// the replies to one read (the limit is applied after every read).
+        /// while paused or while input is held back, held input dropped once the connection
+        /// ends, closed is final, and the queue never holds more than the limit plus the
+        /// replies to one read (the limit is applied after every read).
         #[test]
         fn random_events_keep_the_invariants(
             events in proptest::collection::vec(event(), 1..80),
@@ -864,6 +876,22 @@ mod tests {
                             conn.on_fin_failed();
                         }
                     }
+                    Event::HoldRest(n) => {
+                        if conn.is_answering() && conn.held.is_empty() {
+                            conn.held.extend(std::iter::repeat_n(b'x', n));
+                        }
+                    }
+                    Event::AnswerHeld => {
+                        if conn.may_answer() {
+                            conn.held.clear();
+                        }
+                    }
+                    Event::ProtocolPause => {
+                        if conn.is_answering() {
+                            conn.holds.protocol = true;
+                        }
+                    }
+                    Event::ProtocolResume => conn.holds.protocol = false,
                 }
                 conn.settle(&policy, now, None);
 
@@ -874,6 +902,16 @@ mod tests {
                 );
                 if conn.state() == State::Paused {
                     prop_assert!(!wanted.is_some_and(|i| i.is_readable()), "read while paused");
+                }
+                if conn.state() == State::Open && (conn.holds.any() || !conn.held.is_empty()) {
+                    prop_assert!(
+                        !wanted.is_some_and(|i| i.is_readable()),
+                        "read while input is held back"
+                    );
+                }
+                if !conn.is_answering() {
+                    prop_assert!(conn.held.is_empty() || conn.state() == State::Paused,
+                        "held input outlives answering in {:?}", conn.state());
                 }
                 if was_closed {
                     prop_assert!(conn.is_closed(), "closed is final");

@@ -9,10 +9,36 @@
 //!
 //! - `GET` or `HEAD /metrics`: 200 with the page; other paths 404; other methods 405.
 //! - A request `httparse` rejects: 400. Headers past [`MAX_REQUEST_BYTES`] (or too many): 431.
-//! - At most a few scrapes at once, each in a fixed slot; one more evicts the oldest, so a client
-//!   that connects and says nothing cannot hold the endpoint, and no timer is needed.
+//! - At most a few scrapes at once ([`MAX_SCRAPES`]), each in a fixed slot. See *Full slots*
+//!   below for who gives way when one more connects.
 //! - After the answer we send FIN and read until the peer's FIN (*lingering close*): closing with
 //!   unread bytes in the socket would send RST, and the peer could lose the answer to it.
+//!
+//! **Full slots.** Anyone who can reach the port can open connections to it and say nothing, or
+//! open and close them as fast as they can. Evicting the *oldest* connection when the slots are
+//! full let such a churn evict a real scrape between its connect and our reading of its request.
+//! So when a connection arrives and every slot is taken:
+//!
+//! 1. Each newcomer is read at once: a scraper sends its request right after connecting, so the
+//!    request is usually there already, and answered before anyone is evicted.
+//! 2. The one to give way is a scrape already answered and only waiting for its peer's FIN (its
+//!    answer is with the kernel, which delivers it after we close), else the *least recently
+//!    active* one that has not sent a complete request: activity is being accepted or sending
+//!    request bytes, so an idle holder goes before a newcomer, and a slowloris trickling bytes
+//!    goes before one that just spoke.
+//! 3. Before it is closed, it is read once more: its request may have arrived unseen (its
+//!    readiness event later in the same batch). If it now holds a complete request, it is
+//!    answered instead, and the next candidate is looked at.
+//! 4. A scrape that sent a complete request and is being answered (the kernel has not taken
+//!    the whole answer yet) is never evicted. If every slot holds one, the newcomer is closed.
+//!
+//! So a scrape is lost only if, between its connect and the moment its request reaches our
+//! socket (microseconds on a LAN: it is sent right after the handshake), more than
+//! [`MAX_SCRAPES`] other connections arrive. No timer is needed.
+//!
+//! **No authentication.** The page tells anyone who can reach it how busy the server is. Bound to
+//! an address that is not loopback, the endpoint says so at start, at warn level
+//! ([`exposure_warning`]): keep it on loopback or behind a firewall.
 //!
 //! Scrapes are not clients: they are not counted in the stats they report. With `--workers N` the
 //! endpoint lives on worker 0 and reports every worker's counters, added up ([`ServerStats`]).
@@ -29,7 +55,7 @@
 
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::{IpAddr, Shutdown, SocketAddr};
 
 use log::{debug, trace};
 use mio::net::{TcpListener, TcpStream};
@@ -47,22 +73,24 @@ pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
 /// Most headers a request may have; past it the answer is 431 too.
 const MAX_HEADERS: usize = 32;
 /// Scrapes served at once: every metrics token but the listener's.
-const MAX_SCRAPES: usize = METRICS_SOURCES - 1;
+pub const MAX_SCRAPES: usize = METRICS_SOURCES - 1;
 
 /// The metrics listener and the scrapes in progress.
 pub struct MetricsEndpoint {
     listener: TcpListener,
     scrapes: Vec<Option<Scrape>>,
     stats: ServerStats,
-    next_serial: u64,
+    /// Counts accepts and reads: a scrape's `last_active` is the count at its latest activity.
+    ticks: u64,
 }
 
 /// One scrape connection.
 struct Scrape {
     stream: TcpStream,
     registration: Registration,
-    /// Order of arrival: the smallest is evicted first.
-    serial: u64,
+    /// When it was accepted or last sent request bytes (in [`MetricsEndpoint`] ticks): among
+    /// scrapes without a complete request, the smallest gives way first.
+    last_active: u64,
     state: ScrapeState,
 }
 
@@ -87,7 +115,7 @@ impl MetricsEndpoint {
             listener,
             scrapes: (0..MAX_SCRAPES).map(|_| None).collect(),
             stats,
-            next_serial: 0,
+            ticks: 0,
         }
     }
 
@@ -115,8 +143,9 @@ impl MetricsEndpoint {
         let Some(Some(scrape)) = self.scrapes.get_mut(slot) else {
             return; // closed earlier: events are hints
         };
+        self.ticks += 1;
         let token = Source::Metrics(n).token();
-        let next = match scrape.drive(&self.stats) {
+        let next = match scrape.drive(&self.stats, self.ticks) {
             Next::Wait => scrape.sync(registry, token),
             Next::Close => Next::Close,
         };
@@ -126,7 +155,8 @@ impl MetricsEndpoint {
         }
     }
 
-    /// Accepts until `WouldBlock`; each scrape takes a free slot or the oldest one's.
+    /// Accepts until `WouldBlock`. Each newcomer is read at once (its request is usually there
+    /// already), then takes a free slot or one made by [`MetricsEndpoint::make_room`].
     fn drain_accepts(&mut self, registry: &Registry) {
         loop {
             let stream = match self.listener.accept() {
@@ -138,34 +168,89 @@ impl MetricsEndpoint {
                     return;
                 }
             };
-            let slot = self.free_slot();
+            self.ticks += 1;
             let mut scrape = Scrape {
                 stream,
                 registration: Registration::new(),
-                serial: self.next_serial,
+                last_active: self.ticks,
                 state: ScrapeState::Reading(Vec::new()),
+            };
+            if scrape.drive(&self.stats, self.ticks) == Next::Close {
+                continue; // answered and gone already, or gone without a word
+            }
+            let Some(slot) = self.make_room(registry) else {
+                debug!("metrics: every slot is answering a scrape; closing a newcomer");
+                continue;
             };
             if scrape.sync(registry, Source::Metrics(slot + 1).token()) == Next::Close {
                 continue;
             }
             trace!("metrics scrape {slot} accepted");
             self.scrapes[slot] = Some(scrape);
-            self.next_serial += 1;
         }
     }
 
-    /// A free slot, or the oldest scrape's (which is closed to make room).
-    fn free_slot(&mut self) -> usize {
-        if let Some(free) = self.scrapes.iter().position(Option::is_none) {
-            return free;
+    /// A free slot, made if need be by closing the scrape that gives way (see the module docs:
+    /// an answered one, else the least recently active without a complete request, after one
+    /// last read). `None` when every slot is answering a scrape.
+    fn make_room(&mut self, registry: &Registry) -> Option<usize> {
+        // Each turn frees a slot, returns, or moves one scrape to answering (no longer a
+        // candidate): the loop ends within a turn per slot.
+        for _ in 0..=MAX_SCRAPES {
+            if let Some(free) = self.scrapes.iter().position(Option::is_none) {
+                return Some(free);
+            }
+            let slot = self.eviction_candidate()?;
+            self.ticks += 1;
+            let token = Source::Metrics(slot + 1).token();
+            let scrape = self.scrapes[slot].as_mut()?;
+            // One last read: its request (or its FIN) may be waiting, its event not handled yet.
+            let next = match scrape.drive(&self.stats, self.ticks) {
+                Next::Wait if scrape.is_answering() => scrape.sync(registry, token),
+                Next::Wait => {
+                    debug!("metrics: slots full; closing scrape {slot}, idle without a request");
+                    self.scrapes[slot] = None;
+                    return Some(slot);
+                }
+                Next::Close => Next::Close,
+            };
+            if next == Next::Close {
+                self.scrapes[slot] = None;
+            }
         }
-        let oldest = (0..self.scrapes.len())
-            .min_by_key(|&i| self.scrapes[i].as_ref().map_or(0, |s| s.serial))
-            .unwrap_or(0);
-        debug!("metrics: too many scrapes at once; closing the oldest");
-        self.scrapes[oldest] = None;
-        oldest
+        None
     }
+
+    /// The slot whose scrape gives way first: an answered one waiting for FIN, else the least
+    /// recently active one still reading its request; never one being answered.
+    fn eviction_candidate(&self) -> Option<usize> {
+        self.scrapes
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, scrape)| {
+                let scrape = scrape.as_ref()?;
+                let rank = match scrape.state {
+                    ScrapeState::Lingering => 0,
+                    ScrapeState::Reading(_) => 1,
+                    ScrapeState::Writing { .. } => return None,
+                };
+                Some(((rank, scrape.last_active), slot))
+            })
+            .min()
+            .map(|(_, slot)| slot)
+    }
+}
+
+/// The warning logged when `--metrics` is bound to `addr`, if it is not a loopback address:
+/// the endpoint has no authentication, so whoever can reach it reads the counters.
+pub fn exposure_warning(addr: SocketAddr) -> Option<String> {
+    let ip: IpAddr = addr.ip().to_canonical(); // `::ffff:127.0.0.1` is loopback too
+    (!ip.is_loopback()).then(|| {
+        format!(
+            "metrics {addr} is not a loopback address and has no authentication: anyone who \
+             can reach it reads the counters (bind it to 127.0.0.1, or firewall the port)"
+        )
+    })
 }
 
 impl Scrape {
@@ -191,14 +276,21 @@ impl Scrape {
         }
     }
 
-    /// Does all that readiness allows: read the request, write the answer, wait for FIN.
-    fn drive(&mut self, stats: &ServerStats) -> Next {
+    /// Whether it sent a complete request and part of the answer still waits for the kernel.
+    fn is_answering(&self) -> bool {
+        matches!(self.state, ScrapeState::Writing { .. })
+    }
+
+    /// Does all that readiness allows: read the request, write the answer, wait for FIN. Request
+    /// bytes make it active at `tick`.
+    fn drive(&mut self, stats: &ServerStats, tick: u64) -> Next {
         let mut chunk = [0u8; 4096];
         loop {
             match &mut self.state {
                 ScrapeState::Reading(request) => match self.stream.read(&mut chunk) {
                     Ok(0) => return Next::Close, // gone before asking: nothing to answer
                     Ok(n) => {
+                        self.last_active = tick;
                         request.extend_from_slice(&chunk[..n]);
                         if let Some(response) = answer(request, || stats.snapshot()) {
                             self.state = ScrapeState::Writing {
@@ -389,7 +481,11 @@ pub fn exposition(s: &StatsSnapshot) -> String {
         let _ = writeln!(page, "# HELP {name} {help}");
         let _ = writeln!(page, "# TYPE {name} {kind}");
         for (labels, value) in samples {
-            let _ = writeln!(page, "{name}{{{labels}}} {value}");
+            if labels.is_empty() {
+                let _ = writeln!(page, "{name} {value}");
+            } else {
+                let _ = writeln!(page, "{name}{{{labels}}} {value}");
+            }
         }
     };
     // One sample per stream transport, each always written (0 if unused): a series that appears
@@ -447,6 +543,29 @@ pub fn exposition(s: &StatsSnapshot) -> String {
             help,
             &[("transport=\"udp\"".to_string(), value)],
         );
+    }
+    let memory = [
+        (
+            "echoloop_memory_bytes",
+            "gauge",
+            "Bytes the connections' buffers hold now, as --max-memory counts them.",
+            s.memory_bytes,
+        ),
+        (
+            "echoloop_memory_peak_bytes",
+            "gauge",
+            "Most bytes the connections' buffers ever held at once (per worker, the largest).",
+            s.memory_peak,
+        ),
+        (
+            "echoloop_memory_episodes_total",
+            "counter",
+            "Times a reactor went over --max-memory.",
+            s.memory_episodes,
+        ),
+    ];
+    for (name, kind, help, value) in memory {
+        family(name, kind, help, &[(String::new(), value)]);
     }
     page
 }
@@ -563,12 +682,33 @@ mod tests {
     }
 
     #[test]
+    fn only_a_non_loopback_address_is_warned_about() {
+        for quiet in [
+            "127.0.0.1:9100",
+            "127.8.9.10:1",
+            "[::1]:9100",
+            "[::ffff:127.0.0.1]:9100",
+        ] {
+            assert_eq!(exposure_warning(quiet.parse().unwrap()), None, "{quiet}");
+        }
+        for exposed in [
+            "0.0.0.0:9100",
+            "192.0.2.7:9100",
+            "[::]:9100",
+            "[2001:db8::1]:80",
+        ] {
+            let warning = exposure_warning(exposed.parse().unwrap()).expect(exposed);
+            assert!(warning.contains("no authentication"), "{warning}");
+        }
+    }
+
+    #[test]
     fn every_family_has_help_and_type() {
         let page = exposition(&StatsSnapshot::default());
         let helps = page.lines().filter(|l| l.starts_with("# HELP ")).count();
         let types = page.lines().filter(|l| l.starts_with("# TYPE ")).count();
         assert_eq!(helps, types);
-        assert_eq!(helps, 14);
+        assert_eq!(helps, 17);
         for line in page.lines().filter(|l| l.starts_with("# TYPE ")) {
             let words: Vec<&str> = line.split(' ').collect();
             assert_eq!(

@@ -16,7 +16,8 @@
 //! here. They cannot be bound again per worker, so each worker gets a duplicate descriptor of the
 //! same socket: the workers then share that socket's one accept queue (or receive queue), and the
 //! kernel wakes whichever is waiting, rather than spreading clients evenly as `SO_REUSEPORT` does.
-//! The `--metrics` listener is bound once, for worker 0, which reports every worker's counters.
+//! The `--metrics` listener is bound once, for worker 0, which reports every worker's counters;
+//! bound to an address that is not loopback, it logs a warning that it has no authentication.
 //!
 //! Next: `server/reactor/mod.rs`, the loop itself.
 
@@ -38,7 +39,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 
-use log::info;
+use log::{info, warn};
 use mio::Poll;
 
 use crate::error::StartError;
@@ -207,6 +208,9 @@ impl Server {
             })?;
             let endpoint = MetricsEndpoint::new(bound, ServerStats(stats.clone()));
             let addr = endpoint.local_addr()?;
+            if let Some(warning) = metrics::exposure_warning(addr) {
+                warn!("{warning}");
+            }
             listening.push(format!("metrics {addr}"));
             metrics_addr = Some(addr);
             per_worker[0].metrics = Some(endpoint);

@@ -1,4 +1,6 @@
-//! Chat over real sockets: joins, leaves, broadcast to the others, order, commands, slow readers.
+//! Chat over real sockets: joins, leaves, broadcast to the others, order, commands, slow readers,
+//! and a room open to strangers: bytes that act on terminals shown as `\xNN`, names unique
+//! without regard to case, `/who` in a big room (and a flood of it) made as the asker reads.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -47,8 +49,8 @@ fn three(server: &TestServer) -> [(TcpStream, String); 3] {
 fn a_line_reaches_the_others_and_not_the_sender() {
     let server = chat_server(|_| {});
     let [(mut a, an), (mut b, bn), (mut c, _)] = three(&server);
-    send(&mut a, b"hello \xff bytes\r\n");
-    let expected = format!("[{an}] hello \u{fffd} bytes");
+    send(&mut a, "hello 🦀 bytes\r\n".as_bytes());
+    let expected = format!("[{an}] hello 🦀 bytes");
     assert_eq!(line_of(&mut b), expected);
     assert_eq!(line_of(&mut c), expected);
     // `a` got nothing back: the next thing it reads is b's line.
@@ -129,8 +131,10 @@ fn nick_who_and_unknown_commands() {
     send(&mut b, b"/nick two words\n");
     assert_eq!(
         line_of(&mut b),
-        "error: a name is printable ASCII without spaces"
+        "error: a name is letters, digits, _ and - only"
     );
+    send(&mut b, b"/nick ALICE\n");
+    assert_eq!(line_of(&mut b), "error: name ALICE is taken");
     send(&mut b, format!("/nick {}\n", "x".repeat(33)).as_bytes());
     assert_eq!(line_of(&mut b), "error: name too long (limit 32 bytes)");
     send(&mut b, format!("/nick {cn}\n").as_bytes());
@@ -263,4 +267,117 @@ fn a_quit_in_the_last_unterminated_line_before_fin_leaves_as_finished() {
     assert_eq!(read_to_end(&mut b), b"* bye\n");
     // The protocol asked to close before the FIN finished the connection: it left "finished".
     assert_eq!(line_of(&mut a), format!("* {bn} left (finished)"));
+}
+
+#[test]
+fn bytes_that_act_on_terminals_are_shown_as_hex() {
+    let server = chat_server(|_| {});
+    let [(mut a, an), (mut b, _), (_c, _)] = three(&server);
+    let cases: [(&[u8], &str); 5] = [
+        // `\r` would put the cursor back over `[name] ` and let the rest pass for the server.
+        (b"hi\r* alice left (reset)\n", r"hi\x0d* alice left (reset)"),
+        // ESC: a screen clear, and an OSC 52 write to the reader's clipboard.
+        (
+            b"\x1b[2J\x1b]52;c;cm0gLXJmIH4=\x07\n",
+            r"\x1b[2J\x1b]52;c;cm0gLXJmIH4=\x07",
+        ),
+        // Telnet IAC DO ECHO, and a C1 CSI as UTF-8 and as a raw byte.
+        (
+            b"\xff\xfd\x01 \xc2\x9b31m \x9b31m\n",
+            r"\xff\xfd\x01 \xc2\x9b31m \x9b31m",
+        ),
+        // Invalid UTF-8 beside valid text, which passes unchanged.
+        (
+            b"caf\xe9 caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac\n",
+            r"caf\xe9 café 日本",
+        ),
+        (b"tab\there\x7f\x00\n", "tab\there\\x7f\\x00"),
+    ];
+    for (sent, shown) in cases {
+        send(&mut a, sent);
+        let line = read_line(&mut b);
+        assert_eq!(
+            String::from_utf8(line).expect("UTF-8"),
+            format!("[{an}] {shown}")
+        );
+    }
+}
+
+#[test]
+fn names_are_unique_without_regard_to_case() {
+    let server = chat_server(|_| {});
+    let [(mut a, an), (mut b, bn), (mut c, cn)] = three(&server);
+    send(&mut a, b"/nick Alice\n");
+    assert_eq!(line_of(&mut a), "* you are now known as Alice");
+    assert_eq!(line_of(&mut b), format!("* {an} is now known as Alice"));
+    assert_eq!(line_of(&mut c), format!("* {an} is now known as Alice"));
+    for taken in ["alice", "ALICE", "aLiCe"] {
+        send(&mut b, format!("/nick {taken}\n").as_bytes());
+        assert_eq!(line_of(&mut b), format!("error: name {taken} is taken"));
+    }
+    send(&mut b, format!("/nick {}\n", an.to_uppercase()).as_bytes());
+    assert_eq!(line_of(&mut b), "error: names user<N> are reserved");
+    // The owner may change the case of its own name.
+    send(&mut a, b"/nick ALICE\n");
+    assert_eq!(line_of(&mut a), "* you are now known as ALICE");
+    assert_eq!(line_of(&mut b), "* Alice is now known as ALICE");
+    send(&mut c, b"/who\n");
+    assert_eq!(line_of(&mut c), "* Alice is now known as ALICE");
+    assert_eq!(line_of(&mut c), format!("* online: ALICE {bn} {cn}"));
+}
+
+/// `count` members joined, each having read its own welcome (the first also the joins).
+fn members(server: &TestServer, count: usize) -> Vec<(TcpStream, String)> {
+    (0..count).map(|_| join(server)).collect()
+}
+
+/// Reads `* online:` lines until the one without ` ...`, skipping the room's other lines;
+/// returns the names listed, in order.
+fn listing(reader: &mut impl BufRead) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).expect("read a line") > 0,
+            "EOF in /who"
+        );
+        let Some(list) = line.trim_end().strip_prefix("* online: ") else {
+            continue; // a join or leave in between
+        };
+        let more = list.ends_with(" ...");
+        names.extend(list.trim_end_matches(" ...").split(' ').map(str::to_string));
+        if !more {
+            return names;
+        }
+    }
+}
+
+#[test]
+fn who_in_a_big_room_lists_everyone_once_in_slot_order() {
+    let server = chat_server(|_| {});
+    let room = members(&server, 200);
+    let everyone: Vec<String> = room.iter().map(|(_, name)| name.clone()).collect();
+    let (last, _) = room.last().unwrap();
+    let mut reader = BufReader::new(last.try_clone().unwrap());
+    send(&mut last.try_clone().unwrap(), b"/who\n");
+    assert_eq!(listing(&mut reader), everyone);
+}
+
+#[test]
+fn a_who_flood_is_answered_as_read_without_piling_up() {
+    let server = chat_server(|_| {});
+    let room = members(&server, 200);
+    let everyone: Vec<String> = room.iter().map(|(_, name)| name.clone()).collect();
+    let (flooder, _) = room.last().unwrap();
+    let mut reader = BufReader::new(flooder.try_clone().unwrap());
+    // 2,000 requests in one write: each is answered in full, in turn, a line per drained queue.
+    send(&mut flooder.try_clone().unwrap(), &b"/who\n".repeat(2000));
+    for _ in 0..2000 {
+        assert_eq!(listing(&mut reader), everyone);
+    }
+    // Built whole per request, the answers would have waited in the flooder's queue (MiBs);
+    // made as it reads, at most about one line of the list is ever queued.
+    let peak = server.stats().total().queued_bytes_peak;
+    assert!(peak < 64 * 1024, "queue peak {peak} bytes");
 }

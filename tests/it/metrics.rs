@@ -1,17 +1,23 @@
-//! `--metrics`: the page counts what clients did (TCP and Unix apart), passes promtool, and bad
-//! requests cost nothing. The promtool check is `#[ignore = "needs promtool"]` (Debian's
+//! `--metrics`: the page counts what clients did (TCP and Unix apart), passes promtool, bad
+//! requests cost nothing, and connections that hold or churn the endpoint's slots cannot keep a
+//! real scrape from its answer. The promtool check is `#[ignore = "needs promtool"]` (Debian's
 //! prometheus package): `cargo test -- --include-ignored` runs it, on the pages the counting tests
 //! read, and it fails if promtool is missing.
 
+use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
 
 use crate::common::{
     self, PATIENCE, TestServer, connect, read_exactly, read_to_end, send, serve, wait_for_stats,
 };
+use echoloop::server::metrics::MAX_SCRAPES;
 use echoloop::{Address, CloseReason, Transport};
 
 fn with_metrics() -> TestServer {
@@ -335,4 +341,62 @@ fn the_daemon_prints_a_metrics_line_and_head_has_no_body() {
     daemon.signal(libc::SIGTERM);
     let (code, _stderr) = daemon.wait();
     assert_eq!(code, 0);
+}
+
+/// Connections that never say a word, held open.
+fn idle_connections(addr: SocketAddr, count: usize) -> Vec<TcpStream> {
+    (0..count)
+        .map(|_| {
+            let stream = TcpStream::connect(addr).expect("connect to the metrics endpoint");
+            stream.set_read_timeout(Some(PATIENCE)).unwrap();
+            stream
+        })
+        .collect()
+}
+
+#[test]
+fn a_scrape_is_answered_while_others_hold_and_churn_the_slots() {
+    let server = with_metrics();
+    let metrics = server.metrics_addr().unwrap();
+    // Every slot taken by a connection that says nothing ...
+    let holders = idle_connections(metrics, MAX_SCRAPES);
+    // ... and two threads opening more as fast as they can, each kept open a while (so every
+    // accept finds the slots full) and then dropped.
+    let stop = Arc::new(AtomicBool::new(false));
+    let churners: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            thread::spawn(move || {
+                let mut opened = 0u64;
+                let mut held = VecDeque::new();
+                while !stop.load(Ordering::Relaxed) {
+                    held.push_back(TcpStream::connect(metrics).expect("churn connect"));
+                    if held.len() > 2 * MAX_SCRAPES {
+                        held.pop_front();
+                    }
+                    opened += 1;
+                }
+                opened
+            })
+        })
+        .collect();
+    // Real scrapes, one after another, while that goes on: each gets its page.
+    for _ in 0..50 {
+        let answer = http(metrics, b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer:?}");
+        assert!(answer.contains("# TYPE echoloop_connections_open gauge\n"));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let opened: u64 = churners.into_iter().map(|t| t.join().unwrap()).sum();
+    assert!(
+        opened > MAX_SCRAPES as u64,
+        "the churn ran: {opened} connections"
+    );
+    // The idle holders were the ones to give way: each was closed without a byte.
+    for mut holder in holders {
+        assert!(read_to_end(&mut holder).is_empty());
+    }
+    // Scrapes are not clients, and the endpoint still answers once the churn stops.
+    assert_eq!(server.stats().total().connections_accepted, 0);
+    scrape(&server);
 }
