@@ -74,7 +74,10 @@ class Server:
                 raise RuntimeError("no listening lines from: " + " ".join(self.command))
             chunk = os.read(self.proc.stdout.fileno(), 4096)
             if not chunk:
-                raise RuntimeError("server exited at start: " + " ".join(self.command))
+                self.proc.wait()
+                with open(self.log.name, "rb") as log:
+                    said = log.read().decode(errors="replace").strip().splitlines()[-1:]
+                raise RuntimeError("%s: %s" % (" ".join(self.command[2:]), " ".join(said)))
             lines += chunk
             while b"\n" in lines:
                 line, lines = lines.split(b"\n", 1)
@@ -620,7 +623,8 @@ def attack_per_source(r, after_flags):
 
 
 def attack_memory(r):
-    server = r.serve(["-p", "echo", "-l", "127.0.0.1:0"], ["--max-memory", "64M"])
+    server = r.serve(["-p", "echo", "-l", "127.0.0.1:0", "--metrics", "127.0.0.1:0"],
+                     ["--max-memory", str(64 << 20)])
     probe = Prober("echo", server.tcp())
     cpu0 = server.cpu_seconds()
     clients = []
@@ -647,9 +651,12 @@ def attack_memory(r):
     cpu1 = server.cpu_seconds()
     p99 = probe.p99()
     rss = server.peak_rss_mib()
+    accounted = metric(server.scrape(), "echoloop_memory_peak_bytes")  # newer builds only
     for s in clients:
         s.close()
     what = "200 clients that never read wrote %.0f MiB" % (written / 2**20)
+    if accounted:
+        what += "; buffers at most %.1f MiB (echoloop_memory_peak_bytes)" % (accounted / 2**20)
     return cells(cpu1 - cpu0, rss, p99, what)
 
 
@@ -772,7 +779,7 @@ SERVER_FLAGS = {
     "4b": "-p chat -l 127.0.0.1:0 --metrics 127.0.0.1:0 | after: --chat-rate 20",
     "5a": "-p echo -l 127.0.0.1:0 | after: --max-per-source 256 (and --accept-rate's default 50)",
     "5b": "-p echo -l 127.0.0.1:0 | after: --max-per-source 256 --accept-rate 0",
-    "6": "-p echo -l 127.0.0.1:0 | after: --max-memory 64M",
+    "6": "-p echo -l 127.0.0.1:0 --metrics 127.0.0.1:0 | after: --max-memory 67108864 (64 MiB)",
     "7": "-p chat -l 127.0.0.1:0",
     "8": "-p echo -l 127.0.0.1:0 --metrics 127.0.0.1:0",
 }
