@@ -28,7 +28,10 @@ fn the_attack_driver_compiles_and_prints_its_usage() {
     let python = common::tool("python3", "python3");
     let compiled = Command::new(&python)
         // compile() only: no __pycache__ is written into the source tree.
-        .args(["-c", "import sys; compile(open(sys.argv[1]).read(), sys.argv[1], 'exec')"])
+        .args([
+            "-c",
+            "import sys; compile(open(sys.argv[1]).read(), sys.argv[1], 'exec')",
+        ])
         .arg(script("attack.py"))
         .status()
         .expect("running python3");
@@ -37,7 +40,11 @@ fn the_attack_driver_compiles_and_prints_its_usage() {
         .args([&script("attack.py"), "--help"])
         .output()
         .expect("running python3");
-    assert!(usage.status.success(), "attack.py --help: {:?}", usage.status);
+    assert!(
+        usage.status.success(),
+        "attack.py --help: {:?}",
+        usage.status
+    );
     let text = String::from_utf8_lossy(&usage.stdout);
     assert!(text.contains("--baseline"), "attack.py --help: {text}");
 }
