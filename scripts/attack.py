@@ -370,7 +370,7 @@ def sent_datagrams(servers):
     return total
 
 
-def udp_loop_of(servers, first, second, r, window=3.0):
+def udp_loop_of(servers, first, second, window=3.0):
     """Forges one datagram from `first` to `second`; counts what the servers send next."""
     probe = Prober("echo", servers[0].tcp())
     before = sent_datagrams(servers)
@@ -390,7 +390,7 @@ def udp_loop_of(servers, first, second, r, window=3.0):
 def attack_udp_self_loop(r):
     server = r.serve(["-p", "echo", "-l", "127.0.0.1:0", "-u", "127.0.0.1:0",
                       "--metrics", "127.0.0.1:0"])
-    return udp_loop_of([server], server.udp(), server.udp(), r)
+    return udp_loop_of([server], server.udp(), server.udp())
 
 
 def attack_udp_echo_pair(r):
@@ -398,7 +398,7 @@ def attack_udp_echo_pair(r):
                  "--metrics", "127.0.0.1:0"])
     b = r.serve(["-p", "echo", "-l", "127.0.0.1:0", "-u", "127.0.0.1:0",
                  "--metrics", "127.0.0.1:0"])
-    return udp_loop_of([a, b], a.udp(), b.udp(), r)
+    return udp_loop_of([a, b], a.udp(), b.udp())
 
 
 def amplification(protocol, payload, probe_kind):
