@@ -36,7 +36,7 @@ after=$(realpath "${AFTER:-target/release/echoloop}")
 [ -x "$after" ] || { echo "attack.sh: $after is missing (build it, or drop --no-build)" >&2; exit 2; }
 label="$after"
 if [ -z "${AFTER:-}" ]; then
-    label="$after (commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo ', src modified'))"
+    label="target/release/echoloop (commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo ', src modified'))"
 fi
 
 # 2,000 connections from one source, and the server holding them: raise the descriptor limit
