@@ -66,6 +66,12 @@ complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l sndbuf -d 'S
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l rcvbuf -d 'SO_RCVBUF of accepted stream sockets, in bytes [default: the kernel\'s]' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l model -d 'How clients are served: one event-loop thread (reactor), or a blocking thread per connection (threaded)' -r -f -a "reactor\t'One thread, readiness events, non-blocking sockets (the reactor)'
 threaded\t'One blocking thread per connection, for comparison'"
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l trusted -d 'Exempt from the per-source limits, repeatable; replaces the default 127.0.0.0/8 and ::1/128 (`none`: nobody)' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l allow -d 'Serve only these sources, repeatable (default: everyone); --deny wins over it' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l deny -d 'Never serve these sources, repeatable: TCP closed at accept without a byte, UDP dropped' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l udp-rate-limit -d 'UDP replies per second per source /24 (IPv6 /56), burst as many; trusted exempt; 0 = off' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l max-per-source -d 'Stream connections at once per source address (IPv6 /64), per worker; trusted exempt; 0 = off' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l accept-rate -d 'New stream connections per second per source address (IPv6 /64), burst 2 x N, per worker; trusted exempt; 0 = off' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l reuse-port -d 'Set SO_REUSEPORT so that several echoloop processes can share the port (implied by --workers > 1)'
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l trace -d 'Log every readiness event and every decision of the reactor (as RUST_LOG=echoloop=trace)'
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'

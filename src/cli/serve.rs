@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Args};
+use ipnet::IpNet;
 
 use super::parse_address;
 use crate::net::address::{Address, parse_socket_addr};
@@ -12,6 +13,8 @@ use crate::protocol::files::DEFAULT_MAX_FILE_BYTES;
 use crate::protocol::framing::FramingKind;
 use crate::protocol::{FilesConfig, ProtocolKind};
 use crate::server::config::ServeConfig;
+use crate::server::sources::SourcesConfig;
+use crate::server::sources::cidr::parse_cidr;
 use crate::server::threaded::Model;
 
 /// `echoloop serve`.
@@ -96,6 +99,33 @@ pub struct ServeArgs {
     /// How clients are served: one event-loop thread (reactor), or a blocking thread per connection (threaded)
     #[arg(long, value_enum, default_value = "reactor", value_name = "MODEL")]
     pub model: Model,
+    /// Exempt from the per-source limits, repeatable; replaces the default 127.0.0.0/8 and ::1/128 (`none`: nobody)
+    #[arg(long, value_name = "CIDR", value_parser = parse_trusted)]
+    pub trusted: Vec<Option<IpNet>>,
+    /// Serve only these sources, repeatable (default: everyone); --deny wins over it
+    #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
+    pub allow: Vec<IpNet>,
+    /// Never serve these sources, repeatable: TCP closed at accept without a byte, UDP dropped
+    #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
+    pub deny: Vec<IpNet>,
+    /// UDP replies per second per source /24 (IPv6 /56), burst as many; trusted exempt; 0 = off
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub udp_rate_limit: u32,
+    /// Stream connections at once per source address (IPv6 /64), per worker; trusted exempt; 0 = off
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub max_per_source: u32,
+    /// New stream connections per second per source address (IPv6 /64), burst 2 x N, per worker; trusted exempt; 0 = off
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub accept_rate: u32,
+}
+
+/// A `--trusted` value: a prefix, or `none` (an empty list).
+fn parse_trusted(text: &str) -> Result<Option<IpNet>, String> {
+    if text == "none" {
+        Ok(None)
+    } else {
+        parse_cidr(text).map(Some)
+    }
 }
 
 /// Seconds, where 0 means "off".
@@ -140,6 +170,19 @@ impl ServeArgs {
             chat_rate: (self.chat_rate > 0).then_some(self.chat_rate),
             sndbuf: self.sndbuf.map(|bytes| bytes as usize),
             rcvbuf: self.rcvbuf.map(|bytes| bytes as usize),
+            sources: SourcesConfig {
+                // Given at least once, --trusted replaces the default list.
+                trusted: if self.trusted.is_empty() {
+                    defaults.sources.trusted
+                } else {
+                    self.trusted.into_iter().flatten().collect()
+                },
+                allow: self.allow,
+                deny: self.deny,
+                udp_rate_limit: self.udp_rate_limit,
+                max_per_source: self.max_per_source,
+                accept_rate: self.accept_rate,
+            },
         }
     }
 }
@@ -168,6 +211,55 @@ mod tests {
         assert_eq!(config.idle_timeout, Some(Duration::from_secs(300)));
         assert!(config.nodelay);
         assert_eq!(config.keepalive, None);
+        assert_eq!(config.sources, SourcesConfig::default());
+        assert_eq!(config.sources.udp_rate_limit, 100);
+        assert_eq!(config.sources.max_per_source, 256);
+        assert_eq!(config.sources.accept_rate, 50);
+    }
+
+    fn sources_of(args: &[&str]) -> SourcesConfig {
+        let line = ["echoloop", "serve"].iter().chain(args).copied();
+        let Command::Serve(args) = Cli::try_parse_from(line).unwrap().command else {
+            panic!("not serve");
+        };
+        args.into_config().sources
+    }
+
+    #[test]
+    fn trusted_replaces_the_default_and_none_empties_it() {
+        let names = |sources: SourcesConfig| -> Vec<String> {
+            sources.trusted.iter().map(|n| n.to_string()).collect()
+        };
+        assert_eq!(names(sources_of(&[])), ["127.0.0.0/8", "::1/128"]);
+        assert_eq!(
+            names(sources_of(&["--trusted", "10.0.0.0/8"])),
+            ["10.0.0.0/8"]
+        );
+        assert!(names(sources_of(&["--trusted", "none"])).is_empty());
+        let lists = sources_of(&[
+            "--allow",
+            "192.0.2.0/24",
+            "--allow",
+            "::ffff:198.51.100.0/120",
+            "--deny",
+            "192.0.2.66",
+        ]);
+        assert_eq!(lists.allow.len(), 2);
+        assert_eq!(lists.allow[1].to_string(), "198.51.100.0/24");
+        assert_eq!(lists.deny[0].to_string(), "192.0.2.66/32");
+    }
+
+    #[test]
+    fn a_bad_prefix_is_a_usage_error() {
+        for bad in [
+            ["--allow", "10.0.0.0/40"],
+            ["--deny", "example.org"],
+            ["--trusted", "nobody"],
+        ] {
+            let line = ["echoloop", "serve"].iter().chain(&bad).copied();
+            let error = Cli::try_parse_from(line).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{bad:?}");
+        }
     }
 
     #[test]

@@ -29,7 +29,7 @@
 
 use std::fs::File;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -150,9 +150,15 @@ pub enum Listener {
 impl Listener {
     /// Accepts one connection. `WouldBlock` when none is pending.
     pub fn accept(&self, options: AcceptOptions) -> io::Result<Stream> {
+        self.accept_from(options).map(|(stream, _)| stream)
+    }
+
+    /// Accepts one connection, with the peer's IP address as `accept` reported it (no extra
+    /// system call); `None` for a Unix peer, which has none.
+    pub fn accept_from(&self, options: AcceptOptions) -> io::Result<(Stream, Option<IpAddr>)> {
         match self {
             Listener::Tcp(listener) => {
-                let (stream, _peer) = listener.accept()?;
+                let (stream, peer) = listener.accept()?;
                 // Options are best effort: a connection that cannot take them is still served.
                 let _ = stream.set_nodelay(options.nodelay);
                 if let Some(idle) = options.keepalive {
@@ -160,12 +166,12 @@ impl Listener {
                         .set_tcp_keepalive(&TcpKeepalive::new().with_time(idle));
                 }
                 options.size_buffers(socket2::SockRef::from(&stream));
-                Ok(Stream::Tcp(stream))
+                Ok((Stream::Tcp(stream), Some(peer.ip())))
             }
             Listener::Unix(listener, ..) => {
                 let (stream, _peer) = listener.accept()?;
                 options.size_buffers(socket2::SockRef::from(&stream));
-                Ok(Stream::Unix(stream))
+                Ok((Stream::Unix(stream), None))
             }
         }
     }

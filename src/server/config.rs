@@ -13,6 +13,7 @@ use crate::error::StartError;
 use crate::net::address::Address;
 use crate::protocol::framing::FramingKind;
 use crate::protocol::{FilesConfig, ProtocolFactory, ProtocolKind, Service};
+use crate::server::sources::SourcesConfig;
 
 /// Which protocol a server speaks: one of echoloop's own, or one of yours.
 #[derive(Debug, Clone)]
@@ -109,6 +110,9 @@ pub struct ServeConfig {
     pub sndbuf: Option<usize>,
     /// `SO_RCVBUF` for accepted stream sockets (`--rcvbuf`); `None`: the kernel's default.
     pub rcvbuf: Option<usize>,
+    /// Who may talk to us and how much: `--trusted`, `--allow`, `--deny`, `--udp-rate-limit`,
+    /// `--max-per-source`, `--accept-rate` (see `server/sources/`).
+    pub sources: SourcesConfig,
 }
 
 impl Default for ServeConfig {
@@ -137,6 +141,7 @@ impl Default for ServeConfig {
             chat_rate: Some(20),
             sndbuf: None,
             rcvbuf: None,
+            sources: SourcesConfig::default(),
         }
     }
 }

@@ -210,7 +210,7 @@ impl Connection {
     /// back, nothing held from the last read) or for input to drop (lingering).
     pub fn is_reading(&self) -> bool {
         match self.state {
-            State::Open => self.may_answer() && self.held.is_empty(),
+            State::Open => self.held.is_empty() && !self.holds.any(),
             State::Lingering { .. } => true,
             _ => false,
         }

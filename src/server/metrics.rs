@@ -66,7 +66,7 @@ use crate::net::stream::Transport;
 use crate::protocol::CloseReason;
 use crate::server::reactor::token::{METRICS_SOURCES, Source};
 use crate::server::stats::ServerStats;
-use crate::server::stats::{StatsSnapshot, StreamSnapshot};
+use crate::server::stats::{DropReason, RefusalReason, StatsSnapshot, StreamSnapshot};
 
 /// Largest request head we read; past it the answer is 431.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
@@ -406,8 +406,8 @@ type StreamFamily = (
     fn(&StreamSnapshot) -> u64,
 );
 
-/// The stream families before `echoloop_connections_closed_total` (which has a reason label).
-const STREAM_FAMILIES_BEFORE_CLOSED: [StreamFamily; 3] = [
+/// The stream families before `echoloop_connections_refused_total` (which has a reason label).
+const STREAM_FAMILIES_BEFORE_REFUSED: [StreamFamily; 2] = [
     (
         "echoloop_connections_open",
         "gauge",
@@ -419,12 +419,6 @@ const STREAM_FAMILIES_BEFORE_CLOSED: [StreamFamily; 3] = [
         "counter",
         "Stream connections accepted.",
         |t| t.connections_accepted,
-    ),
-    (
-        "echoloop_connections_refused_total",
-        "counter",
-        "Stream connections refused at --max-connections.",
-        |t| t.connections_refused,
     ),
 ];
 
@@ -496,9 +490,27 @@ pub fn exposition(s: &StatsSnapshot) -> String {
             .map(|t| (transport_label(*t), value(s.stream(*t))))
             .collect()
     };
-    for (name, kind, help, value) in STREAM_FAMILIES_BEFORE_CLOSED {
+    for (name, kind, help, value) in STREAM_FAMILIES_BEFORE_REFUSED {
         family(name, kind, help, &streams(value));
     }
+    let refused: Vec<(String, u64)> = Transport::ALL
+        .iter()
+        .flat_map(|t| {
+            RefusalReason::ALL.iter().map(|reason| {
+                (
+                    format!("{},reason=\"{}\"", transport_label(*t), reason.as_str()),
+                    s.stream(*t).refused_for(*reason),
+                )
+            })
+        })
+        .collect();
+    family(
+        "echoloop_connections_refused_total",
+        "counter",
+        "Stream connections refused, by reason: full (--max-connections), acl (--allow/--deny), \
+         rate (--accept-rate), per-source (--max-per-source).",
+        &refused,
+    );
     let closed: Vec<(String, u64)> = Transport::ALL
         .iter()
         .flat_map(|t| {
@@ -530,11 +542,6 @@ pub fn exposition(s: &StatsSnapshot) -> String {
             "Datagrams sent.",
             s.datagrams_sent,
         ),
-        (
-            "echoloop_datagrams_dropped_total",
-            "Datagrams dropped: too long, from a loop port, or replies over the queue limit.",
-            s.datagrams_dropped,
-        ),
     ];
     for (name, help, value) in udp {
         family(
@@ -544,6 +551,23 @@ pub fn exposition(s: &StatsSnapshot) -> String {
             &[("transport=\"udp\"".to_string(), value)],
         );
     }
+    let dropped: Vec<(String, u64)> = DropReason::ALL
+        .iter()
+        .map(|reason| {
+            (
+                format!("transport=\"udp\",reason=\"{}\"", reason.as_str()),
+                s.dropped_for(*reason),
+            )
+        })
+        .collect();
+    family(
+        "echoloop_datagrams_dropped_total",
+        "counter",
+        "Datagrams dropped, by reason: loop (reflection guard), rate (--udp-rate-limit), \
+         acl (--allow/--deny), size (--max-frame, or a reply over 4 x request + 512 bytes), \
+         queue (the reply did not fit the socket's queue).",
+        &dropped,
+    );
     let memory = [
         (
             "echoloop_memory_bytes",

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod rate;
 pub mod reactor;
 pub mod signals;
+pub mod sources;
 pub mod stats;
 pub mod threaded;
 pub mod timers;

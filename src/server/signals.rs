@@ -6,6 +6,9 @@
 //! readiness event, in the loop, between two batches of work, and the reactor begins its drain:
 //! close the listeners (a connection attempted after the signal is refused, not served), stop
 //! reading, flush every queue for up to `--shutdown-timeout`, then exit. SIGUSR1 logs the counters.
+//! SIGHUP (the daemon's "reload") reads the host's addresses again for the UDP loop guard
+//! (`server/sources/guard.rs`), after an address was added or removed; it no longer ends the
+//! process, as its default action would.
 //!
 //! In-process servers (tests, the load generator's own checks) do not touch the process's signals;
 //! they are stopped through a [`StopHandle`], which sets a flag and wakes the reactor with a
@@ -18,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use mio::{Registry, Token, Waker};
-use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 
 /// What a signal asks of the reactor.
@@ -28,6 +31,8 @@ pub enum SignalRequest {
     Stop,
     /// SIGUSR1: log the counters.
     LogStats,
+    /// SIGHUP: read the host's addresses again.
+    ReadAddresses,
 }
 
 /// The signals a daemon reactor listens to, registered with its poller.
@@ -36,9 +41,10 @@ pub struct SignalSource {
 }
 
 impl SignalSource {
-    /// Installs handlers for SIGINT, SIGTERM and SIGUSR1 and registers their pipe under `token`.
+    /// Installs handlers for SIGINT, SIGTERM, SIGUSR1 and SIGHUP and registers their pipe under
+    /// `token`.
     pub fn register(registry: &Registry, token: Token) -> io::Result<SignalSource> {
-        let mut signals = Signals::new([SIGINT, SIGTERM, SIGUSR1])?;
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGUSR1, SIGHUP])?;
         registry.register(&mut signals, token, mio::Interest::READABLE)?;
         Ok(SignalSource { signals })
     }
@@ -49,6 +55,7 @@ impl SignalSource {
             .pending()
             .map(|signal| match signal {
                 SIGUSR1 => SignalRequest::LogStats,
+                SIGHUP => SignalRequest::ReadAddresses,
                 _ => SignalRequest::Stop,
             })
             .collect()

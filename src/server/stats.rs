@@ -11,6 +11,10 @@
 //! both sets; readers that do not care about the transport ask for their sum
 //! ([`StatsSnapshot::total`]).
 //!
+//! Refusals are counted with a reason: a dropped datagram as a [`DropReason`], a refused
+//! connection as a [`RefusalReason`] (`server/sources/` decides most of them). The totals stay
+//! beside the per-reason counts, so a reader that does not care why reads one number.
+//!
 //! Next: `server/metrics.rs`, the counters for Prometheus.
 
 use std::sync::Arc;
@@ -51,6 +55,81 @@ impl Counter {
     }
 }
 
+/// Why a datagram was dropped (the `reason` label of `echoloop_datagrams_dropped_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The reflection guard: from our own socket, a service port, or a broadcast address.
+    Loop,
+    /// Over `--udp-rate-limit` for its source.
+    Rate,
+    /// Refused by `--deny` or `--allow`.
+    Acl,
+    /// Over `--max-frame`, or its reply over the reply cap (4 × request + 512 bytes).
+    Size,
+    /// Its reply did not fit the UDP socket's queue of refused replies, or could not be sent.
+    Queue,
+}
+
+impl DropReason {
+    /// Every reason, in the order counters are kept.
+    pub const ALL: [DropReason; 5] = [
+        DropReason::Loop,
+        DropReason::Rate,
+        DropReason::Acl,
+        DropReason::Size,
+        DropReason::Queue,
+    ];
+
+    /// The label value: `loop`, `rate`, `acl`, `size`, `queue`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Loop => "loop",
+            DropReason::Rate => "rate",
+            DropReason::Acl => "acl",
+            DropReason::Size => "size",
+            DropReason::Queue => "queue",
+        }
+    }
+}
+
+/// Why a stream connection was refused (the `reason` label of
+/// `echoloop_connections_refused_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalReason {
+    /// At `--max-connections`: `error: server full (N connections)`.
+    Full,
+    /// Refused by `--deny` or `--allow`: closed without a byte.
+    Acl,
+    /// Over `--accept-rate` for its source: closed without a byte.
+    Rate,
+    /// Over `--max-per-source`: `error: too many connections from <address>`.
+    PerSource,
+    /// The reactor is over `--max-memory`: `error: server busy`.
+    Busy,
+}
+
+impl RefusalReason {
+    /// Every reason, in the order counters are kept.
+    pub const ALL: [RefusalReason; 5] = [
+        RefusalReason::Full,
+        RefusalReason::Acl,
+        RefusalReason::Rate,
+        RefusalReason::PerSource,
+        RefusalReason::Busy,
+    ];
+
+    /// The label value: `full`, `acl`, `rate`, `per-source`, `busy`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalReason::Full => "full",
+            RefusalReason::Acl => "acl",
+            RefusalReason::Rate => "rate",
+            RefusalReason::PerSource => "per-source",
+            RefusalReason::Busy => "busy",
+        }
+    }
+}
+
 /// One reactor's counters.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -60,8 +139,10 @@ pub struct Stats {
     pub datagrams_received: Counter,
     /// Datagrams sent.
     pub datagrams_sent: Counter,
-    /// Datagrams dropped: over `--max-frame`, from a loop port, or replies over the UDP queue limit.
+    /// Datagrams dropped, for any reason (count with [`Stats::drop_datagram`]).
     pub datagrams_dropped: Counter,
+    /// Datagrams dropped, by reason (indexed as [`DropReason::ALL`]).
+    pub datagrams_dropped_by: [Counter; DropReason::ALL.len()],
     /// Bytes the reactor's connection buffers hold now, as `--max-memory` counts them (gauge).
     pub memory_bytes: Counter,
     /// The most bytes the reactor's connection buffers ever held at once.
@@ -87,8 +168,10 @@ pub struct StreamStats {
     pub connections_open: Counter,
     /// Connections accepted since start.
     pub connections_accepted: Counter,
-    /// Connections refused at `--max-connections`.
+    /// Connections refused, for any reason (count with [`StreamStats::count_refusal`]).
     pub connections_refused: Counter,
+    /// Connections refused, by reason (indexed as [`RefusalReason::ALL`]).
+    pub refused_by: [Counter; RefusalReason::ALL.len()],
     /// Connections closed, by reason (indexed as [`CloseReason::ALL`]).
     pub closed: [Counter; CloseReason::ALL.len()],
     /// Bytes read from clients.
@@ -126,6 +209,12 @@ impl Stats {
         self.stream(transport).bytes_sent.add(bytes as u64);
     }
 
+    /// Counts one datagram dropped for `reason`.
+    pub fn drop_datagram(&self, reason: DropReason) {
+        self.datagrams_dropped.add(1);
+        self.datagrams_dropped_by[reason as usize].add(1);
+    }
+
     /// The values now, as plain numbers.
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
@@ -133,6 +222,7 @@ impl Stats {
             datagrams_received: self.datagrams_received.get(),
             datagrams_sent: self.datagrams_sent.get(),
             datagrams_dropped: self.datagrams_dropped.get(),
+            datagrams_dropped_by: std::array::from_fn(|i| self.datagrams_dropped_by[i].get()),
             memory_bytes: self.memory_bytes.get(),
             memory_peak: self.memory_peak.get(),
             memory_episodes: self.memory_episodes.get(),
@@ -151,6 +241,12 @@ impl StreamStats {
         self.connections_open.sub(1);
     }
 
+    /// Counts one connection refused for `reason`.
+    pub fn count_refusal(&self, reason: RefusalReason) {
+        self.connections_refused.add(1);
+        self.refused_by[reason as usize].add(1);
+    }
+
     /// Notes a client's queue length, keeping the peak.
     pub fn note_queue_len(&self, len: usize) {
         if len as u64 > self.queued_bytes_peak.get() {
@@ -164,6 +260,7 @@ impl StreamStats {
             connections_open: self.connections_open.get(),
             connections_accepted: self.connections_accepted.get(),
             connections_refused: self.connections_refused.get(),
+            refused_by: std::array::from_fn(|i| self.refused_by[i].get()),
             closed: std::array::from_fn(|i| self.closed[i].get()),
             bytes_received: self.bytes_received.get(),
             bytes_sent: self.bytes_sent.get(),
@@ -183,6 +280,8 @@ pub struct StreamSnapshot {
     pub connections_open: u64,
     pub connections_accepted: u64,
     pub connections_refused: u64,
+    /// Indexed as [`RefusalReason::ALL`]: read with [`StreamSnapshot::refused_for`].
+    pub refused_by: [u64; RefusalReason::ALL.len()],
     pub closed: [u64; CloseReason::ALL.len()],
     pub bytes_received: u64,
     pub bytes_sent: u64,
@@ -203,12 +302,20 @@ impl StreamSnapshot {
         self.closed[index]
     }
 
+    /// Connections refused for `reason`.
+    pub fn refused_for(&self, reason: RefusalReason) -> u64 {
+        self.refused_by[reason as usize]
+    }
+
     /// Adds another set (another transport, or another reactor): gauges and totals add, peaks
     /// take the larger.
     pub fn merge(&mut self, other: &StreamSnapshot) {
         self.connections_open += other.connections_open;
         self.connections_accepted += other.connections_accepted;
         self.connections_refused += other.connections_refused;
+        for (mine, theirs) in self.refused_by.iter_mut().zip(other.refused_by) {
+            *mine += theirs;
+        }
         for (mine, theirs) in self.closed.iter_mut().zip(other.closed) {
             *mine += theirs;
         }
@@ -232,6 +339,8 @@ pub struct StatsSnapshot {
     pub datagrams_received: u64,
     pub datagrams_sent: u64,
     pub datagrams_dropped: u64,
+    /// Indexed as [`DropReason::ALL`]: read with [`StatsSnapshot::dropped_for`].
+    pub datagrams_dropped_by: [u64; DropReason::ALL.len()],
     pub memory_bytes: u64,
     pub memory_peak: u64,
     pub memory_episodes: u64,
@@ -243,6 +352,11 @@ impl StatsSnapshot {
     /// The stream counters of one transport.
     pub fn stream(&self, transport: Transport) -> &StreamSnapshot {
         &self.streams[transport as usize]
+    }
+
+    /// Datagrams dropped for `reason`.
+    pub fn dropped_for(&self, reason: DropReason) -> u64 {
+        self.datagrams_dropped_by[reason as usize]
     }
 
     /// Connections closed for `reason`, on any transport.
@@ -261,6 +375,13 @@ impl StatsSnapshot {
         self.memory_bytes += other.memory_bytes;
         self.memory_peak = self.memory_peak.max(other.memory_peak);
         self.memory_episodes += other.memory_episodes;
+        for (mine, theirs) in self
+            .datagrams_dropped_by
+            .iter_mut()
+            .zip(other.datagrams_dropped_by)
+        {
+            *mine += theirs;
+        }
     }
 
     /// Every transport's stream counters added up (TCP and Unix), computed when asked: the
@@ -282,8 +403,16 @@ impl StatsSnapshot {
             .filter(|(_, n)| *n > 0)
             .map(|(reason, n)| format!("{reason}={n}"))
             .collect();
+        let refused = by_reason(
+            RefusalReason::ALL.iter().map(|r| r.as_str()),
+            &total.refused_by,
+        );
+        let datagrams_dropped = by_reason(
+            DropReason::ALL.iter().map(|r| r.as_str()),
+            &self.datagrams_dropped_by,
+        );
         format!(
-            "stats: open={} accepted={} refused={} closed[{}] in={}B out={}B queued={}B peak={}B paused={} dropped={} accept_errors={} memory={}B over_memory={} datagrams in={} out={} dropped={}",
+            "stats: open={} accepted={} refused={}{refused} closed[{}] in={}B out={}B queued={}B peak={}B paused={} dropped={} accept_errors={} memory={}B over_memory={} datagrams in={} out={} dropped={}{datagrams_dropped}",
             total.connections_open,
             total.connections_accepted,
             total.connections_refused,
@@ -301,6 +430,20 @@ impl StatsSnapshot {
             self.datagrams_sent,
             self.datagrams_dropped,
         )
+    }
+}
+
+/// `[acl=1 rate=2]`: the non-zero counts by reason, or nothing if all are zero.
+fn by_reason<'a>(names: impl Iterator<Item = &'a str>, counts: &[u64]) -> String {
+    let parts: Vec<String> = names
+        .zip(counts)
+        .filter(|(_, n)| **n > 0)
+        .map(|(name, n)| format!("{name}={n}"))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("[{}]", parts.join(" "))
     }
 }
 
@@ -327,6 +470,33 @@ impl ServerStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_and_drops_are_counted_by_reason_and_in_total() {
+        let stats = Stats::default();
+        stats.drop_datagram(DropReason::Loop);
+        stats.drop_datagram(DropReason::Rate);
+        stats.drop_datagram(DropReason::Rate);
+        let tcp = stats.stream(Transport::Tcp);
+        tcp.count_refusal(RefusalReason::Acl);
+        stats
+            .stream(Transport::Unix)
+            .count_refusal(RefusalReason::Full);
+        let mut s = stats.snapshot();
+        s.merge(&stats.snapshot());
+        assert_eq!(s.datagrams_dropped, 6);
+        assert_eq!(s.dropped_for(DropReason::Rate), 4);
+        assert_eq!(s.total().connections_refused, 4);
+        assert_eq!(s.total().refused_for(RefusalReason::Acl), 2);
+        let line = s.summary_line();
+        assert!(line.contains(" refused=4[full=2 acl=2] "), "{line}");
+        assert!(line.ends_with(" dropped=6[loop=2 rate=4]"), "{line}");
+        let quiet = Stats::default().snapshot().summary_line();
+        assert!(
+            quiet.contains(" refused=0 ") && quiet.ends_with(" dropped=0"),
+            "{quiet}"
+        );
+    }
 
     #[test]
     fn transports_are_counted_apart_and_added_up() {

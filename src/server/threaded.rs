@@ -30,6 +30,11 @@
 //! per thread two clients could write one file at once. The reactor does all that on one thread
 //! with no lock; that is its job here. UDP (`-u`) and `--workers` belong to the reactor too.
 //!
+//! The per-source rules (`--allow`, `--deny`, `--trusted`, `--max-per-source`, `--accept-rate`,
+//! `server/sources/`) apply here as in the reactor: the acceptor thread asks one shared
+//! [`Sources`] (behind a mutex) about each new peer, and a client's thread gives its place back
+//! when it leaves. The same refusals, the same lines, the same counters.
+//!
 //! The counters ([`Stats`]) are written by one thread in the reactor, with a plain load and store.
 //! Here many threads write them, so every update takes one mutex ([`SharedStats`]): the first lock
 //! this model needs, and the smallest example of what sharing costs.
@@ -44,7 +49,7 @@
 //! Next: `docs/GUIDE.md`, which walks from this design to the reactor; then `clients/load/`.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -64,7 +69,8 @@ use crate::protocol::framing::{Decoder, FramingKind};
 use crate::protocol::{ClientId, ProtocolKind, Replies, Service, Session};
 use crate::server::config::ServeConfig;
 use crate::server::connection::LINGER;
-use crate::server::stats::{Stats, StatsSnapshot};
+use crate::server::sources::{Admission, Sources};
+use crate::server::stats::{RefusalReason, Stats, StatsSnapshot};
 
 /// Bytes one connection thread reads at a time (the reactor's read buffer, but one per client).
 const READ_BUFFER_BYTES: usize = 64 * 1024;
@@ -205,6 +211,8 @@ struct Shared {
     stats: SharedStats,
     /// A clone of each open client's socket, by client number.
     clients: Mutex<Slab<BlockingStream>>,
+    /// Who may connect, and how many per source (locked after `clients`, never before).
+    sources: Mutex<Sources>,
     /// Signalled when a client leaves and when a stop is requested.
     changed: Condvar,
     stop: Mutex<StopState>,
@@ -335,6 +343,7 @@ impl ThreadedServer {
             greeting,
             stats: SharedStats::default(),
             clients: Mutex::new(Slab::new()),
+            sources: Mutex::new(Sources::new(&config.sources, &[], Instant::now())),
             changed: Condvar::new(),
             stop: Mutex::new(StopState::Serving),
             stop_changed: Condvar::new(),
@@ -507,11 +516,13 @@ impl Drop for RunningThreaded {
     }
 }
 
-/// SIGINT/SIGTERM stop the server (a second one: at once); SIGUSR1 logs the counters. A thread
-/// of its own waits for them: with blocking threads there is no event loop to deliver them to.
+/// SIGINT/SIGTERM stop the server (a second one: at once); SIGUSR1 logs the counters; SIGHUP is
+/// logged and otherwise ignored (no UDP here, so no loop guard to refresh), as the reactor does
+/// not die of it either. A thread of its own waits for them: with blocking threads there is no
+/// event loop to deliver them to.
 fn catch_signals(stop: ThreadedStop) -> io::Result<signal_hook::iterator::Handle> {
-    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGUSR1])?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGUSR1, SIGHUP])?;
     let handle = signals.handle();
     std::thread::Builder::new()
         .name("echoloop-signals".into())
@@ -519,6 +530,8 @@ fn catch_signals(stop: ThreadedStop) -> io::Result<signal_hook::iterator::Handle
             for signal in signals.forever() {
                 if signal == SIGUSR1 {
                     info!("{}", stop.0.stats.snapshot().summary_line());
+                } else if signal == SIGHUP {
+                    info!("SIGHUP: nothing to reload in the threaded model");
                 } else {
                     stop.stop();
                 }
@@ -531,21 +544,23 @@ fn catch_signals(stop: ThreadedStop) -> io::Result<signal_hook::iterator::Handle
 fn accept_loop(listener: BlockingListener, shared: &Arc<Shared>) {
     loop {
         let accepted = match &listener {
-            BlockingListener::Tcp(l) => l.accept().map(|(stream, _)| {
+            BlockingListener::Tcp(l) => l.accept().map(|(stream, peer)| {
                 let _ = stream.set_nodelay(shared.config.nodelay);
                 if let Some(idle) = shared.config.keepalive {
                     let _ = socket2::SockRef::from(&stream)
                         .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(idle));
                 }
-                BlockingStream::Tcp(stream)
+                (BlockingStream::Tcp(stream), Some(peer.ip()))
             }),
-            BlockingListener::Unix(l, _) => l.accept().map(|(s, _)| BlockingStream::Unix(s)),
+            BlockingListener::Unix(l, _) => {
+                l.accept().map(|(s, _)| (BlockingStream::Unix(s), None))
+            }
         };
         if shared.stopping() {
             return; // woken by the shutdown of the listener (or a connection that came too late)
         }
         match accepted {
-            Ok(stream) => admit(stream, shared),
+            Ok((stream, peer)) => admit(stream, peer, shared),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 // EMFILE and friends: the connection stays in the backlog; do not spin on it.
@@ -560,22 +575,43 @@ fn accept_loop(listener: BlockingListener, shared: &Arc<Shared>) {
     }
 }
 
-/// Gives a new connection its thread, or refuses it when the server is full.
-fn admit(stream: BlockingStream, shared: &Arc<Shared>) {
+/// Gives a new connection from `peer` (`None`: Unix) its thread, or refuses it: its source is
+/// refused or over a per-source limit, or the server is full.
+fn admit(stream: BlockingStream, peer: Option<IpAddr>, shared: &Arc<Shared>) {
     let transport = stream.transport();
     let mut clients = lock(&shared.clients);
-    if clients.len() >= shared.config.max_connections {
+    let id = clients.vacant_key();
+    let admission = lock(&shared.sources).admit_stream(peer, id, Instant::now());
+    if let Admission::Refuse(reason) = admission {
         drop(clients);
         shared
             .stats
-            .update(|s| s.stream(transport).connections_refused.add(1));
+            .update(|s| s.stream(transport).count_refusal(reason));
+        debug!(
+            "connection from {} refused: {}",
+            stream.peer_label(),
+            reason.as_str()
+        );
+        if let Some(line) = Sources::refusal_line(reason, peer) {
+            say_and_close(stream, &line);
+        }
+        return;
+    }
+    if clients.len() >= shared.config.max_connections {
+        lock(&shared.sources).closed(id);
+        drop(clients);
+        shared
+            .stats
+            .update(|s| s.stream(transport).count_refusal(RefusalReason::Full));
         refuse(stream, shared.config.max_connections);
         return;
     }
     let Ok(copy) = stream.try_clone() else {
+        lock(&shared.sources).closed(id);
         return; // out of descriptors: dropping the stream closes it
     };
-    let id = clients.insert(copy);
+    let inserted = clients.insert(copy);
+    debug_assert_eq!(inserted, id);
     drop(clients);
     shared.stats.update(|s| {
         s.stream(transport).connections_accepted.add(1);
@@ -593,8 +629,13 @@ fn admit(stream: BlockingStream, shared: &Arc<Shared>) {
 }
 
 /// One over `--max-connections`: the same line as the reactor, a FIN, and a close.
-fn refuse(mut stream: BlockingStream, max: usize) {
-    let _ = stream.write_all(format!("error: server full ({max} connections)\n").as_bytes());
+fn refuse(stream: BlockingStream, max: usize) {
+    say_and_close(stream, &format!("error: server full ({max} connections)\n"));
+}
+
+/// One line to a refused client, a FIN, and a close.
+fn say_and_close(mut stream: BlockingStream, line: &str) {
+    let _ = stream.write_all(line.as_bytes());
     let _ = stream.shutdown(Shutdown::Write);
     // Unread input would turn the close into an RST that can destroy the line: read it first,
     // but never wait long for it.
@@ -606,6 +647,7 @@ fn refuse(mut stream: BlockingStream, max: usize) {
 fn leave(id: usize, transport: Transport, reason: CloseReason, shared: &Shared) {
     let mut clients = lock(&shared.clients);
     if clients.try_remove(id).is_some() {
+        lock(&shared.sources).closed(id);
         shared
             .stats
             .update(|s| s.stream(transport).count_close(reason));

@@ -10,26 +10,36 @@
 //! outbound queue; past the queue's limit, replies are dropped and counted: UDP may lose datagrams,
 //! memory may not grow.
 //!
-//! Datagrams from the source ports of the classic services (echo 7, daytime 13, chargen 19,
-//! time 37, and port 0) are never answered. Otherwise a forged datagram "from" one echo server "to"
-//! another starts an endless ping-pong between them (the echo↔chargen loop of CERT CA-1996-01).
+//! A datagram's source address is whatever its sender wrote, so before the protocol sees one,
+//! `server/sources/` judges it: the reflection guard drops datagrams that would start a loop
+//! (from our own socket, from a port below 1024, from a broadcast address: the echo↔chargen loop
+//! of CERT CA-1996-01), the access lists drop refused sources, and a source group over
+//! `--udp-rate-limit` is dropped too, so a forged victim gets at most that many replies a second.
+//! And no reply is ever larger than [`reply_cap`] of its request (four times it, plus 512 bytes):
+//! a tiny request cannot buy a big answer. Each drop is counted with its reason.
 //!
-//! Next: `net/address.rs`, how sockets are named.
+//! Next: `server/sources/`, who may talk to us, and how much.
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
 
 use crate::net::registration::{self, Registration};
 use crate::protocol::{Answer, Service};
-use crate::server::stats::Stats;
+use crate::server::sources::Sources;
+use crate::server::stats::{DropReason, Stats};
 
-/// Source ports that never get an answer (see the module docs).
-pub const LOOP_PORTS: [u16; 5] = [0, 7, 13, 19, 37];
+/// The largest reply a request of `request_bytes` may get: four times it, plus 512 bytes (an
+/// empty datagram gets at most 512: chargen's 444, daytime's line). A larger one is dropped.
+#[inline]
+pub const fn reply_cap(request_bytes: usize) -> usize {
+    request_bytes.saturating_mul(4).saturating_add(512)
+}
+
 /// Datagrams handled per turn before other sockets get their chance.
 const DATAGRAMS_PER_TURN: usize = 256;
 
@@ -86,12 +96,22 @@ impl DatagramEndpoint {
             .update(registry, &mut self.socket, token, wanted)
     }
 
-    /// Receives and answers datagrams until `WouldBlock` or the per-turn budget.
+    /// Our socket's address, as the loop guard must know it.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Receives and answers datagrams until `WouldBlock` or the per-turn budget. `sources`
+    /// judges each sender at `clock` (the rate limit's time) before the protocol answers at
+    /// `now` (the wall clock protocols print).
+    #[allow(clippy::too_many_arguments)] // the reactor's parts, lent for one drain
     pub(crate) fn drain_datagrams(
         &mut self,
         protocol: &mut dyn Service,
+        sources: &mut Sources,
         buf: &mut [u8],
         max_frame: usize,
+        clock: Instant,
         now: SystemTime,
         stats: &Stats,
     ) -> io::Result<Drained> {
@@ -106,13 +126,29 @@ impl DatagramEndpoint {
             };
             stats.datagrams_received.add(1);
             log::trace!("udp datagram of {len} bytes from {from}");
-            if LOOP_PORTS.contains(&from.port()) || len > max_frame {
-                log::debug!("udp datagram from {from} dropped ({len} bytes)");
-                stats.datagrams_dropped.add(1);
+            let verdict = if len > max_frame {
+                Err(DropReason::Size)
+            } else {
+                sources.judge_datagram(from, clock)
+            };
+            if let Err(reason) = verdict {
+                log::debug!(
+                    "udp datagram from {from} dropped ({len} bytes): {}",
+                    reason.as_str()
+                );
+                stats.drop_datagram(reason);
                 continue;
             }
             self.reply.clear();
             if protocol.datagram(&buf[..len], now, &mut self.reply) == Answer::Reply {
+                if self.reply.len() > reply_cap(len) {
+                    log::debug!(
+                        "udp reply of {} bytes to {from} dropped: over 4 x {len} + 512",
+                        self.reply.len()
+                    );
+                    stats.drop_datagram(DropReason::Size);
+                    continue;
+                }
                 let reply = std::mem::take(&mut self.reply);
                 self.send_or_queue(from, reply, stats);
             }
@@ -130,7 +166,7 @@ impl DatagramEndpoint {
                     if result.is_ok() {
                         stats.datagrams_sent.add(1);
                     } else {
-                        stats.datagrams_dropped.add(1);
+                        stats.drop_datagram(DropReason::Queue);
                     }
                     self.pending_bytes -= bytes.len();
                     self.pending.pop_front();
@@ -150,14 +186,14 @@ impl DatagramEndpoint {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => {
                     log::debug!("udp reply to {to} failed: {e}");
-                    stats.datagrams_dropped.add(1);
+                    stats.drop_datagram(DropReason::Queue);
                     self.reply = reply;
                     return;
                 }
             }
         }
         if self.pending_bytes + reply.len() > self.queue_limit {
-            stats.datagrams_dropped.add(1);
+            stats.drop_datagram(DropReason::Queue);
             self.reply = reply;
             return;
         }
@@ -188,18 +224,27 @@ mod tests {
         (endpoint, poll, client)
     }
 
+    /// The default rules (loopback trusted), guarding `endpoint`.
+    fn sources_for(endpoint: &DatagramEndpoint) -> Sources {
+        let own = [endpoint.local_addr().unwrap()];
+        Sources::new(&Default::default(), &own, std::time::Instant::now())
+    }
+
     /// Drains until the endpoint has seen `count` datagrams (they may arrive a little later
     /// than `send_to` returns).
     fn drain_until(endpoint: &mut DatagramEndpoint, stats: &Stats, count: u64) -> Drained {
         let mut echo = Echo;
+        let mut sources = sources_for(endpoint);
         let mut buf = vec![0u8; 64 * 1024];
         let give_up = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             let drained = endpoint
                 .drain_datagrams(
                     &mut echo as &mut dyn Service,
+                    &mut sources,
                     &mut buf,
                     8,
+                    std::time::Instant::now(),
                     SystemTime::now(),
                     stats,
                 )
@@ -227,6 +272,17 @@ mod tests {
         assert_eq!(stats.datagrams_received.get(), 3);
         assert_eq!(stats.datagrams_sent.get(), 2);
         assert_eq!(stats.datagrams_dropped.get(), 1);
+        assert_eq!(
+            stats.datagrams_dropped_by[DropReason::Size as usize].get(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_reply_is_never_more_than_four_times_its_request_plus_512() {
+        assert_eq!(reply_cap(0), 512);
+        assert_eq!(reply_cap(100), 912);
+        assert_eq!(reply_cap(usize::MAX), usize::MAX);
     }
 
     #[test]
@@ -245,13 +301,16 @@ mod tests {
         // Loopback delivers as it sends, so the first turn finds more than its budget; it
         // stops at the budget and says so, and the next turn takes the rest.
         let mut echo = Echo;
+        let mut sources = sources_for(&endpoint);
         let mut buf = vec![0u8; 64 * 1024];
         let mut turn = |endpoint: &mut DatagramEndpoint| {
             endpoint
                 .drain_datagrams(
                     &mut echo as &mut dyn Service,
+                    &mut sources,
                     &mut buf,
                     8,
+                    std::time::Instant::now(),
                     SystemTime::now(),
                     &stats,
                 )

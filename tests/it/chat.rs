@@ -381,3 +381,48 @@ fn a_who_flood_is_answered_as_read_without_piling_up() {
     let peak = server.stats().total().queued_bytes_peak;
     assert!(peak < 64 * 1024, "queue peak {peak} bytes");
 }
+
+/// `--chat-rate`: a member who floods is read no faster than its rate (after a burst of twice
+/// that); its lines are delayed, in order, never dropped, and nobody else is dropped for them.
+#[test]
+fn a_flooder_is_slowed_to_its_rate_and_loses_nothing() {
+    const RATE: u32 = 50;
+    const LINES: usize = 300;
+    let server = chat_server(|cfg| {
+        cfg.chat_rate = Some(RATE);
+        cfg.sources.trusted.clear(); // loopback is trusted by default, and trusted is exempt
+    });
+    let (mut flooder, flooder_name) = join(&server);
+    let (mut reader, _) = join(&server);
+    assert!(line_of(&mut flooder).ends_with("joined"));
+    let flood: String = (0..LINES).map(|i| format!("line {i}\n")).collect();
+    let start = std::time::Instant::now();
+    send(&mut flooder, flood.as_bytes());
+    for i in 0..LINES {
+        assert_eq!(line_of(&mut reader), format!("[{flooder_name}] line {i}"));
+        // Measured after the line arrived, so the bound is generous to a slow machine: the
+        // burst, the rate over the time so far, and one in flight.
+        let allowed = f64::from(2 * RATE) + f64::from(RATE) * start.elapsed().as_secs_f64() + 1.0;
+        assert!(
+            (i + 1) as f64 <= allowed,
+            "{} lines after {:?}: over burst + rate",
+            i + 1,
+            start.elapsed()
+        );
+    }
+    assert_eq!(server.stats().total().clients_dropped, 0);
+}
+
+/// A trusted source (loopback, by default) is not slowed.
+#[test]
+fn a_trusted_member_is_not_rate_limited() {
+    let server = chat_server(|cfg| cfg.chat_rate = Some(1));
+    let (mut talker, name) = join(&server);
+    let (mut reader, _) = join(&server);
+    assert!(line_of(&mut talker).ends_with("joined"));
+    let lines: String = (0..50).map(|i| format!("{i}\n")).collect();
+    send(&mut talker, lines.as_bytes());
+    for i in 0..50 {
+        assert_eq!(line_of(&mut reader), format!("[{name}] {i}"));
+    }
+}

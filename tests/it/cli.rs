@@ -28,6 +28,12 @@ fn bad_arguments_exit_2_with_one_line_naming_the_argument() {
         (&["serve", "--framing", "xml"][..], "--framing"),
         (&["serve", "--no-such-flag"][..], "--no-such-flag"),
         (&["serve", "--queue-limit", "0"][..], "--queue-limit"),
+        (&["serve", "--allow", "10.0.0.0/40"][..], "--allow"),
+        (&["serve", "--trusted", "everyone"][..], "--trusted"),
+        (
+            &["serve", "--max-per-source", "many"][..],
+            "--max-per-source",
+        ),
     ] {
         let (code, stdout, stderr) = echoloop(args);
         assert_eq!(code, 2, "{args:?}: {stderr}");

@@ -48,6 +48,8 @@
 //! Transports:
 //! - [`unix`]: every protocol over a Unix socket, and the socket file's life.
 //! - [`udp`]: every protocol over UDP, the loop-port rule, datagrams over `--max-frame`.
+//! - [`sources`]: `--allow`/`--deny`, `--trusted`, per-source limits, the UDP rate limit and
+//!   reflection guard (forged datagrams from a raw socket, root only).
 //!
 //! Many clients, few descriptors, stopping:
 //! - [`workers`]: `--workers 2` share one port, and each worker serves some of the clients.
@@ -90,6 +92,7 @@ mod half_close_refill;
 mod idle;
 mod lifecycle;
 
+mod sources;
 mod udp;
 mod unix;
 

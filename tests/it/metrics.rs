@@ -149,13 +149,16 @@ fn a_scrape_counts_what_the_clients_did() {
         sample(&page, &format!("echoloop_datagrams_sent_total{udp_label}")),
         2
     );
-    assert_eq!(
-        sample(
-            &page,
-            &format!("echoloop_connections_refused_total{stream}")
-        ),
-        0
-    );
+    for reason in ["full", "acl", "rate", "per-source"] {
+        let series =
+            format!("echoloop_connections_refused_total{{transport=\"tcp\",reason=\"{reason}\"}}");
+        assert_eq!(sample(&page, &series), 0, "{series}");
+    }
+    for reason in ["loop", "rate", "acl", "size", "queue"] {
+        let series =
+            format!("echoloop_datagrams_dropped_total{{transport=\"udp\",reason=\"{reason}\"}}");
+        assert_eq!(sample(&page, &series), 0, "{series}");
+    }
 
     // Scrapes are not clients: a second one sees the same counts.
     let again = scrape(&server);
@@ -205,7 +208,6 @@ fn tcp_and_unix_clients_are_counted_apart() {
     for (name, tcp, unix) in [
         ("echoloop_connections_open", 0, 1),
         ("echoloop_connections_accepted_total", 1, 1),
-        ("echoloop_connections_refused_total", 0, 0),
         ("echoloop_bytes_received_total", 100, 7),
         ("echoloop_bytes_sent_total", 100, 7),
         ("echoloop_queued_bytes", 0, 0),

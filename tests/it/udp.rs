@@ -1,9 +1,11 @@
-//! Every protocol over UDP: one answer datagram per request (or none), the loop-port rule, and
-//! datagrams over `--max-frame`.
+//! Every protocol over UDP: one answer datagram per request (or none), the service-port rule of
+//! the loop guard, and datagrams over `--max-frame`. (Forged sources, the rate limit and the
+//! access lists: `sources.rs`.)
 
 use std::net::{SocketAddr, UdpSocket};
 
 use echoloop::ProtocolKind;
+use echoloop::server::stats::DropReason;
 
 use crate::common;
 
@@ -108,6 +110,7 @@ fn datagrams_from_a_loop_port_get_no_answer() {
     });
     assert_eq!(stats.datagrams_received, 1);
     assert_eq!(stats.datagrams_sent, 0);
+    assert_eq!(stats.dropped_for(DropReason::Loop), 1);
     // From an ordinary port, the same server answers.
     let other = client_at("127.0.0.1:0").unwrap();
     assert_eq!(ask(&other, server.udp_addrs()[0], b"ping"), b"ping");
@@ -124,6 +127,7 @@ fn a_datagram_over_max_frame_is_dropped_and_counted() {
     // The counter moves just after the send: wait for it rather than race it.
     let stats = common::wait_for_stats(&server, "the reply counted", |s| s.datagrams_sent == 1);
     assert_eq!(stats.datagrams_dropped, 1);
+    assert_eq!(stats.dropped_for(DropReason::Size), 1);
     assert_eq!(stats.datagrams_received, 2);
 }
 

@@ -3,13 +3,17 @@
 //! A listener is edge-triggered like every other socket, so it is drained: `accept` until the
 //! kernel says `WouldBlock`. A new client gets a slab slot (its token), a registration for
 //! `READABLE`, a decoder, and a session from the protocol, which may answer at once (daytime
-//! does, after the `--greeting`). Past `--max-connections` the client is told why in one line and
-//! closed. When the process is out of descriptors the pending connection is shed with the reserve
-//! descriptor (`net/listener.rs`), so the listener cannot keep the loop spinning.
+//! does, after the `--greeting`). First the reactor's `Sources` (`server/sources/`) judge the
+//! peer: a source refused by `--allow`/`--deny` or over `--accept-rate` is closed without a byte;
+//! one over `--max-per-source` is told `error: too many connections from <address>` and closed.
+//! Past `--max-connections` the client is told why in one line and closed. When the process is
+//! out of descriptors the pending connection is shed with the reserve descriptor
+//! (`net/listener.rs`), so the listener cannot keep the loop spinning.
 //!
 //! Next: `client.rs`, one client's reads, answers and writes.
 
 use std::io::{self, Read};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use log::{debug, warn};
@@ -24,6 +28,8 @@ use crate::protocol::ClientId;
 use crate::protocol::framing::Decoder;
 use crate::server::connection::Connection;
 use crate::server::rate::TokenBucket;
+use crate::server::sources::{Admission, Sources};
+use crate::server::stats::RefusalReason;
 
 /// How long to wait before accepting again when even the reserve descriptor could not help.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -35,10 +41,10 @@ impl Reactor {
             let Some(Some(listener)) = self.sockets.listeners.get(index) else {
                 return; // closed by the drain
             };
-            match listener.accept(self.settings.accept) {
-                Ok(stream) => {
+            match listener.accept_from(self.settings.accept) {
+                Ok((stream, peer)) => {
                     self.accepting.exhaustion_logged = false;
-                    self.admit(stream);
+                    self.admit(stream, peer);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -74,19 +80,29 @@ impl Reactor {
         }
     }
 
-    /// Takes a new connection in, or refuses it when the reactor is full.
-    fn admit(&mut self, mut stream: Stream) {
+    /// Takes a new connection from `peer` (`None`: a Unix peer) in, or refuses it: its source
+    /// is refused or over a per-source limit, or the reactor is full.
+    fn admit(&mut self, mut stream: Stream, peer: Option<IpAddr>) {
+        let id = self.clients.slab.vacant_key();
+        let trusted = match self.sources.admit_stream(peer, id, self.clock.now) {
+            Admission::Admit { trusted } => trusted,
+            Admission::Refuse(reason) => {
+                self.refuse_source(stream, peer, reason);
+                return;
+            }
+        };
         if self.clients.slab.len() >= self.settings.max_connections {
-            self.refuse(stream, Refusal::Full);
+            self.sources.closed(id); // it was counted against its source: give that back
+            self.refuse(stream);
             return;
         }
         if self.over_memory() {
-            self.refuse(stream, Refusal::Busy); // the episode was logged when it began
+            self.sources.closed(id);
+            self.refuse_busy(stream); // the episode was logged when it began
             return;
         }
         self.accepting.full_logged = false;
         let entry = self.clients.slab.vacant_entry();
-        let id = entry.key();
         let mut registration = Registration::new();
         let token = Source::Client(id).token();
         if let Err(e) = registration.update(
@@ -96,6 +112,7 @@ impl Reactor {
             Some(mio::Interest::READABLE),
         ) {
             warn!("{}cannot register a new connection: {e}", self.report.name);
+            self.sources.closed(id);
             return;
         }
         if log::log_enabled!(log::Level::Debug) {
@@ -120,7 +137,7 @@ impl Reactor {
         let decoder = Decoder::new(self.settings.framing, self.settings.max_frame);
         let mut conn = Connection::new(decoder, session, self.clock.now, serial);
         if let Some(rate) = self.settings.frame_rate
-            && !is_trusted(&stream)
+            && !trusted
         {
             conn.frame_budget = Some(TokenBucket::new(
                 rate,
@@ -132,58 +149,66 @@ impl Reactor {
             stream,
             registration,
             conn,
+            trusted,
         });
         self.deliver(id);
         self.flush_client(id); // chargen makes more as soon as the kernel takes the first batch
         self.sync(id);
     }
 
-    /// One over `--max-connections`, or one during a memory episode: a one-line explanation,
-    /// then close.
-    fn refuse(&mut self, mut stream: Stream, why: Refusal) {
+    /// A source the access lists or a per-source limit refuse: counted, and closed at once
+    /// without a byte, or (over `--max-per-source`) after its one line.
+    fn refuse_source(&mut self, stream: Stream, peer: Option<IpAddr>, reason: RefusalReason) {
         self.report
             .stats
             .stream(stream.transport())
-            .connections_refused
-            .add(1);
-        let line = match why {
-            Refusal::Full => {
-                if !self.accepting.full_logged {
-                    warn!(
-                        "{}refusing connections: server full ({} connections)",
-                        self.report.name, self.settings.max_connections
-                    );
-                    self.accepting.full_logged = true;
-                }
-                format!(
-                    "error: server full ({} connections)\n",
-                    self.settings.max_connections
-                )
-            }
-            Refusal::Busy => "error: server busy\n".to_string(),
-        };
+            .count_refusal(reason);
+        debug!(
+            "{}connection from {} refused: {}",
+            self.report.name,
+            stream.peer_label(),
+            reason.as_str()
+        );
+        if let Some(line) = Sources::refusal_line(reason, peer) {
+            self.say_and_close(stream, &line);
+        } // else dropping the stream closes it: not a byte sent
+    }
+
+    /// One over `--max-connections`: a one-line explanation, then close.
+    fn refuse(&mut self, stream: Stream) {
+        self.report
+            .stats
+            .stream(stream.transport())
+            .count_refusal(RefusalReason::Full);
+        if !self.accepting.full_logged {
+            warn!(
+                "{}refusing connections: server full ({} connections)",
+                self.report.name, self.settings.max_connections
+            );
+            self.accepting.full_logged = true;
+        }
+        let line = format!(
+            "error: server full ({} connections)\n",
+            self.settings.max_connections
+        );
+        self.say_and_close(stream, &line);
+    }
+
+    /// A newcomer during a memory episode: `error: server busy`, then close.
+    fn refuse_busy(&mut self, stream: Stream) {
+        self.report
+            .stats
+            .stream(stream.transport())
+            .count_refusal(RefusalReason::Busy);
+        self.say_and_close(stream, "error: server busy\n");
+    }
+
+    /// Writes one line to a refused client, then closes it.
+    fn say_and_close(&mut self, mut stream: Stream, line: &str) {
         let _ = io::Write::write(&mut stream, line.as_bytes()); // best effort: it has room
         let _ = stream.shutdown_write();
         // Closing a socket with unread input sends RST, which can destroy the line above: drop
         // what the client already sent (one read; a refused client gets no more care than that).
         let _ = stream.read(&mut self.speech.read_buffer);
     }
-}
-
-/// Whether a peer is exempt from per-source limits: a Unix socket's peer is local; a TCP peer
-/// on loopback too.
-fn is_trusted(stream: &Stream) -> bool {
-    match stream {
-        Stream::Tcp(tcp) => tcp.peer_addr().is_ok_and(|peer| peer.ip().is_loopback()),
-        Stream::Unix(_) => true,
-    }
-}
-
-/// Why a connection is turned away at accept, with a line saying so.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Refusal {
-    /// `--max-connections` are open.
-    Full,
-    /// The reactor is over `--max-memory`.
-    Busy,
 }

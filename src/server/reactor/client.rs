@@ -57,6 +57,8 @@ pub(super) struct Client {
     pub(super) stream: Stream,
     pub(super) registration: Registration,
     pub(super) conn: Connection,
+    /// Its source is exempt from the per-source limits (`--trusted`, or a Unix peer).
+    pub(super) trusted: bool,
 }
 
 /// The readiness a client event reports, as the handlers use it.
@@ -138,7 +140,7 @@ impl Reactor {
         // client on `still_ready`, which comes here as if readable: the edge that announced
         // its bytes was spent while it was held back.
         let conn = &self.clients.slab[id].conn;
-        if conn.may_answer() && !conn.held.is_empty() {
+        if !conn.held.is_empty() && conn.may_answer() {
             self.answer_held(id);
         }
         if readiness.readable {
@@ -265,10 +267,14 @@ impl Reactor {
         let mut input = &speech.read_buffer[..len];
         speech.replies.answering(input); // echoed slices of it are written from here, not copied
         let mut broken = false;
+        // The first frame needs no check: a client is read only while it may be answered.
+        let mut first = true;
         while !speech.replies.closes_sender() {
-            if !input.is_empty() && !room_for_another_frame(conn, &speech.replies, limit) {
+            if !first && !input.is_empty() && !room_for_another_frame(conn, &speech.replies, limit)
+            {
                 break;
             }
+            first = false;
             if let Err(refill_at) = conn.frame_allowance(self.clock.now) {
                 if !input.is_empty() {
                     trace!("client {id} over its frame rate: held until {refill_at:?}");
@@ -308,14 +314,6 @@ impl Reactor {
         self.deliver(id);
         if broken {
             self.clients.slab[id].conn.finish(CloseReason::FrameError);
-        }
-        // Held back only for want of room that the kernel then made (everything was written
-        // at once): nothing will announce it, so come back next turn.
-        if self.settle(id) {
-            let conn = &self.clients.slab[id].conn;
-            if !conn.held.is_empty() && conn.may_answer() {
-                self.clients.still_ready.push(id);
-            }
         }
     }
 
@@ -436,6 +434,7 @@ impl Reactor {
             }
         }
         self.speech.replies.return_others(others);
+        self.after_shared_bytes();
     }
 
     /// Queues shared bytes for another client; it is flushed once, at the end of the turn.
@@ -573,6 +572,11 @@ impl Reactor {
             return;
         }
         let client = &mut self.clients.slab[id];
+        // Input held back for want of room that the kernel then made (everything was written
+        // at once): nothing will announce it, so come back next turn.
+        if !client.conn.held.is_empty() && client.conn.may_answer() {
+            self.clients.still_ready.push(id);
+        }
         let wanted = client.conn.wanted();
         let token = Source::Client(id).token();
         if let Err(e) =

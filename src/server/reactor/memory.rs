@@ -30,41 +30,41 @@ use crate::protocol::{CloseReason, SlowReader};
 
 impl Reactor {
     /// Brings client `id`'s share of the total up to date and, during an episode, holds it back
-    /// (or drops it) if it holds more than its fair share. Called from `settle`.
+    /// (or drops it) if it holds more than its fair share. Called from every `settle`: in the
+    /// usual case (nothing changed, no episode) it costs a few comparisons.
     #[inline]
     pub(super) fn account_memory(&mut self, id: usize) {
-        let memory = &mut self.memory;
-        let connected = self.clients.slab.len().max(1);
         let Some(client) = self.clients.slab.get_mut(id) else {
             return;
         };
         let conn = &mut client.conn;
         let now_held = conn.memory();
-        if now_held != conn.memory_counted {
-            memory.meter.recount(conn.memory_counted, now_held);
-            conn.memory_counted = now_held;
+        if now_held == conn.memory_counted && !self.memory.over {
+            return;
         }
-        // Shared bytes (a broadcast) change the total without changing this client's share.
-        let total = memory.meter.total();
+        self.memory.meter.recount(conn.memory_counted, now_held);
+        conn.memory_counted = now_held;
+        let total = self.memory.meter.total();
         self.report.stats.note_memory(total);
-        if total <= memory.cap && !memory.over {
-            return; // the usual case: well under the cap
+        if total > self.memory.cap && !self.memory.over {
+            self.begin_memory_episode(total);
         }
-        if total > memory.cap && !memory.over {
-            memory.over = true;
-            self.report.stats.memory_episodes.add(1);
-            warn!(
-                "{}over --max-memory ({total} bytes held, cap {}): holding back the biggest \
-                 clients and refusing new ones until under {}",
-                self.report.name,
-                memory.cap,
-                memory.cap / 10 * 9
-            );
+        if self.memory.over {
+            self.hold_back_if_big(id, total);
         }
+    }
+
+    /// During an episode: holds client `id` back (or drops it, for chat) if it holds more than
+    /// its fair share while the total is over the cap; serves it again once its reader caught up.
+    fn hold_back_if_big(&mut self, id: usize, total: usize) {
+        let fair_share = self.memory.cap / self.clients.slab.len().max(1);
+        let Some(client) = self.clients.slab.get_mut(id) else {
+            return;
+        };
+        let conn = &mut client.conn;
         if conn.is_closed() {
             return;
         }
-        let fair_share = memory.cap / connected;
         let holding =
             conn.outbound.footprint() + conn.held.capacity() + conn.decoder.buffered_capacity();
         if conn.holds.memory {
@@ -76,7 +76,7 @@ impl Reactor {
             }
             return;
         }
-        if total <= memory.cap || holding <= fair_share {
+        if total <= self.memory.cap || holding <= fair_share {
             return;
         }
         match self.settings.policy.slow_reader {
@@ -88,7 +88,7 @@ impl Reactor {
             }
             SlowReader::PauseReading => {
                 conn.holds.memory = true;
-                memory.held.push(id);
+                self.memory.held.push(id);
             }
         }
     }
@@ -118,6 +118,30 @@ impl Reactor {
                 self.clients.still_ready.push(id);
             }
         }
+    }
+
+    /// Bytes shared with other clients were just queued (a broadcast): they change the total
+    /// without changing any client's own share, so the cap is checked here too.
+    pub(super) fn after_shared_bytes(&mut self) {
+        let total = self.memory.meter.total();
+        self.report.stats.note_memory(total);
+        if total > self.memory.cap && !self.memory.over {
+            self.begin_memory_episode(total);
+        }
+    }
+
+    /// Over the cap: an episode begins (logged once, counted once).
+    fn begin_memory_episode(&mut self, total: usize) {
+        let memory = &mut self.memory;
+        memory.over = true;
+        self.report.stats.memory_episodes.add(1);
+        warn!(
+            "{}over --max-memory ({total} bytes held, cap {}): holding back the biggest \
+             clients and refusing new ones until under {}",
+            self.report.name,
+            memory.cap,
+            memory.cap / 10 * 9
+        );
     }
 
     /// Whether new connections are to be turned away (`error: server busy`): an episode is on.

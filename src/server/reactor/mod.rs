@@ -17,6 +17,9 @@
 //!   drains to half of it (or, for chat, is dropped).
 //! - **Late, single-place closing.** Handlers only *mark* a connection closed; slab slots are freed
 //!   at the end of the turn, so an event later in the same batch never meets a reused slot.
+//! - **Strangers within limits.** The reactor owns a `Sources` (`server/sources/`): the access
+//!   lists and per-source limits checked at accept, the loop guard and rate limit checked for
+//!   every datagram. Trusted sources (loopback by default) pass with one prefix check.
 //!
 //! The loop itself is [`Reactor::run`], below. The work is in the files beside this one, by what
 //! it is about: `token.rs` (what an event's token stands for), `accept.rs` (new connections),
@@ -55,6 +58,7 @@ use crate::server::config::ServeConfig;
 use crate::server::connection::Policy;
 use crate::server::metrics::MetricsEndpoint;
 use crate::server::signals::SignalSource;
+use crate::server::sources::Sources;
 use crate::server::stats::{ServerStats, Stats};
 use crate::server::timers::Timers;
 use crate::server::udp::DatagramEndpoint;
@@ -96,6 +100,8 @@ pub struct Reactor {
     accepting: Accepting,
     /// What the connections' buffers hold, against `--max-memory`.
     memory: Memory,
+    /// Who may talk to us and how much: access lists, loop guard, per-source limits.
+    sources: Sources,
     /// Counters, and the name logs give this reactor.
     report: Report,
 }
@@ -270,6 +276,11 @@ impl Reactor {
             all_stats,
             waker: _,
         } = sockets;
+        let own_udp: Vec<std::net::SocketAddr> = datagrams
+            .iter()
+            .filter_map(|socket| socket.local_addr().ok())
+            .collect();
+        let sources = Sources::new(&config.sources, &own_udp, now);
         let sockets = Sockets::register(
             poll.registry(),
             listeners,
@@ -317,6 +328,7 @@ impl Reactor {
                 over: false,
                 held: Vec::new(),
             },
+            sources,
             report: Report {
                 stats,
                 all_stats,

@@ -1,6 +1,7 @@
 //! Signals and the drain: how a reactor stops without losing what it owes.
 //!
-//! SIGINT and SIGTERM arrive as a readable event (`signals.rs`), as does a stop request from
+//! SIGINT and SIGTERM arrive as a readable event (`signals.rs`) (SIGUSR1 and SIGHUP too, for
+//! the counters and the loop guard's addresses), as does a stop request from
 //! another thread (a [`crate::StopHandle`] sets a flag and wakes the poller). The reactor then
 //! *drains*: it closes its listeners (new connection attempts are refused by the kernel), stops
 //! reading, and lets every client finish: its queue is written, FIN is sent, and it is closed.
@@ -28,8 +29,23 @@ impl Reactor {
         for request in requests {
             match request {
                 SignalRequest::LogStats => self.log_stats(),
+                SignalRequest::ReadAddresses => self.read_local_addresses(),
                 SignalRequest::Stop => self.begin_shutdown(),
             }
+        }
+    }
+
+    /// SIGHUP: the loop guard reads the host's addresses again.
+    fn read_local_addresses(&mut self) {
+        match self.sources.read_local_addresses() {
+            Ok(count) => info!(
+                "{}SIGHUP: the loop guard knows {count} local addresses",
+                self.report.name
+            ),
+            Err(e) => warn!(
+                "{}SIGHUP: cannot read the host's addresses: {e}",
+                self.report.name
+            ),
         }
     }
 

@@ -3,7 +3,8 @@
 //!
 //! UDP has no connections, so a UDP socket is served here whole: `udp.rs` reads its datagrams
 //! until `WouldBlock` (or a per-turn budget), the protocol answers each one, and refused replies
-//! wait in the endpoint's own small queue.
+//! wait in the endpoint's own small queue. Each sender is judged first by the reactor's
+//! `Sources` (`server/sources/`): the loop guard, the access lists, the rate limit.
 //!
 //! Next: `tidy.rs`, the end of each turn.
 
@@ -77,8 +78,10 @@ impl Reactor {
         }
         match endpoint.drain_datagrams(
             self.speech.service.as_mut(),
+            &mut self.sources,
             &mut self.speech.read_buffer,
             self.settings.max_frame,
+            self.clock.now,
             self.clock.wall_now,
             stats,
         ) {

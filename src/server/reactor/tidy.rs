@@ -103,6 +103,9 @@ impl Reactor {
             return; // already closed (marked twice)
         }
         let client = self.clients.slab.remove(id);
+        if !client.trusted {
+            self.sources.closed(id); // its source may open another
+        }
         let conn = client.conn;
         let reason = conn.close_reason().unwrap_or(CloseReason::IoError);
         let counters = self.report.stats.stream(client.stream.transport());
