@@ -2,8 +2,8 @@
 //! still parse: `bash -n` for `scripts/attack.sh`, and for `scripts/attack.py` a byte-compile and
 //! its `--help`, which imports every module it uses. A typo there would otherwise surface only
 //! on the day someone replays the attacks. The attacks themselves are asserted elsewhere, on
-//! counts (`udp`, `bounded`, `chat`, `metrics`, ...); the script measures times and memory,
-//! which no test asserts.
+//! counts (`sources`, `udp`, `bounded`, `chat`, `metrics`, `files`); the script measures times
+//! and memory, which no test asserts.
 
 use std::process::Command;
 
