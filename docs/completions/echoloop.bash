@@ -307,7 +307,7 @@ _echoloop() {
             return 0
             ;;
         echoloop__subcmd__serve)
-            opts="-l -u -p -h --listen --udp --protocol --framing --max-frame --max-connections --idle-timeout --queue-limit --greeting --workers --reuse-port --shutdown-timeout --backlog --nodelay --keepalive --stats-interval --trace --metrics --dir --max-file-bytes --dir-quota --max-memory --chat-rate --sndbuf --rcvbuf --model --trusted --allow --deny --udp-rate-limit --max-per-source --accept-rate --help"
+            opts="-l -u -p -h --listen --udp --protocol --framing --max-frame --max-connections --idle-timeout --queue-limit --greeting --workers --reuse-port --shutdown-timeout --backlog --nodelay --keepalive --stats-interval --trace --metrics --dir --max-file-bytes --dir-quota --max-files --reservation-timeout --partial-ttl --max-memory --chat-rate --sndbuf --rcvbuf --model --trusted --allow --deny --udp-rate-limit --max-per-source --accept-rate --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -398,6 +398,18 @@ _echoloop() {
                     return 0
                     ;;
                 --dir-quota)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-files)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reservation-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --partial-ttl)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

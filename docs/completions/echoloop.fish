@@ -60,6 +60,9 @@ complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l metrics -d '
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l dir -d '-p files: the folder served (required; it must exist)' -r -F
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l max-file-bytes -d '-p files: largest file accepted, in bytes' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l dir-quota -d '-p files: content bytes the folder may hold, partial files included; 0 = no quota' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l max-files -d '-p files: complete plus partial files the folder may hold' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l reservation-timeout -d '-p files: an upload\'s quota reservation ends after this long without a byte from it' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l partial-ttl -d '-p files: remove partial files untouched this long; 0 = keep them' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l max-memory -d 'Most bytes the connections\' buffers may hold, per worker; over it the biggest holders are not read (chat: dropped) and new connections get `error: server busy`' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l chat-rate -d '-p chat: lines per second per member, in bursts of twice that; a member over it is not read until it may send again (trusted sources exempt); 0 = off' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l sndbuf -d 'SO_SNDBUF of accepted stream sockets, in bytes [default: the kernel\'s]' -r

@@ -9,7 +9,9 @@ use ipnet::IpNet;
 
 use super::parse_address;
 use crate::net::address::{Address, parse_socket_addr};
-use crate::protocol::files::DEFAULT_MAX_FILE_BYTES;
+use crate::protocol::files::{
+    DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_FILES, DEFAULT_PARTIAL_TTL, DEFAULT_RESERVATION_TIMEOUT,
+};
 use crate::protocol::framing::FramingKind;
 use crate::protocol::{FilesConfig, ProtocolKind};
 use crate::server::config::ServeConfig;
@@ -84,6 +86,15 @@ pub struct ServeArgs {
     /// -p files: content bytes the folder may hold, partial files included; 0 = no quota
     #[arg(long, default_value_t = 0, value_name = "BYTES")]
     pub dir_quota: u64,
+    /// -p files: complete plus partial files the folder may hold
+    #[arg(long, default_value_t = DEFAULT_MAX_FILES, value_name = "N")]
+    pub max_files: u64,
+    /// -p files: an upload's quota reservation ends after this long without a byte from it
+    #[arg(long, default_value_t = DEFAULT_RESERVATION_TIMEOUT.as_secs(), value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub reservation_timeout: u64,
+    /// -p files: remove partial files untouched this long; 0 = keep them
+    #[arg(long, default_value_t = DEFAULT_PARTIAL_TTL.as_secs(), value_name = "SECS")]
+    pub partial_ttl: u64,
     /// Most bytes the connections' buffers may hold, per worker; over it the biggest holders are not read (chat: dropped) and new connections get `error: server busy`
     #[arg(long, default_value = "1073741824", value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_memory: u64,
@@ -141,6 +152,9 @@ impl ServeArgs {
             dir,
             max_file_bytes: self.max_file_bytes,
             dir_quota: self.dir_quota,
+            max_files: self.max_files,
+            reservation_timeout: Duration::from_secs(self.reservation_timeout),
+            partial_ttl: seconds_or_off(self.partial_ttl),
         });
         ServeConfig {
             listen: if self.listen.is_empty() && self.udp.is_empty() {

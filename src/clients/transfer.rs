@@ -4,8 +4,10 @@
 //! sleeps. Starting again from byte 0 wastes what already crossed; so, like `curl -C -` against FTP's
 //! `REST` or tus's `Upload-Offset`, each *attempt* first asks where to start:
 //!
-//! - `put` sends `PUT <name> <size>`; the server answers `OK <offset>`, the bytes it already holds
-//!   of an earlier attempt, and we send the rest. `DONE <size> <sha256>` ends it.
+//! - `put` hashes the local file first and sends `PUT <name> <size> <sha256>`; the server answers
+//!   `OK <offset>`, the bytes it already holds of an earlier attempt *of this very file* (same
+//!   name, size and digest, even across a server restart), and we send the rest. The server
+//!   checks the digest before it publishes the file; `DONE <size> <sha256>` ends it.
 //! - `get` looks at how much of the local file exists, sends `GET <name> <that many>`, and appends
 //!   what comes after `OK <size> <sha256>`.
 //!
@@ -310,7 +312,7 @@ fn run_put(args: &PutConfig) -> Result<(), TransferError> {
     let local = sha256_of(&args.file).map_err(TransferError::Local)?;
     let bar = progress(size);
     let result = with_retries(args.retries, || {
-        put_attempt(&args.addr, &name, size, &mut file, &bar)
+        put_attempt(&args.addr, &name, size, &local, &mut file, &bar)
     });
     bar.finish_and_clear();
     let server = match result {
@@ -351,12 +353,13 @@ fn put_attempt(
     addr: &Address,
     name: &str,
     size: u64,
+    digest: &str,
     file: &mut File,
     bar: &ProgressBar,
 ) -> Result<String, Attempt> {
     let mut conn = Conn::open(addr)?;
     let mut reader = BufReader::new(conn.try_clone()?);
-    conn.write_all(format!("PUT {name} {size}\n").as_bytes())?;
+    conn.write_all(format!("PUT {name} {size} {digest}\n").as_bytes())?;
     let line = read_reply(&mut reader)?;
     let words = expect_reply(&line, "OK")?;
     let offset = number(words.first())?;

@@ -15,10 +15,10 @@ use echoloop::protocol::files::request::hex;
 use sha2::{Digest, Sha256};
 
 /// A folder under the temp dir, removed when dropped.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new(what: &str) -> TempDir {
+    pub(crate) fn new(what: &str) -> TempDir {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let path = std::env::temp_dir().join(format!(
             "echoloop-files-{what}-{}-{}",
@@ -29,16 +29,16 @@ impl TempDir {
         TempDir(path)
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 
-    fn join(&self, name: &str) -> PathBuf {
+    pub(crate) fn join(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
 
     /// Every name in the folder, sorted (hidden partial files included).
-    fn names(&self) -> Vec<String> {
+    pub(crate) fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(&self.0)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -54,7 +54,7 @@ impl Drop for TempDir {
     }
 }
 
-fn serve_files(dir: &Path, adjust: impl FnOnce(&mut FilesConfig)) -> TestServer {
+pub(crate) fn serve_files(dir: &Path, adjust: impl FnOnce(&mut FilesConfig)) -> TestServer {
     let mut files = FilesConfig::new(dir);
     adjust(&mut files);
     common::serve(|cfg| {
@@ -63,18 +63,18 @@ fn serve_files(dir: &Path, adjust: impl FnOnce(&mut FilesConfig)) -> TestServer 
     })
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
 /// A named-mode client: requests out, reply lines and bodies in.
-struct Client {
+pub(crate) struct Client {
     stream: TcpStream,
     reader: BufReader<TcpStream>,
 }
 
 impl Client {
-    fn connect(addr: SocketAddr) -> Client {
+    pub(crate) fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).expect("connect");
         stream.set_read_timeout(Some(PATIENCE)).unwrap();
         stream.set_write_timeout(Some(PATIENCE)).unwrap();
@@ -82,11 +82,11 @@ impl Client {
         Client { stream, reader }
     }
 
-    fn send(&mut self, bytes: &[u8]) {
+    pub(crate) fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("send");
     }
 
-    fn line(&mut self) -> String {
+    pub(crate) fn line(&mut self) -> String {
         let mut line = String::new();
         self.reader.read_line(&mut line).expect("read a reply");
         assert!(line.ends_with('\n'), "EOF before a whole line: {line:?}");
@@ -94,24 +94,24 @@ impl Client {
         line
     }
 
-    fn request(&mut self, line: &str) -> String {
+    pub(crate) fn request(&mut self, line: &str) -> String {
         self.send(format!("{line}\n").as_bytes());
         self.line()
     }
 
-    fn body(&mut self, len: usize) -> Vec<u8> {
+    pub(crate) fn body(&mut self, len: usize) -> Vec<u8> {
         let mut body = vec![0; len];
         self.reader.read_exact(&mut body).expect("read the body");
         body
     }
 
     /// Everything until the server closes.
-    fn rest(&mut self) -> Vec<u8> {
+    pub(crate) fn rest(&mut self) -> Vec<u8> {
         common::read_to_end(&mut self.reader)
     }
 
     /// A whole upload: `PUT`, the body, `DONE`.
-    fn put(&mut self, name: &str, bytes: &[u8]) -> String {
+    pub(crate) fn put(&mut self, name: &str, bytes: &[u8]) -> String {
         let ok = self.request(&format!("PUT {name} {}", bytes.len()));
         assert_eq!(ok, "OK 0");
         self.send(bytes);
@@ -119,7 +119,7 @@ impl Client {
     }
 
     /// A whole download from `offset`: the `OK` line and the bytes.
-    fn get(&mut self, name: &str, offset: u64) -> (String, Vec<u8>) {
+    pub(crate) fn get(&mut self, name: &str, offset: u64) -> (String, Vec<u8>) {
         let ok = self.request(&format!("GET {name} {offset}"));
         let size: u64 = ok
             .split(' ')
@@ -132,7 +132,7 @@ impl Client {
     }
 
     /// `LIST`'s lines up to `END`.
-    fn list(&mut self) -> Vec<String> {
+    pub(crate) fn list(&mut self) -> Vec<String> {
         self.send(b"LIST\n");
         let mut lines = Vec::new();
         loop {
@@ -145,7 +145,7 @@ impl Client {
 }
 
 /// Sends `PUT` until the name is no longer busy (the server has seen an old connection end).
-fn put_when_free(addr: SocketAddr, request: &str) -> (Client, String) {
+pub(crate) fn put_when_free(addr: SocketAddr, request: &str) -> (Client, String) {
     let start = Instant::now();
     loop {
         let mut client = Client::connect(addr);
@@ -158,7 +158,7 @@ fn put_when_free(addr: SocketAddr, request: &str) -> (Client, String) {
     }
 }
 
-fn echoloop(args: &[&str], cwd: &Path) -> Output {
+pub(crate) fn echoloop(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_echoloop"))
         .args(args)
         .current_dir(cwd)
@@ -296,7 +296,8 @@ fn echoloop_put_resumes_a_killed_upload_and_checks_the_digest() {
     let content = pseudo_random_bytes(2_000_000, 4);
     std::fs::write(local.join("data.bin"), &content).unwrap();
     let mut killed = Client::connect(server.addr());
-    assert_eq!(killed.request("PUT data.bin 2000000"), "OK 0");
+    let put = format!("PUT data.bin 2000000 {}", sha256_hex(&content));
+    assert_eq!(killed.request(&put), "OK 0");
     killed.send(&content[..1_234_567]);
     drop(killed);
     common::wait_for_stats(&server, "the killed client's end", |s| {

@@ -29,6 +29,8 @@
 //! - [`chat`]: joins, leaves, broadcast order, commands, a slow reader dropped, a fast one kept.
 //! - [`files`]: uploads and downloads with resume, hostile names, quotas, a full disk, the
 //!   `put`/`get` clients.
+//! - [`files_resume`]: resume across a restart, uploads nobody else can take over, digests
+//!   checked before publishing, `--max-files`, reservations, links planted in the folder.
 //! - [`custom`]: a protocol from outside the crate: sessions, shared state per worker, replies
 //!   from `on_drained`, and the GUIDE's example.
 //! - [`offloop`]: work on a protocol's own thread, reported through the reactor's waker; the
@@ -79,6 +81,7 @@ mod chat;
 mod custom;
 mod echo;
 mod files;
+mod files_resume;
 mod greeting;
 mod offloop;
 mod services;

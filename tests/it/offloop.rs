@@ -78,13 +78,22 @@ impl Protocol for Slow {
     fn on_resume(&mut self, me: &mut ClientId, _: SystemTime, out: &mut Replies) {
         let mut rest = Vec::new();
         for (client, what) in self.finished.drain(..) {
-            if client == *me {
-                out.send_frame(&[b"done ", &what]);
-            } else {
+            if client != *me {
                 rest.push((client, what));
+            } else if what == b"body" {
+                // Like a download whose hash was made off the loop: the body comes as the
+                // client reads, and input resumes once it is sent.
+                out.refill_when_drained();
+            } else {
+                out.send_frame(&[b"done ", &what]);
+                out.resume_input();
             }
         }
         self.finished = rest;
+    }
+
+    fn on_drained(&mut self, _: &mut ClientId, out: &mut Replies) {
+        out.send_frame(&[b"the body"]);
         out.resume_input();
     }
 }
@@ -105,6 +114,20 @@ fn frames_after_a_paused_one_wait_for_its_resume_and_keep_their_order() {
     assert_eq!(common::read_line(&mut other), b"now x");
     assert_eq!(common::read_line(&mut client), b"done 3");
     assert_eq!(common::read_line(&mut client), b"now d");
+}
+
+#[test]
+fn a_refill_asked_for_on_resume_is_made_at_once() {
+    let server = common::serve(|cfg| cfg.protocol = ProtocolFactory::new(Slow::new).into());
+    let mut client = common::connect(&server);
+    common::send(
+        &mut client,
+        b"slow body
+after
+",
+    );
+    assert_eq!(common::read_line(&mut client), b"the body");
+    assert_eq!(common::read_line(&mut client), b"now after");
 }
 
 #[test]

@@ -13,13 +13,16 @@
 //! them, have no rename that refuses to replace, and get a hard link and an unlink instead: see
 //! `link_then_unlink`.)
 //! Opens also carry `O_NONBLOCK`, so a FIFO planted in the folder cannot stall the reactor; after
-//! opening, `fstat` on the descriptor (not the name) checks that it is a regular file.
+//! opening, `fstat` on the descriptor (not the name) checks that it is a regular file *with one
+//! link*: a hard link planted under a partial file's name (or a served name) would let someone
+//! who can write into the folder make us write into, or serve, a file elsewhere on the same disk.
 //!
 //! Reads and writes here are ordinary blocking calls on regular files: on a local disk they return
-//! as fast as the page cache takes the bytes. `docs/FILES.md` says why that is acceptable on the
-//! reactor, and what changes on a slow network filesystem.
+//! as fast as the page cache takes the bytes, so small writes stay on the reactor. The calls that
+//! wait for the disk itself (`fsync` of a file and of the folder, reading a large file back to
+//! hash it) are made by the disk worker (`worker.rs`), off the loop.
 //!
-//! Next: `protocol/testing.rs`, which drives any protocol with byte slices.
+//! Next: `inventory.rs`, what the folder holds, kept in memory.
 
 use std::fs::File;
 use std::io;
@@ -47,6 +50,27 @@ pub struct Entry {
     pub kind: Kind,
     /// Size in bytes (of the link itself, for a link).
     pub size: u64,
+    /// How many names the file has (`st_nlink`): ours always have exactly one.
+    pub links: u64,
+    /// Which file this is, and which version of it: the digest cache's key.
+    pub identity: Identity,
+}
+
+/// A file's version as the kernel sees it: device, inode, size, mtime and ctime. Replacing the
+/// file, writing to it or renaming it changes at least one of them (ctime cannot be set back by
+/// a user), so a digest remembered under an identity is the digest of those very bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Identity {
+    /// `st_dev`.
+    pub device: u64,
+    /// `st_ino`.
+    pub inode: u64,
+    /// `st_size`.
+    pub size: u64,
+    /// `st_mtime` in nanoseconds.
+    pub modified: i128,
+    /// `st_ctime` in nanoseconds.
+    pub changed: i128,
 }
 
 /// The served folder, by descriptor.
@@ -60,15 +84,40 @@ fn entry_of(stat: &rustix::fs::Stat) -> Entry {
         FileType::RegularFile => Kind::Regular,
         _ => Kind::Other,
     };
+    let nanos = |secs: i64, nsecs: i64| i128::from(secs) * 1_000_000_000 + i128::from(nsecs);
+    let size = u64::try_from(stat.st_size).unwrap_or(0);
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)] // field types differ by OS
     Entry {
         kind,
-        size: u64::try_from(stat.st_size).unwrap_or(0),
+        size,
+        links: stat.st_nlink as u64,
+        identity: Identity {
+            device: stat.st_dev as u64,
+            inode: stat.st_ino as u64,
+            size,
+            modified: nanos(stat.st_mtime as i64, stat.st_mtime_nsec as i64),
+            changed: nanos(stat.st_ctime as i64, stat.st_ctime_nsec as i64),
+        },
     }
 }
 
 /// Not a regular file: the error a caller sees for a link, FIFO or folder where a file should be.
 fn not_regular() -> io::Error {
     io::Error::from_raw_os_error(libc::EINVAL)
+}
+
+/// A regular file with more than one name: refused like a link (`EMLINK`).
+fn not_single() -> io::Error {
+    io::Error::from_raw_os_error(libc::EMLINK)
+}
+
+/// Whether an open failed because the name holds something we never use: a symbolic link
+/// (`ELOOP` under `O_NOFOLLOW`), a hard link (`EMLINK`), a FIFO or folder (`EINVAL`, `ENXIO`).
+pub fn is_refused_kind(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ELOOP | libc::EMLINK | libc::EINVAL | libc::ENXIO)
+    )
 }
 
 impl Folder {
@@ -97,11 +146,14 @@ impl Folder {
         Ok(File::from(fd))
     }
 
+    /// The opened file, if it is a regular file with one name; its entry from `fstat`.
     fn regular(file: File) -> io::Result<(File, Entry)> {
-        let stat = rustix::fs::fstat(&file)?;
-        let entry = entry_of(&stat);
+        let entry = describe(&file)?;
         if entry.kind != Kind::Regular {
             return Err(not_regular());
+        }
+        if entry.links != 1 {
+            return Err(not_single());
         }
         Ok((file, entry))
     }
@@ -111,13 +163,15 @@ impl Folder {
         self.open_at(name, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL)
     }
 
-    /// Opens the existing regular file `name` for writing (a partial file being resumed).
-    pub fn open_for_writing(&self, name: &str) -> io::Result<(File, Entry)> {
-        Self::regular(self.open_at(name, OFlags::WRONLY)?)
+    /// Opens the existing partial file `name` to go on writing it, and to read back what it
+    /// holds (its digest, after a restart): read *and* write. A link fails (`ELOOP`), a file with
+    /// another name too (`EMLINK`), anything but a regular file (`EINVAL`).
+    pub fn open_for_resume(&self, name: &str) -> io::Result<(File, Entry)> {
+        Self::regular(self.open_at(name, OFlags::RDWR)?)
     }
 
-    /// Opens the existing regular file `name` for reading. A link fails (`ELOOP`), so does
-    /// anything but a regular file (`EINVAL`).
+    /// Opens the existing regular file `name` for reading. A link fails (`ELOOP`), a file with
+    /// another name too (`EMLINK`), anything but a regular file (`EINVAL`).
     pub fn open_for_reading(&self, name: &str) -> io::Result<(File, Entry)> {
         Self::regular(self.open_at(name, OFlags::RDONLY)?)
     }
@@ -128,6 +182,13 @@ impl Folder {
         return rename_no_replace(&self.fd, partial, name);
         #[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
         return link_then_unlink(&self.fd, partial, name);
+    }
+
+    /// Waits until the folder's entries (a rename, a new name) are on the disk: after this, a
+    /// published file survives a power loss under its new name.
+    pub fn sync(&self) -> io::Result<()> {
+        rustix::fs::fsync(&self.fd)?;
+        Ok(())
     }
 
     /// Removes `name` (a link is removed itself, never its target).
@@ -153,6 +214,11 @@ impl Folder {
         }
         Ok(found)
     }
+}
+
+/// What `file` is now, from `fstat` on its descriptor.
+pub fn describe(file: &File) -> io::Result<Entry> {
+    Ok(entry_of(&rustix::fs::fstat(file)?))
 }
 
 /// Renames `from` to `to` in `dir` in one atomic step that fails with `EEXIST` rather than replace:
@@ -208,13 +274,19 @@ pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     }
 }
 
-/// Feeds bytes `0..len` of `file` to `hasher`, through `buf`. Fails if the file is shorter.
-pub fn hash_prefix(file: &File, len: u64, hasher: &mut Sha256, buf: &mut [u8]) -> io::Result<()> {
-    let mut pos = 0;
-    while pos < len {
+/// Feeds bytes `from..to` of `file` to `hasher`, through `buf`. Fails if the file is shorter.
+pub fn hash_range(
+    file: &File,
+    from: u64,
+    to: u64,
+    hasher: &mut Sha256,
+    buf: &mut [u8],
+) -> io::Result<()> {
+    let mut pos = from;
+    while pos < to {
         let want = buf
             .len()
-            .min(usize::try_from(len - pos).unwrap_or(usize::MAX));
+            .min(usize::try_from(to - pos).unwrap_or(usize::MAX));
         let n = read_at(file, &mut buf[..want], pos)?;
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());

@@ -1,12 +1,15 @@
 //! The files protocol's words, and the decisions that need no disk: pure, tested with byte slices.
 //!
-//! A request is one line: `PUT <name> <size>`, `GET <name> [offset]`, `LIST` or `QUIT`, at most
+//! A request is one line: `PUT <name> <size> [sha256]`, `GET <name> [offset]`, `LIST` or `QUIT`, at most
 //! [`MAX_LINE_BYTES`] bytes before its `\n`. Commands are matched without regard to case, words are
 //! separated by spaces. A *name* is 1 to [`MAX_NAME_BYTES`] bytes of `[A-Za-z0-9._-]` that does not
 //! start with `.`: so a name can never hold a path separator, can never be `.` or `..`, and can never
 //! be one of our hidden partial files, whose names start with [`PARTIAL_PREFIX`]. The partial file of
-//! an upload carries the size it was started with (`.partial-<size>-<name>`): a later `PUT` of the
-//! same name *and size* resumes it; a `PUT` of another size starts over.
+//! an upload carries the size and the digest it was started with
+//! (`.partial-<size>-<sha256 hex>-<name>`, or `.partial-<size>-u-<name>` for an unverified `PUT`
+//! without a digest): only a later `PUT` of the same name, size *and digest* resumes it. A `PUT`
+//! that declares another digest gets a partial file of its own beside it, so nobody can extend or
+//! destroy an upload that is not theirs ([`PartialKey`]).
 //!
 //! The tutorial client sends the file's size as bare digits, with no newline: [`classify_first`]
 //! decides from a connection's first bytes which of the two conversations it is.
@@ -27,12 +30,14 @@ const MAX_DIGITS: usize = 20;
 /// One request of named mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request<'a> {
-    /// Store `size` bytes under `name` (resuming an interrupted upload of the same size).
+    /// Store `size` bytes under `name` (resuming an interrupted upload of the same size and digest).
     Put {
         /// The file's name in the folder.
         name: &'a str,
         /// Its full size in bytes.
         size: u64,
+        /// The sha256 of the whole file, checked before it is published; `None`: unverified.
+        digest: Option<[u8; 32]>,
     },
     /// Send `name` from byte `offset` on.
     Get {
@@ -62,8 +67,11 @@ pub enum RequestError {
     /// An offset that is not a decimal number of bytes.
     #[error("bad offset")]
     BadOffset,
+    /// A digest that is not 64 hex digits.
+    #[error("bad sha256")]
+    BadDigest,
     /// Too few or too many words for the command.
-    #[error("bad request (PUT <name> <size>, GET <name> [offset], LIST, QUIT)")]
+    #[error("bad request (PUT <name> <size> [sha256], GET <name> [offset], LIST, QUIT)")]
     BadArguments,
 }
 
@@ -76,12 +84,17 @@ pub fn parse_request(line: &[u8]) -> Result<Option<Request<'_>>, RequestError> {
     };
     let args: Vec<&[u8]> = words.collect();
     let request = if command.eq_ignore_ascii_case(b"PUT") {
-        let [name, size] = args[..] else {
-            return Err(RequestError::BadArguments);
+        let (name, size, digest) = match args[..] {
+            [name, size] => (name, size, None),
+            [name, size, digest] => (name, size, Some(digest)),
+            _ => return Err(RequestError::BadArguments),
         };
         Request::Put {
             name: parse_name(name)?,
             size: parse_decimal(size).ok_or(RequestError::BadSize)?,
+            digest: digest
+                .map(|d| parse_digest(d).ok_or(RequestError::BadDigest))
+                .transpose()?,
         }
     } else if command.eq_ignore_ascii_case(b"GET") {
         let (name, offset) = match args[..] {
@@ -134,6 +147,20 @@ pub fn parse_decimal(digits: &[u8]) -> Option<u64> {
     })
 }
 
+/// A sha256 written as 64 hex digits (either case).
+pub fn parse_digest(text: &[u8]) -> Option<[u8; 32]> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut digest = [0u8; 32];
+    for (byte, pair) in digest.iter_mut().zip(text.chunks_exact(2)) {
+        let high = char::from(pair[0]).to_digit(16)?;
+        let low = char::from(pair[1]).to_digit(16)?;
+        *byte = (high * 16 + low) as u8;
+    }
+    Some(digest)
+}
+
 /// What a connection's first bytes say it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FirstBytes {
@@ -156,17 +183,43 @@ pub fn classify_first(bytes: &[u8]) -> FirstBytes {
     }
 }
 
-/// The hidden file an upload of `name` with `size` bytes is written to until it is complete.
-pub fn partial_name(name: &str, size: u64) -> String {
-    format!("{PARTIAL_PREFIX}{size}-{name}")
+/// What binds a partial file to one upload: the name, the size and the declared digest. Its file
+/// name in the folder says all three, so a restarted server knows them from a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PartialKey {
+    /// The name the file gets when complete.
+    pub name: String,
+    /// The full size declared.
+    pub size: u64,
+    /// The sha256 declared; `None`: an unverified `PUT` (the tag `u`).
+    pub digest: Option<[u8; 32]>,
 }
 
-/// The size and name a partial file was started with, if `file` is one of ours.
-pub fn parse_partial_name(file: &str) -> Option<(u64, &str)> {
-    let rest = file.strip_prefix(PARTIAL_PREFIX)?;
-    let (size, name) = rest.split_once('-')?;
-    let size = parse_decimal(size.as_bytes())?;
-    is_valid_name(name.as_bytes()).then_some((size, name))
+impl PartialKey {
+    /// The hidden file this upload is written to until it is complete:
+    /// `.partial-<size>-<sha256 hex | u>-<name>`.
+    pub fn file_name(&self) -> String {
+        let tag = self.digest.map_or_else(|| "u".to_string(), |d| hex(&d));
+        format!("{PARTIAL_PREFIX}{}-{tag}-{}", self.size, self.name)
+    }
+
+    /// The key a partial file's name spells, if `file` is one of ours.
+    pub fn parse(file: &str) -> Option<PartialKey> {
+        let rest = file.strip_prefix(PARTIAL_PREFIX)?;
+        let (size, rest) = rest.split_once('-')?;
+        let (tag, name) = rest.split_once('-')?;
+        let digest = match tag {
+            "u" => None,
+            _ => Some(parse_digest(tag.as_bytes())?),
+        };
+        let key = PartialKey {
+            name: name.to_string(),
+            size: parse_decimal(size.as_bytes())?,
+            digest,
+        };
+        // Only the canonical spelling (lowercase hex) is ours: one key, one file name.
+        (is_valid_name(name.as_bytes()) && key.file_name() == file).then_some(key)
+    }
 }
 
 /// Where a `PUT` of `size` bytes starts, given the length of the partial file already held.
@@ -229,7 +282,18 @@ mod tests {
             parse_request(b"PUT a.txt 12"),
             Ok(Some(Request::Put {
                 name: "a.txt",
-                size: 12
+                size: 12,
+                digest: None
+            }))
+        );
+        let digest = [0xab; 32];
+        let line = format!("PUT a.txt 12 {}", "AB".repeat(32));
+        assert_eq!(
+            parse_request(line.as_bytes()),
+            Ok(Some(Request::Put {
+                name: "a.txt",
+                size: 12,
+                digest: Some(digest)
             }))
         );
         assert_eq!(
@@ -259,7 +323,17 @@ mod tests {
             Err(RequestError::UnknownCommand)
         );
         assert_eq!(parse_request(b"PUT x"), Err(RequestError::BadArguments));
-        assert_eq!(parse_request(b"PUT x 1 2"), Err(RequestError::BadArguments));
+        assert_eq!(parse_request(b"PUT x 1 2"), Err(RequestError::BadDigest));
+        let too_many = format!("PUT x 1 {} y", "0".repeat(64));
+        assert_eq!(
+            parse_request(too_many.as_bytes()),
+            Err(RequestError::BadArguments)
+        );
+        let not_hex = format!("PUT x 1 {}", "g".repeat(64));
+        assert_eq!(
+            parse_request(not_hex.as_bytes()),
+            Err(RequestError::BadDigest)
+        );
         assert_eq!(parse_request(b"PUT x -1"), Err(RequestError::BadSize));
         assert_eq!(parse_request(b"PUT x 1e3"), Err(RequestError::BadSize));
         assert_eq!(
@@ -324,14 +398,35 @@ mod tests {
 
     #[test]
     fn partial_names_round_trip_and_stay_hidden() {
-        let partial = partial_name("a.bin", 42);
-        assert_eq!(partial, ".partial-42-a.bin");
-        assert!(!is_valid_name(partial.as_bytes()));
-        assert_eq!(parse_partial_name(&partial), Some((42, "a.bin")));
-        assert_eq!(parse_partial_name(".partial-4-2-x"), Some((4, "2-x")));
-        assert_eq!(parse_partial_name(".partial-4-.x"), None);
-        assert_eq!(parse_partial_name(".partial-x-y"), None);
-        assert_eq!(parse_partial_name("a.bin"), None);
+        let unverified = PartialKey {
+            name: "a.bin".into(),
+            size: 42,
+            digest: None,
+        };
+        assert_eq!(unverified.file_name(), ".partial-42-u-a.bin");
+        let verified = PartialKey {
+            digest: Some([0x0f; 32]),
+            ..unverified.clone()
+        };
+        let file = verified.file_name();
+        assert_eq!(file, format!(".partial-42-{}-a.bin", "0f".repeat(32)));
+        for key in [&unverified, &verified] {
+            assert!(!is_valid_name(key.file_name().as_bytes()));
+            assert_eq!(PartialKey::parse(&key.file_name()).as_ref(), Some(key));
+        }
+        let dashed = PartialKey::parse(".partial-4-u-2-x").unwrap();
+        assert_eq!((dashed.size, dashed.name.as_str()), (4, "2-x"));
+        let upper = format!(".partial-42-{}-a.bin", "0F".repeat(32));
+        for foreign in [
+            ".partial-4-u-.x",
+            ".partial-x-u-y",
+            ".partial-4-abc-y",
+            ".partial-4-y",
+            "a.bin",
+            upper.as_str(),
+        ] {
+            assert_eq!(PartialKey::parse(foreign), None, "{foreign}");
+        }
     }
 
     #[test]

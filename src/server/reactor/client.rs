@@ -178,6 +178,12 @@ impl Reactor {
                 .service
                 .resume(&mut conn.session, self.clock.wall_now, &mut speech.replies);
             self.deliver(id);
+            // A refill asked for here (a download that was waiting for its hash) is made now,
+            // as in `drive_client`: no event would come for an empty queue.
+            let conn = &self.clients.slab[id].conn;
+            if conn.owes_refill() && conn.outbound.is_empty() {
+                self.flush_client(id);
+            }
             self.sync(id);
         }
         self.speech.woken = woken;
