@@ -73,6 +73,7 @@
 //! The code itself:
 //! - [`layout`]: the layers of `src/` import only downwards, and no two files import each other.
 //! - [`docs`]: every path README.md and docs/*.md mention exists; no conflict marker is left.
+//! - [`scripts`]: the attack script and its Python driver parse.
 
 mod common;
 
@@ -117,3 +118,4 @@ mod metrics;
 
 mod docs;
 mod layout;
+mod scripts;
