@@ -1,6 +1,6 @@
 //! Bounded work per event and bounded memory in total: a read full of requests is answered frame
 //! by frame while the queue has room, and the reactor's buffers stay under `--max-memory`
-//! (by its own accounting) however many clients stop reading.
+//! (by its own accounting, give or take one read per client) however many clients stop reading.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -85,11 +85,12 @@ fn a_read_full_of_big_requests_is_answered_only_while_the_queue_has_room() {
 
 #[test]
 fn the_memory_cap_holds_with_many_clients_that_do_not_read() {
-    const CLIENTS: usize = 100;
-    const EACH: usize = 256 * 1024; // 25 MiB in all, were nobody held back
-    const CAP: usize = 2 << 20;
+    const CLIENTS: usize = 40;
+    const EACH: usize = 2 << 20; // 80 MiB in all, were nobody held back
+    const CAP: usize = 8 << 20;
     let server = common::serve(|cfg| {
         cfg.max_memory = CAP;
+        cfg.queue_limit = 4 << 20; // so that only the cap holds them back
         cfg.sndbuf = Some(4096);
     });
     // Everyone connects first: once the episode begins, newcomers are turned away.
@@ -123,16 +124,13 @@ fn the_memory_cap_holds_with_many_clients_that_do_not_read() {
     for writer in writers {
         writer.join().unwrap();
     }
-    // The cap held, give or take one read (and its echo) per client still being read.
+    // The cap held, give or take what each client still being read adds before its next check
+    // (one read and its echo, in chunks of up to 64 KiB). The first clients read grow well past
+    // any share of the cap before the episode begins: a per-client share would not bound this.
     let peak = server.stats().memory_peak as usize;
-    let bound = CAP + CLIENTS * 64 * 1024;
+    let bound = CAP + CLIENTS * 80 * 1024;
     assert!(
         peak <= bound,
         "memory peaked at {peak} bytes, bound {bound}"
-    );
-    assert!(
-        peak < CLIENTS * EACH / 2,
-        "it would have held {}",
-        CLIENTS * EACH
     );
 }

@@ -10,27 +10,34 @@
 //! Over the cap an *episode* begins (logged once at warn, counted in
 //! `echoloop_memory_episodes_total`), and until the total is back under nine tenths of the cap:
 //!
-//! - a client holding more than its fair share (the cap divided by the clients connected) is
-//!   held back: not read, its waiting input not answered, exactly as backpressure does; so the
-//!   clients holding the most stop first, and those holding little are still served. Once its
-//!   reader has caught up (it holds half its fair share or less) it is served again. A protocol
-//!   that drops slow readers (chat) drops such a client instead: the slowest members go first.
+//! - a client holding more than a client that keeps up would (16 KiB: its replies are not being
+//!   read, or its input is held back) is not read and its waiting input not answered, exactly as
+//!   backpressure does; so the clients holding the most stop, and those that keep up (an
+//!   interactive client whose queue is empty) are still served. A protocol that drops slow
+//!   readers (chat) drops such a client instead. A client held back is served again once its
+//!   reader has caught up (8 KiB or less left), or when the episode ends.
 //! - new connections are accepted only to be told `error: server busy` and closed.
 //!
-//! The total can pass the cap by what the clients still being read add before they reach their
-//! fair share: at most one read (32 KiB) and its replies each, since a read is answered frame
-//! by frame and stops at the queue limit.
+//! The total can pass the cap by what each client still being read adds before its next check:
+//! one read (32 KiB) and its replies, since a read is answered frame by frame and stops at the
+//! queue limit. A share of the cap per client would not bound the total: clients that grew past
+//! their share before the episode began, and are not read since, keep what they hold, and the
+//! others could each still grow to their share.
 //!
 //! Next: `sockets.rs`.
 
 use log::{info, warn};
+
+/// What a client that keeps up with its replies holds at most, about: its queue is written as
+/// fast as it is filled. Over the cap, a client holding more is not read.
+const KEEPING_UP_BYTES: usize = 16 * 1024;
 
 use super::Reactor;
 use crate::protocol::{CloseReason, SlowReader};
 
 impl Reactor {
     /// Brings client `id`'s share of the total up to date and, during an episode, holds it back
-    /// (or drops it) if it holds more than its fair share. Called from every `settle`: in the
+    /// (or drops it) if it holds more than a client that keeps up. Called from every `settle`: in the
     /// usual case (nothing changed, no episode) it costs a few comparisons.
     #[inline]
     pub(super) fn account_memory(&mut self, id: usize) {
@@ -54,10 +61,10 @@ impl Reactor {
         }
     }
 
-    /// During an episode: holds client `id` back (or drops it, for chat) if it holds more than
-    /// its fair share while the total is over the cap; serves it again once its reader caught up.
+    /// During an episode: holds client `id` back (or drops it, for chat) if it holds more than a
+    /// client that keeps up would while the total is over the cap; serves it again once its
+    /// reader has caught up.
     fn hold_back_if_big(&mut self, id: usize, total: usize) {
-        let fair_share = self.memory.cap / self.clients.slab.len().max(1);
         let Some(client) = self.clients.slab.get_mut(id) else {
             return;
         };
@@ -69,14 +76,14 @@ impl Reactor {
             conn.outbound.footprint() + conn.held.capacity() + conn.decoder.buffered_capacity();
         if conn.holds.memory {
             // Its reader caught up: it holds little now, so it is served again even while
-            // others keep the total high (they are the ones to hold back).
-            if holding <= fair_share / 2 {
+            // others keep the total high (they are the ones held back).
+            if holding <= KEEPING_UP_BYTES / 2 {
                 conn.holds.memory = false;
                 self.clients.still_ready.push(id);
             }
             return;
         }
-        if total <= self.memory.cap || holding <= fair_share {
+        if total <= self.memory.cap || holding <= KEEPING_UP_BYTES {
             return;
         }
         match self.settings.policy.slow_reader {
