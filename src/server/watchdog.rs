@@ -142,9 +142,9 @@ fn watch(reactors: &[Watched], interval: Duration, stopped: &mpsc::Receiver<()>)
             }
             Some(worker) if !stale_logged => {
                 warn!(
-                    "watchdog: worker {worker} has not turned for {:?}: no WATCHDOG=1 until it \
+                    "watchdog: worker {worker} has not turned for {} ms: no WATCHDOG=1 until it \
                      does (systemd restarts a server stuck for WatchdogSec)",
-                    reactors[worker].heartbeat.age(Instant::now())
+                    reactors[worker].heartbeat.age(Instant::now()).as_millis()
                 );
                 stale_logged = true;
             }
