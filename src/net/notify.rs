@@ -13,7 +13,7 @@
 //! (no file to bind-mount, gone with its socket). The `sd-notify` crate's 0.5 handles only paths,
 //! so this small module does the sending itself, with std's abstract addresses
 //! (`SocketAddrExt::from_abstract_name`, Linux only). Other systems have no abstract namespace:
-//! there a `@` address is refused, which [`notify`] logs.
+//! there a `@` address is refused, which is logged like any failure.
 //!
 //! **Failures** never stop the server: a service manager that cannot be told is not a reason
 //! to stop serving. The first one is logged at warn level (a unit whose `Type=notify` never hears
