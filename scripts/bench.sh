@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Throughput benchmarks: `echoloop load` against `echoloop serve` and the reference servers in
-# ../shared/peers (C epoll, tokio, mio, Python select). Loopback only; every server is started
-# here and stopped by its PID; the script stops by itself.
+# bench/peers (C epoll, tokio, mio, Python select; built here by bench/peers/build.sh, which exits
+# 2 naming what is missing). Loopback only; every server is started here and stopped by its PID;
+# the script stops by itself.
 #
 #   scripts/bench.sh [--quick] [--repeat N] [--duration SECS] [--no-build]     the matrix
 #   scripts/bench.sh --cells CxSxP,... [--servers NAME,...] [--repeat N] ...   chosen cells
@@ -83,7 +84,6 @@ if python3 -c "import sys; sys.exit(float('$DURATION') >= 2)"; then
     exit 2
 fi
 
-PEERS=../shared/peers
 WORK=$(mktemp -d /tmp/echoloop-bench.XXXXXX)
 SERVER_PID=
 LOAD_PID=
@@ -95,12 +95,11 @@ cleanup() {
 trap cleanup EXIT
 ulimit -n "$(ulimit -Hn)"
 
-if [ "$BUILD" = 1 ]; then
-    cargo build --release
-    cargo build --release --manifest-path "$PEERS/tokio_echo/Cargo.toml" --target-dir /tmp/peers-target
-    cargo build --release --manifest-path "$PEERS/mio_echo/Cargo.toml" --target-dir /tmp/peers-target
-fi
-cc -O2 -Wall -o "$WORK/c_epoll_echo" "$PEERS/c_epoll_echo.c"
+[ "$BUILD" = 1 ] && cargo build --release
+# The reference servers (bench/peers/README.md), all of them: the Rust ones are cached in
+# target/peers, so only a first run compiles them.
+bench/peers/build.sh "$WORK/peers" c tokio mio python
+PEERS=$WORK/peers
 LOAD=target/release/echoloop
 CLK_TCK=$(getconf CLK_TCK)
 WINDOW_SECS=$(awk -v d="$DURATION" 'BEGIN { printf "%.2f", d - 1.2 }')
@@ -108,14 +107,14 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 
 server_command() {
     case "$1" in
-        c) echo "$WORK/c_epoll_echo 0" ;;
+        c) echo "$PEERS/c_epoll_echo 0" ;;
         echoloop) echo "target/release/echoloop serve -l 127.0.0.1:0 --max-connections 20000" ;;
         echoloop-w1) echo "target/release/echoloop serve -l 127.0.0.1:0 --max-connections 20000 --workers 1" ;;
         echoloop-w2) echo "target/release/echoloop serve -l 127.0.0.1:0 --max-connections 20000 --workers 2" ;;
-        tokio) echo "/tmp/peers-target/release/tokio_echo 0" ;;
-        tokio-mt2) echo "/tmp/peers-target/release/tokio_echo 0 --multi-thread 2" ;;
-        mio) echo "/tmp/peers-target/release/mio_echo 0" ;;
-        python) echo "python3 -u $PEERS/py_select_echo.py 0" ;;
+        tokio) echo "$PEERS/tokio_echo 0" ;;
+        tokio-mt2) echo "$PEERS/tokio_echo 0 --multi-thread 2" ;;
+        mio) echo "$PEERS/mio_echo 0" ;;
+        python) echo "python3 -u bench/peers/py_select_echo.py 0" ;;
         reactor) echo "target/release/echoloop serve -l 127.0.0.1:0 --max-connections 20000 --model reactor" ;;
         threaded) echo "target/release/echoloop serve -l 127.0.0.1:0 --max-connections 20000 --model threaded" ;;
     esac

@@ -64,7 +64,6 @@ if [[ ",$AGAINST," == *,baseline,* ]] && [ ! -x "$BASELINE" ]; then
 fi
 [[ "$DURATION" =~ ^[0-9]+$ && "$DURATION" -ge 2 ]] || usage
 
-PEERS=../shared/peers
 WORK=$(mktemp -d /tmp/echoloop-pairs.XXXXXX)
 PIDS=()
 cleanup() {
@@ -74,19 +73,18 @@ cleanup() {
 trap cleanup EXIT
 ulimit -n "$(ulimit -Hn)"
 
-if [ "$BUILD" = 1 ]; then
-    cargo build --release
-    cargo build --release --manifest-path "$PEERS/tokio_echo/Cargo.toml" --target-dir /tmp/peers-target
-fi
-cc -O2 -Wall -o "$WORK/c_epoll_echo" "$PEERS/c_epoll_echo.c"
+[ "$BUILD" = 1 ] && cargo build --release
+# The reference servers (bench/peers/README.md); exits 2 naming what is missing.
+bench/peers/build.sh "$WORK/peers" c tokio
+PEERS=$WORK/peers
 CLK_TCK=$(getconf CLK_TCK)
 CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 
 server_command() {
     case "$1" in
-        c) echo "$WORK/c_epoll_echo 0" ;;
+        c) echo "$PEERS/c_epoll_echo 0" ;;
         echoloop) echo "target/release/echoloop serve -l 127.0.0.1:0 --max-connections 20000" ;;
-        tokio) echo "/tmp/peers-target/release/tokio_echo 0" ;;
+        tokio) echo "$PEERS/tokio_echo 0" ;;
         baseline) echo "$BASELINE serve -l 127.0.0.1:0 --max-connections 20000" ;;
     esac
 }

@@ -54,7 +54,7 @@ trap cleanup EXIT
 ulimit -n "$(ulimit -Hn)"
 
 [ "$BUILD" = 1 ] && cargo build --release
-cc -O2 -Wall -o "$WORK/c_epoll_echo" ../shared/peers/c_epoll_echo.c
+bench/peers/build.sh "$WORK" c # the C reference server (bench/peers/); exits 2 if it cannot
 LOAD=target/release/echoloop
 EVENTS=syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_sendto,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_ctl,syscalls:sys_enter_accept4,syscalls:sys_enter_timerfd_settime
 

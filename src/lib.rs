@@ -33,11 +33,13 @@
 //!    [`protocol::testing`], which drives any of them with byte slices.
 //! 6. [`server::udp`]: datagrams on the same loop; [`server::sources`]: who may talk to us, and
 //!    how much (access lists, the loop guard, per-source limits).
-//! 7. [`net::address`], [`net::listener`], [`net::stream`], [`net::activation`]: naming,
-//!    binding and accepting sockets, running out of descriptors, sockets from systemd.
+//! 7. [`net::address`], [`net::listener`], [`net::stream`], [`net::activation`],
+//!    [`net::notify`]: naming, binding and accepting sockets, running out of descriptors,
+//!    sockets from systemd and what we tell it.
 //! 8. [`server::timers`] and [`net::alarm`]: deadlines without scanning, and the one timer the
 //!    loop sleeps on.
-//! 9. [`server::signals`], [`server::stats`], [`server::metrics`]: stopping, counting, watching.
+//! 9. [`server::signals`], [`server::watchdog`], [`server::stats`], [`server::metrics`]:
+//!    stopping, proving we are alive, counting, watching.
 //! 10. [`server::threaded`]: the design the reactor replaces, one blocking thread per
 //!     connection (`serve --model threaded`), for side-by-side study.
 //! 11. [`clients::load`], [`clients::interactive`], [`clients::transfer`]: the same loop from

@@ -424,11 +424,11 @@ _echoloop() {
                     return 0
                     ;;
                 --protocol)
-                    COMPREPLY=($(compgen -W "echo timestamp daytime discard chargen chat files" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "echo timestamp daytime time discard chargen chat files" -- "${cur}"))
                     return 0
                     ;;
                 -p)
-                    COMPREPLY=($(compgen -W "echo timestamp daytime discard chargen chat files" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "echo timestamp daytime time discard chargen chat files" -- "${cur}"))
                     return 0
                     ;;
                 --framing)

@@ -38,6 +38,7 @@ complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -s u -l udp -d 
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -s p -l protocol -d 'The service' -r -f -a "echo\t'RFC 862: every byte comes back'
 timestamp\t'The tutorial server: each message comes back as `[<ctime>] <message>`'
 daytime\t'RFC 867: one line with the date and time, then the server closes'
+time\t'RFC 868: four bytes, the seconds since 1900 (big-endian), then the server closes'
 discard\t'RFC 863: everything is read and dropped; nothing is sent'
 chargen\t'RFC 864: an endless rotating pattern of characters, as fast as the client reads'
 chat\t'A chat room: each line goes to every other client (`/nick`, `/who`, `/quit`)'

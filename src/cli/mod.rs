@@ -29,8 +29,9 @@ use crate::net::address::Address;
 
 /// echoloop: a single-threaded event-loop server (echo, timestamp, chat, ...), its load
 /// generator and its client.
+// No bare `about`: it would take Cargo.toml's `description` (written for crates.io) over this line.
 #[derive(Debug, Parser)]
-#[command(name = "echoloop", version, about, long_about = None)]
+#[command(name = "echoloop", version, long_about = None)]
 pub struct Cli {
     /// What to run.
     #[command(subcommand)]

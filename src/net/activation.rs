@@ -15,25 +15,27 @@
 //!
 //! **Readiness.** With `Type=notify`, systemd considers the service started only when it says
 //! `READY=1` on the datagram socket named by `NOTIFY_SOCKET`; we say it once every socket is bound.
-//! `STOPPING=1` when the drain begins, and a `STATUS=` line (shown by `systemctl status`) with the
-//! counters every `--stats-interval`. Without `NOTIFY_SOCKET` each of these does nothing.
+//! `STOPPING=1` when the drain begins, a `STATUS=` line (shown by `systemctl status`) with the
+//! counters every `--stats-interval`, and `WATCHDOG=1` pings if the unit asks for them. That half
+//! is `notify.rs` (re-exported here); without `NOTIFY_SOCKET` each of these does nothing.
 //!
 //! **Other systems.** Both halves are only environment variables and a Unix datagram socket, so
 //! this file builds everywhere (macOS and FreeBSD included) and, without systemd to set the
 //! variables, does nothing there. Asking "listening or connected?" is the one portable wrinkle:
 //! see `is_listening` below.
 //!
-//! Next: `server/timers.rs`, deadlines without scanning every connection.
+//! Next: `notify.rs`, what we tell the service manager.
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use log::{debug, info};
-use sd_notify::NotifyState;
 use socket2::{Socket, Type};
 
 use crate::error::StartError;
+
+pub use super::notify::{notify_ready, notify_status, notify_stopping};
 
 /// A socket handed to us by the service manager, sorted by what it turned out to be.
 #[derive(Debug)]
@@ -160,28 +162,6 @@ fn has_no_peer(socket: &Socket) -> io::Result<bool> {
         Ok(_) => Ok(false),
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(true),
         Err(e) => Err(e),
-    }
-}
-
-/// `READY=1`: every socket is bound; systemd may start what depends on us.
-pub fn notify_ready() {
-    notify(&[NotifyState::Ready]);
-}
-
-/// `STOPPING=1`: the drain has begun.
-pub fn notify_stopping() {
-    notify(&[NotifyState::Stopping]);
-}
-
-/// `STATUS=...`: one line for `systemctl status`.
-pub fn notify_status(line: &str) {
-    notify(&[NotifyState::Status(line)]);
-}
-
-/// Tells the service manager, if there is one; a failure is logged, never fatal.
-fn notify(states: &[NotifyState]) {
-    if let Err(e) = sd_notify::notify(states) {
-        debug!("sd_notify failed: {e}");
     }
 }
 

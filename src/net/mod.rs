@@ -5,6 +5,7 @@ pub mod address;
 pub mod alarm;
 pub mod listener;
 pub mod memory;
+pub mod notify;
 pub mod outbound;
 pub mod registration;
 pub mod stream;

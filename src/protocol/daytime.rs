@@ -9,7 +9,7 @@
 //! Whatever the client sends is ignored. Over UDP, any datagram (its contents are ignored) is
 //! answered with one datagram holding the same line.
 //!
-//! Next: `discard.rs`, a service that answers nothing at all.
+//! Next: `time.rs`, the same clock as four bytes for machines.
 
 use std::time::SystemTime;
 

@@ -15,7 +15,7 @@
 //!
 //! Reading order: `framing.rs` (where one message ends), this file (the trait), `replies.rs`,
 //! `service.rs`, `close.rs`, then the services from the simplest: `echo.rs`, `timestamp.rs`,
-//! `daytime.rs`, `discard.rs`, `chargen.rs`, `chat/`, `files/`; `testing.rs` drives any of them
+//! `daytime.rs`, `time.rs`, `discard.rs`, `chargen.rs`, `chat/`, `files/`; `testing.rs` drives any of them
 //! with bytes.
 //!
 //! Next: `replies.rs`, what a protocol records.
@@ -31,6 +31,7 @@ pub mod framing;
 mod replies;
 mod service;
 pub mod testing;
+mod time;
 mod timestamp;
 
 pub use chargen::Chargen;
@@ -42,6 +43,7 @@ pub use echo::Echo;
 pub use files::{Files, FilesConfig};
 pub use replies::Replies;
 pub use service::{ProtocolFactory, Session};
+pub use time::Time;
 pub use timestamp::{Ctime, Timestamp};
 
 pub(crate) use replies::{Action, InputWish};
@@ -199,6 +201,8 @@ pub enum ProtocolKind {
     Timestamp,
     /// RFC 867: one line with the date and time, then the server closes.
     Daytime,
+    /// RFC 868: four bytes, the seconds since 1900 (big-endian), then the server closes.
+    Time,
     /// RFC 863: everything is read and dropped; nothing is sent.
     Discard,
     /// RFC 864: an endless rotating pattern of characters, as fast as the client reads.
@@ -211,10 +215,11 @@ pub enum ProtocolKind {
 
 impl ProtocolKind {
     /// Every kind, in `--help` order.
-    pub const ALL: [ProtocolKind; 7] = [
+    pub const ALL: [ProtocolKind; 8] = [
         ProtocolKind::Echo,
         ProtocolKind::Timestamp,
         ProtocolKind::Daytime,
+        ProtocolKind::Time,
         ProtocolKind::Discard,
         ProtocolKind::Chargen,
         ProtocolKind::Chat,
@@ -227,6 +232,7 @@ impl ProtocolKind {
             ProtocolKind::Echo => Echo::NAME,
             ProtocolKind::Timestamp => Timestamp::NAME,
             ProtocolKind::Daytime => Daytime::NAME,
+            ProtocolKind::Time => Time::NAME,
             ProtocolKind::Discard => Discard::NAME,
             ProtocolKind::Chargen => Chargen::NAME,
             ProtocolKind::Chat => Chat::NAME,
@@ -240,6 +246,7 @@ impl ProtocolKind {
             ProtocolKind::Echo => Echo::FRAMING,
             ProtocolKind::Timestamp => Timestamp::FRAMING,
             ProtocolKind::Daytime => Daytime::FRAMING,
+            ProtocolKind::Time => Time::FRAMING,
             ProtocolKind::Discard => Discard::FRAMING,
             ProtocolKind::Chargen => Chargen::FRAMING,
             ProtocolKind::Chat => Chat::FRAMING,
@@ -254,6 +261,7 @@ impl ProtocolKind {
             ProtocolKind::Echo => Box::new(Echo),
             ProtocolKind::Timestamp => Box::new(Timestamp::new()),
             ProtocolKind::Daytime => Box::new(Daytime),
+            ProtocolKind::Time => Box::new(Time),
             ProtocolKind::Discard => Box::new(Discard),
             ProtocolKind::Chargen => Box::new(Chargen::new()),
             ProtocolKind::Chat => Box::new(Chat::new()),

@@ -32,6 +32,7 @@ pub mod stats;
 pub mod threaded;
 pub mod timers;
 pub mod udp;
+pub mod watchdog;
 
 use std::io;
 use std::net::SocketAddr;
@@ -47,11 +48,13 @@ use crate::error::StartError;
 use crate::net::activation::InheritedSocket;
 use crate::net::address::Address;
 use crate::net::listener::{self, BindOptions, Listener};
+use crate::net::notify;
 use crate::server::config::ServeConfig;
 use crate::server::metrics::MetricsEndpoint;
 use crate::server::reactor::{MAX_SOCKETS_PER_KIND, Reactor, ReactorSockets};
 use crate::server::signals::StopHandle;
 use crate::server::stats::{ServerStats, Stats, StatsSnapshot};
+use crate::server::watchdog::{Heartbeat, WatchdogThread, Watched};
 
 /// Sockets bound and reactors ready to run.
 pub struct Server {
@@ -64,6 +67,8 @@ pub struct Server {
     tcp_addrs: Vec<SocketAddr>,
     udp_addrs: Vec<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
+    /// Each worker's heartbeat and waker, for systemd's watchdog (`watchdog.rs`).
+    watched: Vec<Watched>,
 }
 
 impl Server {
@@ -112,6 +117,7 @@ impl Server {
                 metrics: None,
                 all_stats: None,
                 waker: None,
+                heartbeat: Arc::new(Heartbeat::new()),
             })
             .collect();
 
@@ -220,11 +226,16 @@ impl Server {
 
         let stop_requested = Arc::new(AtomicBool::new(false));
         let mut wakers = Vec::new();
+        let mut watched = Vec::new();
         let mut workers_ready = Vec::new();
         for mut sockets in per_worker {
             let poll = Poll::new()?;
             let waker = Reactor::waker(&poll)?;
             wakers.push(Arc::clone(&waker));
+            watched.push(Watched {
+                heartbeat: Arc::clone(&sockets.heartbeat),
+                waker: Arc::clone(&waker),
+            });
             sockets.waker = Some(waker);
             if config.handle_signals {
                 sockets.signals = Some(Reactor::signals(&poll)?);
@@ -241,6 +252,7 @@ impl Server {
             tcp_addrs,
             udp_addrs,
             metrics_addr,
+            watched,
         })
     }
 
@@ -284,6 +296,12 @@ impl Server {
             self.listening.len(),
             count
         );
+        // systemd's watchdog, for a daemon whose unit asks for it; it stops when dropped, after
+        // every worker has stopped.
+        let _watchdog = match notify::watchdog_interval().filter(|_| self.config.handle_signals) {
+            Some(interval) => Some(WatchdogThread::spawn(self.watched, interval)?),
+            None => None,
+        };
         let mut threads = Vec::new();
         let mut first = None;
         for (i, ((poll, sockets), stats)) in self.workers.into_iter().zip(self.stats).enumerate() {

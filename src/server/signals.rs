@@ -14,7 +14,7 @@
 //! they are stopped through a [`StopHandle`], which sets a flag and wakes the reactor with a
 //! `mio::Waker` (an eventfd the reactor also watches).
 //!
-//! Next: `server/stats.rs`, the counters.
+//! Next: `server/watchdog.rs`, proving to systemd that the loops still turn.
 
 use std::io;
 use std::sync::Arc;

@@ -1,4 +1,5 @@
-//! Running under systemd: inherited sockets (via `systemd-socket-activate`) and `sd_notify`.
+//! Running under systemd: inherited sockets (via `systemd-socket-activate`), `sd_notify` to a
+//! path or an abstract (`@name`, Linux) socket, and the watchdog's `WATCHDOG=1` pings.
 //!
 //! `systemd-socket-activate` (Debian's systemd package) binds the sockets, waits for the first
 //! client, then execs echoloop in the same process with `LISTEN_PID`/`LISTEN_FDS` set: what a
@@ -258,6 +259,73 @@ fn sd_notify_says_ready_status_and_stopping() {
         }
         assert!(message.starts_with("STATUS="), "unexpected {message:?}");
         assert!(start.elapsed() < PATIENCE, "no STOPPING=1");
+    }
+    assert_eq!(process.terminate_and_wait(), 0);
+}
+
+/// A notify socket in Linux's abstract namespace, named for this test and process: what
+/// `NOTIFY_SOCKET=@name` points at.
+#[cfg(target_os = "linux")]
+fn abstract_notify_socket(test: &str) -> (UnixDatagram, String) {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("echoloop-test-{test}-{}", std::process::id());
+    let address = std::os::unix::net::SocketAddr::from_abstract_name(&name).unwrap();
+    let socket = UnixDatagram::bind_addr(&address).unwrap();
+    socket.set_read_timeout(Some(PATIENCE)).unwrap();
+    (socket, format!("@{name}"))
+}
+
+#[cfg(target_os = "linux")]
+fn receive_notification(socket: &UnixDatagram) -> String {
+    let mut buf = [0u8; 4096];
+    let n = socket.recv(&mut buf).expect("a notification");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn readiness_reaches_an_abstract_notify_socket() {
+    let (notify, address) = abstract_notify_socket("ready");
+    let (process, mut stdout) = Process::start(
+        Command::new(ECHOLOOP)
+            .args(["serve", "-l", "127.0.0.1:0"])
+            .env("NOTIFY_SOCKET", &address),
+    );
+    let lines = listening_lines(&mut stdout, 1);
+    assert_eq!(
+        receive_notification(&notify),
+        "READY=1\n",
+        "ready once {lines:?} is bound"
+    );
+    // SAFETY: kill(2) on a child we started and have not reaped.
+    unsafe { libc::kill(process.0.id() as i32, libc::SIGTERM) };
+    assert_eq!(receive_notification(&notify), "STOPPING=1\n");
+    assert_eq!(process.terminate_and_wait(), 0);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn watchdog_pings_arrive_while_the_loops_turn() {
+    let (notify, address) = abstract_notify_socket("watchdog");
+    // `WATCHDOG_PID` names the process itself, as systemd sets it: the shell's PID is the one
+    // echoloop keeps after `exec`.
+    let (process, mut stdout) = Process::start(
+        Command::new("sh")
+            .arg("-c")
+            .arg(r#"WATCHDOG_PID=$$ exec "$0" serve -l 127.0.0.1:0 --workers 2"#)
+            .arg(ECHOLOOP)
+            .env("NOTIFY_SOCKET", &address)
+            // 200 ms: a ping every 100 ms while both idle reactors turn when woken.
+            .env("WATCHDOG_USEC", "200000"),
+    );
+    listening_lines(&mut stdout, 1);
+    assert_eq!(receive_notification(&notify), "READY=1\n");
+    let mut pings = 0;
+    while pings < 3 {
+        // Each receive waits at most PATIENCE: the pings are bounded in time, never timed.
+        let message = receive_notification(&notify);
+        assert_eq!(message, "WATCHDOG=1\n");
+        pings += 1;
     }
     assert_eq!(process.terminate_and_wait(), 0);
 }

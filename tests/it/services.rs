@@ -1,5 +1,5 @@
-//! Daytime, discard and chargen over TCP: what each sends, when each closes, and that chargen
-//! only produces as fast as its client reads.
+//! Daytime, time, discard and chargen over TCP (and time over UDP): what each sends, when each
+//! closes, and that chargen only produces as fast as its client reads.
 
 use std::io::Read;
 
@@ -39,6 +39,58 @@ fn daytime_ignores_what_the_client_sends() {
     let all = common::read_to_end(&mut client);
     assert_eq!(all.len(), 26);
     assert!(all.ends_with(b"\r\n"));
+}
+
+/// RFC 868's four bytes as seconds since 1970, checked against our own clock read around them.
+fn assert_rfc868_now(bytes: &[u8], before: std::time::SystemTime) {
+    let after = std::time::SystemTime::now();
+    let count = u32::from_be_bytes(bytes.try_into().expect("exactly four bytes"));
+    let unix = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    };
+    // Seconds since 1900, back to since 1970 (valid until the count wraps in 2036).
+    let said = i64::from(count) - 2_208_988_800;
+    assert!(
+        unix(before) <= said && said <= unix(after),
+        "{said} is not between {} and {}",
+        unix(before),
+        unix(after)
+    );
+}
+
+#[test]
+fn time_sends_four_bytes_then_closes() {
+    let server = common::serve(|cfg| cfg.protocol = ProtocolKind::Time.into());
+    let before = std::time::SystemTime::now();
+    let mut client = common::connect(&server);
+    common::send(&mut client, b"ignored\n");
+    let all = common::read_to_end(&mut client);
+    assert_rfc868_now(&all, before);
+    drop(client); // our FIN ends the server's lingering close
+    common::wait_for_stats(&server, "time closes the session", |s| {
+        s.closed_for(CloseReason::Finished) == 1
+    });
+}
+
+#[test]
+fn time_answers_any_datagram_even_an_empty_one_with_four_bytes() {
+    let server = common::serve(|cfg| {
+        cfg.protocol = ProtocolKind::Time.into();
+        cfg.udp = vec!["127.0.0.1:0".parse().unwrap()];
+    });
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(common::PATIENCE)).unwrap();
+    let to = server.udp_addrs()[0];
+    for request in [&b""[..], b"what time is it?"] {
+        let before = std::time::SystemTime::now();
+        client.send_to(request, to).unwrap();
+        let mut buf = [0u8; 64];
+        let (len, from) = client.recv_from(&mut buf).expect("an answer datagram");
+        assert_eq!(from, to);
+        assert_rfc868_now(&buf[..len], before);
+    }
+    let stats = common::wait_for_stats(&server, "both answered", |s| s.datagrams_sent == 2);
+    assert_eq!(stats.datagrams_dropped, 0);
 }
 
 #[test]

@@ -62,6 +62,7 @@ use crate::server::sources::Sources;
 use crate::server::stats::{ServerStats, Stats};
 use crate::server::timers::Timers;
 use crate::server::udp::DatagramEndpoint;
+use crate::server::watchdog::Heartbeat;
 
 use client::{Client, Readiness};
 
@@ -83,6 +84,8 @@ pub struct ReactorSockets {
     /// The waker registered with this reactor's poll ([`Reactor::waker`]): the protocol gets
     /// a clone for its work off the loop ([`crate::Protocol::attach_waker`]).
     pub waker: Option<Arc<Waker>>,
+    /// Stamped at every turn of the loop, for systemd's watchdog (`server/watchdog.rs`).
+    pub heartbeat: Arc<Heartbeat>,
 }
 
 /// One single-threaded server: a poller, its sockets, its clients and its protocol.
@@ -211,6 +214,8 @@ struct Report {
     all_stats: Option<ServerStats>,
     /// `worker 3: ` with several workers, empty with one.
     name: String,
+    /// When the loop last turned, for the watchdog.
+    heartbeat: Arc<Heartbeat>,
 }
 
 impl Reactor {
@@ -275,6 +280,7 @@ impl Reactor {
             metrics,
             all_stats,
             waker: _,
+            heartbeat,
         } = sockets;
         let own_udp: Vec<std::net::SocketAddr> = datagrams
             .iter()
@@ -333,6 +339,7 @@ impl Reactor {
                 stats,
                 all_stats,
                 name,
+                heartbeat,
             },
             settings,
         })
@@ -358,6 +365,7 @@ impl Reactor {
             }
             self.clock.now = Instant::now();
             self.clock.wall_now = SystemTime::now();
+            self.report.heartbeat.beat(self.clock.now); // alive, for the watchdog
             for event in events.iter() {
                 self.dispatch(event);
             }
