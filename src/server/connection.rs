@@ -173,6 +173,8 @@ pub struct Connection {
     pub frame_budget: Option<TokenBucket>,
     /// This client's share of the reactor's memory total (`--max-memory`), as last counted.
     pub memory_counted: usize,
+    /// It is on the list of clients held back in the current memory episode.
+    pub listed_in_memory_episode: bool,
 }
 
 impl Connection {
@@ -196,6 +198,7 @@ impl Connection {
             holds: Holds::default(),
             frame_budget: None,
             memory_counted: 0,
+            listed_in_memory_episode: false,
         }
     }
 
@@ -403,7 +406,11 @@ impl Connection {
                 self.state = State::Open;
                 Step::Resumed
             }
-            State::Finishing(reason) if queued == 0 && !self.owes_refill() => {
+            // Not while the protocol's work off the loop is under way: its answer (an upload's
+            // `DONE`) is still to come, within the shutdown or linger deadline.
+            State::Finishing(reason)
+                if queued == 0 && !self.owes_refill() && !self.holds.protocol =>
+            {
                 if reason == CloseReason::PeerClosed {
                     // The peer sent FIN first and has everything: no FIN dance needed.
                     self.state = State::Closed(reason);
@@ -594,6 +601,20 @@ mod tests {
         let pause = policy(SlowReader::PauseReading);
         assert_eq!(echo.settle(&pause, now, None), Step::Steady);
         assert_eq!(echo.state(), State::Finishing(CloseReason::Finished));
+    }
+
+    #[test]
+    fn finishing_waits_for_the_protocols_work_off_the_loop() {
+        let now = Instant::now();
+        let policy = policy(SlowReader::PauseReading);
+        let mut conn = open(now);
+        conn.holds.protocol = true; // an upload's fsync under way
+        conn.finish(CloseReason::Shutdown);
+        assert_eq!(conn.settle(&policy, now, None), Step::Steady, "no FIN yet");
+        queue(&mut conn, 5); // its `DONE`
+        conn.holds.protocol = false;
+        write(&mut conn, 5, now);
+        assert_eq!(conn.settle(&policy, now, None), Step::SendFin);
     }
 
     #[test]

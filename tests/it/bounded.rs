@@ -134,3 +134,44 @@ fn the_memory_cap_holds_with_many_clients_that_do_not_read() {
         "memory peaked at {peak} bytes, bound {bound}"
     );
 }
+
+/// Over the cap, only what a reader can drain (its queue) holds a client back: a client whose
+/// memory is an unfinished line is still read, so the line completes and is answered.
+#[test]
+fn clients_with_unfinished_lines_are_not_held_for_good_over_the_cap() {
+    const CLIENTS: usize = 34;
+    let server = common::serve(|cfg| {
+        cfg.framing = Some(FramingKind::Line);
+        cfg.max_memory = 1 << 20;
+    });
+    let mut clients: Vec<TcpStream> = (0..CLIENTS).map(|_| common::connect(&server)).collect();
+    wait_for_stats(&server, "every client accepted", |s| {
+        s.total().connections_open == CLIENTS as u64
+    });
+    for client in &mut clients {
+        client.write_all(&[b'a'; 30_000]).unwrap(); // 1,020,000 bytes: just under the cap
+    }
+    wait_for_stats(&server, "every unfinished line read", |s| {
+        s.total().bytes_received == (CLIENTS * 30_000) as u64
+    });
+    clients[0].write_all(&[b'a'; 30_000]).unwrap(); // over it
+    wait_for_stats(&server, "an episode over the cap", |s| {
+        s.memory_episodes >= 1
+    });
+    // Each now reads more during the episode: judged on its memory, it would be held for good.
+    for client in &mut clients[1..] {
+        client.write_all(&[b'b'; 2_000]).unwrap();
+    }
+    let all = CLIENTS * 30_000 + 30_000 + (CLIENTS - 1) * 2_000;
+    wait_for_stats(&server, "every client's more read", |s| {
+        s.total().bytes_received == all as u64
+    });
+    for client in &mut clients {
+        client.write_all(b"z\n").unwrap();
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        let len = if i == 0 { 60_002 } else { 32_002 };
+        let line = read_exactly(client, len);
+        assert_eq!(&line[len - 2..], b"z\n");
+    }
+}

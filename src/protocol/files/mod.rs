@@ -1166,9 +1166,9 @@ impl Files {
         self.feed(session, &[], now, out);
         self.release_held(session, now, out);
         if matches!(session.mode, Mode::Sending(_) | Mode::Listing(_)) {
-            // A refill asked for here is made only when the reactor next drives this client
-            // (it does not flush after `on_resume`); letting its input flow is what brings it
-            // back at once. What it then sends is held again, as in any busy mode.
+            // Sending or listing now: the reactor makes the refill asked for here at once, and
+            // the client's input may flow again; what it sends meanwhile is held by the session,
+            // as in any busy mode.
             out.resume_input();
         }
     }

@@ -14,7 +14,7 @@
 //! - **Settling** ([`Reactor::sync`]): the machine applies the queue limit and moves a finished
 //!   client on; the poller's interest and the client's timer are brought in line.
 //!
-//! Next: `sockets.rs`, the sockets that are not clients.
+//! Next: `memory.rs`, the cap on what all clients' buffers hold.
 
 use std::io::{self, Read, Write};
 use std::rc::Rc;
@@ -168,8 +168,8 @@ impl Reactor {
             let Some(client) = self.clients.slab.get_mut(id) else {
                 continue; // gone: the protocol heard so in `on_disconnect`
             };
-            if client.conn.is_closed() {
-                continue;
+            if client.conn.is_closed() || matches!(client.conn.state(), State::Lingering { .. }) {
+                continue; // nothing more can be written to it (its FIN is sent)
             }
             let conn = &mut client.conn;
             let speech = &mut self.speech;

@@ -10,16 +10,18 @@
 //! Over the cap an *episode* begins (logged once at warn, counted in
 //! `echoloop_memory_episodes_total`), and until the total is back under nine tenths of the cap:
 //!
-//! - a client holding more than a client that keeps up would (16 KiB: its replies are not being
-//!   read, or its input is held back) is not read and its waiting input not answered, exactly as
-//!   backpressure does; so the clients holding the most stop, and those that keep up (an
-//!   interactive client whose queue is empty) are still served. A protocol that drops slow
-//!   readers (chat) drops such a client instead. A client held back is served again once its
-//!   reader has caught up (8 KiB or less left), or when the episode ends.
+//! - a client whose queue holds more than a client that keeps up would (16 KiB: its replies are
+//!   not being read) is not read and its waiting input not answered, exactly as backpressure
+//!   does; so the clients holding the most stop, and those that keep up (an interactive client
+//!   whose queue is empty) are still served. Only the queue is judged: held input and an
+//!   unfinished frame shrink only by being answered, so holding a client back for them would
+//!   hold it for good. A protocol that drops slow readers (chat) drops such a client instead. A
+//!   client held back is served again once its reader has caught up (8 KiB or less queued), or
+//!   when the episode ends.
 //! - new connections are accepted only to be told `error: server busy` and closed.
 //!
 //! The total can pass the cap by what each client still being read adds before its next check:
-//! one read (32 KiB) and its replies, since a read is answered frame by frame and stops at the
+//! one read (32 KiB) and its replies, plus its unfinished frame (up to `--max-frame`), since a read is answered frame by frame and stops at the
 //! queue limit. A share of the cap per client would not bound the total: clients that grew past
 //! their share before the episode began, and are not read since, keep what they hold, and the
 //! others could each still grow to their share.
@@ -72,8 +74,9 @@ impl Reactor {
         if conn.is_closed() {
             return;
         }
-        let holding =
-            conn.outbound.footprint() + conn.held.capacity() + conn.decoder.buffered_capacity();
+        // Judged on its queue alone: the part its reader can drain. Its held input and its
+        // unfinished frame shrink only by being answered, which holding it back would prevent.
+        let holding = conn.outbound.footprint();
         if conn.holds.memory {
             // Its reader caught up: it holds little now, so it is served again even while
             // others keep the total high (they are the ones held back).
@@ -95,7 +98,11 @@ impl Reactor {
             }
             SlowReader::PauseReading => {
                 conn.holds.memory = true;
-                self.memory.held.push(id);
+                // Listed once per episode, however often it is held and released in it.
+                if !conn.listed_in_memory_episode {
+                    conn.listed_in_memory_episode = true;
+                    self.memory.held.push(id);
+                }
             }
         }
     }
@@ -118,11 +125,12 @@ impl Reactor {
             self.report.name
         );
         for id in std::mem::take(&mut memory.held) {
-            if let Some(client) = self.clients.slab.get_mut(id)
-                && client.conn.holds.memory
-            {
-                client.conn.holds.memory = false;
-                self.clients.still_ready.push(id);
+            if let Some(client) = self.clients.slab.get_mut(id) {
+                client.conn.listed_in_memory_episode = false;
+                if client.conn.holds.memory {
+                    client.conn.holds.memory = false;
+                    self.clients.still_ready.push(id);
+                }
             }
         }
     }
