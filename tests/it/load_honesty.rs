@@ -1,7 +1,9 @@
 //! `echoloop load` never reports a clean run that was not: owed replies are timeouts, no reply
 //! means no latency (`n/a`, `null`) and exit 1, `-n` is exact, bad output paths fail before any
 //! connection, SIGINT still gives the report (exit 130), and the one-way services are measured.
-//! Counts and exit codes only: never a time or a rate.
+//! A late reply is a timeout (UDP: lost), never a mismatch, and the replies after it are still
+//! matched: mismatches never exceed replies received. Counts and exit codes only: never a time or
+//! a rate (the delays below only make replies late).
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Output, Stdio};
@@ -438,4 +440,134 @@ fn hold_fails_when_fewer_connections_come_up() {
     assert_eq!(report.connections_up, 0);
     assert_eq!(report.exit_code(), 1);
     assert!(report.failure.unwrap().contains("0 of 2"));
+}
+
+/// A UDP echo server that holds back its `late`th reply (counting from 1) for `delay` and
+/// answers every other datagram at once. It stops once no datagram came for a second.
+fn udp_echo_with_one_late_reply(
+    late: u64,
+    delay: Duration,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<u64>) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let server = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        let mut received = 0u64;
+        let mut held_back = None;
+        while let Ok((len, peer)) = socket.recv_from(&mut buf) {
+            received += 1;
+            if received == late {
+                let (socket, reply) = (socket.try_clone().unwrap(), buf[..len].to_vec());
+                held_back = Some(std::thread::spawn(move || {
+                    std::thread::sleep(delay);
+                    let _ = socket.send_to(&reply, peer);
+                }));
+            } else {
+                let _ = socket.send_to(&buf[..len], peer);
+            }
+        }
+        if let Some(sender) = held_back {
+            sender.join().unwrap();
+        }
+        received
+    });
+    (addr, server)
+}
+
+#[test]
+fn a_late_udp_reply_is_lost_and_the_replies_after_it_still_match() {
+    // The 5th reply comes 600 ms late, past the 200 ms timeout: by then its datagram was given up
+    // (a later reply said it was lost). It must not be taken for the reply of the oldest message
+    // in flight, which would put every reply after it one behind.
+    let (addr, server) = udp_echo_with_one_late_reply(5, Duration::from_millis(600));
+    let mut config = LoadConfig::for_tests(Target::Datagram(addr));
+    config.connections = 1;
+    config.pipeline = 4;
+    config.timeout = Duration::from_millis(200);
+    config.duration = Some(Duration::from_secs(1));
+    let report = load::run(&config).unwrap();
+    let datagrams = server.join().unwrap();
+    assert!(datagrams >= 5, "the late reply was sent");
+    let text = report.to_text();
+    assert!(
+        report.messages_received > 5,
+        "replies after the late one: {text}"
+    );
+    assert_eq!(report.mismatches, 0, "{text}");
+    assert_eq!(
+        report.errors, 0,
+        "the late reply is no stray datagram: {text}"
+    );
+    assert_eq!(report.lost, 1, "the late reply's datagram, once: {text}");
+    assert_eq!(report.timeouts, 0, "{text}");
+    assert_eq!(
+        report.messages_sent,
+        report.messages_received + report.lost,
+        "{text}"
+    );
+}
+
+#[test]
+fn late_wrong_replies_are_timeouts_not_mismatches() {
+    // Every line is answered `WRONG` 300 ms later, past the 100 ms timeout: each message is a
+    // timeout, and a reply that did not count as received cannot count as a mismatch.
+    let (addr, server) = tiny_server(1, |bytes| {
+        std::thread::sleep(Duration::from_millis(300));
+        b"WRONG\n".repeat(bytes.iter().filter(|&&b| b == b'\n').count())
+    });
+    let mut config = LoadConfig::for_tests(tcp(addr));
+    config.connections = 1;
+    config.framing = FramingKind::Line;
+    config.timeout = Duration::from_millis(100);
+    config.duration = Some(Duration::from_secs(1));
+    let report = load::run(&config).unwrap();
+    server.join().unwrap();
+    let text = report.to_text();
+    assert!(report.messages_sent >= 2, "{text}");
+    assert_eq!(report.messages_received, 0, "{text}");
+    assert_eq!(report.timeouts, report.messages_sent, "{text}");
+    assert_eq!(report.mismatches, 0, "mismatches <= received: {text}");
+
+    // The same wrong replies in time are received, and every one is a mismatch.
+    let (addr, server) = tiny_server(1, |bytes| {
+        b"WRONG\n".repeat(bytes.iter().filter(|&&b| b == b'\n').count())
+    });
+    config.target = tcp(addr);
+    config.duration = Some(Duration::from_millis(300));
+    let report = load::run(&config).unwrap();
+    server.join().unwrap();
+    let text = report.to_text();
+    assert!(report.messages_received > 0, "{text}");
+    assert_eq!(report.mismatches, report.messages_received, "{text}");
+}
+
+#[test]
+fn a_raw_reply_wrong_from_its_first_byte_counts_only_when_complete_and_in_time() {
+    // Raw framing: each message is answered with half its length of wrong bytes: with one message
+    // in flight at a time, none is ever complete. The wrong bytes are remembered, never counted: nothing was received.
+    let (addr, server) = tiny_server(1, |bytes| vec![b'X'; bytes.len() / 2]);
+    let mut config = LoadConfig::for_tests(tcp(addr));
+    config.connections = 1;
+    config.timeout = Duration::from_millis(100);
+    config.duration = Some(Duration::from_millis(300));
+    let report = load::run(&config).unwrap();
+    server.join().unwrap();
+    let text = report.to_text();
+    assert!(report.messages_sent >= 1, "{text}");
+    assert_eq!(report.messages_received, 0, "{text}");
+    assert_eq!(report.timeouts, report.messages_sent, "{text}");
+    assert_eq!(report.mismatches, 0, "mismatches <= received: {text}");
+
+    // Whole wrong replies in time: received, and each one mismatch (not one per wrong piece).
+    let (addr, server) = tiny_server(1, |bytes| vec![b'X'; bytes.len()]);
+    config.target = tcp(addr);
+    let report = load::run(&config).unwrap();
+    server.join().unwrap();
+    let text = report.to_text();
+    assert!(report.messages_received > 0, "{text}");
+    assert_eq!(report.mismatches, report.messages_received, "{text}");
+    assert!(report.first_mismatch.is_some(), "{text}");
 }

@@ -12,8 +12,15 @@
 //! Replies are checked in order: TCP and Unix streams keep order, so the next reply belongs to the
 //! oldest message in flight. In raw framing replies may be cut anywhere (the server answers each of
 //! its reads), so the stream is checked byte by byte against the payloads sent. Over UDP a datagram
-//! may be lost: a reply that matches a later message than the oldest says the ones before it were
-//! lost, and a message not answered within a second is given up (both counted as `lost`).
+//! may be lost, or come late: a reply is matched by the sequence number its payload carries. A
+//! reply to a later message than the oldest says the ones before it were lost, a message not
+//! answered within `--timeout` is given up (both counted as `lost`), and a reply to a message
+//! already given up is dropped: it was counted once, as lost, and it does not take the place of
+//! the reply the oldest message still waits for.
+//!
+//! A reply is first decided in time or late (a late one is a timeout, or lost), and only a reply
+//! counted as received can be a mismatch: so mismatches never exceed replies received. In raw
+//! framing the first wrong byte is remembered and counted when the message's last byte arrives.
 //!
 //! Next: `tally.rs`, where every message ends up counted.
 
@@ -26,7 +33,7 @@ use mio::{Interest, Registry, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::config::{ReplyKind, Target};
-use super::message::{Message, Payloads, preview};
+use super::message::{Message, Payloads, TIMESTAMP_PREFIX_LEN, preview};
 use super::pacing::Pacing;
 use super::tally::{ConnectFailure, ConnectionError, Tally};
 use crate::net::address::Address;
@@ -133,9 +140,12 @@ pub struct Connection {
     /// Sequence number of the oldest message in flight.
     oldest_seq: u64,
     in_flight: VecDeque<InFlight>,
-    /// Raw echo: payload bytes of the oldest message already received, and whether any was wrong.
+    /// Raw echo: payload bytes of the oldest message already received.
     raw_offset: usize,
-    raw_wrong: bool,
+    /// Raw echo: a byte of the oldest message was wrong. It holds the description of the first
+    /// wrong piece while the tally has no first mismatch yet (else it is empty); counted as a
+    /// mismatch once the message is complete and received in time.
+    raw_wrong: Option<String>,
     /// Bytes the kernel refused, to write when the socket is writable.
     unsent: Vec<u8>,
     /// Discard: where each message queued but not yet written ends, in bytes queued since the
@@ -166,7 +176,7 @@ impl Connection {
             oldest_seq: 0,
             in_flight: VecDeque::new(),
             raw_offset: 0,
-            raw_wrong: false,
+            raw_wrong: None,
             unsent: Vec::new(),
             discard_ends: VecDeque::new(),
             queued_bytes: 0,
@@ -226,7 +236,7 @@ impl Connection {
         } else {
             self.state = State::Connecting(env.now_ns);
             if matches!(target, Target::Stream(_)) && env.framing != FramingKind::Raw {
-                let limit = env.payloads.max_size() + super::message::TIMESTAMP_PREFIX_LEN + 64;
+                let limit = env.payloads.max_size() + TIMESTAMP_PREFIX_LEN + 64;
                 self.decoder = Some(Decoder::new(env.framing, limit));
             }
         }
@@ -421,12 +431,11 @@ impl Connection {
                         }
                         // A line too long: it is still one (wrong) reply, to the oldest message.
                         let id = self.id;
-                        if self.in_flight.front().is_some_and(|m| m.measured) {
+                        if self.answered(env, 0) {
                             env.tally.mismatch(|| {
                                 format!("connection {id}: a reply broke the framing: {e}")
                             });
                         }
-                        self.answered(env, 0);
                     }
                 }
             }
@@ -454,25 +463,29 @@ impl Connection {
             let size = message.size();
             let take = (size - self.raw_offset).min(bytes.len());
             let (piece, rest) = bytes.split_at(take);
-            if !self.raw_wrong && !message.matches_at(self.raw_offset, piece) {
-                self.raw_wrong = true;
+            if self.raw_wrong.is_none() && !message.matches_at(self.raw_offset, piece) {
                 let (id, seq, at) = (self.id, self.oldest_seq, self.raw_offset);
-                if measured {
-                    env.tally.mismatch(|| {
-                        format!(
-                            "connection {id} message {seq}: at byte {at} expected {} got {}",
-                            preview(&message.to_text().as_bytes()[at..at + take]),
-                            preview(piece)
-                        )
-                    });
-                }
+                let described = measured && env.tally.first_mismatch.is_none();
+                self.raw_wrong = Some(if described {
+                    format!(
+                        "connection {id} message {seq}: at byte {at} expected {} got {}",
+                        preview(&message.to_text().as_bytes()[at..at + take]),
+                        preview(piece)
+                    )
+                } else {
+                    String::new()
+                });
             }
             self.raw_offset += take;
             bytes = rest;
             if self.raw_offset == size {
                 self.raw_offset = 0;
-                self.raw_wrong = false;
-                self.answered(env, size);
+                let wrong = self.raw_wrong.take();
+                if self.answered(env, size)
+                    && let Some(description) = wrong
+                {
+                    env.tally.mismatch(|| description);
+                }
             }
         }
     }
@@ -516,49 +529,54 @@ impl Connection {
             return;
         }
         let payloads = env.payloads.clone();
-        let message = payloads.message(self.id, self.oldest_seq);
-        if !is_correct(env.reply, &message, reply) {
-            self.count_mismatch(&message, reply, env);
+        let (seq, message) = (self.oldest_seq, payloads.message(self.id, self.oldest_seq));
+        let correct = is_correct(env.reply, &message, reply);
+        if self.answered(env, message.size()) && !correct {
+            self.count_mismatch(seq, &message, reply, env);
         }
-        self.answered(env, message.size());
     }
 
-    /// UDP: the reply should answer the oldest message; if it answers a later one, those before
-    /// it were lost.
+    /// UDP: the reply is matched by the sequence number it carries. If it answers a later message
+    /// than the oldest, those before it were lost; if it answers one already given up, it is
+    /// late and dropped (counted once already, as lost). A reply that answers no message is a
+    /// wrong reply to the oldest.
     fn on_datagram(&mut self, reply: &[u8], env: &mut Env) {
+        let payloads = env.payloads.clone();
+        let answers = |seq: u64| is_correct(env.reply, &payloads.message(self.id, seq), reply);
+        let carried = payloads
+            .sequence_in(payload_of(env.reply, reply), self.next_seq)
+            .filter(|&seq| seq < self.next_seq && answers(seq)); // never one not sent yet
+        if let Some(seq) = carried
+            && seq < self.oldest_seq
+        {
+            log::debug!("connection {}: late reply to message {seq}", self.id);
+            return;
+        }
+        // Given payloads carry no number: the first message in flight that the reply answers.
+        let answered =
+            carried.or_else(|| (self.oldest_seq..self.next_seq).find(|&seq| answers(seq)));
         if self.in_flight.is_empty() {
-            // A late answer to a datagram already given up as lost, or a stray one.
+            // A stray datagram: it answers nothing in flight (with `--payload-file` payloads,
+            // which carry no number, it may also be a late reply).
             env.tally.error(ConnectionError::Unexpected);
             return;
         }
-        let payloads = env.payloads.clone();
-        let oldest = payloads.message(self.id, self.oldest_seq);
-        if !is_correct(env.reply, &oldest, reply) {
-            let later = (1..self.in_flight.len() as u64).find(|&k| {
-                let message = payloads.message(self.id, self.oldest_seq + k);
-                is_correct(env.reply, &message, reply)
-            });
-            match later {
-                Some(k) => {
-                    for _ in 0..k {
-                        let skipped = self.in_flight.pop_front().expect("k < in flight");
-                        self.oldest_seq += 1;
-                        env.tally.lost(u64::from(skipped.measured));
-                    }
-                }
-                None => self.count_mismatch(&oldest, reply, env),
+        if let Some(seq) = answered {
+            while self.oldest_seq < seq {
+                let skipped = self.in_flight.pop_front().expect("seq < next_seq");
+                self.oldest_seq += 1;
+                env.tally.lost(u64::from(skipped.measured));
             }
         }
-        let size = payloads.message(self.id, self.oldest_seq).size();
-        self.answered(env, size);
+        let (seq, oldest) = (self.oldest_seq, payloads.message(self.id, self.oldest_seq));
+        if self.answered(env, oldest.size()) && answered.is_none() {
+            self.count_mismatch(seq, &oldest, reply, env);
+        }
     }
 
-    /// Counts a wrong reply to the oldest message in flight, if that one is measured.
-    fn count_mismatch(&self, expected: &Message, got: &[u8], env: &mut Env) {
-        if !self.in_flight.front().is_some_and(|m| m.measured) {
-            return;
-        }
-        let (id, seq) = (self.id, self.oldest_seq);
+    /// Counts a wrong reply to message `seq`, one that counted as received.
+    fn count_mismatch(&self, seq: u64, expected: &Message, got: &[u8], env: &mut Env) {
+        let id = self.id;
         let kind = env.reply;
         env.tally.mismatch(|| {
             format!(
@@ -575,10 +593,12 @@ impl Connection {
     }
 
     /// The oldest message in flight has its reply (`bytes` of payload): record its latency, free
-    /// its place. A reply later than the timeout is counted as a timeout, not as received.
-    fn answered(&mut self, env: &mut Env, bytes: usize) {
+    /// its place. A reply later than the timeout is counted as a timeout (UDP: lost), not as
+    /// received. Returns whether it counted as a measured reply received: only such a reply can
+    /// be counted a mismatch.
+    fn answered(&mut self, env: &mut Env, bytes: usize) -> bool {
         let Some(done) = self.in_flight.pop_front() else {
-            return;
+            return false;
         };
         self.oldest_seq += 1;
         let now = env.now_ns;
@@ -588,7 +608,7 @@ impl Connection {
             } else {
                 env.tally.timed_out(u64::from(done.measured));
             }
-            return;
+            return false;
         }
         let uncorrected =
             matches!(env.pacing, Pacing::Open(_)).then(|| now.saturating_sub(done.sent_ns));
@@ -598,6 +618,7 @@ impl Connection {
             now.saturating_sub(done.due_ns),
             uncorrected,
         );
+        done.measured
     }
 
     /// When the next message (`self.next_seq`) is due, or `None` if it is not due yet (open loop).
@@ -843,6 +864,14 @@ impl Connection {
         let _ = result; // the socket is closed next, which forgets it in any case
         self.socket = None;
         self.registration.forget();
+    }
+}
+
+/// The payload a reply carries: a timestamp reply's after its `[<ctime>] ` prefix.
+fn payload_of(kind: ReplyKind, reply: &[u8]) -> &[u8] {
+    match kind {
+        ReplyKind::Timestamp => reply.get(TIMESTAMP_PREFIX_LEN..).unwrap_or_default(),
+        ReplyKind::Echo | ReplyKind::Discard | ReplyKind::Chargen => reply,
     }
 }
 

@@ -195,6 +195,37 @@ impl Payloads {
         }
     }
 
+    /// The sequence number a reply's `payload` carries, for generated payloads: `None` for given
+    /// ones (they cannot tell one message from the next), or if the payload has the wrong size or
+    /// no hex digits where the sequence number belongs. A payload shorter than the header carries
+    /// only the low digits of the number: the latest number below `below` that ends in them is
+    /// taken. The caller still checks the whole payload against that message.
+    pub fn sequence_in(&self, payload: &[u8], below: u64) -> Option<u64> {
+        let Payloads::Generated { size } = *self else {
+            return None;
+        };
+        if payload.len() != size {
+            return None;
+        }
+        // The 16 digits sit at 9..25 of the header; a shorter payload ends with the last of them.
+        let digits = if size >= HEADER_LEN {
+            &payload[9..HEADER_LEN - 1]
+        } else {
+            &payload[size - size.min(16)..]
+        };
+        if digits.is_empty() {
+            return None;
+        }
+        let low = u64::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()?;
+        if digits.len() == 16 {
+            return Some(low);
+        }
+        let modulus = 1u64 << (4 * digits.len());
+        let last = below.checked_sub(1)?;
+        let back = (last % modulus + modulus - low) % modulus;
+        last.checked_sub(back)
+    }
+
     /// The longest payload.
     pub fn max_size(&self) -> usize {
         match self {
@@ -344,6 +375,33 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    #[test]
+    fn a_payload_tells_its_sequence_number() {
+        for size in [1, 4, 16, 17, 25, 26, 64, 4096] {
+            let payloads = Payloads::Generated { size };
+            for seq in [0, 1, 15, 16, 17, 255, 256, 70_000] {
+                let found = payloads.sequence_in(&payload(7, seq, size), seq + 3);
+                assert_eq!(found, Some(seq), "size {size} seq {seq}");
+            }
+            assert_eq!(payloads.sequence_in(&payload(7, 3, size + 1), 10), None);
+        }
+        // One hex digit says the number modulo 16: the latest below 40 that ends in it.
+        let short = Payloads::Generated { size: 1 };
+        assert_eq!(short.sequence_in(&payload(7, 1, 1), 40), Some(33));
+        assert_eq!(
+            short.sequence_in(&payload(7, 1, 1), 1),
+            None,
+            "none below 1"
+        );
+        assert_eq!(
+            Payloads::Generated { size: 0 }.sequence_in(b"", 10),
+            None,
+            "no digits"
+        );
+        let given = Payloads::Given(Arc::new(vec![b"0000000000000001".to_vec()]));
+        assert_eq!(given.sequence_in(b"0000000000000001", 10), None);
     }
 
     #[test]
