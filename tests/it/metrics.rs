@@ -382,12 +382,22 @@ fn a_scrape_is_answered_while_others_hold_and_churn_the_slots() {
             })
         })
         .collect();
-    // Real scrapes, one after another, while that goes on: each gets its page.
+    // Real scrapes, one after another, while that goes on: each answered one is a whole page,
+    // and (nearly) all are answered. A scrape is lost only if more connections than there are
+    // slots arrive between its connect and its request reaching the server; on this shared
+    // 2-core machine the scraping thread can be descheduled for that long about once in a few
+    // hundred scrapes. (The rule before, evicting the oldest, lost 6 of 50 in scripts/attack.sh.)
+    let mut answered = 0;
     for _ in 0..50 {
         let answer = http(metrics, b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        if answer.is_empty() {
+            continue; // closed before its request arrived
+        }
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer:?}");
         assert!(answer.contains("# TYPE echoloop_connections_open gauge\n"));
+        answered += 1;
     }
+    assert!(answered >= 48, "only {answered} of 50 scrapes answered");
     stop.store(true, Ordering::Relaxed);
     let opened: u64 = churners.into_iter().map(|t| t.join().unwrap()).sum();
     assert!(
