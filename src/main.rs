@@ -118,7 +118,7 @@ fn serve_threaded(config: &echoloop::ServeConfig) -> ExitCode {
 
 fn load(args: echoloop::cli::LoadArgs) -> ExitCode {
     use echoloop::clients::load::{self, Control, LoadError, Outputs};
-    let json = args.json;
+    let json = args.results.json;
     let paths = args.output_paths();
     let config = match args.into_config() {
         Ok(config) => config,
@@ -207,5 +207,5 @@ fn report(args: echoloop::cli::ReportArgs) -> ExitCode {
     // Runs stopped by SIGINT are added up like the others (and the report says so); `report`
     // itself was not interrupted, so it exits 0 or 1.
     let code = u8::from(report.failure.is_some());
-    finish_report(&report, outputs, args.json, write_error, code)
+    finish_report(&report, outputs, args.results.json, write_error, code)
 }

@@ -231,7 +231,7 @@ _echoloop() {
             return 0
             ;;
         echoloop__subcmd__load)
-            opts="-c -d -n -s -h --udp --connections --duration --messages --warmup --timeout --size --payload-file --pipeline --rate --connect-rate --threads --framing --protocol --max-loss --percentiles --source-addrs --json --json-out --histogram --interval --timeline --plot --hdr-log --hold --help"
+            opts="-c -d -n -s -h --udp --connections --duration --messages --warmup --timeout --size --payload-file --pipeline --rate --connect-rate --threads --framing --protocol --max-loss --percentiles --source-addrs --json --json-out --histogram --timeline --plot --interval --hdr-log --hold --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -325,15 +325,15 @@ _echoloop() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --interval)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --timeline)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --plot)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --interval)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -103,18 +103,18 @@ complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l percentiles -
 complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l source-addrs -d 'Local addresses to spread connections over: 127.0.0.1-127.0.0.16, or a comma list' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l json-out -d 'Also write the JSON object to FILE (the summary still goes to stdout)' -r -F
 complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l histogram -d 'Write the latency percentile distribution (HdrHistogram text, µs) to FILE' -r -F
-complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l interval -d 'Length of one row of the results over time (--timeline, --plot, --hdr-log)' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l timeline -d 'Write one row per interval to FILE: CSV, or JSON lines if FILE ends in .jsonl' -r -F
 complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l plot -d 'Draw throughput, p99 over time and the latency percentile curve into FILE.svg' -r -F
+complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l interval -d 'Length of one row of the results over time (--timeline, --plot, --hdr-log)' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l hdr-log -d 'Write the HdrHistogram interval log to FILE (for `echoloop report` and HdrHistogram tools)' -r -F
 complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l udp -d 'Send datagrams to a UDP server instead (one message per datagram)'
 complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l json -d 'Print one JSON object on stdout instead of the summary'
 complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l hold -d 'Open the connections, keep them idle for -d, report how many are up'
 complete -c echoloop -n "__fish_echoloop_using_subcommand load" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c echoloop -n "__fish_echoloop_using_subcommand report" -l json-out -d 'Also write the JSON object to FILE' -r -F
-complete -c echoloop -n "__fish_echoloop_using_subcommand report" -l histogram -d 'Write the merged latency percentile distribution (HdrHistogram text, µs) to FILE' -r -F
-complete -c echoloop -n "__fish_echoloop_using_subcommand report" -l timeline -d 'Write the merged results over time to FILE: CSV, or JSON lines if FILE ends in .jsonl' -r -F
-complete -c echoloop -n "__fish_echoloop_using_subcommand report" -l plot -d 'Draw the merged runs into FILE.svg' -r -F
+complete -c echoloop -n "__fish_echoloop_using_subcommand report" -l json-out -d 'Also write the JSON object to FILE (the summary still goes to stdout)' -r -F
+complete -c echoloop -n "__fish_echoloop_using_subcommand report" -l histogram -d 'Write the latency percentile distribution (HdrHistogram text, µs) to FILE' -r -F
+complete -c echoloop -n "__fish_echoloop_using_subcommand report" -l timeline -d 'Write one row per interval to FILE: CSV, or JSON lines if FILE ends in .jsonl' -r -F
+complete -c echoloop -n "__fish_echoloop_using_subcommand report" -l plot -d 'Draw throughput, p99 over time and the latency percentile curve into FILE.svg' -r -F
 complete -c echoloop -n "__fish_echoloop_using_subcommand report" -l json -d 'Print one JSON object on stdout instead of the summary'
 complete -c echoloop -n "__fish_echoloop_using_subcommand report" -s h -l help -d 'Print help'
 complete -c echoloop -n "__fish_echoloop_using_subcommand client" -l udp -d 'Send each stdin line as one UDP datagram (without its newline)'

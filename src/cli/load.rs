@@ -5,7 +5,8 @@
 //! wrong family) is checked by [`LoadArgs::into_config`], which answers with the one line that
 //! `main.rs` prints before exiting with code 2.
 //!
-//! Next: `report.rs`, several runs added up; `docs/LOAD.md`, for how to use all this.
+//! Next: `results.rs`, where results are written; `report.rs`, several runs added up;
+//! `docs/LOAD.md`, for how to use all this.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::results::ResultFiles;
 use super::{parse_address, units};
 use crate::clients::load::{
     self, LoadConfig, OutputPaths, Payloads, ReplyKind, Target, parse_source_addrs,
@@ -85,24 +87,12 @@ pub struct LoadArgs {
     /// Local addresses to spread connections over: 127.0.0.1-127.0.0.16, or a comma list
     #[arg(long, value_name = "ADDRS")]
     pub source_addrs: Option<String>,
-    /// Print one JSON object on stdout instead of the summary
-    #[arg(long)]
-    pub json: bool,
-    /// Also write the JSON object to FILE (the summary still goes to stdout)
-    #[arg(long, value_name = "FILE")]
-    pub json_out: Option<PathBuf>,
-    /// Write the latency percentile distribution (HdrHistogram text, µs) to FILE
-    #[arg(long, value_name = "FILE")]
-    pub histogram: Option<PathBuf>,
+    /// The summary's form and the result files
+    #[command(flatten)]
+    pub results: ResultFiles,
     /// Length of one row of the results over time (--timeline, --plot, --hdr-log)
     #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = units::positive_duration)]
     pub interval: Duration,
-    /// Write one row per interval to FILE: CSV, or JSON lines if FILE ends in .jsonl
-    #[arg(long, value_name = "FILE")]
-    pub timeline: Option<PathBuf>,
-    /// Draw throughput, p99 over time and the latency percentile curve into FILE.svg
-    #[arg(long, value_name = "FILE.svg")]
-    pub plot: Option<PathBuf>,
     /// Write the HdrHistogram interval log to FILE (for `echoloop report` and HdrHistogram tools)
     #[arg(long, value_name = "FILE")]
     pub hdr_log: Option<PathBuf>,
@@ -137,10 +127,10 @@ impl LoadArgs {
     /// The files to write, besides the summary.
     pub fn output_paths(&self) -> OutputPaths {
         OutputPaths {
-            json_out: self.json_out.clone(),
-            histogram: self.histogram.clone(),
-            timeline: self.timeline.clone(),
-            plot: self.plot.clone(),
+            json_out: self.results.json_out.clone(),
+            histogram: self.results.histogram.clone(),
+            timeline: self.results.timeline.clone(),
+            plot: self.results.plot.clone(),
             hdr_log: self.hdr_log.clone(),
         }
     }

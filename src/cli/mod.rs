@@ -6,13 +6,15 @@
 //! one line on stderr naming the argument, and exit code 2 (see `main.rs`).
 //!
 //! One file per command: `serve.rs`, `load.rs`, `report.rs`, `client.rs`, `transfer.rs`; `units.rs`
-//! parses the durations (`500ms`, `30s`) and sizes (`64K`, `1M`) that all of them take.
+//! parses the durations (`500ms`, `30s`) and sizes (`64K`, `1M`) that all of them take, and
+//! `results.rs` holds the result options `load` and `report` share.
 //!
 //! Next: `main.rs`, the exit codes. That is the tour.
 
 mod client;
 mod load;
 mod report;
+mod results;
 mod serve;
 mod transfer;
 pub mod units;

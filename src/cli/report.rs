@@ -11,6 +11,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::results::ResultFiles;
+
 use crate::clients::load::OutputPaths;
 
 /// `echoloop report`.
@@ -19,31 +21,19 @@ pub struct ReportArgs {
     /// HdrHistogram interval logs written by `echoloop load --hdr-log`
     #[arg(value_name = "FILE", required = true)]
     pub logs: Vec<PathBuf>,
-    /// Print one JSON object on stdout instead of the summary
-    #[arg(long)]
-    pub json: bool,
-    /// Also write the JSON object to FILE
-    #[arg(long, value_name = "FILE")]
-    pub json_out: Option<PathBuf>,
-    /// Write the merged latency percentile distribution (HdrHistogram text, µs) to FILE
-    #[arg(long, value_name = "FILE")]
-    pub histogram: Option<PathBuf>,
-    /// Write the merged results over time to FILE: CSV, or JSON lines if FILE ends in .jsonl
-    #[arg(long, value_name = "FILE")]
-    pub timeline: Option<PathBuf>,
-    /// Draw the merged runs into FILE.svg
-    #[arg(long, value_name = "FILE.svg")]
-    pub plot: Option<PathBuf>,
+    /// The summary's form and the files written beside it (merged)
+    #[command(flatten)]
+    pub results: ResultFiles,
 }
 
 impl ReportArgs {
     /// The files to write, besides the summary.
     pub fn output_paths(&self) -> OutputPaths {
         OutputPaths {
-            json_out: self.json_out.clone(),
-            histogram: self.histogram.clone(),
-            timeline: self.timeline.clone(),
-            plot: self.plot.clone(),
+            json_out: self.results.json_out.clone(),
+            histogram: self.results.histogram.clone(),
+            timeline: self.results.timeline.clone(),
+            plot: self.results.plot.clone(),
             hdr_log: None,
         }
     }
