@@ -23,11 +23,13 @@
 //!    per worker.
 //! 2. [`server::reactor`]: **the event loop**: wait, dispatch, tidy up. Start here if you read
 //!    one file. Beside it: `token.rs` (what a token stands for), `accept.rs`, `client.rs` (read,
-//!    answer, flush), `sockets.rs` (UDP, metrics), `tidy.rs` (timers, closing), `shutdown.rs`.
-//! 3. [`server::connection`]: one client's life as a sans-IO state machine, and the interest
-//!    derived from it.
-//! 4. [`net::outbound`]: the bytes we owe a peer (the select server's `message_dict`), short
-//!    writes; [`net::registration`]: interest from two facts, one `epoll_ctl` per change.
+//!    answer frame by frame while there is room, flush), `memory.rs` (the `--max-memory` cap),
+//!    `sockets.rs` (UDP, metrics), `tidy.rs` (timers, closing), `shutdown.rs`.
+//! 3. [`server::connection`]: one client's life as a sans-IO state machine, its held input, and
+//!    the interest derived from it; [`server::rate`]: the frame rate (`--chat-rate`).
+//! 4. [`net::memory`]: memory counted by capacity, shared bytes once; [`net::outbound`]: the
+//!    bytes we owe a peer (the select server's `message_dict`), short writes;
+//!    [`net::registration`]: interest from two facts, one `epoll_ctl` per change.
 //! 5. [`protocol::framing`], then [`protocol`]: where one message ends; the `Protocol` trait,
 //!    `Replies`, sessions; then the services from the simplest (echo) to files, and
 //!    [`protocol::testing`], which drives any of them with byte slices.

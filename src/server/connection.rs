@@ -40,7 +40,7 @@
 //! finished even when its queue is: a client that sent its request and then FIN (`nc -N`) still
 //! gets the whole file.
 //!
-//! Next: `net/outbound.rs`, the bytes a connection owes its client.
+//! Next: `server/rate.rs`, the frame rate a connection may be held to.
 
 use std::time::{Duration, Instant};
 

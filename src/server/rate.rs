@@ -8,7 +8,7 @@
 //! Tokens are kept in millionths so that rates above one per second refill smoothly, without
 //! floating point.
 //!
-//! Next: `server/connection.rs`, which holds one per rate-limited client.
+//! Next: `net/memory.rs`, how the memory a connection holds is counted.
 
 use std::time::{Duration, Instant};
 
