@@ -345,33 +345,7 @@ impl LoadReport {
     pub fn new(config: &LoadConfig, tallies: Vec<Tally>, timeline: Vec<TimelineRow>) -> Self {
         let mut total = Tally::default();
         for tally in tallies {
-            total.sent += tally.sent;
-            total.received += tally.received;
-            total.timeouts += tally.timeouts;
-            total.lost += tally.lost;
-            total.received_bytes += tally.received_bytes;
-            total.sent_bytes += tally.sent_bytes;
-            total.mismatches += tally.mismatches;
-            total.first_mismatch = total.first_mismatch.or(tally.first_mismatch);
-            total.connections_ok += tally.connections_ok;
-            total.connections_up += tally.connections_up;
-            total.interrupted |= tally.interrupted;
-            for (sum, n) in total
-                .connect_failures
-                .iter_mut()
-                .zip(tally.connect_failures)
-            {
-                *sum += n;
-            }
-            for (sum, n) in total.errors.iter_mut().zip(tally.errors) {
-                *sum += n;
-            }
-            total.latency.add(&tally.latency).expect("same bounds");
-            total
-                .uncorrected
-                .add(&tally.uncorrected)
-                .expect("same bounds");
-            total.window_secs = total.window_secs.max(tally.window_secs);
+            total.add(tally);
         }
         let [refused, timed_out, emfile, eaddrnotavail, other] = total.connect_failures;
         let [

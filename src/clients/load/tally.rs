@@ -171,6 +171,32 @@ impl Default for Tally {
 }
 
 impl Tally {
+    /// Adds another reactor's tally: counts add, histograms add, the window is the longest.
+    pub fn add(&mut self, other: Tally) {
+        self.sent += other.sent;
+        self.received += other.received;
+        self.timeouts += other.timeouts;
+        self.lost += other.lost;
+        self.received_bytes += other.received_bytes;
+        self.sent_bytes += other.sent_bytes;
+        self.mismatches += other.mismatches;
+        self.first_mismatch = self.first_mismatch.take().or(other.first_mismatch);
+        self.connections_ok += other.connections_ok;
+        self.connections_up += other.connections_up;
+        self.interrupted |= other.interrupted;
+        for (sum, n) in self.connect_failures.iter_mut().zip(other.connect_failures) {
+            *sum += n;
+        }
+        for (sum, n) in self.errors.iter_mut().zip(other.errors) {
+            *sum += n;
+        }
+        self.latency.add(&other.latency).expect("same bounds");
+        self.uncorrected
+            .add(&other.uncorrected)
+            .expect("same bounds");
+        self.window_secs = self.window_secs.max(other.window_secs);
+    }
+
     /// Counts a failed connection.
     pub fn connect_failed(&mut self, why: ConnectFailure) {
         self.connect_failures[why as usize] += 1;
