@@ -87,7 +87,7 @@ enum Attempt {
 impl From<io::Error> for Attempt {
     /// A socket error: the connection is gone, a new one may do better.
     fn from(e: io::Error) -> Attempt {
-        Attempt::Retry(e.to_string())
+        Attempt::Retry(describe(&e))
     }
 }
 
