@@ -33,10 +33,8 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            return exit_with(Err(CliError::Usage(usage_error::one_line(
-                &e,
-                &Cli::command(),
-            ))));
+            let line = usage_error::one_line(&e, &Cli::command());
+            return exit_with(Err(CliError::Usage(line)));
         }
     };
     let mut logger =
@@ -167,7 +165,7 @@ fn failed(report: &echoloop::clients::load::LoadReport) -> Result<(), CliError> 
 
 fn report(args: echoloop::cli::ReportArgs) -> Result<(), CliError> {
     use echoloop::clients::load::{Outputs, merge_logs};
-    exit_130_on_sigint("interrupted").map_err(|e| CliError::Runtime(e.to_string()))?;
+    exit_130_on_sigint("interrupted")?;
     let mut outputs = Outputs::create(&args.output_paths()).map_err(CliError::Usage)?;
     let report = merge_logs(&args.logs)?;
     let mut write_error = None;
@@ -191,13 +189,11 @@ fn client(args: ClientArgs) -> Result<(), CliError> {
 }
 
 fn put(args: PutArgs) -> Result<(), CliError> {
-    exit_130_on_sigint("interrupted: run the same command again to resume")
-        .map_err(|e| CliError::Runtime(e.to_string()))?;
+    exit_130_on_sigint("interrupted: run the same command again to resume")?;
     Ok(transfer::put(&args.into_config())?)
 }
 
 fn get(args: GetArgs) -> Result<(), CliError> {
-    exit_130_on_sigint("interrupted: run the same command again to resume")
-        .map_err(|e| CliError::Runtime(e.to_string()))?;
+    exit_130_on_sigint("interrupted: run the same command again to resume")?;
     Ok(transfer::get(&args.into_config())?)
 }

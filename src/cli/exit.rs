@@ -116,7 +116,7 @@ impl From<TransferError> for CliError {
 /// newline) to stderr. For the commands that have nothing to tidy up: `put` and `get` write
 /// straight to the file or the socket (an interrupted transfer resumes when run again), and
 /// `report` writes its files only at the end.
-pub fn exit_130_on_sigint(line: &'static str) -> io::Result<()> {
+pub fn exit_130_on_sigint(line: &'static str) -> Result<(), CliError> {
     use std::io::IsTerminal;
     // A progress bar may hold the terminal's line: start a fresh one.
     let fresh_line = if io::stderr().is_terminal() { "\n" } else { "" };
@@ -127,8 +127,10 @@ pub fn exit_130_on_sigint(line: &'static str) -> io::Result<()> {
     };
     // SAFETY: the action runs inside a signal handler, so it may only call async-signal-safe
     // functions: it calls write(2) on a buffer made before (no allocation, no lock) and _exit(2).
-    unsafe { signal_hook::low_level::register(signal_hook::consts::SIGINT, action) }?;
-    Ok(())
+    match unsafe { signal_hook::low_level::register(signal_hook::consts::SIGINT, action) } {
+        Ok(_) => Ok(()),
+        Err(e) => Err(CliError::Runtime(format!("cannot handle SIGINT: {e}"))),
+    }
 }
 
 #[cfg(test)]
