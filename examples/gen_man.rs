@@ -48,11 +48,13 @@ pub fn pages() -> Vec<(String, Vec<u8>)> {
 fn hand_written(command: &str) -> String {
     let mut roff = String::new();
     roff.push_str(".SH \"EXIT STATUS\"\n");
+    // The rule is the same for every command (src/cli/exit.rs): 1 the world failed, 2 the
+    // command line was wrong (a file it names included), 130 SIGINT.
     let status: &[(&str, &str)] = match command {
         "serve" => &[
             (
                 "0",
-                "the server stopped on SIGINT or SIGTERM after its drain",
+                "the server stopped on SIGINT or SIGTERM after its drain (a stop asked for is not a failure)",
             ),
             (
                 "1",
@@ -67,41 +69,70 @@ fn hand_written(command: &str) -> String {
             ),
             (
                 "1",
-                "no reply at all, or timeouts, mismatches or failed connections; stderr says which",
+                "no reply at all, or timeouts, mismatches or failed connections; stderr says which; or a result file that could not be written at the end",
             ),
             (
                 "2",
-                "a bad argument, or an output file that cannot be created (before any connection)",
+                "a bad argument, a \\-\\-payload\\-file that cannot be read, or an output file that cannot be created (before any connection)",
             ),
             (
                 "130",
-                "interrupted by SIGINT: the report is printed, marked interrupted",
+                "interrupted by SIGINT: the report is printed, marked interrupted (a second SIGINT exits at once)",
             ),
         ],
         "report" => &[
             ("0", "every run in the logs was clean"),
             ("1", "a run had timeouts, mismatches or failed connections"),
-            ("2", "a bad argument, or a log that cannot be read"),
+            (
+                "2",
+                "a bad argument, a log that cannot be read or parsed, or an output file that cannot be created",
+            ),
+            ("130", "interrupted by SIGINT"),
         ],
-        "" => &[
-            ("0", "success"),
+        "client" => &[
+            (
+                "0",
+                "the input ended and the server said all it had, or the server closed",
+            ),
             (
                 "1",
-                "a failure at run time (each command's page says which)",
+                "the server could not be reached, or the connection failed",
             ),
-            ("2", "a bad argument"),
+            ("2", "a bad argument (\\-\\-udp with a unix: address)"),
+            ("130", "interrupted by SIGINT or SIGTERM"),
+        ],
+        "put" | "get" => &[
+            (
+                "0",
+                "the whole file is stored (fetched) and its sha256 matches the server's",
+            ),
+            (
+                "1",
+                "the server unreachable or the connection cut after \\-\\-retries attempts, its \\fBerror:\\fR line, a sha256 mismatch, a local disk error",
+            ),
+            (
+                "2",
+                "a bad argument or name, a FILE that cannot be read (missing, a directory), an output that cannot be written",
+            ),
             (
                 "130",
-                "\\fBload\\fR interrupted by SIGINT, after its report",
+                "interrupted by SIGINT: run the same command again to resume",
             ),
         ],
         _ => &[
             ("0", "success"),
             (
                 "1",
-                "a failure at run time: the server unreachable, a transfer refused or cut",
+                "a failure at run time: the command line was right, the world was not (an address in use, a server unreachable or refusing, a full disk, a load run that failed)",
             ),
-            ("2", "a bad argument"),
+            (
+                "2",
+                "bad input on the command line: one line on stderr names the argument; a file named on the command line that cannot be opened, created or parsed counts too",
+            ),
+            (
+                "130",
+                "interrupted by SIGINT (every command but \\fBserve\\fR, which drains and exits 0)",
+            ),
         ],
     };
     for (code, meaning) in status {

@@ -1,18 +1,28 @@
 //! `echoloop`: command line → subcommand → exit code.
 //!
-//! Exit codes: 0 done, 1 could not start (address in use, permission denied) or failed while
-//! running (`load`/`report`: the run found timeouts, wrong replies or failed connections), 2 bad
-//! command-line input (one line on stderr naming the argument, or an output file that cannot be
-//! created), 130 `load` stopped by SIGINT (its report is printed all the same).
+//! The same exit codes for every command (`cli/exit.rs` sorts the failures):
+//!
+//! - 0: done (`serve`: also after SIGINT or SIGTERM, once it has drained).
+//! - 1: a runtime failure: an address in use, a server that cannot be reached or answers
+//!   `error:`, a full disk, a `load` run that found timeouts, wrong replies or failed connections.
+//! - 2: bad input on the command line: one line on stderr naming the argument or the value
+//!   (`cli/usage_error.rs`), or a file it names that cannot be opened, created or parsed.
+//! - 130: stopped by SIGINT (`load` prints its report first).
+//!
+//! Whatever the failure, stderr gets one line starting with `echoloop: `; the usage stays with
+//! `--help`.
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
 use clap::error::ErrorKind;
-use echoloop::cli::{Cli, Command, ServeArgs};
+use clap::{CommandFactory, Parser};
+use echoloop::Server;
+use echoloop::cli::exit::{CliError, exit_130_on_sigint};
+use echoloop::cli::{Cli, ClientArgs, Command, GetArgs, PutArgs, ServeArgs, usage_error};
+use echoloop::clients::interactive::{self, Ending};
+use echoloop::clients::transfer;
 use echoloop::net::activation;
-use echoloop::{Server, StartError};
 use signal_hook::consts::SIGINT;
 
 fn main() -> ExitCode {
@@ -22,11 +32,10 @@ fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
-        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            let _ = e.print();
-            return ExitCode::from(2);
+        Err(e) => {
+            let line = usage_error::one_line(&e, &Cli::command());
+            return exit_with(Err(CliError::Usage(line)));
         }
-        Err(e) => return usage_error(&e.render().to_string()),
     };
     let mut logger =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
@@ -34,33 +43,33 @@ fn main() -> ExitCode {
         logger.filter_module("echoloop", log::LevelFilter::Trace);
     }
     logger.init();
-    match cli.command {
+    exit_with(match cli.command {
         Command::Serve(args) => serve(args),
         Command::Load(args) => load(args),
         Command::Report(args) => report(args),
-        Command::Client(args) => echoloop::clients::interactive::run(&args.into_config()),
-        Command::Put(args) => echoloop::clients::transfer::put(&args.into_config()),
-        Command::Get(args) => echoloop::clients::transfer::get(&args.into_config()),
-    }
+        Command::Client(args) => client(args),
+        Command::Put(args) => put(args),
+        Command::Get(args) => get(args),
+    })
 }
 
-/// Bad input: the first line of the message (clap's names the argument), exit 2.
-fn usage_error(message: &str) -> ExitCode {
-    let line = message.lines().next().unwrap_or("error: bad arguments");
-    eprintln!("echoloop: {}", line.trim_start_matches("error: "));
-    ExitCode::from(2)
-}
-
-fn serve(args: ServeArgs) -> ExitCode {
-    // Sockets from systemd (socket activation) are served with any `-l`/`-u`; with some and no
-    // `-l`, the default 127.0.0.1:7007 is not bound.
-    let inherited = match activation::inherited_sockets() {
-        Ok(sockets) => sockets,
-        Err(e) => {
-            eprintln!("echoloop: {e}");
-            return ExitCode::FAILURE;
-        }
+/// The exit code for a command's outcome, after the one line that says why it failed.
+fn exit_with(outcome: Result<(), CliError>) -> ExitCode {
+    let Err(error) = outcome else {
+        return ExitCode::SUCCESS;
     };
+    if let Some(line) = error.message() {
+        eprintln!("echoloop: {line}");
+    }
+    ExitCode::from(error.exit_code())
+}
+
+fn serve(args: ServeArgs) -> Result<(), CliError> {
+    // Sockets from systemd (socket activation) are served with any `-l`/`-u`; with some and no
+    // `-l`, the default 127.0.0.1:7007 is not bound. Bad LISTEN_* variables come from the
+    // environment, not the command line: exit 1.
+    let inherited =
+        activation::inherited_sockets().map_err(|e| CliError::Runtime(e.to_string()))?;
     let explicit_listen = !args.listen.is_empty();
     let model = args.model;
     let mut config = args.into_config();
@@ -70,14 +79,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     if !inherited.is_empty() && !explicit_listen {
         config.listen.clear();
     }
-    let server = match Server::bind_with(&config, inherited) {
-        Ok(server) => server,
-        Err(e @ StartError::Config(_)) => return usage_error(&e.to_string()),
-        Err(e) => {
-            eprintln!("echoloop: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let server = Server::bind_with(&config, inherited)?;
     let mut stdout = std::io::stdout().lock();
     for socket in server.listening() {
         let _ = writeln!(stdout, "listening {socket}");
@@ -85,127 +87,113 @@ fn serve(args: ServeArgs) -> ExitCode {
     let _ = stdout.flush();
     drop(stdout);
     activation::notify_ready(); // every socket is bound: systemd's Type=notify may go on
-    match server.run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            log::error!("server failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    server
+        .run()
+        .map_err(|e| CliError::Runtime(format!("server failed: {e}")))
 }
 
 /// `serve --model threaded`: the same start and exit codes, one thread per connection.
-fn serve_threaded(config: &echoloop::ServeConfig) -> ExitCode {
-    let server = match echoloop::server::threaded::ThreadedServer::bind(config) {
-        Ok(server) => server,
-        Err(e @ StartError::Config(_)) => return usage_error(&e.to_string()),
-        Err(e) => {
-            eprintln!("echoloop: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+fn serve_threaded(config: &echoloop::ServeConfig) -> Result<(), CliError> {
+    let server = echoloop::server::threaded::ThreadedServer::bind(config)?;
     for socket in server.listening() {
         println!("listening {socket}");
     }
-    match server.run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            log::error!("server failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    server
+        .run()
+        .map_err(|e| CliError::Runtime(format!("server failed: {e}")))
 }
 
-fn load(args: echoloop::cli::LoadArgs) -> ExitCode {
-    use echoloop::clients::load::{self, Control, LoadError, Outputs};
+fn load(args: echoloop::cli::LoadArgs) -> Result<(), CliError> {
+    use echoloop::clients::load::{self, Control, Outputs};
     let json = args.results.json;
     let paths = args.output_paths();
-    let config = match args.into_config() {
-        Ok(config) => config,
-        Err(message) => return usage_error(&message),
-    };
+    let config = args.into_config().map_err(CliError::Usage)?;
     // Every output file exists before the first connection: a bad path costs no run.
-    let mut outputs = match Outputs::create(&paths) {
-        Ok(outputs) => outputs,
-        Err(message) => return usage_error(&message),
-    };
+    let mut outputs = Outputs::create(&paths).map_err(CliError::Usage)?;
     // The first SIGINT ends the run early, with its report; a second one exits at once.
     let control = Control::default();
     for register in [
         |stop| signal_hook::flag::register_conditional_shutdown(SIGINT, 130, stop),
         |stop| signal_hook::flag::register(SIGINT, stop),
     ] {
-        if let Err(e) = register(std::sync::Arc::clone(&control.stop)) {
-            eprintln!("echoloop: cannot handle SIGINT: {e}");
-            return ExitCode::FAILURE;
-        }
+        register(std::sync::Arc::clone(&control.stop))
+            .map_err(|e| CliError::Runtime(format!("cannot handle SIGINT: {e}")))?;
     }
     let mut write_error = None;
-    let result = load::run_with(&config, &control, |interval, row| {
+    let report = load::run_with(&config, &control, |interval, row| {
         if let Err(e) = outputs.write_interval(interval, row) {
             write_error.get_or_insert(e);
         }
-    });
-    let report = match result {
-        Ok(report) => report,
-        Err(e @ LoadError::Limits(_)) => return usage_error(&e.to_string()),
-        Err(e) => {
-            eprintln!("echoloop: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let code = report.exit_code();
-    finish_report(&report, outputs, json, write_error, code)
+    })?;
+    finish_report(&report, outputs, json, write_error)?;
+    if report.exit_code() == 130 {
+        return Err(CliError::Interrupted(Some(format!(
+            "interrupted: the report covers {:.3} s",
+            report.duration_secs
+        ))));
+    }
+    failed(&report)
 }
 
-/// Prints a report (summary or JSON), writes its files, says why it failed; exits with `code`
-/// (1 if a file could not be written).
+/// Prints a report (summary or JSON) and writes its files (a file that cannot be written now,
+/// after the run, is a runtime failure: a full disk).
 fn finish_report(
     report: &echoloop::clients::load::LoadReport,
     outputs: echoloop::clients::load::Outputs,
     json: bool,
     write_error: Option<String>,
-    code: u8,
-) -> ExitCode {
+) -> Result<(), CliError> {
     if json {
         println!("{}", report.to_json());
     } else {
         print!("{}", report.to_text());
     }
     let _ = std::io::stdout().flush();
-    if let Some(e) = write_error.or_else(|| outputs.finish(report).err()) {
-        eprintln!("echoloop: {e}");
-        return ExitCode::FAILURE;
+    match write_error.or_else(|| outputs.finish(report).err()) {
+        Some(e) => Err(CliError::Runtime(e)),
+        None => Ok(()),
     }
-    if code == 130 {
-        eprintln!(
-            "echoloop: interrupted: the report covers {:.3} s",
-            report.duration_secs
-        );
-    } else if let Some(why) = &report.failure {
-        eprintln!("echoloop: failed: {why}");
-    }
-    ExitCode::from(code)
 }
 
-fn report(args: echoloop::cli::ReportArgs) -> ExitCode {
+/// A run (or the runs added up) that found timeouts, wrong replies or failed connections: exit 1.
+fn failed(report: &echoloop::clients::load::LoadReport) -> Result<(), CliError> {
+    match &report.failure {
+        Some(why) => Err(CliError::Runtime(format!("failed: {why}"))),
+        None => Ok(()),
+    }
+}
+
+fn report(args: echoloop::cli::ReportArgs) -> Result<(), CliError> {
     use echoloop::clients::load::{Outputs, merge_logs};
-    let mut outputs = match Outputs::create(&args.output_paths()) {
-        Ok(outputs) => outputs,
-        Err(message) => return usage_error(&message),
-    };
-    let report = match merge_logs(&args.logs) {
-        Ok(report) => report,
-        Err(e) => return usage_error(&e.to_string()),
-    };
+    exit_130_on_sigint("interrupted")?;
+    let mut outputs = Outputs::create(&args.output_paths()).map_err(CliError::Usage)?;
+    let report = merge_logs(&args.logs)?;
     let mut write_error = None;
     for row in &report.timeline {
         if let Err(e) = outputs.write_row(row) {
             write_error.get_or_insert(e);
         }
     }
+    finish_report(&report, outputs, args.results.json, write_error)?;
     // Runs stopped by SIGINT are added up like the others (and the report says so); `report`
     // itself was not interrupted, so it exits 0 or 1.
-    let code = u8::from(report.failure.is_some());
-    finish_report(&report, outputs, args.results.json, write_error, code)
+    failed(&report)
+}
+
+/// `client`: Ctrl-C ends its loop cleanly (stdin's flags restored), then exit 130.
+fn client(args: ClientArgs) -> Result<(), CliError> {
+    match interactive::run(&args.into_config())? {
+        Ending::Done => Ok(()),
+        Ending::Interrupted => Err(CliError::Interrupted(None)),
+    }
+}
+
+fn put(args: PutArgs) -> Result<(), CliError> {
+    exit_130_on_sigint("interrupted: run the same command again to resume")?;
+    Ok(transfer::put(&args.into_config())?)
+}
+
+fn get(args: GetArgs) -> Result<(), CliError> {
+    exit_130_on_sigint("interrupted: run the same command again to resume")?;
+    Ok(transfer::get(&args.into_config())?)
 }

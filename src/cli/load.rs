@@ -39,38 +39,38 @@ pub struct LoadArgs {
     #[arg(long)]
     pub udp: bool,
     /// Connections (UDP: sockets) over all threads
-    #[arg(short = 'c', long, default_value_t = 50, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    #[arg(short = 'c', long, default_value_t = 50, value_name = "N", allow_hyphen_values = true, value_parser = |t: &str| units::count_in(t, 1u64..=10_000_000))]
     pub connections: u64,
     /// How long to measure, after connecting and warmup (500ms, 30s, 2m; a bare number is seconds)
     /// [default: 10s, or no limit with -n]
-    #[arg(short = 'd', long, value_name = "DURATION", value_parser = units::positive_duration)]
+    #[arg(short = 'd', long, value_name = "DURATION", allow_hyphen_values = true, value_parser = units::positive_duration)]
     pub duration: Option<Duration>,
     /// Stop after N replies in total (with -d: whichever comes first)
-    #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(short = 'n', long, value_name = "N", allow_hyphen_values = true, value_parser = |t: &str| units::count_in(t, 1u64..))]
     pub messages: Option<u64>,
     /// Traffic before the measurement starts, not counted (5s)
-    #[arg(long, default_value = "0", value_name = "DURATION", value_parser = units::duration)]
+    #[arg(long, default_value = "0", value_name = "DURATION", allow_hyphen_values = true, value_parser = units::duration)]
     pub warmup: Duration,
     /// A reply later than this is a timeout; replies still owed at the end are waited for this long
-    #[arg(long, default_value = "2s", value_name = "DURATION", value_parser = units::positive_duration)]
+    #[arg(long, default_value = "2s", value_name = "DURATION", allow_hyphen_values = true, value_parser = units::positive_duration)]
     pub timeout: Duration,
     /// Payload bytes per message (64, 4K, 1M)
-    #[arg(short = 's', long, default_value = "64", value_name = "BYTES", value_parser = |t: &str| units::bytes_in(t, 1, 16 << 20))]
+    #[arg(short = 's', long, default_value = "64", value_name = "BYTES", allow_hyphen_values = true, value_parser = |t: &str| units::bytes_in(t, 1, 16 << 20))]
     pub size: u64,
     /// Each message's payload from FILE (line framing: one message per line of the file, in turn)
     #[arg(long, value_name = "FILE", conflicts_with = "size")]
     pub payload_file: Option<PathBuf>,
     /// Messages in flight per connection
-    #[arg(long, default_value_t = 1, value_name = "K", value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    #[arg(long, default_value_t = 1, value_name = "K", allow_hyphen_values = true, value_parser = |t: &str| units::count_in(t, 1u64..=65_536))]
     pub pipeline: u64,
     /// Total messages per second over all connections: open loop (latency from intended send time)
-    #[arg(long, value_name = "N", value_parser = parse_rate)]
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = parse_rate)]
     pub rate: Option<f64>,
     /// New connections per second (ramp-up)
-    #[arg(long, value_name = "N", value_parser = parse_rate)]
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = parse_rate)]
     pub connect_rate: Option<f64>,
     /// Client reactors, one thread each [default: number of cores]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = |t: &str| units::count_in(t, 1u64..=1024))]
     pub threads: Option<u64>,
     /// How requests are framed and replies cut [default: echo raw, timestamp line]
     #[arg(long, value_enum, value_name = "F")]
@@ -79,7 +79,7 @@ pub struct LoadArgs {
     #[arg(long, value_enum, default_value = "echo", value_name = "NAME")]
     pub protocol: ReplyKind,
     /// UDP: fail the run only if more than PCT percent of the datagrams are lost
-    #[arg(long, default_value_t = 1.0, value_name = "PCT", value_parser = parse_percent)]
+    #[arg(long, default_value_t = 1.0, value_name = "PCT", allow_hyphen_values = true, value_parser = parse_percent)]
     pub max_loss: f64,
     /// Latency percentiles to report (JSON keys p50, p999, p9999)
     #[arg(long, default_value = "50,90,99,99.9", value_name = "LIST", value_parser = parse_percentiles)]
@@ -91,7 +91,7 @@ pub struct LoadArgs {
     #[command(flatten)]
     pub results: ResultFiles,
     /// Length of one row of the results over time (--timeline, --plot, --hdr-log)
-    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = units::positive_duration)]
+    #[arg(long, default_value = "1s", value_name = "DURATION", allow_hyphen_values = true, value_parser = units::positive_duration)]
     pub interval: Duration,
     /// Write the HdrHistogram interval log to FILE (for `echoloop report` and HdrHistogram tools)
     #[arg(long, value_name = "FILE")]

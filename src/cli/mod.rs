@@ -3,21 +3,24 @@
 //! Only this folder knows clap. Each command's arguments turn into a plain config struct
 //! (`ServeConfig`, `LoadConfig`, `ClientConfig`, `PutConfig`, `GetConfig`), which is all the rest
 //! of the library takes, so tests and embedders never need clap. Bad input ends the program with
-//! one line on stderr naming the argument, and exit code 2 (see `main.rs`).
+//! one line on stderr naming the argument, and exit code 2.
 //!
 //! One file per command: `serve.rs`, `load.rs`, `report.rs`, `client.rs`, `transfer.rs`; `units.rs`
-//! parses the durations (`500ms`, `30s`) and sizes (`64K`, `1M`) that all of them take, and
-//! `results.rs` holds the result options `load` and `report` share.
+//! parses the durations (`500ms`, `30s`), sizes (`64K`, `1M`) and counts that all of them take, and
+//! `results.rs` holds the result options `load` and `report` share. `usage_error.rs` turns clap's
+//! errors into one line; `exit.rs` gives every command the same exit codes.
 //!
-//! Next: `main.rs`, the exit codes. That is the tour.
+//! Next: `usage_error.rs` and `exit.rs`, then `main.rs`. That is the tour.
 
 mod client;
+pub mod exit;
 mod load;
 mod report;
 mod results;
 mod serve;
 mod transfer;
 pub mod units;
+pub mod usage_error;
 
 pub use client::ClientArgs;
 pub use load::LoadArgs;

@@ -34,40 +34,40 @@ pub struct ServeArgs {
     #[arg(long, value_enum, value_name = "F")]
     pub framing: Option<FramingKind>,
     /// Largest line or frame accepted (64K, 1M; a bare number is bytes)
-    #[arg(long, default_value = "64K", value_name = "BYTES", value_parser = |t: &str| units::bytes_in(t, 1, u32::MAX as u64))]
+    #[arg(long, default_value = "64K", value_name = "BYTES", allow_hyphen_values = true, value_parser = |t: &str| units::bytes_in(t, 1, u32::MAX as u64))]
     pub max_frame: u64,
     /// Connections held at once; one over it gets `error: server full` and is closed
-    #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 10_000, value_name = "N", allow_hyphen_values = true, value_parser = |t: &str| units::count_in(t, 1u64..))]
     pub max_connections: u64,
     /// Close a connection with no traffic for this long (30s, 5m; a bare number is seconds); 0 = never
-    #[arg(long, default_value = "300s", value_name = "DURATION", value_parser = units::duration)]
+    #[arg(long, default_value = "300s", value_name = "DURATION", allow_hyphen_values = true, value_parser = units::duration)]
     pub idle_timeout: Duration,
     /// Per-client outbound queue limit: above it the client is not read until it drains (chat: dropped)
-    #[arg(long, default_value = "1M", value_name = "BYTES", value_parser = |t: &str| units::bytes_in(t, 1, u64::MAX))]
+    #[arg(long, default_value = "1M", value_name = "BYTES", allow_hyphen_values = true, value_parser = |t: &str| units::bytes_in(t, 1, u64::MAX))]
     pub queue_limit: u64,
     /// A line sent to each new stream client on connect
     #[arg(long, value_name = "TEXT")]
     pub greeting: Option<String>,
     /// Single-threaded reactors sharing the port (SO_REUSEPORT; on macOS connections do not spread across them)
-    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
+    #[arg(long, default_value_t = 1, value_name = "N", allow_hyphen_values = true, value_parser = |t: &str| units::count_in(t, 1u64..=256))]
     pub workers: u64,
     /// Set SO_REUSEPORT so that several echoloop processes can share the port (implied by --workers > 1)
     #[arg(long)]
     pub reuse_port: bool,
     /// On SIGINT/SIGTERM: stop accepting, flush queued output up to this long (500ms, 5s), exit 0
-    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = units::duration)]
+    #[arg(long, default_value = "5s", value_name = "DURATION", allow_hyphen_values = true, value_parser = units::duration)]
     pub shutdown_timeout: Duration,
     /// Listen backlog
-    #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+    #[arg(long, default_value_t = 1024, value_name = "N", allow_hyphen_values = true, value_parser = |t: &str| units::count_in(t, 1i32..))]
     pub backlog: i32,
     /// TCP_NODELAY on accepted sockets
     #[arg(long, default_value_t = true, action = ArgAction::Set, value_name = "BOOL")]
     pub nodelay: bool,
     /// TCP keepalive idle time on accepted sockets (30s, 2m); 0 = off
-    #[arg(long, default_value = "0", value_name = "DURATION", value_parser = units::duration)]
+    #[arg(long, default_value = "0", value_name = "DURATION", allow_hyphen_values = true, value_parser = units::duration)]
     pub keepalive: Duration,
     /// Log a line of counters this often (10s, 1m); 0 = off (SIGUSR1 logs one at any time)
-    #[arg(long, default_value = "0", value_name = "DURATION", value_parser = units::duration)]
+    #[arg(long, default_value = "0", value_name = "DURATION", allow_hyphen_values = true, value_parser = units::duration)]
     pub stats_interval: Duration,
     /// Log every readiness event and every decision of the reactor (as RUST_LOG=echoloop=trace)
     #[arg(long)]
@@ -79,31 +79,31 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// -p files: largest file accepted (512M, 1G; a bare number is bytes)
-    #[arg(long, default_value_t = DEFAULT_MAX_FILE_BYTES, value_name = "BYTES", value_parser = units::bytes)]
+    #[arg(long, default_value_t = DEFAULT_MAX_FILE_BYTES, value_name = "BYTES", allow_hyphen_values = true, value_parser = units::bytes)]
     pub max_file_bytes: u64,
     /// -p files: content bytes the folder may hold, partial files included (10G); 0 = no quota
-    #[arg(long, default_value = "0", value_name = "BYTES", value_parser = units::bytes)]
+    #[arg(long, default_value = "0", value_name = "BYTES", allow_hyphen_values = true, value_parser = units::bytes)]
     pub dir_quota: u64,
     /// -p files: complete plus partial files the folder may hold
-    #[arg(long, default_value_t = DEFAULT_MAX_FILES, value_name = "N")]
+    #[arg(long, default_value_t = DEFAULT_MAX_FILES, value_name = "N", allow_hyphen_values = true, value_parser = |t: &str| units::count_in(t, 0u64..))]
     pub max_files: u64,
     /// -p files: an upload's quota reservation ends after this long without a byte from it
-    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = units::positive_duration)]
+    #[arg(long, default_value = "60s", value_name = "DURATION", allow_hyphen_values = true, value_parser = units::positive_duration)]
     pub reservation_timeout: Duration,
     /// -p files: remove partial files untouched this long; 0 = keep them
-    #[arg(long, default_value = "1d", value_name = "DURATION", value_parser = units::duration)]
+    #[arg(long, default_value = "1d", value_name = "DURATION", allow_hyphen_values = true, value_parser = units::duration)]
     pub partial_ttl: Duration,
     /// Most bytes the connections' buffers may hold, per worker; over it the biggest holders are not read (chat: dropped) and new connections get `error: server busy`
-    #[arg(long, default_value = "1G", value_name = "BYTES", value_parser = |t: &str| units::bytes_in(t, 1, u64::MAX))]
+    #[arg(long, default_value = "1G", value_name = "BYTES", allow_hyphen_values = true, value_parser = |t: &str| units::bytes_in(t, 1, u64::MAX))]
     pub max_memory: u64,
     /// -p chat: lines per second per member, in bursts of twice that; a member over it is not read until it may send again (trusted sources exempt); 0 = off
-    #[arg(long, default_value_t = 20, value_name = "N")]
+    #[arg(long, default_value_t = 20, value_name = "N", allow_hyphen_values = true, value_parser = |t: &str| units::count_in(t, 0u32..))]
     pub chat_rate: u32,
     /// SO_SNDBUF of accepted stream sockets, in bytes [default: the kernel's]
-    #[arg(long, value_name = "BYTES", value_parser = |t: &str| units::bytes_in(t, 1, i32::MAX as u64))]
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true, value_parser = |t: &str| units::bytes_in(t, 1, i32::MAX as u64))]
     pub sndbuf: Option<u64>,
     /// SO_RCVBUF of accepted stream sockets, in bytes [default: the kernel's]
-    #[arg(long, value_name = "BYTES", value_parser = |t: &str| units::bytes_in(t, 1, i32::MAX as u64))]
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true, value_parser = |t: &str| units::bytes_in(t, 1, i32::MAX as u64))]
     pub rcvbuf: Option<u64>,
     /// How clients are served: one event-loop thread (reactor), or a blocking thread per connection (threaded)
     #[arg(long, value_enum, default_value = "reactor", value_name = "MODEL")]
@@ -118,13 +118,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
     pub deny: Vec<IpNet>,
     /// UDP replies per second per source /24 (IPv6 /56), burst as many; trusted exempt; 0 = off
-    #[arg(long, default_value_t = 100, value_name = "N")]
+    #[arg(long, default_value_t = 100, value_name = "N", allow_hyphen_values = true, value_parser = |t: &str| units::count_in(t, 0u32..))]
     pub udp_rate_limit: u32,
     /// Stream connections at once per source address (IPv6 /64), per worker; trusted exempt; 0 = off
-    #[arg(long, default_value_t = 256, value_name = "N")]
+    #[arg(long, default_value_t = 256, value_name = "N", allow_hyphen_values = true, value_parser = |t: &str| units::count_in(t, 0u32..))]
     pub max_per_source: u32,
     /// New stream connections per second per source address (IPv6 /64), burst 2 x N, per worker; trusted exempt; 0 = off
-    #[arg(long, default_value_t = 50, value_name = "N")]
+    #[arg(long, default_value_t = 50, value_name = "N", allow_hyphen_values = true, value_parser = |t: &str| units::count_in(t, 0u32..))]
     pub accept_rate: u32,
 }
 

@@ -1,14 +1,24 @@
-//! Units on the command line: one parser for durations, one for sizes, used by every command.
+//! Numbers on the command line: one parser for durations, one for sizes, one for counts, used by
+//! every command.
 //!
 //! Every duration flag (`-d`, `--warmup`, `--timeout`, `--interval`, `serve --idle-timeout`, ...)
 //! takes [`duration`]: a number with an optional unit, `500ms`, `30s`, `2m`, `1h`, `1d`, `250us`; a bare
 //! number is seconds, and fractions are allowed (`0.5`, `1.5m`). Every size flag (`-s`,
 //! `--max-frame`, `--queue-limit`, ...) takes [`bytes`]: `64K`, `1M`, `2G` in powers of 1024
-//! (`KiB`, `MiB`, `GiB` too); a bare number is bytes. clap calls these as `value_parser`s, so a bad
-//! value is one line naming the flag, and exit code 2.
+//! (`KiB`, `MiB`, `GiB` too); a bare number is bytes. Counts with a range (`--workers`,
+//! `--max-connections`, `-c`) take [`count_in`]. clap calls these as `value_parser`s, so a bad
+//! value is one line naming the flag, with the reason in words (`a duration cannot be negative`,
+//! `must be 1 or more`), and exit code 2.
+//!
+//! A value that starts with `-` looks like a flag to clap: the flags taking these values say
+//! `allow_hyphen_values`, so `-d -1` reaches [`duration`] and is refused for being negative rather
+//! than reported as an unknown argument `-1`.
 //!
 //! Next: `load.rs`, the load generator's flags.
 
+use std::fmt::Display;
+use std::ops::{Bound, RangeBounds};
+use std::str::FromStr;
 use std::time::Duration;
 
 /// Splits `12.5ms` into (`12.5`, `ms`).
@@ -22,6 +32,9 @@ fn split_number(text: &str) -> (&str, &str) {
 /// A duration: `500ms`, `30s`, `2m`, `1h`, `1d`, `100us`, `0.5` (a bare number is seconds).
 pub fn duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
+    if text.starts_with('-') {
+        return Err("a duration cannot be negative".into());
+    }
     let bad = || {
         format!("'{text}' is not a duration (a number with an optional unit: 500ms, 30s, 2m, 1h)")
     };
@@ -43,7 +56,7 @@ pub fn duration(text: &str) -> Result<Duration, String> {
 /// A duration that must be more than zero.
 pub fn positive_duration(text: &str) -> Result<Duration, String> {
     match duration(text)? {
-        Duration::ZERO => Err(format!("'{text}' must be more than zero")),
+        Duration::ZERO => Err("must be more than zero".into()),
         d => Ok(d),
     }
 }
@@ -51,6 +64,9 @@ pub fn positive_duration(text: &str) -> Result<Duration, String> {
 /// A size in bytes: `64K`, `1M`, `2G` (powers of 1024; `KiB`, `MiB`, `GiB` too), or a bare number.
 pub fn bytes(text: &str) -> Result<u64, String> {
     let text = text.trim();
+    if text.starts_with('-') {
+        return Err("a size cannot be negative".into());
+    }
     let bad =
         || format!("'{text}' is not a size (a number with an optional unit: 512, 64K, 1M, 2G)");
     let (number, unit) = split_number(text);
@@ -73,8 +89,48 @@ pub fn bytes_in(text: &str, low: u64, high: u64) -> Result<u64, String> {
     let n = bytes(text)?;
     if (low..=high).contains(&n) {
         Ok(n)
+    } else if high == u64::MAX {
+        Err(format!("must be {} or more", size_in_words(low)))
     } else {
-        Err(format!("{n} bytes is not in {low}..={high}"))
+        Err(format!(
+            "must be from {} to {}",
+            size_in_words(low),
+            size_in_words(high)
+        ))
+    }
+}
+
+/// `1 byte`, `16M`, `4294967295 bytes`: a size as [`bytes`] would take it, in its largest exact unit.
+fn size_in_words(n: u64) -> String {
+    match n {
+        1 => "1 byte".into(),
+        n if n > 0 && n % (1 << 30) == 0 => format!("{}G", n >> 30),
+        n if n > 0 && n % (1 << 20) == 0 => format!("{}M", n >> 20),
+        n if n > 0 && n % (1 << 10) == 0 => format!("{}K", n >> 10),
+        n => format!("{n} bytes"),
+    }
+}
+
+/// A whole number within `range`: `--workers 4`. Out of range, the reason says the range
+/// (`must be 1 or more`, `must be from 1 to 256`) rather than the type's limits.
+pub fn count_in<T>(text: &str, range: impl RangeBounds<T>) -> Result<T, String>
+where
+    T: FromStr + PartialOrd + Display,
+{
+    let text = text.trim();
+    let out_of_range = || match (range.start_bound(), range.end_bound()) {
+        (Bound::Included(low), Bound::Unbounded) => format!("must be {low} or more"),
+        (Bound::Included(low), Bound::Included(high)) => format!("must be from {low} to {high}"),
+        (Bound::Unbounded, Bound::Included(high)) => format!("must be {high} or less"),
+        _ => "out of range".into(),
+    };
+    match text.parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        Ok(_) => Err(out_of_range()),
+        // A whole number the type cannot hold: below zero, or more digits than it has room for.
+        Err(_) if text.parse::<i128>().is_ok() && text.starts_with('-') => Err(out_of_range()),
+        Err(_) if text.parse::<i128>().is_ok() => Err(format!("'{text}' is too large")),
+        Err(_) => Err(format!("'{text}' is not a whole number")),
     }
 }
 
@@ -93,11 +149,18 @@ mod tests {
         assert_eq!(duration("10"), Ok(Duration::from_secs(10)));
         assert_eq!(duration("1.5m"), Ok(Duration::from_secs(90)));
         assert_eq!(duration("0"), Ok(Duration::ZERO));
-        for bad in ["", "-1", "-5s", "abc", "5 parsecs", "1.2.3s", "s"] {
+        for bad in ["", "abc", "5 parsecs", "1.2.3s", "s"] {
             let message = duration(bad).unwrap_err();
             assert!(message.contains("is not a duration"), "{bad:?}: {message}");
         }
-        assert!(positive_duration("0s").is_err());
+        for negative in ["-1", "-5s", "-0.5"] {
+            let message = duration(negative).unwrap_err();
+            assert_eq!(message, "a duration cannot be negative", "{negative:?}");
+        }
+        assert_eq!(
+            positive_duration("0s"),
+            Err("must be more than zero".to_string())
+        );
     }
 
     #[test]
@@ -110,7 +173,38 @@ mod tests {
         for bad in ["", "-1", "1.5K", "12X", "K"] {
             assert!(bytes(bad).is_err(), "{bad:?}");
         }
+        assert_eq!(bytes("-1"), Err("a size cannot be negative".to_string()));
         assert!(bytes("99999999999G").is_err());
-        assert!(bytes_in("0", 1, 10).is_err());
+        assert_eq!(
+            bytes_in("0", 1, u64::MAX),
+            Err("must be 1 byte or more".to_string())
+        );
+        assert_eq!(
+            bytes_in("32M", 1, 16 << 20),
+            Err("must be from 1 byte to 16M".to_string())
+        );
+    }
+
+    #[test]
+    fn counts_say_their_range_in_words() {
+        assert_eq!(count_in("4", 1u64..=256), Ok(4));
+        assert_eq!(count_in(" 7 ", 1u64..), Ok(7));
+        assert_eq!(count_in("0", 1u64..), Err("must be 1 or more".to_string()));
+        assert_eq!(count_in("-1", 1u64..), Err("must be 1 or more".to_string()));
+        assert_eq!(
+            count_in("300", 1u64..=256),
+            Err("must be from 1 to 256".to_string())
+        );
+        assert_eq!(
+            count_in("99999999999", 0u32..),
+            Err("'99999999999' is too large".to_string())
+        );
+        assert_eq!(count_in("0", 1i32..), Err("must be 1 or more".to_string()));
+        for bad in ["many", "1.5", "", "4K"] {
+            assert_eq!(
+                count_in(bad, 1u64..),
+                Err(format!("'{bad}' is not a whole number"))
+            );
+        }
     }
 }

@@ -17,7 +17,8 @@
 //! server closes; if the server stays silent for 2 seconds it stops anyway. With `--udp` each stdin
 //! line is one datagram (without its newline), each reply is printed on a line of its own, and the
 //! client waits a second after the last one for late replies. The server closing is a normal end
-//! (exit 0); a refused connection is one line on stderr and exit 1.
+//! ([`Ending::Done`]); Ctrl-C (SIGINT) or SIGTERM ends the loop cleanly ([`Ending::Interrupted`]);
+//! a refused connection is a [`ClientError`] (`cli/exit.rs` gives each its exit code).
 //!
 //! Next: `clients/transfer.rs`, the file transfer clients.
 
@@ -25,7 +26,6 @@ use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket;
@@ -94,33 +94,25 @@ pub enum ClientError {
 
 /// How a session ended without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ending {
-    /// Input and output are done (or the server closed): exit 0.
+pub enum Ending {
+    /// Input and output are done (or the server closed).
     Done,
-    /// SIGINT or SIGTERM: exit 130, as a shell reports Ctrl-C.
+    /// SIGINT or SIGTERM ended it (stdin's flags are restored all the same).
     Interrupted,
 }
 
-/// Runs the client; the exit code for `main`.
-pub fn run(config: &ClientConfig) -> ExitCode {
-    let result = match (&config.addr, config.udp) {
+/// Runs the client until its input and the server's output are done, or a signal comes.
+pub fn run(config: &ClientConfig) -> Result<Ending, ClientError> {
+    match (&config.addr, config.udp) {
         (Address::Tcp(addr), true) => run_datagrams(*addr),
         (addr, true) => Err(ClientError::UdpNeedsHostPort(addr.clone())),
         (addr, false) => run_stream(addr),
-    };
-    match result {
-        Ok(Ending::Done) => ExitCode::SUCCESS,
-        Ok(Ending::Interrupted) => ExitCode::from(130),
-        Err(e) => {
-            eprintln!("echoloop: {e}");
-            ExitCode::FAILURE
-        }
     }
 }
 
 /// An IO error as one lower-case phrase: `connection refused`, not `Connection refused (os
 /// error 111)`.
-fn describe(error: &io::Error) -> String {
+pub(crate) fn describe(error: &io::Error) -> String {
     let text = error.to_string();
     let text = text.split(" (os error").next().unwrap_or_default();
     let mut chars = text.chars();

@@ -15,8 +15,10 @@
 //! seen the old connection end) is followed by a new attempt after a growing pause, up to
 //! `--retries` times. At the end both compare the sha256 of the whole file with the server's. These
 //! are plain blocking clients, one socket, no event loop: there is only one conversation to have.
-//! Exit codes: 0 done, 1 the server refused (its `error:` line is printed) or the digest did not
-//! match or the retries ran out, 2 bad arguments.
+//! A failure is a [`TransferError`], and its variant says whose it is (`cli/exit.rs` turns it into
+//! the exit code): a bad name, a FILE that cannot be read (a directory, say) or an output that
+//! cannot be written is the command line's mistake, found before any connection; the server's
+//! `error:` line, a digest that does not match and retries that ran out are the run's.
 //!
 //! Next: `cli/mod.rs`, the command line, and `main.rs`.
 
@@ -25,13 +27,13 @@ use std::io::{self, BufRead, BufReader, IsTerminal, Read, Seek, SeekFrom, Write}
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
+use super::interactive::describe;
 use crate::net::address::Address;
 use crate::protocol::files::request::{MAX_LINE_BYTES, hex, is_valid_name, parse_decimal};
 
@@ -46,13 +48,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(3);
 /// Why a transfer did not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
-    /// The command line asks for something impossible (exit 2).
+    /// The command line asks for something impossible: a bad name, a FILE that cannot be read,
+    /// an output that cannot be written.
     #[error("{0}")]
     Usage(String),
-    /// The server answered `error: <what>` (exit 1).
+    /// The server answered `error: <what>`.
     #[error("server: error: {0}")]
     Server(String),
-    /// The file arrived but its sha256 is not the server's (exit 1).
+    /// The file arrived but its sha256 is not the server's.
     #[error("sha256 mismatch: server {server}, local {local}")]
     Mismatch {
         /// The server's digest.
@@ -60,10 +63,10 @@ pub enum TransferError {
         /// Ours.
         local: String,
     },
-    /// Reading or writing the local file failed (exit 1).
+    /// Reading or writing the local file failed after it was opened.
     #[error("{0}")]
     Local(io::Error),
-    /// Every attempt was cut short (exit 1).
+    /// Every attempt was cut short.
     #[error("gave up after {attempts} attempts: {last}")]
     GaveUp {
         /// Attempts made.
@@ -71,15 +74,6 @@ pub enum TransferError {
         /// What ended the last one.
         last: String,
     },
-}
-
-impl TransferError {
-    fn exit_code(&self) -> ExitCode {
-        match self {
-            TransferError::Usage(_) => ExitCode::from(2),
-            _ => ExitCode::FAILURE,
-        }
-    }
 }
 
 /// How one attempt ended, when it did not succeed.
@@ -93,7 +87,7 @@ enum Attempt {
 impl From<io::Error> for Attempt {
     /// A socket error: the connection is gone, a new one may do better.
     fn from(e: io::Error) -> Attempt {
-        Attempt::Retry(e.to_string())
+        Attempt::Retry(describe(&e))
     }
 }
 
@@ -250,16 +244,6 @@ fn sha256_of(path: &Path) -> io::Result<String> {
     Ok(hex(&hasher.finalize()))
 }
 
-fn finish(result: Result<(), TransferError>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("echoloop: {e}");
-            e.exit_code()
-        }
-    }
-}
-
 /// What `echoloop put` is asked to do.
 #[derive(Debug, Clone)]
 pub struct PutConfig {
@@ -287,11 +271,7 @@ pub struct GetConfig {
 }
 
 /// `echoloop put ADDR FILE [--name NAME]`.
-pub fn put(config: &PutConfig) -> ExitCode {
-    finish(run_put(config))
-}
-
-fn run_put(args: &PutConfig) -> Result<(), TransferError> {
+pub fn put(args: &PutConfig) -> Result<(), TransferError> {
     let name = match &args.name {
         Some(name) => name.clone(),
         None => args
@@ -306,9 +286,15 @@ fn run_put(args: &PutConfig) -> Result<(), TransferError> {
             "bad name {name:?}: 1-128 of A-Z a-z 0-9 . _ -, not starting with . (use --name)"
         )));
     }
-    let mut file = File::open(&args.file)
-        .map_err(|e| TransferError::Usage(format!("cannot read {}: {e}", args.file.display())))?;
-    let size = file.metadata().map_err(TransferError::Local)?.len();
+    let unreadable =
+        |why: String| TransferError::Usage(format!("cannot read {}: {why}", args.file.display()));
+    let mut file = File::open(&args.file).map_err(|e| unreadable(describe(&e)))?;
+    let metadata = file.metadata().map_err(|e| unreadable(describe(&e)))?;
+    // open(2) accepts a directory for reading; only the first read says EISDIR.
+    if metadata.is_dir() {
+        return Err(unreadable("is a directory".into()));
+    }
+    let size = metadata.len();
     let local = sha256_of(&args.file).map_err(TransferError::Local)?;
     let bar = progress(size);
     let result = with_retries(args.retries, || {
@@ -439,11 +425,7 @@ fn send_body(
 }
 
 /// `echoloop get ADDR NAME [-o FILE]`.
-pub fn get(config: &GetConfig) -> ExitCode {
-    finish(run_get(config))
-}
-
-fn run_get(args: &GetConfig) -> Result<(), TransferError> {
+pub fn get(args: &GetConfig) -> Result<(), TransferError> {
     if !is_valid_name(args.name.as_bytes()) {
         return Err(TransferError::Usage(format!(
             "bad name {:?}: 1-128 of A-Z a-z 0-9 . _ -, not starting with .",
@@ -454,9 +436,22 @@ fn run_get(args: &GetConfig) -> Result<(), TransferError> {
         .output
         .clone()
         .unwrap_or_else(|| Path::new(&args.name).to_path_buf());
+    // Opened (or created) before any connection: an output that cannot be written is the
+    // command line's mistake. A partial file from an earlier run is appended to.
+    let mut file = File::options()
+        .create(true)
+        .append(true)
+        .open(&output)
+        .map_err(|e| {
+            TransferError::Usage(format!(
+                "cannot write {}: {}",
+                output.display(),
+                describe(&e)
+            ))
+        })?;
     let bar = progress(0);
     let result = with_retries(args.retries, || {
-        get_attempt(&args.addr, &args.name, &output, &bar)
+        get_attempt(&args.addr, &args.name, &mut file, &bar)
     });
     bar.finish_and_clear();
     let (size, server) = result?;
@@ -471,20 +466,15 @@ fn run_get(args: &GetConfig) -> Result<(), TransferError> {
     Ok(())
 }
 
-/// One connection's worth of download into `output`, continuing what it holds already.
-/// Returns the file's size and the server's digest.
+/// One connection's worth of download into `file` (opened for appending), continuing what it
+/// holds already. Returns the file's size and the server's digest.
 fn get_attempt(
     addr: &Address,
     name: &str,
-    output: &Path,
+    file: &mut File,
     bar: &ProgressBar,
 ) -> Result<(u64, String), Attempt> {
     let local_error = |e: io::Error| Attempt::Fail(TransferError::Local(e));
-    let mut file = File::options()
-        .create(true)
-        .append(true)
-        .open(output)
-        .map_err(local_error)?;
     let offset = file.metadata().map_err(local_error)?.len();
     let mut conn = Conn::open(addr)?;
     let mut reader = BufReader::new(conn.try_clone()?);
