@@ -67,7 +67,7 @@ pub enum TransferError {
     #[error("{0}")]
     Local(io::Error),
     /// Every attempt was cut short.
-    #[error("gave up after {attempts} attempts: {last}")]
+    #[error("gave up after {attempts} attempt{}: {last}", if *attempts == 1 { "" } else { "s" })]
     GaveUp {
         /// Attempts made.
         attempts: u32,
