@@ -180,7 +180,11 @@ pub fn read(text: &str) -> Result<LoggedRun, String> {
     }
     let mut comment_counts = comment_counts.into_iter();
     for entry in IntervalLogIterator::new(text.as_bytes()) {
-        match entry.map_err(|e| format!("not an HdrHistogram interval log: {e:?}"))? {
+        match entry.map_err(|e| match e {
+            hdrhistogram::serialization::interval_log::LogIteratorError::ParseError { offset } => {
+                format!("not an HdrHistogram interval log (unreadable at byte {offset})")
+            }
+        })? {
             LogEntry::BaseTime(t) => base = t.as_secs_f64(),
             LogEntry::StartTime(t) if base == 0.0 => base = t.as_secs_f64(),
             LogEntry::StartTime(_) => {}
