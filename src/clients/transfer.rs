@@ -438,6 +438,7 @@ pub fn get(args: &GetConfig) -> Result<(), TransferError> {
         .unwrap_or_else(|| Path::new(&args.name).to_path_buf());
     // Opened (or created) before any connection: an output that cannot be written is the
     // command line's mistake. A partial file from an earlier run is appended to.
+    let existed = output.exists();
     let mut file = File::options()
         .create(true)
         .append(true)
@@ -454,7 +455,17 @@ pub fn get(args: &GetConfig) -> Result<(), TransferError> {
         get_attempt(&args.addr, &args.name, &mut file, &bar)
     });
     bar.finish_and_clear();
-    let (size, server) = result?;
+    let (size, server) = match result {
+        Ok(done) => done,
+        Err(e) => {
+            // A file this run created and never wrote to is no partial download: leave no trace
+            // (a partial one stays, for the next run to resume).
+            if !existed && file.metadata().is_ok_and(|m| m.len() == 0) {
+                let _ = std::fs::remove_file(&output);
+            }
+            return Err(e);
+        }
+    };
     let local = sha256_of(&output).map_err(TransferError::Local)?;
     if server != local {
         return Err(TransferError::Mismatch { server, local });

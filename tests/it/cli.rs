@@ -281,6 +281,8 @@ fn runtime_failures_exit_1_with_one_line() {
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
         assert!(stderr.starts_with("echoloop: "), "{args:?}: {stderr}");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
+        // A failed `get` leaves no empty file of its own making behind.
+        assert!(!output.exists(), "{args:?} left {}", output.display());
     }
     drop(files);
     let _ = std::fs::remove_dir_all(&dir);
