@@ -1,9 +1,9 @@
 //! `echoloop load` on the command line, parsed with clap into a [`LoadConfig`].
 //!
 //! Only this file knows about clap; the library takes a [`LoadConfig`]. What clap cannot check
-//! alone (raw timestamp with `--pipeline` above 1, `--udp` towards a Unix socket, source addresses of the
-//! wrong family) is checked by [`LoadArgs::into_config`], which answers with the one line that
-//! `main.rs` prints before exiting with code 2.
+//! alone (raw timestamp with `--pipeline` above 1, `--udp` towards a Unix socket, source
+//! addresses of the wrong family) is checked by [`LoadArgs::into_config`], which answers with the
+//! one line that `main.rs` prints before exiting with code 2.
 //!
 //! Next: `results.rs`, where results are written; `report.rs`, several runs added up;
 //! `docs/LOAD.md`, for how to use all this.
@@ -72,7 +72,7 @@ pub struct LoadArgs {
     /// Client reactors, one thread each [default: number of cores]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub threads: Option<u64>,
-    /// How requests are framed and replies cut [default: raw; timestamp pipelines only with line, on both sides: serve --framing line]
+    /// How requests are framed and replies cut [default: raw; --protocol timestamp pipelines only with line or length, on both sides (serve --framing line)]
     #[arg(long, value_enum, value_name = "F")]
     pub framing: Option<FramingKind>,
     /// What a correct reply looks like

@@ -315,7 +315,7 @@ impl Message<'_> {
         }
     }
 
-    /// How many of `bytes` are the payload's bytes from `offset` on (see [`Generated::matched_len`]).
+    /// How many of `bytes` are the payload's bytes from `offset` on: the longest matching start.
     pub fn matched_len(&self, offset: usize, bytes: &[u8]) -> usize {
         match self {
             Message::Generated(g) => g.matched_len(offset, bytes),

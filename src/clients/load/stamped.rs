@@ -15,7 +15,7 @@
 //!
 //! ```text
 //! [Wed Nov  4 09:05:01 2026] 0000002a:0000000000000011:stuv[Wed Nov  4 09:05:01 2026] wxyz…
-//! └──────── stamp ─────────┘ └──── payload, part 1 ───────┘└─ stamp of the next piece ┘
+//! └──────── stamp ─────────┘ └──── payload, part 1 ───────┘└─ stamp of the next piece┘
 //! ```
 //!
 //! Bytes that continue the payload are taken as payload; a piece ends at the first byte that
@@ -112,7 +112,8 @@ impl StampedReply {
                 return Verdict::Unfinished;
             }
             if self.piece_len == 0 {
-                return self.finish(Verdict::Wrong); // a stamp and no payload: the server never sends that
+                // A stamp and no payload after it: the server never sends that.
+                return self.finish(Verdict::Wrong);
             }
             self.stamp_len = 0; // the payload stops here: the next piece's stamp must follow
         }
