@@ -178,7 +178,13 @@ fn raw_timestamp_keeps_one_in_flight_whatever_the_pipeline_says() {
     config.reply = ReplyKind::Timestamp;
     config.pipeline = 8; // the library lowers it to 1; the command line refuses it
     assert_eq!(config.in_flight_limit(), 1);
-    assert_all_answered(&run(&config));
+    let report = run(&config);
+    assert_all_answered(&report);
+    assert!(
+        report.to_text().contains("pipeline 1,"),
+        "{}",
+        report.to_text()
+    );
 }
 
 #[test]
