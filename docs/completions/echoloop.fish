@@ -36,14 +36,14 @@ complete -c echoloop -n "__fish_echoloop_needs_command" -f -a "help" -d 'Print t
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -s l -l listen -d 'Stream listen address, repeatable: HOST:PORT, [V6]:PORT or unix:/path [default: 127.0.0.1:7007]' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -s u -l udp -d 'Also serve the protocol over UDP at ADDR, repeatable' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -s p -l protocol -d 'The service' -r -f -a "echo\t'RFC 862: every byte comes back'
-timestamp\t'The tutorial server: each message comes back as `[<ctime>] <message>`'
+timestamp\t'The tutorial server: each read (raw framing, the default) or line (`--framing line`) comes back as `[<ctime>] <message>`'
 daytime\t'RFC 867: one line with the date and time, then the server closes'
 time\t'RFC 868: four bytes, the seconds since 1900 (big-endian), then the server closes'
 discard\t'RFC 863: everything is read and dropped; nothing is sent'
 chargen\t'RFC 864: an endless rotating pattern of characters, as fast as the client reads'
 chat\t'A chat room: each line goes to every other client (`/nick`, `/who`, `/quit`)'
 files\t'Uploads and downloads with resume, in one folder (`--dir`); the tutorial upload client too'"
-complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l framing -d 'How frames are cut [default: the protocol\'s: echo raw; timestamp, chat line]' -r -f -a "raw\t'Each read is one frame'
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l framing -d 'How frames are cut [default: line for chat; raw for the others, one frame per read as the tutorial servers (timestamp: line to pipeline)]' -r -f -a "raw\t'Each read is one frame'
 line\t'`\\n`-terminated lines (`\\r\\n` accepted)'
 length\t'A 4-byte big-endian length, then that many bytes'"
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l max-frame -d 'Largest line or frame accepted (64K, 1M; a bare number is bytes)' -r
@@ -87,11 +87,11 @@ complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l warmup -d 'Tr
 complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l timeout -d 'A reply later than this is a timeout; replies still owed at the end are waited for this long' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand load" -s s -l size -d 'Payload bytes per message (64, 4K, 1M)' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l payload-file -d 'Each message\'s payload from FILE (line framing: one message per line of the file, in turn)' -r -F
-complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l pipeline -d 'Messages in flight per connection' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l pipeline -d 'Messages in flight per connection (timestamp: only with --framing line or length)' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l rate -d 'Total messages per second over all connections: open loop (latency from intended send time)' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l connect-rate -d 'New connections per second (ramp-up)' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l threads -d 'Client reactors, one thread each [default: number of cores]' -r
-complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l framing -d 'How requests are framed and replies cut [default: echo raw, timestamp line]' -r -f -a "raw\t'Each read is one frame'
+complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l framing -d 'How requests are framed and replies cut [default: raw; --protocol timestamp pipelines only with line or length, on both sides (serve --framing line)]' -r -f -a "raw\t'Each read is one frame'
 line\t'`\\n`-terminated lines (`\\r\\n` accepted)'
 length\t'A 4-byte big-endian length, then that many bytes'"
 complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l protocol -d 'What a correct reply looks like' -r -f -a "echo\t'The payload back, byte for byte'

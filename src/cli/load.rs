@@ -1,9 +1,9 @@
 //! `echoloop load` on the command line, parsed with clap into a [`LoadConfig`].
 //!
 //! Only this file knows about clap; the library takes a [`LoadConfig`]. What clap cannot check
-//! alone (a timestamp reply in raw framing, `--udp` towards a Unix socket, source addresses of the
-//! wrong family) is checked by [`LoadArgs::into_config`], which answers with the one line that
-//! `main.rs` prints before exiting with code 2.
+//! alone (raw timestamp with `--pipeline` above 1, `--udp` towards a Unix socket, source
+//! addresses of the wrong family) is checked by [`LoadArgs::into_config`], which answers with the
+//! one line that `main.rs` prints before exiting with code 2.
 //!
 //! Next: `results.rs`, where results are written; `report.rs`, several runs added up;
 //! `docs/LOAD.md`, for how to use all this.
@@ -60,7 +60,7 @@ pub struct LoadArgs {
     /// Each message's payload from FILE (line framing: one message per line of the file, in turn)
     #[arg(long, value_name = "FILE", conflicts_with = "size")]
     pub payload_file: Option<PathBuf>,
-    /// Messages in flight per connection
+    /// Messages in flight per connection (timestamp: only with --framing line or length)
     #[arg(long, default_value_t = 1, value_name = "K", allow_hyphen_values = true, value_parser = |t: &str| units::count_in(t, 1u64..=65_536))]
     pub pipeline: u64,
     /// Total messages per second over all connections: open loop (latency from intended send time)
@@ -72,7 +72,7 @@ pub struct LoadArgs {
     /// Client reactors, one thread each [default: number of cores]
     #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = |t: &str| units::count_in(t, 1u64..=1024))]
     pub threads: Option<u64>,
-    /// How requests are framed and replies cut [default: echo raw, timestamp line]
+    /// How requests are framed and replies cut [default: raw; --protocol timestamp pipelines only with line or length, on both sides (serve --framing line)]
     #[arg(long, value_enum, value_name = "F")]
     pub framing: Option<FramingKind>,
     /// What a correct reply looks like
@@ -142,10 +142,8 @@ impl LoadArgs {
             (true, Address::Tcp(addr)) => Target::Datagram(addr),
             (true, Address::Unix(_)) => return Err("--udp needs HOST:PORT, not unix:".into()),
         };
-        let framing = self.framing.unwrap_or(match self.protocol {
-            ReplyKind::Timestamp => FramingKind::Line,
-            ReplyKind::Echo | ReplyKind::Discard | ReplyKind::Chargen => FramingKind::Raw,
-        });
+        // Raw for every kind, as the servers' defaults: timestamp too, one reply per read.
+        let framing = self.framing.unwrap_or(FramingKind::Raw);
         if self.udp && !self.protocol.answers_each_message() {
             return Err(format!(
                 "--protocol {} measures a stream: it does not take --udp",
@@ -156,11 +154,16 @@ impl LoadArgs {
                 }
             ));
         }
-        if self.protocol == ReplyKind::Timestamp && framing == FramingKind::Raw && !self.udp {
-            return Err(
-                "--protocol timestamp needs --framing line or length (in raw framing replies cannot be told apart)"
-                    .into(),
-            );
+        if self.protocol == ReplyKind::Timestamp
+            && framing == FramingKind::Raw
+            && !self.udp
+            && self.pipeline > 1
+        {
+            // Refused rather than quietly lowered to 1: the run would not measure what was asked.
+            return Err(format!(
+                "--pipeline {}: raw timestamp replies are told apart only one at a time; pipelining needs --framing line here and on the server (serve -p timestamp --framing line)",
+                self.pipeline
+            ));
         }
         let payloads = match &self.payload_file {
             Some(path) => {
@@ -273,8 +276,38 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(config.duration, Some(Duration::from_millis(500)));
-        assert_eq!(config.framing, FramingKind::Line);
+        assert_eq!(config.framing, FramingKind::Raw);
         assert_eq!(config.source_addrs.len(), 4);
+    }
+
+    #[test]
+    fn raw_timestamp_keeps_one_in_flight_and_line_pipelines() {
+        let raw = parse(&["--protocol", "timestamp", "127.0.0.1:1"]).unwrap();
+        assert_eq!((raw.framing, raw.in_flight_limit()), (FramingKind::Raw, 1));
+        let error =
+            parse(&["--protocol", "timestamp", "--pipeline", "4", "127.0.0.1:1"]).unwrap_err();
+        assert!(error.contains("--pipeline 4"), "{error}");
+        assert!(error.contains("--framing line"), "{error}");
+        let line = parse(&[
+            "--protocol",
+            "timestamp",
+            "--framing",
+            "line",
+            "--pipeline",
+            "4",
+            "127.0.0.1:1",
+        ])
+        .unwrap();
+        assert_eq!(line.in_flight_limit(), 4);
+        let udp = parse(&[
+            "--udp",
+            "--protocol",
+            "timestamp",
+            "--pipeline",
+            "4",
+            "127.0.0.1:1",
+        ]);
+        assert_eq!(udp.unwrap().in_flight_limit(), 4, "a datagram is one reply");
     }
 
     #[test]
@@ -330,7 +363,7 @@ mod tests {
     #[test]
     fn contradictions_are_refused() {
         for bad in [
-            &["--protocol", "timestamp", "--framing", "raw", "127.0.0.1:1"][..],
+            &["--protocol", "timestamp", "--pipeline", "2", "127.0.0.1:1"][..],
             &["--udp", "unix:/tmp/x"],
             &["--source-addrs", "::1", "127.0.0.1:1"],
             &["-d", "0", "127.0.0.1:1"],

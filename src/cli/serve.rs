@@ -30,7 +30,7 @@ pub struct ServeArgs {
     /// The service
     #[arg(short, long, value_enum, default_value = "echo", value_name = "NAME")]
     pub protocol: ProtocolKind,
-    /// How frames are cut [default: the protocol's: echo raw; timestamp, chat line]
+    /// How frames are cut [default: line for chat; raw for the others, one frame per read as the tutorial servers (timestamp: line to pipeline)]
     #[arg(long, value_enum, value_name = "F")]
     pub framing: Option<FramingKind>,
     /// Largest line or frame accepted (64K, 1M; a bare number is bytes)

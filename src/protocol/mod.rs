@@ -197,7 +197,8 @@ pub trait Protocol: 'static {
 pub enum ProtocolKind {
     /// RFC 862: every byte comes back.
     Echo,
-    /// The tutorial server: each message comes back as `[<ctime>] <message>`.
+    /// The tutorial server: each read (raw framing, the default) or line (`--framing line`)
+    /// comes back as `[<ctime>] <message>`.
     Timestamp,
     /// RFC 867: one line with the date and time, then the server closes.
     Daytime,

@@ -5,10 +5,14 @@
 //! `time.ctime()`) writes it, in *local* time: `Tue Nov  4 09:05:01 2026`. Note the day of the
 //! month: padded with a space to two characters, not with a zero.
 //!
-//! **Which framing.** The answer is one frame in the client's framing: a line (`\n` added) by
-//! default, a length-prefixed frame in `length` framing, and the bare bytes in `raw` framing,
-//! where each read is one message: that is exactly the tutorial server, one answer per `recv`.
-//! The message is carried as bytes: invalid UTF-8 comes back as it was sent, never "repaired".
+//! **Which framing.** By default `raw`: each read is one message and its answer is
+//! `[<time>] ` and the bytes read, nothing added. That is exactly the tutorial server, one answer
+//! per `recv(1024)`, so the tutorial clients, which send `hello` without a newline and wait, are
+//! answered. The price: how the answers are cut follows how TCP cut the requests, so a client
+//! that sends several messages before reading cannot tell them apart. `--framing line` gives one
+//! answer per line (`\n` added), which pipelined clients need; `length` framing answers a
+//! length-prefixed frame with one. The message is carried as bytes: invalid UTF-8 comes back as
+//! it was sent, never "repaired".
 //!
 //! **Local time, safely.** C's `localtime()` reads the `TZ` variable, and a program with several
 //! threads cannot read the environment safely while another thread may change it; `localtime_r`
@@ -129,7 +133,8 @@ impl Timestamp {
 impl Protocol for Timestamp {
     type Session = ();
     const NAME: &'static str = "timestamp";
-    const FRAMING: FramingKind = FramingKind::Line;
+    /// Raw, as the tutorial server: one answer per read (see the module docs).
+    const FRAMING: FramingKind = FramingKind::Raw;
 
     fn on_connect(&mut self, _: ClientId, _: SystemTime, _: &mut Replies) {}
 
@@ -220,11 +225,32 @@ mod tests {
     }
 
     #[test]
-    fn an_idle_line_client_is_told_why_it_is_closed() {
+    fn raw_is_the_default_one_answer_per_read() {
+        let now = at_unix(1_000_000_000);
         let mut timestamp = Harness::new(Timestamp::new());
+        timestamp.set_now(now);
+        let client = timestamp.connect();
+        timestamp.send(client, b"hello");
+        let stamp = Ctime::local(now);
+        let expected = [&b"["[..], stamp.as_bytes(), b"] hello"].concat();
+        assert_eq!(timestamp.take_output(client), expected);
+    }
+
+    #[test]
+    fn an_idle_line_client_is_told_why_it_is_closed() {
+        let mut timestamp = Harness::new(Timestamp::new()).with_framing(FramingKind::Line);
         let client = timestamp.connect();
         timestamp.idle_timeout(client);
         assert_eq!(timestamp.take_output(client), b"error: idle timeout\n");
+        assert!(timestamp.is_closing(client));
+    }
+
+    #[test]
+    fn an_idle_raw_client_is_closed_without_a_line() {
+        let mut timestamp = Harness::new(Timestamp::new());
+        let client = timestamp.connect();
+        timestamp.idle_timeout(client);
+        assert_eq!(timestamp.take_output(client), b"");
         assert!(timestamp.is_closing(client));
     }
 

@@ -1,12 +1,14 @@
-//! The tutorial Python clients of `scripts/compat/`, run unchanged with `python3` against an
-//! in-process timestamp server. `#[ignore = "needs python3"]`: `cargo test -- --include-ignored`
-//! runs them, and they fail if python3 is missing.
+//! The tutorial Python clients of `scripts/compat/`, run unchanged with `python3` against a
+//! timestamp server: the TCP one against `echoloop serve -p timestamp` with no other flag (the
+//! real binary, its defaults), as a newcomer would run it. `#[ignore = "needs python3"]`:
+//! `cargo test -- --include-ignored` runs them, and they fail if python3 is missing
+//! (`tests/it/timestamp.rs` has the same client in Rust, which always runs).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use echoloop::{FramingKind, ProtocolKind};
+use echoloop::ProtocolKind;
 
 use crate::common;
 
@@ -57,13 +59,11 @@ fn assert_stamped(reply: &str, message: &str) {
 #[test]
 #[ignore = "needs python3"]
 fn the_tutorial_tcp_client_gets_one_stamped_reply_per_send() {
-    let server = common::serve(|cfg| {
-        cfg.protocol = ProtocolKind::Timestamp.into();
-        cfg.framing = Some(FramingKind::Raw);
-    });
+    // Sends each line typed without its newline, then waits in recv(1024): raw framing, the default.
+    let daemon = common::Daemon::start(&["serve", "-p", "timestamp", "-l", "127.0.0.1:0"], 1);
     let stdout = run_client(
         "tcp_timestamp_client.py",
-        server.addr().port(),
+        daemon.tcp_addr().port(),
         b"hello python\nsecond message\n\n",
     );
     let got = replies(&stdout);

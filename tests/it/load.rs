@@ -131,6 +131,137 @@ fn a_timestamp_check_catches_a_plain_echo() {
     );
 }
 
+/// A timestamp server as `serve -p timestamp` with `framing` (`None`: its default).
+fn timestamp_server(framing: Option<FramingKind>) -> common::TestServer {
+    common::serve(|cfg| {
+        cfg.protocol = echoloop::ProtocolKind::Timestamp.into();
+        cfg.framing = framing;
+    })
+}
+
+/// Every message sent was answered and checked, and none was wrong.
+fn assert_all_answered(report: &LoadReport) {
+    assert_clean(report);
+    assert_eq!(report.timeouts, 0, "{}", report.to_text());
+    assert_eq!(
+        report.messages_received,
+        report.messages_sent,
+        "{}",
+        report.to_text()
+    );
+}
+
+#[test]
+fn raw_timestamp_against_the_default_server_checks_every_reply() {
+    let server = timestamp_server(None);
+    let mut config = LoadConfig::for_tests(tcp(server.addr()));
+    config.reply = ReplyKind::Timestamp;
+    assert_eq!(config.framing, FramingKind::Raw);
+    config.connections = 4;
+    assert_all_answered(&run(&config));
+}
+
+#[test]
+fn raw_timestamp_follows_a_reply_the_server_stamped_in_pieces() {
+    // 100 KB is more than one server read (32 KiB) and than --max-frame: several stamps a reply.
+    let server = timestamp_server(None);
+    let mut config = LoadConfig::for_tests(tcp(server.addr()));
+    config.reply = ReplyKind::Timestamp;
+    config.payloads = Payloads::Generated { size: 100_000 };
+    assert_all_answered(&run(&config));
+}
+
+#[test]
+fn raw_timestamp_keeps_one_in_flight_whatever_the_pipeline_says() {
+    let server = timestamp_server(None);
+    let mut config = LoadConfig::for_tests(tcp(server.addr()));
+    config.reply = ReplyKind::Timestamp;
+    config.pipeline = 8; // the library lowers it to 1; the command line refuses it
+    assert_eq!(config.in_flight_limit(), 1);
+    let report = run(&config);
+    assert_all_answered(&report);
+    assert!(
+        report.to_text().contains("pipeline 1,"),
+        "{}",
+        report.to_text()
+    );
+}
+
+#[test]
+fn raw_timestamp_payloads_are_bytes() {
+    let server = timestamp_server(None);
+    let mut config = LoadConfig::for_tests(tcp(server.addr()));
+    config.reply = ReplyKind::Timestamp;
+    config.payloads = Payloads::Given(Arc::new(vec![
+        b"\xff\xfe\x00 caf\xc3\xa9 \xc3".to_vec(),
+        b"\x80\n\r\x01".to_vec(),
+    ]));
+    assert_all_answered(&run(&config));
+}
+
+#[test]
+fn line_timestamp_pipelines_against_a_line_server() {
+    let server = timestamp_server(Some(FramingKind::Line));
+    let mut config = LoadConfig::for_tests(tcp(server.addr()));
+    config.reply = ReplyKind::Timestamp;
+    config.framing = FramingKind::Line;
+    config.pipeline = 4;
+    assert_eq!(config.in_flight_limit(), 4);
+    assert_all_answered(&run(&config));
+}
+
+#[test]
+fn raw_timestamp_counts_a_plain_echo_as_wrong_replies() {
+    let server = common::serve(|_| {}); // -p echo
+    let mut config = LoadConfig::for_tests(tcp(server.addr()));
+    config.reply = ReplyKind::Timestamp;
+    let report = run(&config);
+    let text = report.to_text();
+    assert!(report.messages_received > 0, "{text}");
+    assert_eq!(report.mismatches, report.messages_received, "{text}");
+    assert!(text.contains("[<ctime>]"), "{text}");
+    assert_eq!(report.exit_code(), 1);
+}
+
+#[test]
+fn raw_timestamp_against_a_line_server_times_out_instead_of_hanging() {
+    // The server waits for a newline that raw framing never sends: no reply, ever.
+    let server = timestamp_server(Some(FramingKind::Line));
+    let mut config = LoadConfig::for_tests(tcp(server.addr()));
+    config.reply = ReplyKind::Timestamp;
+    config.timeout = Duration::from_millis(300);
+    let report = run(&config);
+    let text = report.to_text();
+    assert_eq!(report.messages_received, 0, "{text}");
+    assert_eq!(report.timeouts, report.messages_sent, "{text}");
+    assert_eq!(report.exit_code(), 1);
+}
+
+#[test]
+fn the_binary_runs_raw_timestamp_and_refuses_to_pipeline_it() {
+    let daemon = common::Daemon::start(&["serve", "-p", "timestamp", "-l", "127.0.0.1:0"], 1);
+    let addr = daemon.tcp_addr().to_string();
+    let load = |extra: &[&str]| {
+        let mut args = vec!["load", "--protocol", "timestamp", "-c", "2", "-d", "0.3"];
+        args.extend_from_slice(extra);
+        args.push(&addr);
+        Command::new(env!("CARGO_BIN_EXE_echoloop"))
+            .args(&args)
+            .output()
+            .unwrap()
+    };
+    let output = load(&[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("timestamp (raw), pipeline 1"), "{stdout}");
+    assert!(stdout.contains("mismatches:  0"), "{stdout}");
+    let refused = load(&["--pipeline", "4"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--pipeline 4"), "{stderr}");
+    assert!(stderr.contains("--framing line"), "{stderr}");
+}
+
 fn flip_first_byte(bytes: &[u8]) -> Vec<u8> {
     let mut reply = bytes.to_vec();
     reply[0] ^= 0x20;

@@ -24,7 +24,7 @@
 //!
 //! The services, over TCP:
 //! - [`echo`]: byte-exact for any payload, each of 500 concurrent clients gets its own stream.
-//! - [`timestamp`]: `[<ctime>] <message>` in line, raw and length framing.
+//! - [`timestamp`]: `[<ctime>] <message>`: raw (the default, one per read), line, length framing.
 //! - [`services`]: daytime, time, discard and chargen; chargen produces only as fast as it is read.
 //! - [`chat`]: joins, leaves, broadcast order, commands, a slow reader dropped, a fast one kept.
 //! - [`files`]: uploads and downloads with resume, hostile names, quotas, a full disk, the

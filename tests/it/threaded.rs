@@ -8,7 +8,7 @@ use crate::common::{
     Daemon, PATIENCE, pseudo_random_bytes, read_exactly, read_line, read_to_end, send, wait_until,
 };
 use echoloop::server::threaded::{RunningThreaded, ThreadedServer};
-use echoloop::{CloseReason, ProtocolKind, ServeConfig, StatsSnapshot};
+use echoloop::{CloseReason, FramingKind, ProtocolKind, ServeConfig, StatsSnapshot};
 
 fn serve_threaded(adjust: impl FnOnce(&mut ServeConfig)) -> RunningThreaded {
     let mut config = ServeConfig::for_tests();
@@ -75,8 +75,23 @@ fn echo_is_byte_exact_for_concurrent_clients() {
 }
 
 #[test]
-fn timestamp_stamps_each_line() {
+fn timestamp_answers_a_read_with_nothing_added_by_default() {
     let server = serve_threaded(|cfg| cfg.protocol = ProtocolKind::Timestamp.into());
+    let mut client = connect(&server);
+    send(&mut client, b"hello");
+    let reply = read_exactly(&mut client, 27 + 5);
+    assert_eq!((reply[0], &reply[25..]), (b'[', &b"] hello"[..]));
+    client.shutdown(Shutdown::Write).unwrap();
+    assert!(read_to_end(&mut client).is_empty(), "no newline added");
+    server.stop().unwrap();
+}
+
+#[test]
+fn timestamp_stamps_each_line() {
+    let server = serve_threaded(|cfg| {
+        cfg.protocol = ProtocolKind::Timestamp.into();
+        cfg.framing = Some(FramingKind::Line);
+    });
     let mut client = connect(&server);
     send(&mut client, b"hello\r\nsecond line\n");
     for expected in [&b"hello"[..], b"second line"] {
@@ -129,6 +144,7 @@ fn one_over_max_connections_is_refused_with_a_line() {
 fn an_idle_line_client_is_told_and_closed() {
     let server = serve_threaded(|cfg| {
         cfg.protocol = ProtocolKind::Timestamp.into();
+        cfg.framing = Some(FramingKind::Line);
         cfg.idle_timeout = Some(std::time::Duration::from_secs(1));
     });
     let mut client = connect(&server);

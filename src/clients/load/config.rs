@@ -81,7 +81,8 @@ pub struct LoadConfig {
     pub warmup: Duration,
     /// What each message carries (`-s`: generated payloads of that size; `--payload-file`).
     pub payloads: Payloads,
-    /// Messages in flight per connection (`--pipeline`).
+    /// Messages in flight per connection (`--pipeline`). Raw timestamp over a stream keeps one
+    /// whatever this says (see [`LoadConfig::in_flight_limit`]).
     pub pipeline: usize,
     /// Total messages per second over all connections (`--rate`): open loop. `None`: closed loop.
     pub rate: Option<f64>,
@@ -133,10 +134,28 @@ impl LoadConfig {
         self.threads.clamp(1, self.connections.max(1))
     }
 
-    /// Whether replies are cut by a [`crate::protocol::framing::Decoder`] (line, length) rather than checked as
-    /// a byte stream (raw echo) or one per datagram (UDP).
+    /// Whether the target is a UDP server: one message per datagram, one datagram back.
     pub fn is_datagram(&self) -> bool {
         matches!(self.target, Target::Datagram(_))
+    }
+
+    /// Whether each message is answered by `[<ctime>] ` and the bytes as the server read them,
+    /// with nothing that says where a reply ends: timestamp in raw framing over a stream.
+    pub fn is_raw_timestamp(&self) -> bool {
+        self.reply == ReplyKind::Timestamp
+            && self.framing == FramingKind::Raw
+            && matches!(self.target, Target::Stream(_))
+    }
+
+    /// Messages in flight per connection: `--pipeline`, except for raw timestamp, which keeps
+    /// one (its replies can be told apart only by all coming before the next message is sent).
+    /// The command line refuses `--pipeline` above 1 there rather than ignore it.
+    pub fn in_flight_limit(&self) -> usize {
+        if self.is_raw_timestamp() {
+            1
+        } else {
+            self.pipeline.max(1)
+        }
     }
 
     /// The generated payload size, or the longest given payload.

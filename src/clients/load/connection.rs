@@ -11,7 +11,9 @@
 //!
 //! Replies are checked in order: TCP and Unix streams keep order, so the next reply belongs to the
 //! oldest message in flight. In raw framing replies may be cut anywhere (the server answers each of
-//! its reads), so the stream is checked byte by byte against the payloads sent. Over UDP a datagram
+//! its reads), so the stream is checked byte by byte against the payloads sent. Raw timestamp puts
+//! a stamp before each piece the server read, with one message in flight: [`StampedReply`]
+//! (`stamped.rs`) follows its reply across reads. Over UDP a datagram
 //! may be lost, or come late: a reply is matched by the sequence number its payload carries. A
 //! reply to a later message than the oldest says the ones before it were lost, a message not
 //! answered within `--timeout` is given up (both counted as `lost`), and a reply to a message
@@ -35,6 +37,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::config::{ReplyKind, Target};
 use super::message::{Message, Payloads, TIMESTAMP_PREFIX_LEN, preview};
 use super::pacing::Pacing;
+use super::stamped::{StampedReply, Verdict};
 use super::tally::{ConnectFailure, ConnectionError, Tally};
 use crate::net::address::Address;
 use crate::net::registration::{Registration, interest};
@@ -142,6 +145,8 @@ pub struct Connection {
     in_flight: VecDeque<InFlight>,
     /// Raw echo: payload bytes of the oldest message already received.
     raw_offset: usize,
+    /// Raw timestamp: how far the reply to the message in flight has come.
+    stamped: StampedReply,
     /// Raw echo: a byte of the oldest message was wrong. It holds the description of the first
     /// wrong piece while the tally has no first mismatch yet (else it is empty); counted as a
     /// mismatch once the message is complete and received in time.
@@ -176,6 +181,7 @@ impl Connection {
             oldest_seq: 0,
             in_flight: VecDeque::new(),
             raw_offset: 0,
+            stamped: StampedReply::new(),
             raw_wrong: None,
             unsent: Vec::new(),
             discard_ends: VecDeque::new(),
@@ -336,6 +342,7 @@ impl Connection {
         }
         self.oldest_seq += self.in_flight.len() as u64;
         self.in_flight.clear();
+        self.stamped = StampedReply::new(); // what came of an unfinished reply answers nothing now
     }
 
     fn finish_connect(&mut self, env: &mut Env) {
@@ -440,8 +447,45 @@ impl Connection {
                 }
             }
             self.decoder = Some(decoder);
+        } else if env.reply == ReplyKind::Timestamp {
+            self.on_stamped_stream(bytes, env);
         } else {
             self.on_raw_stream(bytes, env);
+        }
+    }
+
+    /// Raw timestamp: the reply to the one message in flight, in stamped pieces (`stamped.rs`).
+    /// A wrong reply's length cannot be known: the rest of the read that showed it wrong is taken
+    /// to be part of it.
+    fn on_stamped_stream(&mut self, read: &[u8], env: &mut Env) {
+        let payloads = env.payloads.clone();
+        let mut bytes = read;
+        while !bytes.is_empty() {
+            if self.in_flight.is_empty() {
+                log::debug!(
+                    "connection {}: bytes with nothing in flight: {}",
+                    self.id,
+                    preview(bytes)
+                );
+                env.tally.error(ConnectionError::Unexpected);
+                return;
+            }
+            let (seq, message) = (self.oldest_seq, payloads.message(self.id, self.oldest_seq));
+            match self.stamped.feed(&message, &mut bytes) {
+                Verdict::Unfinished => return,
+                Verdict::Right { pieces } => {
+                    if pieces > 1 {
+                        log::trace!("connection {}: reply {seq} in {pieces} pieces", self.id);
+                    }
+                    self.answered(env, message.size());
+                }
+                Verdict::Wrong => {
+                    if self.answered(env, message.size()) {
+                        self.count_mismatch(seq, &message, read, env);
+                    }
+                    return;
+                }
+            }
         }
     }
 

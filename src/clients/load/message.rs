@@ -24,7 +24,7 @@
 //! the whole file per message, or with line framing one message per line, in turn. They are
 //! checked the same way, only they cannot tell one message from the next as generated ones do.
 //!
-//! Next: `pacing.rs`, when messages are sent.
+//! Next: `stamped.rs`, a timestamp reply in raw framing, checked as its pieces come.
 
 use std::sync::Arc;
 
@@ -151,6 +151,39 @@ impl Generated {
         }
         true
     }
+
+    /// How many of `bytes` are the payload's bytes from `offset` on: the length of the longest
+    /// prefix of `bytes` that matches (a raw timestamp reply's payload runs until a new stamp).
+    pub fn matched_len(&self, offset: usize, bytes: &[u8]) -> usize {
+        let bytes = &bytes[..bytes.len().min(self.size.saturating_sub(offset))];
+        let prefix = self.prefix();
+        let mut matched = 0;
+        if offset < prefix.len() {
+            let expected = &prefix[offset..];
+            let same = common_len(expected, bytes);
+            if same < expected.len().min(bytes.len()) || same == bytes.len() {
+                return same;
+            }
+            matched = same;
+        }
+        for chunk in filler(self.seq, offset + matched, bytes.len() - matched) {
+            let same = common_len(chunk, &bytes[matched..]);
+            matched += same;
+            if same < chunk.len() {
+                break;
+            }
+        }
+        matched
+    }
+}
+
+/// The length of the common start of `a` and `b`.
+fn common_len(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    if a[..n] == b[..n] {
+        return n; // the usual case, a correct reply: one `memcmp`
+    }
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 /// What the payloads are: generated (the default) or read from `--payload-file`.
@@ -283,6 +316,14 @@ impl Message<'_> {
         match self {
             Message::Generated(g) => g.matches_at(offset, bytes),
             Message::Given(given) => given.get(offset..offset + bytes.len()) == Some(bytes),
+        }
+    }
+
+    /// How many of `bytes` are the payload's bytes from `offset` on: the longest matching start.
+    pub fn matched_len(&self, offset: usize, bytes: &[u8]) -> usize {
+        match self {
+            Message::Generated(g) => g.matched_len(offset, bytes),
+            Message::Given(given) => common_len(given.get(offset..).unwrap_or_default(), bytes),
         }
     }
 
@@ -486,6 +527,35 @@ mod tests {
             assert!(Payloads::from_file(empty.to_vec(), FramingKind::Line).is_err());
         }
         assert!(Payloads::from_file(Vec::new(), FramingKind::Raw).is_err());
+    }
+
+    #[test]
+    fn matched_len_stops_at_the_first_difference() {
+        for size in [1, 20, 26, 64, 1100] {
+            let message = Message::new(3, 29, size);
+            let expected = payload(3, 29, size);
+            for from in [0, 1, 10, 25, 26, 27, 30, 1050] {
+                let from = from.min(size);
+                let mut bytes = expected[from..].to_vec();
+                assert_eq!(message.matched_len(from, &bytes), size - from);
+                bytes.extend_from_slice(b"[extra");
+                assert_eq!(
+                    message.matched_len(from, &bytes),
+                    size - from,
+                    "past the end"
+                );
+                for wrong_at in [0, 1, 5, 40] {
+                    if from + wrong_at < size {
+                        let mut wrong = expected[from..].to_vec();
+                        wrong[wrong_at] = b'[';
+                        assert_eq!(message.matched_len(from, &wrong), wrong_at);
+                    }
+                }
+            }
+        }
+        let given = Payloads::Given(Arc::new(vec![b"a[b".to_vec()]));
+        assert_eq!(given.message(0, 0).matched_len(1, b"[bc"), 2);
+        assert_eq!(given.message(0, 0).matched_len(4, b"x"), 0);
     }
 
     #[test]

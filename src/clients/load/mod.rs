@@ -28,7 +28,8 @@
 //! caller's thread, which adds the reactors' shares up (`timeline.rs`) and passes each whole
 //! interval to the caller: the timeline file and the HdrHistogram log are written as the run goes.
 //!
-//! Reading order: `config.rs`, `message.rs` (what is sent, how replies are checked), `pacing.rs`
+//! Reading order: `config.rs`, `message.rs` (what is sent, how replies are checked), `stamped.rs`
+//! (a raw timestamp reply, in pieces), `pacing.rs`
 //! (closed and open loop, coordinated omission), `connection.rs`, `tally.rs`, this file,
 //! `limits.rs`, `report.rs`, `timeline.rs`, `hdr_log.rs`, `plot.rs`, `merge.rs`, `outputs.rs`,
 //! `live.rs`; the
@@ -60,6 +61,7 @@ mod outputs;
 mod pacing;
 mod plot;
 mod report;
+mod stamped;
 mod tally;
 mod timeline;
 
@@ -266,7 +268,7 @@ impl ClientReactor {
                 payloads: config.payloads.clone(),
                 timeout_ns: config.timeout.as_nanos() as u64,
                 quota,
-                pipeline: config.pipeline.max(1),
+                pipeline: config.in_flight_limit(),
                 framing: config.framing,
                 reply: config.reply,
                 read_buf: vec![0; READ_BUFFER_BYTES],

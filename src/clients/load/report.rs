@@ -180,7 +180,7 @@ pub struct ConfigSummary {
     pub timeout_secs: f64,
     /// `-s`, or the mean size of the `--payload-file` payloads.
     pub size: f64,
-    /// `--pipeline`.
+    /// Messages in flight per connection: `--pipeline` (raw timestamp: always 1).
     pub pipeline: usize,
     /// `--rate`; `null`: closed loop.
     pub rate: Option<f64>,
@@ -221,7 +221,7 @@ impl ConfigSummary {
             warmup_secs: config.warmup.as_secs_f64(),
             timeout_secs: config.timeout.as_secs_f64(),
             size: config.payloads.mean_size(),
-            pipeline: config.pipeline,
+            pipeline: config.in_flight_limit(),
             rate: config.rate,
             connect_rate: config.connect_rate,
             threads: config.reactors(),
