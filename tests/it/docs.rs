@@ -12,12 +12,12 @@ use std::path::{Path, PathBuf};
 /// Where a repository path starts.
 const ROOTS: [&str; 6] = ["src/", "tests/", "scripts/", "examples/", "docs/", "fuzz/"];
 
-fn repository() -> &'static Path {
+pub(crate) fn repository() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// README.md and every docs/*.md, in a fixed order.
-fn documents() -> Vec<PathBuf> {
+pub(crate) fn documents() -> Vec<PathBuf> {
     let mut found = vec![repository().join("README.md")];
     for entry in std::fs::read_dir(repository().join("docs")).unwrap() {
         let path = entry.unwrap().path();
@@ -70,7 +70,7 @@ fn is_conflict_marker(line: &str) -> bool {
     line.starts_with("<<<<<<< ") || line.starts_with(">>>>>>> ") || line == "======="
 }
 
-fn name(document: &Path) -> String {
+pub(crate) fn name(document: &Path) -> String {
     document
         .strip_prefix(repository())
         .unwrap()
