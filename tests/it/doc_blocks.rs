@@ -147,7 +147,14 @@ fn run_section(document: &str, heading: usize, blocks: &[&Block]) -> Result<usiz
     for shared in ["scripts", "docs"] {
         std::os::unix::fs::symlink(repository.join(shared), work.join(shared)).unwrap();
     }
-    let mut session = Session::start(&work, &bin, &files);
+    let session = Session::start(&work, &bin, &files);
+    let result = run_steps(session, document, blocks);
+    let _ = std::fs::remove_dir_all(&folder);
+    result
+}
+
+/// The steps of `blocks`, in order, in `session`; it is dropped (its jobs killed) on return.
+fn run_steps(mut session: Session, document: &str, blocks: &[&Block]) -> Result<usize, String> {
     // Backslashes are bytes here (`\r`, chargen's `[\]`), not Windows path separators.
     let assert = Assert::new()
         .palette(Palette::plain())
@@ -171,7 +178,6 @@ fn run_section(document: &str, heading: usize, blocks: &[&Block]) -> Result<usiz
             run += 1;
         }
     }
-    let _ = std::fs::remove_dir_all(&folder);
     Ok(run)
 }
 
@@ -214,4 +220,47 @@ fn the_console_blocks_print_what_they_show() {
     );
     let steps_run = steps_run.into_inner().unwrap();
     assert!(steps_run > 50, "only {steps_run} commands run");
+}
+
+#[test]
+fn a_session_maps_ports_and_shows_a_killed_servers_last_lines() {
+    let text = "# A\n\n```console\n$ echoloop serve -l 127.0.0.1:0 &\n\
+                listening tcp 127.0.0.1:40000[..]\n```\n\nProse between blocks.\n\n```console\n\
+                $ echo port 40000, not 400001\nport 40000, not 400001\n$ kill %1\n\
+                [2026-12-07T04:05:11Z INFO  echoloop::server] serving echo on 1 socket(s) with 1 worker(s)\n\
+                [2026-12-07T04:05:11Z INFO  echoloop::server::reactor::shutdown] shutting down: [..]\n\
+                [2026-12-07T04:05:11Z INFO  echoloop::server::reactor] stopped\n```\n";
+    let sections = sections(text);
+    let blocks: Vec<&Block> = sections[0].blocks.iter().collect();
+    assert_eq!(run_section("session.md", 1, &blocks), Ok(3));
+}
+
+#[test]
+fn a_wrong_output_fails_with_its_line_and_the_jobs_are_killed() {
+    let pid_file = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("doc_blocks-{}-leader", std::process::id()));
+    let text = format!(
+        "# A\n\n```console\n$ sleep 300 &\n$ echo $! > {}\n$ printf 'a\\nb\\n'\na\n[..]\n\
+         $ echo wrong\nright\n```\n",
+        pid_file.display()
+    );
+    let sections = sections(&text);
+    let blocks: Vec<&Block> = sections[0].blocks.iter().collect();
+    let failure = run_section("wrong.md", 1, &blocks).unwrap_err();
+    assert!(
+        failure.starts_with("wrong.md:9: the block of line 3, `$ echo wrong`")
+            && failure.contains("right")
+            && failure.contains("wrong"),
+        "{failure}"
+    );
+    let leader: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = std::fs::remove_file(&pid_file);
+    assert!(
+        !session::group_is_alive(leader),
+        "job {leader} outlived its session"
+    );
 }

@@ -296,7 +296,7 @@ fn processes() -> impl Iterator<Item = Process> {
 }
 
 /// Whether a process of the group still runs (zombies whose parent is gone do not count).
-fn group_is_alive(leader: i32) -> bool {
+pub fn group_is_alive(leader: i32) -> bool {
     processes().any(|p| p.group == leader && !p.zombie)
 }
 
