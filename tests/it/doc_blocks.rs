@@ -1,4 +1,5 @@
-//! The shell examples in README.md and docs/*.md are run, and must print what they show.
+//! The shell examples (and Python clients) in README.md and docs/*.md are run, and must print
+//! what they show.
 //!
 //! Every shell example (a ```` ```console ```` block, or `sh`, `bash`, `shell`, or an untagged
 //! block with `$ ` lines) is either **run** (it must then be `console`) or **marked illustrative**
@@ -35,9 +36,13 @@
 //!   line and replaces the shown number with it, as a whole number, in every later command and
 //!   output of the section. So a block reads like a pasted run (`nc -q1 127.0.0.1 42221`), and a
 //!   reader can follow it by eye. Fixed ports (7007) are not run: they could be taken.
+//! - **Programs.** A ```` ```python ```` block followed at once by a ```` ```text ```` block (a
+//!   client and what it printed, as in docs/PROTOCOLS.md) is run with `python3` in the section's
+//!   session, ports replaced, and must print the text. It can be marked illustrative the same way.
 //! - **Matching** is snapbox's: `[..]` on a line matches any text (numbers that change from run
 //!   to run: rates, latencies), a line `...` matches any lines. Times need no placeholder: log
-//!   stamps (`2026-12-07T00:45:59Z`, `20261207T004559Z` in a file name) and ctime times (`Wed Nov 25 04:30:04 2026`) match any time,
+//!   stamps (`2026-12-07T00:45:59Z`, `2026-12-07 00:45:59`, `20261207T004559Z` in a file name)
+//!   and ctime times (`Wed Nov 25 04:30:04 2026`) match any time,
 //!   on both sides. A listening line ends in `[..]`, which also matches a fourth field.
 //! - Output that does not end in a newline (`printf hello | nc ...`) is shown as a line: a
 //!   terminal would put the next prompt after it.
@@ -70,6 +75,7 @@ fn unmarked(document: &str, block: &Block) -> Option<String> {
             Some(format!("{at}: `illustrative:` needs a reason"))
         }
         (Some(_), _) => None,
+        (None, "python") => None, // a program with its output: run
         (None, "console") => match steps(block).first() {
             None => Some(format!("{at}: a console block without a `$ ` command")),
             Some(first) if !block.body[0].starts_with('$') => Some(format!(
@@ -116,7 +122,7 @@ fn every_shell_block_runs_or_is_marked_illustrative() {
 /// Log stamps and ctime times: they match any time, on both sides.
 fn times() -> Redactions {
     let mut times = Redactions::new();
-    let stamp = regex::Regex::new(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z").unwrap();
+    let stamp = regex::Regex::new(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?Z?").unwrap();
     let ctime = regex::Regex::new(
         r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d\d:\d\d:\d\d \d{4}",
     )
@@ -130,9 +136,11 @@ fn times() -> Redactions {
 
 /// Runs the `console` blocks of one section in one session; the first failure ends it.
 fn run_section(document: &str, heading: usize, blocks: &[&Block]) -> Result<usize, String> {
-    let folder = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("doc_blocks-{}", std::process::id()))
-        .join(format!("{}-{heading}", document.replace('/', "-")));
+    let folder = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "doc_blocks-{}-{}-{heading}",
+        std::process::id(),
+        document.replace('/', "-")
+    ));
     let (work, files) = (folder.join("work"), folder.join("runner"));
     let _ = std::fs::remove_dir_all(&folder);
     let bin = work.join("target/debug");
@@ -164,7 +172,9 @@ fn run_steps(mut session: Session, document: &str, blocks: &[&Block]) -> Result<
         for step in steps(block) {
             let at = format!(
                 "{document}:{}: the block of line {}, `$ {}`",
-                step.line, block.line, step.command
+                step.line,
+                block.line,
+                step.command.lines().next().unwrap_or("")
             );
             let actual = session.run(&step).map_err(|e| format!("{at}: {e}"))?;
             let expected = times().redact(&session.localize(&step.expected));
@@ -198,7 +208,10 @@ fn the_console_blocks_print_what_they_show() {
                     let blocks: Vec<&Block> = section
                         .blocks
                         .iter()
-                        .filter(|b| b.illustrative.is_none() && b.language == "console")
+                        .filter(|b| {
+                            b.illustrative.is_none()
+                                && (b.language == "console" || b.output.is_some())
+                        })
                         .collect();
                     if blocks.is_empty() {
                         continue;

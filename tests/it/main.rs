@@ -119,6 +119,7 @@ mod load_outputs;
 mod manpage;
 mod metrics;
 
+#[cfg(target_os = "linux")] // its runner reads /proc
 mod doc_blocks;
 mod docs;
 mod layout;

@@ -8,6 +8,9 @@
 //! A shell example is either run, which needs the `console` info string, or marked illustrative by
 //! the line right before its fence: `<!-- illustrative: REASON -->`.
 //!
+//! A *program* is a ```` ```python ```` block followed at once by a ```` ```text ```` block: the
+//! program and what it prints. It is run too (with `python3`), unless marked the same way.
+//!
 //! Inside a `console` block a line starting with `$ ` is a command; a command continues on the
 //! next lines while a quote is open or the line ends in `\` (as a shell reads it, so
 //! `python3 -c "` followed by the program reads and copies as one command). Every other line,
@@ -30,6 +33,8 @@ pub struct Block {
     pub illustrative: Option<String>,
     /// The lines between the fences, without the fence's indentation.
     pub body: Vec<String>,
+    /// A program's output: the lines of the ```` ```text ```` block right after it.
+    pub output: Option<Vec<String>>,
 }
 
 impl Block {
@@ -48,6 +53,8 @@ pub struct Step {
     pub command: String,
     /// The shown output: its lines, each ending in `\n`.
     pub expected: String,
+    /// Run as written (a program's heredoc): no `#` comment, no `&`.
+    pub literal: bool,
 }
 
 const SHELL_LANGUAGES: [&str; 4] = ["console", "sh", "bash", "shell"];
@@ -63,6 +70,18 @@ pub fn sections(text: &str) -> Vec<Section> {
         blocks: Vec::new(),
     }];
     let mut index = 0;
+    // The lines of the fenced block that opens at `start`, and the line after its closing fence.
+    let fenced = |start: usize, indent: usize| {
+        let mut body = Vec::new();
+        let mut index = start + 1;
+        while index < lines.len() && lines[index].trim() != "```" {
+            let body_line = lines[index];
+            let cut = body_line.len() - body_line.trim_start().len();
+            body.push(body_line[cut.min(indent)..].to_string());
+            index += 1;
+        }
+        (body, index + 1)
+    };
     while index < lines.len() {
         let line = lines[index];
         let trimmed = line.trim_start();
@@ -74,14 +93,8 @@ pub fn sections(text: &str) -> Vec<Section> {
         } else if let Some(info) = trimmed.strip_prefix("```") {
             let indent = line.len() - trimmed.len();
             let opening = index;
-            let mut body = Vec::new();
-            index += 1;
-            while index < lines.len() && lines[index].trim() != "```" {
-                let body_line = lines[index];
-                let cut = body_line.len() - body_line.trim_start().len();
-                body.push(body_line[cut.min(indent)..].to_string());
-                index += 1;
-            }
+            let (body, after) = fenced(index, indent);
+            index = after - 1;
             let language = info
                 .split(|c: char| c == ',' || c.is_whitespace())
                 .next()
@@ -89,13 +102,20 @@ pub fn sections(text: &str) -> Vec<Section> {
                 .to_string();
             let is_shell = SHELL_LANGUAGES.contains(&language.as_str())
                 || (language.is_empty() && body.iter().any(|l| l.starts_with("$ ")));
-            if is_shell {
+            let mut output = None;
+            if language == "python" && lines.get(after).is_some_and(|l| l.trim() == "```text") {
+                let (text, after_text) = fenced(after, indent);
+                output = Some(text);
+                index = after_text - 1;
+            }
+            if is_shell || output.is_some() {
                 let before = if opening > 0 { lines[opening - 1] } else { "" };
                 sections.last_mut().unwrap().blocks.push(Block {
                     line: opening + 1,
                     language,
                     illustrative: illustrative_reason(before),
                     body,
+                    output,
                 });
             }
         }
@@ -111,8 +131,17 @@ fn illustrative_reason(line: &str) -> Option<String> {
     Some(rest.trim().to_string())
 }
 
-/// The commands of a `console` block with the output each shows.
+/// The commands of a `console` block with the output each shows; for a program, one step that
+/// runs it with `python3` and expects its ```` ```text ````.
 pub fn steps(block: &Block) -> Vec<Step> {
+    if let Some(output) = &block.output {
+        return vec![Step {
+            line: block.line,
+            command: format!("python3 - <<'PYTHON'\n{}\nPYTHON", block.body.join("\n")),
+            expected: output.iter().map(|line| format!("{line}\n")).collect(),
+            literal: true,
+        }];
+    }
     let mut steps: Vec<Step> = Vec::new();
     let mut continuing = false;
     for (offset, line) in block.body.iter().enumerate() {
@@ -126,6 +155,7 @@ pub fn steps(block: &Block) -> Vec<Step> {
                 line: block.first_body_line() + offset,
                 command: command.to_string(),
                 expected: String::new(),
+                literal: false,
             });
             continuing = is_unfinished(command);
         } else if let Some(step) = steps.last_mut() {
@@ -209,12 +239,14 @@ fn blocks_sections_markers_and_steps_are_found() {
             Step {
                 line: 23,
                 command: "python3 -c \"\nprint(1)\"".into(),
-                expected: "1\n".into()
+                expected: "1\n".into(),
+                literal: false,
             },
             Step {
                 line: 26,
                 command: "true".into(),
-                expected: String::new()
+                expected: String::new(),
+                literal: false,
             }
         ]
     );

@@ -89,7 +89,11 @@ impl Session {
     /// names printed until it exited; otherwise the command's output.
     pub fn run(&mut self, step: &Step) -> Result<String, String> {
         let command = self.localize(&step.command);
-        let (code, in_background) = background(&command);
+        let (code, in_background) = if step.literal {
+            (command.as_str(), false)
+        } else {
+            background(&command)
+        };
         self.commands += 1;
         let output = self.files.join(format!("{}.out", self.commands));
         let redirect = format!("< /dev/null > '{}' 2>&1", output.display());
