@@ -21,7 +21,8 @@
 //! - **A section is a session.** The blocks of one section (up to the next heading) share one
 //!   shell in one fresh folder, so a server started in one block serves the next block's client,
 //!   with prose in between. At the section's end every background job is killed (its process
-//!   group, by id), also when a step failed. Each step is bounded ([`PATIENCE`]).
+//!   group, by id), also when a step failed. Each step is bounded ([`PATIENCE`]). Shell state
+//!   carries from one command to the next as in a terminal: `h=...`, `cd`, `$!`, `$?`, `%1`.
 //! - **The folder** has `target/debug/echoloop` and `target/release/echoloop` (both the binary
 //!   under test, which is also first in `PATH` as `echoloop`), and links to the repository's
 //!   `scripts/` and `docs/`. Anything else a block needs it makes itself (`mkdir served`).
@@ -42,8 +43,8 @@
 //! - **Matching** is snapbox's: `[..]` on a line matches any text (numbers that change from run
 //!   to run: rates, latencies), a line `...` matches any lines. Times need no placeholder: log
 //!   stamps (`2026-12-07T00:45:59Z`, `2026-12-07 00:45:59`, `20261207T004559Z` in a file name)
-//!   and ctime times (`Wed Nov 25 04:30:04 2026`) match any time,
-//!   on both sides. A listening line ends in `[..]`, which also matches a fourth field.
+//!   and ctime times (`Wed Nov 25 04:30:04 2026`) match any time, on both sides. A listening
+//!   line ends in `[..]`, which also matches a fourth field (the service name).
 //! - Output that does not end in a newline (`printf hello | nc ...`) is shown as a line: a
 //!   terminal would put the next prompt after it.
 //! - A failure names the document, the block's line and the command's line, and shows the
