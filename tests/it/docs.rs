@@ -2,7 +2,12 @@
 //! and every docs/*.md, finds each repository path they mention (`src/...`, `tests/...`,
 //! `scripts/...`, `examples/...`, `docs/...`, `fuzz/...`, with a file extension or a trailing
 //! `/`), and fails listing every one that does not exist. It also fails on a merge-conflict
-//! marker left in any of them.
+//! marker left in any tracked text file (`git ls-files`; without git, every file outside
+//! `target/` and `.git/`), docs or not: a marker in code fails to compile, in a doc it is
+//! published.
+//!
+//! And the README's table of `echoloop serve` options names every option clap defines for
+//! `serve`, with its short letter, and no option clap does not know.
 //!
 //! docs/BENCHMARKS*.md are records of past runs and name files as they were at the time (the
 //! alarm's `src/alarm.rs` of commit 2c263a0): they are checked for conflict markers only.
@@ -12,12 +17,12 @@ use std::path::{Path, PathBuf};
 /// Where a repository path starts.
 const ROOTS: [&str; 6] = ["src/", "tests/", "scripts/", "examples/", "docs/", "fuzz/"];
 
-fn repository() -> &'static Path {
+pub(crate) fn repository() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// README.md and every docs/*.md, in a fixed order.
-fn documents() -> Vec<PathBuf> {
+pub(crate) fn documents() -> Vec<PathBuf> {
     let mut found = vec![repository().join("README.md")];
     for entry in std::fs::read_dir(repository().join("docs")).unwrap() {
         let path = entry.unwrap().path();
@@ -70,7 +75,7 @@ fn is_conflict_marker(line: &str) -> bool {
     line.starts_with("<<<<<<< ") || line.starts_with(">>>>>>> ") || line == "======="
 }
 
-fn name(document: &Path) -> String {
+pub(crate) fn name(document: &Path) -> String {
     document
         .strip_prefix(repository())
         .unwrap()
@@ -103,22 +108,68 @@ fn every_path_the_docs_mention_exists() {
     );
 }
 
+/// The files git tracks, or, where git is missing or this is no checkout (an unpacked crate),
+/// every file of the tree but `target/` and `.git/`.
+fn tracked_files() -> Vec<PathBuf> {
+    let listed = std::process::Command::new("git")
+        .args(["ls-files", "-z"])
+        .current_dir(repository())
+        .output();
+    if let Ok(listed) = listed
+        && listed.status.success()
+    {
+        return listed
+            .stdout
+            .split(|&b| b == 0)
+            .filter(|path| !path.is_empty())
+            .map(|path| repository().join(String::from_utf8_lossy(path).as_ref()))
+            .collect();
+    }
+    let mut found = Vec::new();
+    let mut folders = vec![repository().to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap().flatten() {
+            let (path, kind) = (entry.path(), entry.file_type().unwrap());
+            if kind.is_dir() && !["target", ".git"].contains(&&*entry.file_name().to_string_lossy())
+            {
+                folders.push(path);
+            } else if kind.is_file() {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
 #[test]
-fn no_conflict_marker_is_left_in_the_docs() {
+fn no_tracked_text_file_holds_a_conflict_marker() {
+    let files = tracked_files();
     let mut markers = Vec::new();
-    for document in documents() {
-        let text = std::fs::read_to_string(&document).unwrap();
+    let mut text_files = 0;
+    for file in &files {
+        // Text is UTF-8 without NUL bytes; anything else (images, compressed logs) is skipped.
+        let Ok(text) = String::from_utf8(std::fs::read(file).unwrap_or_default()) else {
+            continue;
+        };
+        if text.contains('\0') {
+            continue;
+        }
+        text_files += 1;
         for (number, line) in text.lines().enumerate() {
             if is_conflict_marker(line) {
-                markers.push(format!("{}:{}: {line}", name(&document), number + 1));
+                markers.push(format!("{}:{}: {line}", name(file), number + 1));
             }
         }
     }
     assert!(
         markers.is_empty(),
-        "conflict markers in the docs:\n{}",
+        "merge-conflict markers left in tracked files (resolve the conflict, then commit):\n{}",
         markers.join("\n")
     );
+    // A checker that read nothing would pass everything.
+    let names: Vec<String> = files.iter().map(|f| name(f)).collect();
+    assert!(text_files > 100, "only {text_files} text files read");
+    assert!(names.contains(&"src/lib.rs".to_string()) && names.contains(&"Cargo.toml".to_string()));
 }
 
 #[test]
@@ -141,4 +192,100 @@ fn the_checker_sees_what_it_checks() {
     assert!(is_record_of_past_runs(record) && !is_record_of_past_runs(guide));
     assert!(is_conflict_marker("<<<<<<< HEAD") && is_conflict_marker(">>>>>>> files"));
     assert!(is_conflict_marker("=======") && !is_conflict_marker("======= not a marker"));
+}
+
+/// The options a row of the README's `echoloop serve` table names: each `--long` in its first
+/// cell, with the `-s` written before it (`-l, --listen ADDR`), in the order of the rows.
+fn table_options(readme: &str) -> Vec<(String, Option<char>)> {
+    let table = readme
+        .split("## `echoloop serve` options")
+        .nth(1)
+        .expect("README.md has a section `## \\`echoloop serve\\` options`");
+    let mut options = Vec::new();
+    for row in table
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+    {
+        let first_cell = row.split('|').nth(1).unwrap_or("");
+        let mut short = None;
+        for word in first_cell.split(|c: char| c.is_whitespace() || c == '`' || c == ',') {
+            if let Some(long) = word.strip_prefix("--")
+                && long.starts_with(|c: char| c.is_ascii_alphabetic())
+            {
+                options.push((long.to_string(), short.take()));
+            } else if let Some(letter) = word.strip_prefix('-')
+                && letter.len() == 1
+            {
+                short = letter.chars().next();
+            }
+        }
+    }
+    options
+}
+
+/// `echoloop serve`'s options as clap defines them: long name and short letter (`--help` aside).
+fn serve_options() -> Vec<(String, Option<char>)> {
+    use clap::CommandFactory;
+    let command = echoloop::cli::Cli::command();
+    let serve = command
+        .find_subcommand("serve")
+        .expect("a serve subcommand");
+    serve
+        .get_arguments()
+        .filter_map(|arg| Some((arg.get_long()?.to_string(), arg.get_short())))
+        .filter(|(long, _)| long != "help")
+        .collect()
+}
+
+/// The README documents `serve` in a table (the other commands in docs/LOAD.md, docs/PROTOCOLS.md
+/// and their `--help`): the table must name every option clap knows, with its short letter,
+/// and no option clap does not know.
+#[test]
+fn the_readme_table_lists_every_serve_option_and_no_other() {
+    let readme = std::fs::read_to_string(repository().join("README.md")).unwrap();
+    let table = table_options(&readme);
+    let clap = serve_options();
+    assert!(
+        clap.len() > 30,
+        "only {} serve options from clap",
+        clap.len()
+    );
+    let mut problems = Vec::new();
+    for (long, short) in &clap {
+        match table.iter().find(|(name, _)| name == long) {
+            None => problems.push(format!("--{long} is missing from the table")),
+            Some((_, written)) if written != short => problems.push(format!(
+                "--{long}: the table writes the short option {written:?}, clap has {short:?}"
+            )),
+            Some(_) => {}
+        }
+    }
+    for (long, _) in &table {
+        if !clap.iter().any(|(name, _)| name == long) {
+            problems.push(format!(
+                "--{long} is in the table but `echoloop serve` has no such option"
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "README.md's `echoloop serve` table and `echoloop serve --help` disagree:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn the_table_reader_sees_short_and_long_options() {
+    let readme = "## `echoloop serve` options\n\n| Option | Default |\n|---|---|\n\
+                  | `-l, --listen ADDR` | x |\n| `--sndbuf BYTES`, `--rcvbuf BYTES` | y |\n\
+                  | `--trace` | off, see `--trusted` |\n\nAfter the table, `--not-a-row`.\n";
+    let found = table_options(readme);
+    let expected = [
+        ("listen", Some('l')),
+        ("sndbuf", None),
+        ("rcvbuf", None),
+        ("trace", None),
+    ];
+    assert_eq!(found, expected.map(|(l, s)| (l.to_string(), s)));
 }

@@ -72,7 +72,10 @@
 //!
 //! The code itself:
 //! - [`layout`]: the layers of `src/` import only downwards, and no two files import each other.
-//! - [`docs`]: every path README.md and docs/*.md mention exists; no conflict marker is left.
+//! - [`docs`]: every path README.md and docs/*.md mention exists; the README's `serve` table
+//!   matches clap; no tracked file holds a conflict marker.
+//! - [`doc_blocks`]: the shell examples of the docs are run and print what they show, or are
+//!   marked illustrative.
 //! - [`scripts`]: the attack script and its Python driver parse.
 
 mod common;
@@ -116,6 +119,8 @@ mod load_outputs;
 mod manpage;
 mod metrics;
 
+#[cfg(target_os = "linux")] // its runner reads /proc
+mod doc_blocks;
 mod docs;
 mod layout;
 mod scripts;
