@@ -235,6 +235,8 @@ fn raw_timestamp_against_a_line_server_times_out_instead_of_hanging() {
     assert_eq!(report.messages_received, 0, "{text}");
     assert_eq!(report.timeouts, report.messages_sent, "{text}");
     assert_eq!(report.exit_code(), 1);
+    let why = report.failure.as_deref().unwrap_or_default();
+    assert!(why.contains("--framing line here too"), "{why}");
 }
 
 #[test]

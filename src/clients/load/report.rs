@@ -465,6 +465,15 @@ impl LoadReport {
             ReplyKind::Chargen if self.messages_received == 0 => {
                 why.push("no whole line of the pattern arrived".to_string());
             }
+            // A raw timestamp run against a line-framed server waits for a newline that never
+            // comes: the one mismatch of settings worth naming.
+            ReplyKind::Timestamp if self.messages_received == 0 && c.framing == "raw" => {
+                why.push(format!(
+                    "no reply arrived ({} messages sent; a server with --framing line needs \
+                     --framing line here too)",
+                    self.messages_sent
+                ));
+            }
             _ if self.messages_received == 0 => why.push(format!(
                 "no reply arrived ({} messages sent)",
                 self.messages_sent
