@@ -54,8 +54,9 @@ fn usage_error(message: &str) -> ExitCode {
 fn serve(args: ServeArgs) -> ExitCode {
     // Sockets from systemd (socket activation) are served with any `-l`/`-u`; with some and no
     // `-l`, the default 127.0.0.1:7007 is not bound.
+    // Each is served with the service its name (`FileDescriptorName=`) selects, else `-p`.
     let inherited = match activation::inherited_sockets() {
-        Ok(sockets) => sockets,
+        Ok(sockets) => echoloop::cli::inherited_services(sockets),
         Err(e) => {
             eprintln!("echoloop: {e}");
             return ExitCode::FAILURE;

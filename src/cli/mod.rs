@@ -22,7 +22,7 @@ pub mod units;
 pub use client::ClientArgs;
 pub use load::LoadArgs;
 pub use report::ReportArgs;
-pub use serve::ServeArgs;
+pub use serve::{ServeArgs, inherited_services};
 pub use transfer::{GetArgs, PutArgs};
 
 use clap::{Parser, Subcommand};
