@@ -10,8 +10,9 @@
 //!
 //! [`ServicePlan`] is that list and the index of every socket, worked out once from the config
 //! (and the names of the sockets systemd passed us, see `net/activation.rs`) in the order
-//! `server/mod.rs` binds them. The config's rules that depend on the services in use (`files`
-//! takes no UDP; a flag no service uses is an error) read it too.
+//! `server/mod.rs` binds them. The rules that depend on the services in use are checked here
+//! too ([`ServicePlan::validate`]): the files service takes no UDP and one worker, and a flag no
+//! configured socket uses is an error.
 //!
 //! Next: `server/mod.rs`, which binds the sockets and starts the reactors.
 
