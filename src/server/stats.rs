@@ -616,4 +616,30 @@ mod tests {
         assert_eq!(workers.total().bytes_received, 214);
         assert_eq!(workers.total().queued_bytes_peak, 30);
     }
+
+    #[test]
+    fn services_are_counted_apart_and_added_up_per_worker() {
+        let stats = ServerStats::new(vec!["echo", "daytime"], 2);
+        stats.workers()[0][0].received(Transport::Tcp, 5);
+        stats.workers()[1][0].received(Transport::Tcp, 7);
+        stats.workers()[1][1].sent(Transport::Tcp, 26);
+        stats.workers()[1][1].datagrams_sent.add(1);
+        let per_service = stats.per_service();
+        assert_eq!(per_service[0].0, "echo");
+        assert_eq!(per_service[0].1.total().bytes_received, 12);
+        assert_eq!(per_service[1].1.total().bytes_sent, 26);
+        let per_worker = stats.per_worker();
+        assert_eq!(per_worker[1].total().bytes_received, 7);
+        assert_eq!(per_worker[1].total().bytes_sent, 26);
+        assert_eq!(stats.snapshot().total().bytes_received, 12);
+        let line = summary_by_service(&per_service);
+        assert!(line.starts_with("stats: "), "{line}");
+        assert!(
+            line.ends_with(
+                " service[echo: open=0 accepted=0 in=12B out=0B datagrams in=0 out=0 dropped=0, \
+                 daytime: open=0 accepted=0 in=0B out=26B datagrams in=0 out=1 dropped=0]"
+            ),
+            "{line}"
+        );
+    }
 }
