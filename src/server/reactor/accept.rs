@@ -14,6 +14,7 @@
 
 use std::io::{self, Read};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use log::{debug, warn};
@@ -150,6 +151,8 @@ impl Reactor {
             conn,
             trusted,
             service,
+            policy: served.policy,
+            stats: Arc::clone(&self.report.stats[service]),
         });
         self.deliver(id, service);
         self.flush_client(id); // chargen makes more as soon as the kernel takes the first batch

@@ -18,6 +18,7 @@
 
 use std::io::{self, Read, Write};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use log::{debug, trace, warn};
 use mio::event::Event;
@@ -30,7 +31,8 @@ use crate::net::registration::Registration;
 use crate::net::stream::Stream;
 use crate::protocol::framing::FramingKind;
 use crate::protocol::{Action, ClientId, CloseReason, InputWish, Replies};
-use crate::server::connection::{Connection, State, Step};
+use crate::server::connection::{Connection, Policy, State, Step};
+use crate::server::stats::Stats;
 use crate::server::timers::TimerEntry;
 
 /// Most bytes one stream read takes. Smaller reads cost more system calls; bigger ones make a
@@ -61,6 +63,12 @@ pub(super) struct Client {
     pub(super) trusted: bool,
     /// The index of its service in the reactor's list (`server/services.rs`): its listener's.
     pub(super) service: usize,
+    /// Its service's policy (queue limit, slow readers, idle timeout), copied at accept: read
+    /// at every settle, so kept beside the connection rather than looked up.
+    pub(super) policy: Policy,
+    /// Its service's counters, in this reactor (the same `Arc` as `Report::stats[service]`):
+    /// counted into at every read and write without a lookup.
+    pub(super) stats: Arc<Stats>,
 }
 
 /// The readiness a client event reports, as the handlers use it.
@@ -242,7 +250,7 @@ impl Reactor {
             };
             trace!("client {id} read {n} bytes");
             client.conn.on_read(n, self.clock.now);
-            self.report.stats[client.service].received(client.stream.transport(), n);
+            client.stats.received(client.stream.transport(), n);
             let short_read = n < STREAM_READ_BYTES && !client.conn.peer_fin_seen();
             if client.conn.is_answering() {
                 self.answer(id, n);
@@ -395,7 +403,7 @@ impl Reactor {
                 let queued_before = client.conn.outbound.len();
                 match client.send(reply, self.clock.now) {
                     Ok(written) => {
-                        self.report.stats[service].sent(client.stream.transport(), written);
+                        client.stats.sent(client.stream.transport(), written);
                         trace_send(id, written, reply.len(), queued_before);
                     }
                     Err(e) => {
@@ -505,7 +513,7 @@ impl Reactor {
                 match client.conn.outbound.flush_into(&mut client.stream) {
                     Ok((flushed, written)) => {
                         client.conn.on_written(written, self.clock.now);
-                        self.report.stats[client.service].sent(client.stream.transport(), written);
+                        client.stats.sent(client.stream.transport(), written);
                         if flushed == Flushed::Blocked {
                             trace!("client {id} write {written} of {before} (short)");
                             return Flush::Done;
@@ -554,8 +562,8 @@ impl Reactor {
             return false; // freed already
         };
         let queued = client.conn.outbound.len();
-        let counters = self.report.stats[client.service].stream(client.stream.transport());
-        let policy = &self.speech.services[client.service].policy;
+        let counters = client.stats.stream(client.stream.transport());
+        let policy = &client.policy;
         if queued != client.conn.queue_counted {
             counters.note_queue_len(queued);
             counters.queued_bytes.add(queued as u64);
@@ -605,7 +613,7 @@ impl Reactor {
             return;
         }
         let client = &mut self.clients.slab[id];
-        let policy = &self.speech.services[client.service].policy;
+        let policy = &client.policy;
         // Input held back for want of room that the kernel then made (everything was written
         // at once): nothing will announce it, so come back next turn.
         if !client.conn.held.is_empty() && client.conn.may_answer() {

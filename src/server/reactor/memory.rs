@@ -70,7 +70,6 @@ impl Reactor {
         let Some(client) = self.clients.slab.get_mut(id) else {
             return;
         };
-        let client_service = client.service;
         let conn = &mut client.conn;
         if conn.is_closed() {
             return;
@@ -90,7 +89,7 @@ impl Reactor {
         if total <= self.memory.cap || holding <= KEEPING_UP_BYTES {
             return;
         }
-        match self.speech.services[client_service].policy.slow_reader {
+        match client.policy.slow_reader {
             SlowReader::Drop => {
                 warn!(
                     "client {id} dropped: it holds {holding} bytes with the reactor over --max-memory"

@@ -58,8 +58,7 @@ impl Reactor {
         }
         conn.timer_at = None;
         let service = client.service;
-        let served = &mut self.speech.services[service];
-        match conn.expire(&served.policy, self.clock.now) {
+        match conn.expire(&client.policy, self.clock.now) {
             Expiry::NotYet(_) | Expiry::Closed => {} // `sync` schedules a new deadline, or closes
             // Its frame budget refilled: answer what it held back, then read on.
             Expiry::Refilled => self.clients.still_ready.push(id),
@@ -67,9 +66,11 @@ impl Reactor {
                 debug!("client {id} idle: closing");
                 // Finishing first: it closes as idle whatever the protocol says on the way out.
                 conn.finish(CloseReason::IdleTimeout);
-                let replies = &mut self.speech.replies;
-                replies.reset(conn.decoder.kind());
-                served.service.idle_timeout(&mut conn.session, replies);
+                let speech = &mut self.speech;
+                speech.replies.reset(conn.decoder.kind());
+                speech.services[service]
+                    .service
+                    .idle_timeout(&mut conn.session, &mut speech.replies);
                 self.deliver(id, service);
             }
         }
@@ -109,7 +110,7 @@ impl Reactor {
         let conn = client.conn;
         let reason = conn.close_reason().unwrap_or(CloseReason::IoError);
         let service = client.service;
-        let counters = self.report.stats[service].stream(client.stream.transport());
+        let counters = client.stats.stream(client.stream.transport());
         counters.count_close(reason);
         counters.queued_bytes.sub(conn.queue_counted as u64);
         self.memory.meter.sub(conn.memory_counted);
