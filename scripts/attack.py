@@ -81,7 +81,7 @@ class Server:
             lines += chunk
             while b"\n" in lines:
                 line, lines = lines.split(b"\n", 1)
-                m = re.match(r"listening (tcp|udp|metrics) (\S+):(\d+)$", line.decode())
+                m = re.match(r"listening (tcp|udp|metrics) (\S+):(\d+)( \S+)?$", line.decode())
                 if m:
                     self.addrs[m.group(1)].append((m.group(2), int(m.group(3))))
 

@@ -37,7 +37,7 @@ start_server() {
         --max-files 1000000 > "$work/listening" 2>> "$work/server.log" &
     server=$!
     for _ in $(seq 400); do [[ -s "$work/listening" ]] && break; sleep 0.05; done
-    addr=$(sed -n 's/^listening tcp //p' "$work/listening")
+    addr=$(awk '/^listening tcp/ {print $3; exit}' "$work/listening")
 }
 
 cat > "$work/measure.py" <<'EOF'

@@ -25,7 +25,7 @@ for i in $(seq "$servers"); do
         >"$out" 2>/dev/null &
     pids+=($!)
     for _ in $(seq 100); do grep -q listening "$out" && break; sleep 0.05; done
-    port=$(sed -n 's/^listening tcp 127.0.0.1:\([0-9]*\)$/\1/p' "$out")
+    port=$(sed -n 's/^listening tcp 127.0.0.1:\([0-9]*\)\( .*\)\{0,1\}$/\1/p' "$out")
 done
 server_pids=("${pids[@]}")
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }

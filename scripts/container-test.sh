@@ -95,7 +95,7 @@ for _ in $(seq 100); do
     [ "$(grep -c '^listening ' <<< "$LOGS")" -ge 2 ] && break
     sleep 0.1
 done
-expected=$'listening tcp 0.0.0.0:7007\nlistening udp 0.0.0.0:7007'
+expected=$'listening tcp 0.0.0.0:7007 echo\nlistening udp 0.0.0.0:7007 echo'
 if [ "$(grep '^listening ' <<< "$LOGS")" != "$expected" ]; then
     echo "container-test: FAILED: expected the listening lines, got:" >&2
     printf '%s\n' "$LOGS" >&2

@@ -17,7 +17,7 @@ out=$(mktemp)
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; rm -f "$out"' EXIT
 for _ in $(seq 100); do grep -q listening "$out" && break; sleep 0.05; done
-port=$(sed -n 's/^listening tcp 127.0.0.1:\([0-9]*\)$/\1/p' "$out")
+port=$(sed -n 's/^listening tcp 127.0.0.1:\([0-9]*\)\( .*\)\{0,1\}$/\1/p' "$out")
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$pid/status"; }
 hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$pid/status"; }

@@ -19,8 +19,8 @@
 //! Follow one request, from the loop outwards. Each module's doc ends with a `Next:` line that
 //! takes you to the next one in this list.
 //!
-//! 1. [`server::config`], then [`server`]: what a server is asked to do; binding, one reactor
-//!    per worker.
+//! 1. [`server::config`], [`server::services`], then [`server`]: what a server is asked to do;
+//!    which service each socket serves; binding, one reactor per worker.
 //! 2. [`server::reactor`]: **the event loop**: wait, dispatch, tidy up. Start here if you read
 //!    one file. Beside it: `token.rs` (what a token stands for), `accept.rs`, `client.rs` (read,
 //!    answer frame by frame while there is room, flush), `memory.rs` (the `--max-memory` cap),

@@ -68,8 +68,10 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
     // Sockets from systemd (socket activation) are served with any `-l`/`-u`; with some and no
     // `-l`, the default 127.0.0.1:7007 is not bound. Bad LISTEN_* variables come from the
     // environment, not the command line: exit 1.
-    let inherited =
-        activation::inherited_sockets().map_err(|e| CliError::Runtime(e.to_string()))?;
+    // Each is served with the service its name (`FileDescriptorName=`) selects, else `-p`.
+    let inherited = activation::inherited_sockets()
+        .map(echoloop::cli::inherited_services)
+        .map_err(|e| CliError::Runtime(e.to_string()))?;
     let explicit_listen = !args.listen.is_empty();
     let model = args.model;
     let mut config = args.into_config();

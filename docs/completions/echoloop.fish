@@ -33,9 +33,9 @@ complete -c echoloop -n "__fish_echoloop_needs_command" -f -a "client" -d 'Talk 
 complete -c echoloop -n "__fish_echoloop_needs_command" -f -a "put" -d 'Upload FILE to a `-p files` server, resuming where an interrupted upload stopped'
 complete -c echoloop -n "__fish_echoloop_needs_command" -f -a "get" -d 'Download NAME from a `-p files` server, continuing a partial local file'
 complete -c echoloop -n "__fish_echoloop_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -s l -l listen -d 'Stream listen address, repeatable: HOST:PORT, [V6]:PORT or unix:/path [default: 127.0.0.1:7007]' -r
-complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -s u -l udp -d 'Also serve the protocol over UDP at ADDR, repeatable' -r
-complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -s p -l protocol -d 'The service' -r -f -a "echo\t'RFC 862: every byte comes back'
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -s l -l listen -d 'Stream listen address, repeatable: HOST:PORT, [V6]:PORT or unix:/path; PROTOCOL@ADDR serves PROTOCOL there instead of -p [default: 127.0.0.1:7007]' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -s u -l udp -d 'Also serve over UDP at ADDR, repeatable; PROTOCOL@ADDR serves PROTOCOL there instead of -p' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -s p -l protocol -d 'The service, for every address without a PROTOCOL@ prefix' -r -f -a "echo\t'RFC 862: every byte comes back'
 timestamp\t'The tutorial server: each read (raw framing, the default) or line (`--framing line`) comes back as `[<ctime>] <message>`'
 daytime\t'RFC 867: one line with the date and time, then the server closes'
 time\t'RFC 868: four bytes, the seconds since 1900 (big-endian), then the server closes'
@@ -60,13 +60,13 @@ complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l keepalive -d
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l stats-interval -d 'Log a line of counters this often (10s, 1m); 0 = off (SIGUSR1 logs one at any time)' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l metrics -d 'Serve Prometheus metrics at http://ADDR/metrics (TCP, same reactor), e.g. 127.0.0.1:9707' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l dir -d '-p files: the folder served (required; it must exist)' -r -F
-complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l max-file-bytes -d '-p files: largest file accepted (512M, 1G; a bare number is bytes)' -r
-complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l dir-quota -d '-p files: content bytes the folder may hold, partial files included (10G); 0 = no quota' -r
-complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l max-files -d '-p files: complete plus partial files the folder may hold' -r
-complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l reservation-timeout -d '-p files: an upload\'s quota reservation ends after this long without a byte from it' -r
-complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l partial-ttl -d '-p files: remove partial files untouched this long; 0 = keep them' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l max-file-bytes -d '-p files: largest file accepted (512M, 1G; a bare number is bytes) [default: 1G]' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l dir-quota -d '-p files: content bytes the folder may hold, partial files included (10G); 0 = no quota [default: 0]' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l max-files -d '-p files: complete plus partial files the folder may hold [default: 100000]' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l reservation-timeout -d '-p files: an upload\'s quota reservation ends after this long without a byte from it [default: 60s]' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l partial-ttl -d '-p files: remove partial files untouched this long; 0 = keep them [default: 1d]' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l max-memory -d 'Most bytes the connections\' buffers may hold, per worker; over it the biggest holders are not read (chat: dropped) and new connections get `error: server busy`' -r
-complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l chat-rate -d '-p chat: lines per second per member, in bursts of twice that; a member over it is not read until it may send again (trusted sources exempt); 0 = off' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l chat-rate -d '-p chat: lines per second per member, in bursts of twice that; a member over it is not read until it may send again (trusted sources exempt); 0 = off [default: 20]' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l sndbuf -d 'SO_SNDBUF of accepted stream sockets, in bytes [default: the kernel\'s]' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l rcvbuf -d 'SO_RCVBUF of accepted stream sockets, in bytes [default: the kernel\'s]' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l model -d 'How clients are served: one event-loop thread (reactor), or a blocking thread per connection (threaded)' -r -f -a "reactor\t'One thread, readiness events, non-blocking sockets (the reactor)'
@@ -74,7 +74,7 @@ threaded\t'One blocking thread per connection, for comparison'"
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l trusted -d 'Exempt from the per-source limits, repeatable; replaces the default 127.0.0.0/8 and ::1/128 (`none`: nobody)' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l allow -d 'Serve only these sources, repeatable (default: everyone); --deny wins over it' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l deny -d 'Never serve these sources, repeatable: TCP closed at accept without a byte, UDP dropped' -r
-complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l udp-rate-limit -d 'UDP replies per second per source /24 (IPv6 /56), burst as many; trusted exempt; 0 = off' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l udp-rate-limit -d 'UDP replies per second per source /24 (IPv6 /56), burst as many; trusted exempt; 0 = off [default: 100]' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l max-per-source -d 'Stream connections at once per source address (IPv6 /64), per worker; trusted exempt; 0 = off' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l accept-rate -d 'New stream connections per second per source address (IPv6 /64), burst 2 x N, per worker; trusted exempt; 0 = off' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l reuse-port -d 'Set SO_REUSEPORT so that several echoloop processes can share the port (implied by --workers > 1)'

@@ -25,7 +25,7 @@ pub mod usage_error;
 pub use client::ClientArgs;
 pub use load::LoadArgs;
 pub use report::ReportArgs;
-pub use serve::ServeArgs;
+pub use serve::{ServeArgs, inherited_services};
 pub use transfer::{GetArgs, PutArgs};
 
 use clap::{Parser, Subcommand};

@@ -1,4 +1,10 @@
 //! `echoloop serve`: the server's arguments, and the [`ServeConfig`] they describe.
+//!
+//! `-l` and `-u` take `[PROTOCOL@]ADDR`: several services in one process (see
+//! `server/services.rs`). Flags that matter only to some services or sockets (`--dir`,
+//! `--chat-rate`, `--udp-rate-limit`, ...) are recorded with what they need when given
+//! ([`FlagNeed`]): one that no configured socket uses is a usage error, not silently ignored.
+//! Those with a default are `Option`s here, so that "given" can be told from "defaulted".
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,12 +13,15 @@ use std::time::Duration;
 use clap::{ArgAction, Args};
 use ipnet::IpNet;
 
-use super::{parse_address, units};
+use super::units;
+use crate::net::activation::{Inherited, InheritedSocket};
 use crate::net::address::{Address, parse_socket_addr};
-use crate::protocol::files::{DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_FILES};
+use crate::protocol::files::{
+    DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_FILES, DEFAULT_PARTIAL_TTL, DEFAULT_RESERVATION_TIMEOUT,
+};
 use crate::protocol::framing::FramingKind;
 use crate::protocol::{FilesConfig, ProtocolKind};
-use crate::server::config::ServeConfig;
+use crate::server::config::{FlagNeed, Need, ServeConfig, ServiceAddress, protocol_named};
 use crate::server::sources::SourcesConfig;
 use crate::server::sources::cidr::parse_cidr;
 use crate::server::threaded::Model;
@@ -21,13 +30,13 @@ use crate::server::threaded::Model;
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[allow(rustdoc::broken_intra_doc_links)] // `[V6]` is clap help text, not a link
-    /// Stream listen address, repeatable: HOST:PORT, [V6]:PORT or unix:/path [default: 127.0.0.1:7007]
-    #[arg(short, long = "listen", value_name = "ADDR", value_parser = parse_address)]
-    pub listen: Vec<Address>,
-    /// Also serve the protocol over UDP at ADDR, repeatable
-    #[arg(short, long = "udp", value_name = "ADDR", value_parser = parse_socket_addr)]
-    pub udp: Vec<SocketAddr>,
-    /// The service
+    /// Stream listen address, repeatable: HOST:PORT, [V6]:PORT or unix:/path; PROTOCOL@ADDR serves PROTOCOL there instead of -p [default: 127.0.0.1:7007]
+    #[arg(short, long = "listen", value_name = "ADDR", value_parser = parse_listen)]
+    pub listen: Vec<ServiceAddress<Address>>,
+    /// Also serve over UDP at ADDR, repeatable; PROTOCOL@ADDR serves PROTOCOL there instead of -p
+    #[arg(short, long = "udp", value_name = "ADDR", value_parser = parse_udp)]
+    pub udp: Vec<ServiceAddress<SocketAddr>>,
+    /// The service, for every address without a PROTOCOL@ prefix
     #[arg(short, long, value_enum, default_value = "echo", value_name = "NAME")]
     pub protocol: ProtocolKind,
     /// How frames are cut [default: line for chat; raw for the others, one frame per read as the tutorial servers (timestamp: line to pipeline)]
@@ -78,27 +87,27 @@ pub struct ServeArgs {
     /// -p files: the folder served (required; it must exist)
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-    /// -p files: largest file accepted (512M, 1G; a bare number is bytes)
-    #[arg(long, default_value_t = DEFAULT_MAX_FILE_BYTES, value_name = "BYTES", allow_hyphen_values = true, value_parser = units::bytes)]
-    pub max_file_bytes: u64,
-    /// -p files: content bytes the folder may hold, partial files included (10G); 0 = no quota
-    #[arg(long, default_value = "0", value_name = "BYTES", allow_hyphen_values = true, value_parser = units::bytes)]
-    pub dir_quota: u64,
-    /// -p files: complete plus partial files the folder may hold
-    #[arg(long, default_value_t = DEFAULT_MAX_FILES, value_name = "N", allow_hyphen_values = true, value_parser = |t: &str| units::count_in(t, 0u64..))]
-    pub max_files: u64,
-    /// -p files: an upload's quota reservation ends after this long without a byte from it
-    #[arg(long, default_value = "60s", value_name = "DURATION", allow_hyphen_values = true, value_parser = units::positive_duration)]
-    pub reservation_timeout: Duration,
-    /// -p files: remove partial files untouched this long; 0 = keep them
-    #[arg(long, default_value = "1d", value_name = "DURATION", allow_hyphen_values = true, value_parser = units::duration)]
-    pub partial_ttl: Duration,
+    /// -p files: largest file accepted (512M, 1G; a bare number is bytes) [default: 1G]
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true, value_parser = units::bytes)]
+    pub max_file_bytes: Option<u64>,
+    /// -p files: content bytes the folder may hold, partial files included (10G); 0 = no quota [default: 0]
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true, value_parser = units::bytes)]
+    pub dir_quota: Option<u64>,
+    /// -p files: complete plus partial files the folder may hold [default: 100000]
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = |t: &str| units::count_in(t, 0u64..))]
+    pub max_files: Option<u64>,
+    /// -p files: an upload's quota reservation ends after this long without a byte from it [default: 60s]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = units::positive_duration)]
+    pub reservation_timeout: Option<Duration>,
+    /// -p files: remove partial files untouched this long; 0 = keep them [default: 1d]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = units::duration)]
+    pub partial_ttl: Option<Duration>,
     /// Most bytes the connections' buffers may hold, per worker; over it the biggest holders are not read (chat: dropped) and new connections get `error: server busy`
     #[arg(long, default_value = "1G", value_name = "BYTES", allow_hyphen_values = true, value_parser = |t: &str| units::bytes_in(t, 1, u64::MAX))]
     pub max_memory: u64,
-    /// -p chat: lines per second per member, in bursts of twice that; a member over it is not read until it may send again (trusted sources exempt); 0 = off
-    #[arg(long, default_value_t = 20, value_name = "N", allow_hyphen_values = true, value_parser = |t: &str| units::count_in(t, 0u32..))]
-    pub chat_rate: u32,
+    /// -p chat: lines per second per member, in bursts of twice that; a member over it is not read until it may send again (trusted sources exempt); 0 = off [default: 20]
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = |t: &str| units::count_in(t, 0u32..))]
+    pub chat_rate: Option<u32>,
     /// SO_SNDBUF of accepted stream sockets, in bytes [default: the kernel's]
     #[arg(long, value_name = "BYTES", allow_hyphen_values = true, value_parser = |t: &str| units::bytes_in(t, 1, i32::MAX as u64))]
     pub sndbuf: Option<u64>,
@@ -117,15 +126,38 @@ pub struct ServeArgs {
     /// Never serve these sources, repeatable: TCP closed at accept without a byte, UDP dropped
     #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
     pub deny: Vec<IpNet>,
-    /// UDP replies per second per source /24 (IPv6 /56), burst as many; trusted exempt; 0 = off
-    #[arg(long, default_value_t = 100, value_name = "N", allow_hyphen_values = true, value_parser = |t: &str| units::count_in(t, 0u32..))]
-    pub udp_rate_limit: u32,
+    /// UDP replies per second per source /24 (IPv6 /56), burst as many; trusted exempt; 0 = off [default: 100]
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = |t: &str| units::count_in(t, 0u32..))]
+    pub udp_rate_limit: Option<u32>,
     /// Stream connections at once per source address (IPv6 /64), per worker; trusted exempt; 0 = off
     #[arg(long, default_value_t = 256, value_name = "N", allow_hyphen_values = true, value_parser = |t: &str| units::count_in(t, 0u32..))]
     pub max_per_source: u32,
     /// New stream connections per second per source address (IPv6 /64), burst 2 x N, per worker; trusted exempt; 0 = off
     #[arg(long, default_value_t = 50, value_name = "N", allow_hyphen_values = true, value_parser = |t: &str| units::count_in(t, 0u32..))]
     pub accept_rate: u32,
+}
+
+/// A `-l` value: `[PROTOCOL@]ADDR`.
+fn parse_listen(text: &str) -> Result<ServiceAddress<Address>, String> {
+    text.parse()
+}
+
+/// A `-u` value: `[PROTOCOL@]HOST:PORT`, the host name resolved.
+fn parse_udp(text: &str) -> Result<ServiceAddress<SocketAddr>, String> {
+    ServiceAddress::parse_with(text, parse_socket_addr)
+}
+
+/// The sockets systemd passed us, each with the service its name selects: a protocol's name
+/// (`FileDescriptorName=daytime`) selects that protocol; any other name (systemd's default is
+/// the socket unit's name, `echoloop.socket`) means `-p`.
+pub fn inherited_services(inherited: Vec<Inherited>) -> Vec<ServiceAddress<InheritedSocket>> {
+    inherited
+        .into_iter()
+        .map(|Inherited { name, socket }| ServiceAddress {
+            protocol: protocol_named(&name),
+            address: socket,
+        })
+        .collect()
 }
 
 /// A `--trusted` value: a prefix, or `none` (an empty list).
@@ -143,24 +175,82 @@ fn duration_or_off(duration: Duration) -> Option<Duration> {
 }
 
 impl ServeArgs {
+    /// The flags given that only some services or sockets use, each with what it needs.
+    ///
+    /// Decided flag by flag: the files flags need a files service, `--chat-rate` a chat
+    /// service, `--udp-rate-limit` a UDP socket, `--greeting` and `--framing` a stream socket of
+    /// a service other than files, `--sndbuf`, `--rcvbuf` and `--keepalive` a stream socket.
+    /// The rest apply to every socket (`--max-frame`, the access lists, ...), or have a default
+    /// that cannot be told from a choice (`--nodelay`, `--max-connections`, `--idle-timeout`,
+    /// `--queue-limit`, `--max-per-source`, `--accept-rate`: stream settings left at their
+    /// defaults by a UDP-only server), and are not checked.
+    pub fn flag_needs(&self) -> Vec<FlagNeed> {
+        let files = Need::Service(ProtocolKind::Files);
+        let given = [
+            ("--dir", self.dir.is_some(), files),
+            ("--max-file-bytes", self.max_file_bytes.is_some(), files),
+            ("--dir-quota", self.dir_quota.is_some(), files),
+            ("--max-files", self.max_files.is_some(), files),
+            (
+                "--reservation-timeout",
+                self.reservation_timeout.is_some(),
+                files,
+            ),
+            ("--partial-ttl", self.partial_ttl.is_some(), files),
+            (
+                "--chat-rate",
+                self.chat_rate.is_some(),
+                Need::Service(ProtocolKind::Chat),
+            ),
+            ("--udp-rate-limit", self.udp_rate_limit.is_some(), Need::Udp),
+            ("--greeting", self.greeting.is_some(), Need::StreamNotFiles),
+            ("--framing", self.framing.is_some(), Need::StreamNotFiles),
+            ("--sndbuf", self.sndbuf.is_some(), Need::Stream),
+            ("--rcvbuf", self.rcvbuf.is_some(), Need::Stream),
+            ("--keepalive", !self.keepalive.is_zero(), Need::Stream),
+        ];
+        given
+            .into_iter()
+            .filter(|(_, given, _)| *given)
+            .map(|(flag, _, need)| FlagNeed { flag, need })
+            .collect()
+    }
+
     /// The config these arguments describe.
     pub fn into_config(self) -> ServeConfig {
         let defaults = ServeConfig::default();
+        let flag_needs = self.flag_needs();
         let files = self.dir.map(|dir| FilesConfig {
             dir,
-            max_file_bytes: self.max_file_bytes,
-            dir_quota: self.dir_quota,
-            max_files: self.max_files,
-            reservation_timeout: self.reservation_timeout,
-            partial_ttl: duration_or_off(self.partial_ttl),
+            max_file_bytes: self.max_file_bytes.unwrap_or(DEFAULT_MAX_FILE_BYTES),
+            dir_quota: self.dir_quota.unwrap_or(0),
+            max_files: self.max_files.unwrap_or(DEFAULT_MAX_FILES),
+            reservation_timeout: self
+                .reservation_timeout
+                .unwrap_or(DEFAULT_RESERVATION_TIMEOUT),
+            partial_ttl: self
+                .partial_ttl
+                .map_or(Some(DEFAULT_PARTIAL_TTL), duration_or_off),
         });
+        // Addresses without a prefix are served with -p; the others name their own service.
+        let (plain_listen, listen_services): (Vec<_>, Vec<_>) =
+            self.listen.into_iter().partition(|s| s.protocol.is_none());
+        let (plain_udp, udp_services): (Vec<_>, Vec<_>) =
+            self.udp.into_iter().partition(|s| s.protocol.is_none());
+        let nothing_given = listen_services.is_empty()
+            && udp_services.is_empty()
+            && plain_listen.is_empty()
+            && plain_udp.is_empty();
         ServeConfig {
-            listen: if self.listen.is_empty() && self.udp.is_empty() {
+            listen: if nothing_given {
                 defaults.listen
             } else {
-                self.listen
+                plain_listen.into_iter().map(|s| s.address).collect()
             },
-            udp: self.udp,
+            udp: plain_udp.into_iter().map(|s| s.address).collect(),
+            listen_services,
+            udp_services,
+            flag_needs,
             protocol: self.protocol.into(),
             framing: self.framing,
             max_frame: self.max_frame as usize,
@@ -179,7 +269,11 @@ impl ServeArgs {
             metrics: self.metrics,
             files,
             max_memory: self.max_memory as usize,
-            chat_rate: (self.chat_rate > 0).then_some(self.chat_rate),
+            chat_rate: match self.chat_rate {
+                Some(0) => None,
+                Some(rate) => Some(rate),
+                None => defaults.chat_rate,
+            },
             sndbuf: self.sndbuf.map(|bytes| bytes as usize),
             rcvbuf: self.rcvbuf.map(|bytes| bytes as usize),
             sources: SourcesConfig {
@@ -191,7 +285,9 @@ impl ServeArgs {
                 },
                 allow: self.allow,
                 deny: self.deny,
-                udp_rate_limit: self.udp_rate_limit,
+                udp_rate_limit: self
+                    .udp_rate_limit
+                    .unwrap_or(defaults.sources.udp_rate_limit),
                 max_per_source: self.max_per_source,
                 accept_rate: self.accept_rate,
             },
@@ -299,7 +395,7 @@ mod tests {
         else {
             panic!("not serve");
         };
-        let dir_quota = args.dir_quota;
+        let dir_quota = args.dir_quota.unwrap();
         let config = args.into_config();
         assert_eq!(config.idle_timeout, Some(Duration::from_secs(90)));
         assert_eq!(config.shutdown_timeout, Duration::from_millis(500));

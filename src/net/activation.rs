@@ -4,9 +4,12 @@
 //! `.socket` unit names (port 7 for echo, say, which only root may bind), waits for the first
 //! client, then starts us with those sockets already open as descriptors 3, 4, ... It says so in
 //! the environment: `LISTEN_PID` (the process they are meant for: a variable inherited by a child
-//! is not an invitation), `LISTEN_FDS` (how many) and `LISTEN_FDNAMES` (their names, for logs).
+//! is not an invitation), `LISTEN_FDS` (how many) and `LISTEN_FDNAMES` (their names: a unit's
+//! `FileDescriptorName=`, else the socket unit's own name, such as `echoloop.socket`).
 //! The `sd-notify` crate reads that protocol; we only ask each descriptor what it is (stream or
 //! datagram, inet or Unix, listening or connected) and serve it like a socket we bound ourselves.
+//! Each comes with its name ([`Inherited`]); what a name means is not this layer's business
+//! (the command line maps a protocol's name to that service: `FileDescriptorName=daytime`).
 //!
 //! Only `Accept=no` is served: one echoloop process, one reactor, every client. `Accept=yes` is
 //! inetd's *process per connection* (systemd starts one process per client and hands it a
@@ -36,6 +39,16 @@ use socket2::{Socket, Type};
 use crate::error::StartError;
 
 pub use super::notify::{notify_ready, notify_status, notify_stopping};
+
+/// A socket handed to us by the service manager, and the name it gave it.
+#[derive(Debug)]
+pub struct Inherited {
+    /// Its `LISTEN_FDNAMES` entry: the unit's `FileDescriptorName=`, else the socket unit's
+    /// name (`echoloop.socket`), else `unknown`.
+    pub name: String,
+    /// The socket.
+    pub socket: InheritedSocket,
+}
 
 /// A socket handed to us by the service manager, sorted by what it turned out to be.
 #[derive(Debug)]
@@ -78,7 +91,7 @@ fn display_addr(addr: io::Result<std::net::SocketAddr>) -> String {
 ///
 /// The variables are left in place (removing them is unsafe once threads exist, and echoloop
 /// starts no child that could mistake them for its own: `LISTEN_PID` would not match anyway).
-pub fn inherited_sockets() -> Result<Vec<InheritedSocket>, StartError> {
+pub fn inherited_sockets() -> Result<Vec<Inherited>, StartError> {
     let bad = |e: io::Error| {
         StartError::Config(format!("socket activation: bad LISTEN_* variables: {e}"))
     };
@@ -95,7 +108,7 @@ pub fn inherited_sockets() -> Result<Vec<InheritedSocket>, StartError> {
             StartError::Config(format!("socket activation: descriptor {fd} ({name}): {e}"))
         })?;
         info!("inherited descriptor {fd} ({name}): {}", socket.describe());
-        sockets.push(socket);
+        sockets.push(Inherited { name, socket });
     }
     Ok(sockets)
 }

@@ -3,13 +3,19 @@
 //! `cli/serve.rs` turns `echoloop serve ...` into a [`ServeConfig`]; tests start from
 //! [`ServeConfig::for_tests`] (loopback, port 0, no signal handling) and change a field or two.
 //!
-//! Next: `server/mod.rs`, which binds the sockets this config names and runs the reactors.
+//! One process may serve several services, as inetd does: an address may name its own,
+//! `daytime@0.0.0.0:13` ([`ServiceAddress`]); one without a name is served with `-p`. Which
+//! service each socket gets, and the rules that follow from that, are `services.rs`.
+//!
+//! Next: `server/services.rs`, then `server/mod.rs`, which binds the sockets this config names
+//! and runs the reactors.
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::str::FromStr;
 use std::time::Duration;
 
-use crate::error::StartError;
 use crate::net::address::Address;
 use crate::protocol::framing::FramingKind;
 use crate::protocol::{FilesConfig, ProtocolFactory, ProtocolKind, Service};
@@ -45,6 +51,133 @@ impl ProtocolChoice {
     pub fn is(&self, kind: ProtocolKind) -> bool {
         matches!(self, ProtocolChoice::Builtin(k) if *k == kind)
     }
+
+    /// A new value of this protocol, for one reactor (or one thread of the threaded model).
+    /// Fails only if `files` cannot open its folder.
+    pub(crate) fn build(&self, files: Option<&FilesConfig>) -> io::Result<Box<dyn Service>> {
+        match self {
+            ProtocolChoice::Builtin(kind) => kind.build(files),
+            ProtocolChoice::Custom(factory) => Ok(factory.build()),
+        }
+    }
+}
+
+/// An address that may name the service it serves: `daytime@0.0.0.0:13`, `chat@unix:/run/chat.sock`,
+/// `echo@[::1]:7`; without a name (`0.0.0.0:7`) it is served with `-p`.
+///
+/// `A` is what follows the `@`: an [`Address`] for `-l`, a [`SocketAddr`] for `-u`. The name is
+/// recognised only when the text before the first `@` is a plain word (letters, digits, `-`,
+/// `_`), so `unix:@abstract` is an address, not a prefix. (A later `tls:` marker goes after the
+/// `@`, before the address: `chat@tls:0.0.0.0:6697`.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAddress<A> {
+    /// The service named before `@`; `None`: the one `-p` names.
+    pub protocol: Option<ProtocolKind>,
+    /// Where to listen.
+    pub address: A,
+}
+
+impl<A> ServiceAddress<A> {
+    /// `address`, served with `-p`.
+    pub fn plain(address: A) -> Self {
+        ServiceAddress {
+            protocol: None,
+            address,
+        }
+    }
+
+    /// `address`, served with `protocol`.
+    pub fn serving(protocol: ProtocolKind, address: A) -> Self {
+        ServiceAddress {
+            protocol: Some(protocol),
+            address,
+        }
+    }
+}
+
+/// The built-in protocol called `name`, if there is one.
+pub fn protocol_named(name: &str) -> Option<ProtocolKind> {
+    ProtocolKind::ALL
+        .into_iter()
+        .find(|kind| kind.name() == name)
+}
+
+impl<A> FromStr for ServiceAddress<A>
+where
+    A: FromStr,
+    A::Err: fmt::Display,
+{
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        ServiceAddress::parse_with(text, |rest| rest.parse::<A>().map_err(|e| e.to_string()))
+    }
+}
+
+impl<A> ServiceAddress<A> {
+    /// Parses `[PROTOCOL@]ADDR`, the address with `address` (`-u` resolves host names).
+    pub fn parse_with(
+        text: &str,
+        address: impl FnOnce(&str) -> Result<A, String>,
+    ) -> Result<Self, String> {
+        let is_word = |word: &str| {
+            !word.is_empty()
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        let (protocol, rest) = match text.split_once('@') {
+            Some((name, rest)) if is_word(name) => match protocol_named(name) {
+                Some(kind) => (Some(kind), rest),
+                None => {
+                    let names: Vec<&str> = ProtocolKind::ALL.iter().map(|k| k.name()).collect();
+                    return Err(format!(
+                        "unknown protocol '{name}' in '{text}' (possible values: {})",
+                        names.join(", ")
+                    ));
+                }
+            },
+            _ => (None, text),
+        };
+        Ok(ServiceAddress {
+            protocol,
+            address: address(rest)?,
+        })
+    }
+}
+
+impl<A: fmt::Display> fmt::Display for ServiceAddress<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.protocol {
+            Some(kind) => write!(f, "{}@{}", kind.name(), self.address),
+            None => write!(f, "{}", self.address),
+        }
+    }
+}
+
+/// What a flag given on the command line needs in order to be of use. A flag whose need no
+/// configured socket meets is a usage error (`ServicePlan::validate` in `services.rs`), not
+/// silently ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// A socket serving this service (`--dir` needs `files`, `--chat-rate` needs `chat`).
+    Service(ProtocolKind),
+    /// A UDP socket (`--udp-rate-limit`).
+    Udp,
+    /// A stream socket (`--sndbuf`, `--rcvbuf`, `--keepalive`).
+    Stream,
+    /// A stream socket of a service that is not `files`: `--greeting` (it would break the
+    /// tutorial upload client) and `--framing` (files has its own).
+    StreamNotFiles,
+}
+
+/// A flag given on the command line, and what it needs ([`Need`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlagNeed {
+    /// The flag as typed: `--dir`.
+    pub flag: &'static str,
+    /// What must be configured for it to be of use.
+    pub need: Need,
 }
 
 impl From<ProtocolKind> for ProtocolChoice {
@@ -62,11 +195,15 @@ impl From<ProtocolFactory> for ProtocolChoice {
 /// Everything `echoloop serve` can be told.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// Stream listeners: TCP addresses and Unix socket paths (`-l`).
+    /// Stream listeners served with `protocol`: TCP addresses and Unix socket paths (`-l ADDR`).
     pub listen: Vec<Address>,
-    /// UDP sockets (`-u`).
+    /// UDP sockets served with `protocol` (`-u ADDR`).
     pub udp: Vec<SocketAddr>,
-    /// The service (`-p`), or a protocol of your own.
+    /// Stream listeners that name their service (`-l PROTOCOL@ADDR`), bound after `listen`.
+    pub listen_services: Vec<ServiceAddress<Address>>,
+    /// UDP sockets that name their service (`-u PROTOCOL@ADDR`), bound after `udp`.
+    pub udp_services: Vec<ServiceAddress<SocketAddr>>,
+    /// The service (`-p`), or a protocol of your own: for every socket that names none.
     pub protocol: ProtocolChoice,
     /// How frames are cut; `None`: the protocol's default.
     pub framing: Option<FramingKind>,
@@ -113,6 +250,9 @@ pub struct ServeConfig {
     /// Who may talk to us and how much: `--trusted`, `--allow`, `--deny`, `--udp-rate-limit`,
     /// `--max-per-source`, `--accept-rate` (see `server/sources/`).
     pub sources: SourcesConfig,
+    /// Flags given on the command line and what each needs; one that no socket uses is an
+    /// error (`ServicePlan::validate`). Empty for a config built in code.
+    pub flag_needs: Vec<FlagNeed>,
 }
 
 impl Default for ServeConfig {
@@ -120,6 +260,8 @@ impl Default for ServeConfig {
         ServeConfig {
             listen: vec![Address::Tcp(SocketAddr::from(([127, 0, 0, 1], 7007)))],
             udp: Vec::new(),
+            listen_services: Vec::new(),
+            udp_services: Vec::new(),
             protocol: ProtocolKind::Echo.into(),
             framing: None,
             max_frame: 64 * 1024,
@@ -142,6 +284,7 @@ impl Default for ServeConfig {
             sndbuf: None,
             rcvbuf: None,
             sources: SourcesConfig::default(),
+            flag_needs: Vec::new(),
         }
     }
 }
@@ -156,55 +299,82 @@ impl ServeConfig {
         }
     }
 
-    /// The framing in force: the one asked for, else the protocol's default.
+    /// The framing in force for `-p`: the one asked for, else the protocol's default.
     pub fn framing(&self) -> FramingKind {
         self.framing
             .unwrap_or_else(|| self.protocol.default_framing())
     }
 
-    /// Checks that the settings fit together; every error here is a usage error (exit 2). Only
-    /// `-p files` has rules of its own: a folder (`--dir`), stream sockets only, no greeting (it
-    /// would break the tutorial client), its own framing, one worker (its busy set and quota are
-    /// per reactor). Whether the folder opens is checked when the server binds.
-    pub fn validate(&self) -> Result<(), StartError> {
-        if !self.protocol.is(ProtocolKind::Files) {
-            return Ok(());
-        }
-        let refuse = |what: &str| Err(StartError::Config(format!("-p files: {what}")));
-        if !self.udp.is_empty() {
-            return refuse("serves TCP and Unix sockets only, not UDP (-u)");
-        }
-        if self.framing.is_some() {
-            return refuse("has its own framing (no --framing)");
-        }
-        if self.greeting.is_some() {
-            return refuse("takes no --greeting (it would break the tutorial client)");
-        }
-        if self.workers > 1 {
-            return refuse("runs on one worker (its busy set and quota are per reactor)");
-        }
-        if self.files.is_none() {
-            return refuse("needs --dir DIR");
-        }
-        Ok(())
-    }
-
-    /// Builds the protocol once and drops it, so that what it needs from the system (the files
-    /// service's folder) fails now, before the `listening` lines, and not in a worker after
-    /// them. A custom protocol's factory is not called: it is yours, and counted in tests.
-    pub(crate) fn probe_service(&self) -> io::Result<()> {
-        match &self.protocol {
-            ProtocolChoice::Builtin(kind) => kind.build(self.files.as_ref()).map(drop),
-            ProtocolChoice::Custom(_) => Ok(()),
-        }
-    }
-
-    /// A new value of the protocol to serve, for one reactor (or one thread of the threaded
-    /// model). Fails only if `-p files` cannot open its folder.
+    /// A new value of the `-p` protocol, for one thread of the threaded model. Fails only if
+    /// `-p files` cannot open its folder.
     pub(crate) fn build_service(&self) -> io::Result<Box<dyn Service>> {
-        match &self.protocol {
-            ProtocolChoice::Builtin(kind) => kind.build(self.files.as_ref()),
-            ProtocolChoice::Custom(factory) => Ok(factory.build()),
+        self.protocol.build(self.files.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn stream(text: &str) -> Result<ServiceAddress<Address>, String> {
+        text.parse()
+    }
+
+    #[test]
+    fn a_prefix_names_the_service() {
+        assert_eq!(
+            stream("echo@0.0.0.0:7").unwrap(),
+            ServiceAddress::serving(ProtocolKind::Echo, "0.0.0.0:7".parse().unwrap())
+        );
+        assert_eq!(
+            stream("echo@[::1]:7").unwrap(),
+            ServiceAddress::serving(ProtocolKind::Echo, "[::1]:7".parse().unwrap())
+        );
+        assert_eq!(
+            stream("chat@unix:/run/chat.sock").unwrap(),
+            ServiceAddress::serving(ProtocolKind::Chat, Address::Unix("/run/chat.sock".into()))
+        );
+        let udp: ServiceAddress<SocketAddr> = "time@127.0.0.1:37".parse().unwrap();
+        assert_eq!(udp.protocol, Some(ProtocolKind::Time));
+        assert_eq!(udp.address, SocketAddr::from(([127, 0, 0, 1], 37)));
+    }
+
+    #[test]
+    fn no_prefix_means_dash_p() {
+        assert_eq!(
+            stream("127.0.0.1:7").unwrap(),
+            ServiceAddress::plain("127.0.0.1:7".parse().unwrap())
+        );
+        // An `@` that follows something other than a plain word belongs to the address.
+        assert_eq!(
+            stream("unix:@abstract").unwrap(),
+            ServiceAddress::plain(Address::Unix(PathBuf::from("@abstract")))
+        );
+        assert_eq!(
+            stream("unix:/tmp/a@b").unwrap(),
+            ServiceAddress::plain(Address::Unix(PathBuf::from("/tmp/a@b")))
+        );
+    }
+
+    #[test]
+    fn an_unknown_prefix_is_named_with_the_valid_ones() {
+        let error = stream("nosuch@127.0.0.1:0").unwrap_err();
+        assert!(error.contains("'nosuch'"), "{error}");
+        assert!(error.contains("echo, timestamp, daytime, time"), "{error}");
+        assert!(stream("echo@").is_err());
+        assert!(stream("echo@nonsense").is_err());
+        assert!(
+            "echo@unix:/x"
+                .parse::<ServiceAddress<SocketAddr>>()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn it_prints_as_it_is_parsed() {
+        for text in ["daytime@0.0.0.0:13", "[::1]:7", "chat@unix:/run/chat.sock"] {
+            assert_eq!(stream(text).unwrap().to_string(), text);
         }
     }
 }

@@ -75,7 +75,7 @@ pub enum State {
 /// How long a lingering close waits for the peer's FIN.
 pub const LINGER: Duration = Duration::from_secs(2);
 
-/// The limits a connection's decisions follow: the same for every client of a reactor.
+/// The limits a connection's decisions follow: the same for every client of a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
     /// `--queue-limit`: above it, reading pauses (or the client is dropped).

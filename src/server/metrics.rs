@@ -48,7 +48,13 @@
 //! Scrapes are not clients: they are not counted in the stats they report. With `--workers N` the
 //! endpoint lives on worker 0 and reports every worker's counters, added up ([`ServerStats`]).
 //!
-//! Every family carries a `transport` label: `tcp` and `unix` for stream clients, `udp` for
+//! Every family but the memory ones carries a `service` label (`service="echo"`): a process may
+//! serve several (`server/services.rs`), and each reactor counts each service apart. It is
+//! there with one service too, so that a dashboard does not change when a second is added.
+//! Sum over it (`sum without (service) (...)`) for the process's totals. The memory families
+//! have no service: the cap and the buffers are the reactor's.
+//!
+//! Every family of client counters carries a `transport` label too: `tcp` and `unix` for stream clients, `udp` for
 //! datagrams. The reactor keeps one set of stream counters per transport (`stats.rs`), picked by
 //! the client's [`Transport`] with an array index: the split costs the hot path about 19
 //! instructions per echoed message (docs/BENCHMARKS.md), no branch chain, no lookup. Both
@@ -297,7 +303,7 @@ impl Scrape {
                     Ok(n) => {
                         self.last_active = tick;
                         request.extend_from_slice(&chunk[..n]);
-                        if let Some(response) = answer(request, || stats.snapshot()) {
+                        if let Some(response) = answer(request, || stats.per_service()) {
                             self.state = ScrapeState::Writing {
                                 response,
                                 written: 0,
@@ -335,8 +341,11 @@ impl Scrape {
 }
 
 /// The answer to the request bytes read so far, or `None` while its head is incomplete.
-/// Pure: the counters are read only when a page is asked for.
-pub fn answer(request: &[u8], snapshot: impl FnOnce() -> StatsSnapshot) -> Option<Vec<u8>> {
+/// Pure: the counters (each service's, with its name) are read only when a page is asked for.
+pub fn answer(
+    request: &[u8],
+    snapshot: impl FnOnce() -> Vec<(&'static str, StatsSnapshot)>,
+) -> Option<Vec<u8>> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     match parsed.parse(request) {
@@ -411,6 +420,9 @@ type StreamFamily = (
     fn(&StreamSnapshot) -> u64,
 );
 
+/// A counter family read from a service's datagram counters: name, help, value.
+type DatagramFamily = (&'static str, &'static str, fn(&StatsSnapshot) -> u64);
+
 /// The stream families before `echoloop_connections_refused_total` (which has a reason label).
 const STREAM_FAMILIES_BEFORE_REFUSED: [StreamFamily; 2] = [
     (
@@ -473,8 +485,9 @@ const STREAM_FAMILIES_AFTER_CLOSED: [StreamFamily; 7] = [
     ),
 ];
 
-/// The counters as Prometheus reads them: a `# HELP` and a `# TYPE` line per family.
-pub fn exposition(s: &StatsSnapshot) -> String {
+/// The counters as Prometheus reads them, each service's apart (see `services`): a `# HELP`
+/// and a `# TYPE` line per family.
+pub fn exposition(services: &[(&str, StatsSnapshot)]) -> String {
     let mut page = String::new();
     let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
         let _ = writeln!(page, "# HELP {name} {help}");
@@ -487,28 +500,47 @@ pub fn exposition(s: &StatsSnapshot) -> String {
             }
         }
     };
-    // One sample per stream transport, each always written (0 if unused): a series that appears
-    // only once a Unix client connects would leave gaps in dashboards and `rate()`.
+    // One sample per service and stream transport, each always written (0 if unused): a series
+    // that appears only once a Unix client connects would leave gaps in dashboards and `rate()`.
     let streams = |value: fn(&StreamSnapshot) -> u64| -> Vec<(String, u64)> {
-        Transport::ALL
+        services
             .iter()
-            .map(|t| (transport_label(*t), value(s.stream(*t))))
+            .flat_map(|(service, s)| {
+                Transport::ALL
+                    .iter()
+                    .map(move |t| (stream_labels(service, *t), value(s.stream(*t))))
+            })
             .collect()
     };
     for (name, kind, help, value) in STREAM_FAMILIES_BEFORE_REFUSED {
         family(name, kind, help, &streams(value));
     }
-    let refused: Vec<(String, u64)> = Transport::ALL
-        .iter()
-        .flat_map(|t| {
-            RefusalReason::ALL.iter().map(|reason| {
-                (
-                    format!("{},reason=\"{}\"", transport_label(*t), reason.as_str()),
-                    s.stream(*t).refused_for(*reason),
-                )
-            })
-        })
-        .collect();
+    let mut refused: Vec<(String, u64)> = Vec::new();
+    let mut closed: Vec<(String, u64)> = Vec::new();
+    for (service, s) in services {
+        for t in Transport::ALL {
+            for reason in RefusalReason::ALL {
+                refused.push((
+                    format!(
+                        "{},reason=\"{}\"",
+                        stream_labels(service, t),
+                        reason.as_str()
+                    ),
+                    s.stream(t).refused_for(reason),
+                ));
+            }
+            for reason in CloseReason::ALL {
+                closed.push((
+                    format!(
+                        "{},reason=\"{}\"",
+                        stream_labels(service, t),
+                        reason.as_str()
+                    ),
+                    s.stream(t).closed_for(reason),
+                ));
+            }
+        }
+    }
     family(
         "echoloop_connections_refused_total",
         "counter",
@@ -516,17 +548,6 @@ pub fn exposition(s: &StatsSnapshot) -> String {
          rate (--accept-rate), per-source (--max-per-source).",
         &refused,
     );
-    let closed: Vec<(String, u64)> = Transport::ALL
-        .iter()
-        .flat_map(|t| {
-            CloseReason::ALL.iter().map(|reason| {
-                (
-                    format!("{},reason=\"{}\"", transport_label(*t), reason.as_str()),
-                    s.stream(*t).closed_for(*reason),
-                )
-            })
-        })
-        .collect();
     family(
         "echoloop_connections_closed_total",
         "counter",
@@ -536,33 +557,32 @@ pub fn exposition(s: &StatsSnapshot) -> String {
     for (name, kind, help, value) in STREAM_FAMILIES_AFTER_CLOSED {
         family(name, kind, help, &streams(value));
     }
-    let udp = [
+    let udp: [DatagramFamily; 2] = [
         (
             "echoloop_datagrams_received_total",
             "Datagrams received.",
-            s.datagrams_received,
+            |s| s.datagrams_received,
         ),
-        (
-            "echoloop_datagrams_sent_total",
-            "Datagrams sent.",
-            s.datagrams_sent,
-        ),
+        ("echoloop_datagrams_sent_total", "Datagrams sent.", |s| {
+            s.datagrams_sent
+        }),
     ];
     for (name, help, value) in udp {
-        family(
-            name,
-            "counter",
-            help,
-            &[("transport=\"udp\"".to_string(), value)],
-        );
+        let samples: Vec<(String, u64)> = services
+            .iter()
+            .map(|(service, s)| (udp_labels(service), value(s)))
+            .collect();
+        family(name, "counter", help, &samples);
     }
-    let dropped: Vec<(String, u64)> = DropReason::ALL
+    let dropped: Vec<(String, u64)> = services
         .iter()
-        .map(|reason| {
-            (
-                format!("transport=\"udp\",reason=\"{}\"", reason.as_str()),
-                s.dropped_for(*reason),
-            )
+        .flat_map(|(service, s)| {
+            DropReason::ALL.iter().map(move |reason| {
+                (
+                    format!("{},reason=\"{}\"", udp_labels(service), reason.as_str()),
+                    s.dropped_for(*reason),
+                )
+            })
         })
         .collect();
     family(
@@ -573,30 +593,45 @@ pub fn exposition(s: &StatsSnapshot) -> String {
          queue (the reply did not fit the socket's queue).",
         &dropped,
     );
+    // The reactor's, not a service's: added up over the services (only one holds them).
+    let mut all = StatsSnapshot::default();
+    for (_, s) in services {
+        all.merge(s);
+    }
     let memory = [
         (
             "echoloop_memory_bytes",
             "gauge",
             "Bytes the connections' buffers hold now, as --max-memory counts them.",
-            s.memory_bytes,
+            all.memory_bytes,
         ),
         (
             "echoloop_memory_peak_bytes",
             "gauge",
             "Most bytes the connections' buffers ever held at once (per worker, the largest).",
-            s.memory_peak,
+            all.memory_peak,
         ),
         (
             "echoloop_memory_episodes_total",
             "counter",
             "Times a reactor went over --max-memory.",
-            s.memory_episodes,
+            all.memory_episodes,
         ),
     ];
     for (name, kind, help, value) in memory {
         family(name, kind, help, &[(String::new(), value)]);
     }
     page
+}
+
+/// `service="echo",transport="tcp"`.
+fn stream_labels(service: &str, transport: Transport) -> String {
+    format!("service=\"{service}\",{}", transport_label(transport))
+}
+
+/// `service="echo",transport="udp"`.
+fn udp_labels(service: &str) -> String {
+    format!("service=\"{service}\",transport=\"udp\"")
 }
 
 /// `transport="tcp"` or `transport="unix"`.
@@ -615,7 +650,7 @@ mod tests {
     }
 
     fn answer_to(request: &[u8]) -> Option<Vec<u8>> {
-        answer(request, StatsSnapshot::default)
+        answer(request, || vec![("echo", StatsSnapshot::default())])
     }
 
     #[test]
@@ -624,8 +659,12 @@ mod tests {
         assert_eq!(status(&reply), "HTTP/1.1 200 OK");
         let text = String::from_utf8(reply).unwrap();
         assert!(text.contains("Connection: close\r\n"));
-        assert!(text.contains("echoloop_connections_accepted_total{transport=\"tcp\"} 0\n"));
-        assert!(text.contains("echoloop_connections_accepted_total{transport=\"unix\"} 0\n"));
+        assert!(text.contains(
+            "echoloop_connections_accepted_total{service=\"echo\",transport=\"tcp\"} 0\n"
+        ));
+        assert!(text.contains(
+            "echoloop_connections_accepted_total{service=\"echo\",transport=\"unix\"} 0\n"
+        ));
         assert!(!text.contains("transport=\"stream\""));
     }
 
@@ -696,18 +735,44 @@ mod tests {
         stats
             .stream(Transport::Unix)
             .count_close(CloseReason::Reset);
-        let page = exposition(&stats.snapshot());
-        assert!(page.contains("echoloop_bytes_sent_total{transport=\"tcp\"} 5\n"));
-        assert!(page.contains("echoloop_bytes_sent_total{transport=\"unix\"} 7\n"));
-        assert!(page.contains(
-            "echoloop_connections_closed_total{transport=\"unix\",reason=\"reset\"} 1\n"
-        ));
-        assert!(
-            page.contains(
-                "echoloop_connections_closed_total{transport=\"tcp\",reason=\"reset\"} 0\n"
-            )
-        );
-        assert!(page.contains("echoloop_datagrams_sent_total{transport=\"udp\"} 0\n"));
+        let page = exposition(&[("echo", stats.snapshot())]);
+        let labels = "service=\"echo\",transport";
+        assert!(page.contains(&format!(
+            "echoloop_bytes_sent_total{{{labels}=\"tcp\"}} 5\n"
+        )));
+        assert!(page.contains(&format!(
+            "echoloop_bytes_sent_total{{{labels}=\"unix\"}} 7\n"
+        )));
+        assert!(page.contains(&format!(
+            "echoloop_connections_closed_total{{{labels}=\"unix\",reason=\"reset\"}} 1\n"
+        )));
+        assert!(page.contains(&format!(
+            "echoloop_connections_closed_total{{{labels}=\"tcp\",reason=\"reset\"}} 0\n"
+        )));
+        assert!(page.contains(&format!(
+            "echoloop_datagrams_sent_total{{{labels}=\"udp\"}} 0\n"
+        )));
+    }
+
+    #[test]
+    fn each_service_is_a_series_of_its_own_and_memory_is_the_reactors() {
+        let echo = Stats::default();
+        echo.stream(Transport::Tcp).bytes_sent.add(5);
+        echo.note_memory(100);
+        let daytime = Stats::default();
+        daytime.stream(Transport::Tcp).connections_accepted.add(2);
+        daytime.datagrams_sent.add(3);
+        let page = exposition(&[("echo", echo.snapshot()), ("daytime", daytime.snapshot())]);
+        for line in [
+            "echoloop_bytes_sent_total{service=\"echo\",transport=\"tcp\"} 5\n",
+            "echoloop_bytes_sent_total{service=\"daytime\",transport=\"tcp\"} 0\n",
+            "echoloop_connections_accepted_total{service=\"daytime\",transport=\"tcp\"} 2\n",
+            "echoloop_connections_accepted_total{service=\"echo\",transport=\"tcp\"} 0\n",
+            "echoloop_datagrams_sent_total{service=\"daytime\",transport=\"udp\"} 3\n",
+            "echoloop_memory_bytes 100\n",
+        ] {
+            assert!(page.contains(line), "{line}");
+        }
     }
 
     #[test]
@@ -733,7 +798,7 @@ mod tests {
 
     #[test]
     fn every_family_has_help_and_type() {
-        let page = exposition(&StatsSnapshot::default());
+        let page = exposition(&[("echo", StatsSnapshot::default())]);
         let helps = page.lines().filter(|l| l.starts_with("# HELP ")).count();
         let types = page.lines().filter(|l| l.starts_with("# TYPE ")).count();
         assert_eq!(helps, types);

@@ -12,8 +12,12 @@
 //! [`RunningServer`] runs the whole thing on a background thread and stops and joins it when
 //! dropped: that is what tests use.
 //!
+//! Each socket serves one service: the one its address names (`-l daytime@0.0.0.0:13`), or `-p`
+//! (`services.rs` works out which, once, as a [`ServicePlan`] every worker gets a copy of). The
+//! `listening` lines say which as a fourth word: `listening tcp 0.0.0.0:13 daytime`.
+//!
 //! Sockets inherited from systemd (socket activation, see `activation.rs`) join the ones bound
-//! here. They cannot be bound again per worker, so each worker gets a duplicate descriptor of the
+//! here; each serves the service its `FileDescriptorName=` names (mapped by the caller). They cannot be bound again per worker, so each worker gets a duplicate descriptor of the
 //! same socket: the workers then share that socket's one accept queue (or receive queue), and the
 //! kernel wakes whichever is waiting, rather than spreading clients evenly as `SO_REUSEPORT` does.
 //! The `--metrics` listener is bound once, for worker 0, which reports every worker's counters;
@@ -26,6 +30,7 @@ pub mod connection;
 pub mod metrics;
 pub mod rate;
 pub mod reactor;
+pub mod services;
 pub mod signals;
 pub mod sources;
 pub mod stats;
@@ -49,18 +54,19 @@ use crate::net::activation::InheritedSocket;
 use crate::net::address::Address;
 use crate::net::listener::{self, BindOptions, Listener};
 use crate::net::notify;
-use crate::server::config::ServeConfig;
+use crate::server::config::{ServeConfig, ServiceAddress};
 use crate::server::metrics::MetricsEndpoint;
 use crate::server::reactor::{MAX_SOCKETS_PER_KIND, Reactor, ReactorSockets};
+use crate::server::services::{ServicePlan, SocketKind};
 use crate::server::signals::StopHandle;
-use crate::server::stats::{ServerStats, Stats, StatsSnapshot};
+use crate::server::stats::{ServerStats, StatsSnapshot};
 use crate::server::watchdog::{Heartbeat, WatchdogThread, Watched};
 
 /// Sockets bound and reactors ready to run.
 pub struct Server {
     config: ServeConfig,
     workers: Vec<(Poll, ReactorSockets)>,
-    stats: Vec<Arc<Stats>>,
+    stats: ServerStats,
     stop_requested: Arc<AtomicBool>,
     stop: StopHandle,
     listening: Vec<String>,
@@ -78,23 +84,30 @@ impl Server {
     }
 
     /// Binds every socket `config` names, once per worker, and serves the `inherited` sockets
-    /// too (socket activation: [`crate::net::activation::inherited_sockets`]).
+    /// too (socket activation: [`crate::net::activation::inherited_sockets`]), each with the
+    /// service it names (`None`: `-p`).
     pub fn bind_with(
         config: &ServeConfig,
-        inherited: Vec<InheritedSocket>,
+        inherited: Vec<ServiceAddress<InheritedSocket>>,
     ) -> Result<Server, StartError> {
-        config.validate()?;
-        config.probe_service()?;
-        if config.listen.is_empty() && config.udp.is_empty() && inherited.is_empty() {
+        let kinds: Vec<(Option<crate::protocol::ProtocolKind>, SocketKind)> = inherited
+            .iter()
+            .map(|s| {
+                let kind = match s.address {
+                    InheritedSocket::Udp(_) => SocketKind::Datagram,
+                    _ => SocketKind::Stream,
+                };
+                (s.protocol, kind)
+            })
+            .collect();
+        let plan = ServicePlan::new(config, &kinds);
+        if !plan.has_stream() && !plan.has_udp() {
             return Err(StartError::Config("nothing to listen on".into()));
         }
-        let inherited_udp = inherited
-            .iter()
-            .filter(|s| matches!(s, InheritedSocket::Udp(_)))
-            .count();
-        let inherited_streams = inherited.len() - inherited_udp;
-        if config.listen.len() + inherited_streams > MAX_SOCKETS_PER_KIND
-            || config.udp.len() + inherited_udp > MAX_SOCKETS_PER_KIND
+        plan.validate(config)?;
+        plan.probe(config)?;
+        if plan.stream_services().len() > MAX_SOCKETS_PER_KIND
+            || plan.datagram_services().len() > MAX_SOCKETS_PER_KIND
         {
             return Err(StartError::Config(format!(
                 "at most {MAX_SOCKETS_PER_KIND} listeners of each kind"
@@ -118,10 +131,18 @@ impl Server {
                 all_stats: None,
                 waker: None,
                 heartbeat: Arc::new(Heartbeat::new()),
+                services: plan.clone(),
             })
             .collect();
+        // Each `listening` line ends with the service's name, taken in binding order.
+        let names = plan.names();
+        let mut stream_names = plan.stream_services().iter().map(|&i| names[i]);
+        let mut datagram_names = plan.datagram_services().iter().map(|&i| names[i]);
 
-        for socket in &inherited {
+        for ServiceAddress {
+            address: socket, ..
+        } in &inherited
+        {
             for sockets in per_worker.iter_mut() {
                 match socket.try_clone()? {
                     InheritedSocket::Tcp(l) => sockets
@@ -138,16 +159,27 @@ impl Server {
                     }
                 }
             }
-            match socket {
-                InheritedSocket::Tcp(l) => tcp_addrs.push(l.local_addr()?),
-                InheritedSocket::Udp(s) => udp_addrs.push(s.local_addr()?),
-                InheritedSocket::Unix(..) => {}
-            }
-            listening.push(socket.describe());
+            let name = match socket {
+                InheritedSocket::Tcp(l) => {
+                    tcp_addrs.push(l.local_addr()?);
+                    stream_names.next()
+                }
+                InheritedSocket::Udp(s) => {
+                    udp_addrs.push(s.local_addr()?);
+                    datagram_names.next()
+                }
+                InheritedSocket::Unix(..) => stream_names.next(),
+            };
+            listening.push(format!("{} {}", socket.describe(), name.unwrap_or("?")));
         }
         drop(inherited); // each worker holds its own duplicate
 
-        for address in &config.listen {
+        let streams = config
+            .listen
+            .iter()
+            .chain(config.listen_services.iter().map(|s| &s.address));
+        for address in streams {
+            let name = stream_names.next().unwrap_or("?");
             match address {
                 Address::Tcp(asked) => {
                     // The first bind settles the port (`:0` picks one); the others reuse it.
@@ -162,7 +194,7 @@ impl Server {
                         addr = bound.local_addr()?;
                         sockets.listeners.push(Listener::Tcp(bound));
                     }
-                    listening.push(format!("tcp {addr}"));
+                    listening.push(format!("tcp {addr} {name}"));
                     tcp_addrs.push(addr);
                 }
                 Address::Unix(path) => {
@@ -180,11 +212,16 @@ impl Server {
                             i == 0, // only one copy removes the file
                         ));
                     }
-                    listening.push(format!("unix {}", path.display()));
+                    listening.push(format!("unix {} {name}", path.display()));
                 }
             }
         }
-        for asked in &config.udp {
+        let datagrams = config
+            .udp
+            .iter()
+            .chain(config.udp_services.iter().map(|s| &s.address));
+        for asked in datagrams {
+            let name = datagram_names.next().unwrap_or("?");
             let mut addr = *asked;
             for sockets in per_worker.iter_mut() {
                 let bound =
@@ -195,11 +232,11 @@ impl Server {
                 addr = bound.local_addr()?;
                 sockets.datagrams.push(bound);
             }
-            listening.push(format!("udp {addr}"));
+            listening.push(format!("udp {addr} {name}"));
             udp_addrs.push(addr);
         }
 
-        let stats: Vec<Arc<Stats>> = (0..workers).map(|_| Arc::new(Stats::default())).collect();
+        let stats = ServerStats::new(names.clone(), workers);
         let mut metrics_addr = None;
         if let Some(asked) = config.metrics {
             let bound = listener::bind_tcp(
@@ -213,7 +250,7 @@ impl Server {
                 what: format!("metrics {asked}"),
                 source,
             })?;
-            let endpoint = MetricsEndpoint::new(bound, ServerStats(stats.clone()));
+            let endpoint = MetricsEndpoint::new(bound, stats.clone());
             let addr = endpoint.local_addr()?;
             if let Some(warning) = metrics::exposure_warning(addr) {
                 warn!("{warning}");
@@ -222,7 +259,7 @@ impl Server {
             metrics_addr = Some(addr);
             per_worker[0].metrics = Some(endpoint);
         }
-        per_worker[0].all_stats = Some(ServerStats(stats.clone()));
+        per_worker[0].all_stats = Some(stats.clone());
 
         let stop_requested = Arc::new(AtomicBool::new(false));
         let mut wakers = Vec::new();
@@ -256,7 +293,8 @@ impl Server {
         })
     }
 
-    /// What each bound socket's `listening` line says after `listening `: `tcp 127.0.0.1:40123`.
+    /// What each bound socket's `listening` line says after `listening `: `tcp 127.0.0.1:40123
+    /// echo` (the service last).
     pub fn listening(&self) -> &[String] {
         &self.listening
     }
@@ -283,7 +321,7 @@ impl Server {
 
     /// The workers' counters.
     pub fn stats(&self) -> ServerStats {
-        ServerStats(self.stats.clone())
+        self.stats.clone()
     }
 
     /// Runs every worker until shutdown has drained: worker 0 on this thread, the others on
@@ -292,7 +330,7 @@ impl Server {
         let count = self.workers.len();
         info!(
             "serving {} on {} socket(s) with {} worker(s)",
-            self.config.protocol.name(),
+            self.stats.services().join(", "),
             self.listening.len(),
             count
         );
@@ -304,7 +342,8 @@ impl Server {
         };
         let mut threads = Vec::new();
         let mut first = None;
-        for (i, ((poll, sockets), stats)) in self.workers.into_iter().zip(self.stats).enumerate() {
+        let per_worker = self.stats.workers().to_vec();
+        for (i, ((poll, sockets), stats)) in self.workers.into_iter().zip(per_worker).enumerate() {
             let name = if count > 1 {
                 format!("worker {i}: ")
             } else {

@@ -447,24 +447,107 @@ fn by_reason<'a>(names: impl Iterator<Item = &'a str>, counts: &[u64]) -> String
     }
 }
 
-/// Every worker's counters, read together.
+/// Every worker's counters, read together: one [`Stats`] per service per worker.
+///
+/// Each reactor counts each of its services apart (the `service` label of the metrics): a
+/// client's counters are `stats[client.service]`, an index. The reactor-wide memory counters
+/// have no service; a reactor keeps them in its first service's [`Stats`].
 #[derive(Debug, Clone)]
-pub struct ServerStats(pub Vec<Arc<Stats>>);
+pub struct ServerStats {
+    /// The services' names, in index order.
+    services: Vec<&'static str>,
+    /// Per worker, one set per service (in index order).
+    workers: Vec<Vec<Arc<Stats>>>,
+}
 
 impl ServerStats {
-    /// The counters of all workers, added up.
+    /// Zeroed counters for `workers` reactors serving `services`.
+    pub fn new(services: Vec<&'static str>, workers: usize) -> Self {
+        let workers = (0..workers)
+            .map(|_| {
+                services
+                    .iter()
+                    .map(|_| Arc::new(Stats::default()))
+                    .collect()
+            })
+            .collect();
+        ServerStats { services, workers }
+    }
+
+    /// The services' names, in index order.
+    pub fn services(&self) -> &[&'static str] {
+        &self.services
+    }
+
+    /// Each worker's counters, one set per service.
+    pub fn workers(&self) -> &[Vec<Arc<Stats>>] {
+        &self.workers
+    }
+
+    /// The counters of all workers and services, added up.
     pub fn snapshot(&self) -> StatsSnapshot {
         let mut total = StatsSnapshot::default();
-        for stats in &self.0 {
+        for stats in self.workers.iter().flatten() {
             total.merge(&stats.snapshot());
         }
         total
     }
 
-    /// The counters of each worker, in worker order.
+    /// The counters of each worker (its services added up), in worker order.
     pub fn per_worker(&self) -> Vec<StatsSnapshot> {
-        self.0.iter().map(|stats| stats.snapshot()).collect()
+        self.workers.iter().map(|services| sum(services)).collect()
     }
+
+    /// The counters of each service (every worker's added up), in index order, with its name.
+    pub fn per_service(&self) -> Vec<(&'static str, StatsSnapshot)> {
+        self.services
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let mut total = StatsSnapshot::default();
+                for worker in &self.workers {
+                    total.merge(&worker[i].snapshot());
+                }
+                (*name, total)
+            })
+            .collect()
+    }
+}
+
+/// Several sets of counters added up.
+pub fn sum(stats: &[Arc<Stats>]) -> StatsSnapshot {
+    let mut total = StatsSnapshot::default();
+    for one in stats {
+        total.merge(&one.snapshot());
+    }
+    total
+}
+
+/// The `--stats-interval` line for several services: the totals, then each service's
+/// connections, bytes and datagrams, `service[echo: open=1 accepted=3 in=10B out=10B datagrams
+/// in=0 out=0]`.
+pub fn summary_by_service(services: &[(&str, StatsSnapshot)]) -> String {
+    let mut total = StatsSnapshot::default();
+    for (_, one) in services {
+        total.merge(one);
+    }
+    let parts: Vec<String> = services
+        .iter()
+        .map(|(name, s)| {
+            let t = s.total();
+            format!(
+                "{name}: open={} accepted={} in={}B out={}B datagrams in={} out={} dropped={}",
+                t.connections_open,
+                t.connections_accepted,
+                t.bytes_received,
+                t.bytes_sent,
+                s.datagrams_received,
+                s.datagrams_sent,
+                s.datagrams_dropped
+            )
+        })
+        .collect();
+    format!("{} service[{}]", total.summary_line(), parts.join(", "))
 }
 
 #[cfg(test)]
@@ -532,5 +615,31 @@ mod tests {
         assert_eq!(workers.stream(Transport::Unix).bytes_received, 14);
         assert_eq!(workers.total().bytes_received, 214);
         assert_eq!(workers.total().queued_bytes_peak, 30);
+    }
+
+    #[test]
+    fn services_are_counted_apart_and_added_up_per_worker() {
+        let stats = ServerStats::new(vec!["echo", "daytime"], 2);
+        stats.workers()[0][0].received(Transport::Tcp, 5);
+        stats.workers()[1][0].received(Transport::Tcp, 7);
+        stats.workers()[1][1].sent(Transport::Tcp, 26);
+        stats.workers()[1][1].datagrams_sent.add(1);
+        let per_service = stats.per_service();
+        assert_eq!(per_service[0].0, "echo");
+        assert_eq!(per_service[0].1.total().bytes_received, 12);
+        assert_eq!(per_service[1].1.total().bytes_sent, 26);
+        let per_worker = stats.per_worker();
+        assert_eq!(per_worker[1].total().bytes_received, 7);
+        assert_eq!(per_worker[1].total().bytes_sent, 26);
+        assert_eq!(stats.snapshot().total().bytes_received, 12);
+        let line = summary_by_service(&per_service);
+        assert!(line.starts_with("stats: "), "{line}");
+        assert!(
+            line.ends_with(
+                " service[echo: open=0 accepted=0 in=12B out=0B datagrams in=0 out=0 dropped=0, \
+                 daytime: open=0 accepted=0 in=0B out=26B datagrams in=0 out=1 dropped=0]"
+            ),
+            "{line}"
+        );
     }
 }

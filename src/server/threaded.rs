@@ -69,6 +69,7 @@ use crate::protocol::framing::{Decoder, FramingKind};
 use crate::protocol::{ClientId, ProtocolKind, Replies, Service, Session};
 use crate::server::config::ServeConfig;
 use crate::server::connection::LINGER;
+use crate::server::services::ServicePlan;
 use crate::server::sources::{Admission, Sources};
 use crate::server::stats::{RefusalReason, Stats, StatsSnapshot};
 
@@ -265,8 +266,16 @@ pub struct ThreadedServer {
 impl ThreadedServer {
     /// Binds every stream socket `config` names, or says why this model cannot serve it.
     pub fn bind(config: &ServeConfig) -> Result<ThreadedServer, StartError> {
-        config.validate()?;
-        config.probe_service()?;
+        if !config.listen_services.is_empty() || !config.udp_services.is_empty() {
+            return Err(StartError::Config(
+                "--model threaded serves one service, -p: PROTOCOL@ADDR (several services in one \
+                 process) is the reactor's (leave out --model)"
+                    .into(),
+            ));
+        }
+        let plan = ServicePlan::new(config, &[]);
+        plan.validate(config)?;
+        plan.probe(config)?;
         if config.protocol.is(ProtocolKind::Chat) {
             return Err(StartError::Config(
                 "--model threaded cannot serve chat: a room shared by all threads needs locks \
@@ -315,7 +324,7 @@ impl ThreadedServer {
                     let std_listener = TcpListener::from(OwnedFd::from(bound));
                     std_listener.set_nonblocking(false)?;
                     let local = std_listener.local_addr()?;
-                    listening.push(format!("tcp {local}"));
+                    listening.push(format!("tcp {local} {}", config.protocol.name()));
                     tcp_addrs.push(local);
                     listeners.push(BlockingListener::Tcp(std_listener));
                 }
@@ -326,7 +335,11 @@ impl ThreadedServer {
                     })?;
                     let std_listener = UnixListener::from(OwnedFd::from(bound));
                     std_listener.set_nonblocking(false)?;
-                    listening.push(format!("unix {}", path.display()));
+                    listening.push(format!(
+                        "unix {} {}",
+                        path.display(),
+                        config.protocol.name()
+                    ));
                     listeners.push(BlockingListener::Unix(std_listener, path.clone()));
                 }
             }

@@ -142,7 +142,10 @@ fn inherited_tcp_and_unix_sockets_are_served_by_every_worker() {
     let lines = listening_lines(&mut stdout, 2);
     assert_eq!(
         lines,
-        vec![format!("tcp {tcp}"), format!("unix {}", unix.display())]
+        vec![
+            format!("tcp {tcp} echo"),
+            format!("unix {} echo", unix.display())
+        ]
     );
     let mut local = UnixStream::connect(&unix).unwrap();
     local.set_read_timeout(Some(PATIENCE)).unwrap();
@@ -187,8 +190,51 @@ fn an_inherited_udp_socket_is_served() {
         assert!(start.elapsed() < PATIENCE, "no echo from {addr}");
     };
     assert_eq!(&reply[..n], b"datagram");
-    assert_eq!(listening_lines(&mut stdout, 1), vec![format!("udp {addr}")]);
+    assert_eq!(
+        listening_lines(&mut stdout, 1),
+        vec![format!("udp {addr} echo")]
+    );
     assert_eq!(process.terminate_and_wait(), 0);
+}
+
+/// `echoloop serve -p echo` started by `systemd-socket-activate` on one TCP socket named
+/// `fdname`; the first client's bytes and what came back, and the `listening` line.
+fn serve_one_named_socket(fdname: &str) -> (Vec<u8>, String) {
+    let tcp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (process, mut stdout) = Process::start(
+        socket_activate()
+            .arg("-l")
+            .arg(tcp.to_string())
+            .arg(format!("--fdname={fdname}"))
+            .args([ECHOLOOP, "serve", "-p", "echo"]),
+    );
+    let mut client = connect_when_listening(tcp);
+    client.write_all(b"hello\n").unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut reply = Vec::new();
+    client.read_to_end(&mut reply).unwrap();
+    let line = listening_lines(&mut stdout, 1).remove(0);
+    assert_eq!(process.terminate_and_wait(), 0);
+    (reply, line)
+}
+
+#[test]
+#[ignore = "needs systemd-socket-activate"]
+fn a_socket_named_after_a_protocol_serves_that_protocol() {
+    // `FileDescriptorName=daytime`: daytime, whatever -p says.
+    let (reply, line) = serve_one_named_socket("daytime");
+    assert!(line.ends_with(" daytime"), "{line}");
+    assert_eq!(reply.len(), 26, "{:?}", String::from_utf8_lossy(&reply));
+    assert!(reply.ends_with(b"\r\n"));
+}
+
+#[test]
+#[ignore = "needs systemd-socket-activate"]
+fn a_socket_with_any_other_name_serves_dash_p() {
+    // systemd's default name is the socket unit's: `-p` is served on it.
+    let (reply, line) = serve_one_named_socket("echoloop.socket");
+    assert!(line.ends_with(" echo"), "{line}");
+    assert_eq!(reply, b"hello\n");
 }
 
 #[test]

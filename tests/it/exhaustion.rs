@@ -51,6 +51,7 @@ fn a_flood_past_the_descriptor_limit_is_shed_cheaply_and_service_resumes() {
     let addr: std::net::SocketAddr = first_line
         .trim()
         .strip_prefix("listening tcp ")
+        .and_then(|rest| rest.split(' ').next()) // the address; the service follows
         .unwrap()
         .parse()
         .unwrap();

@@ -552,6 +552,7 @@ fn a_file_size_limit_is_an_error_line_not_the_servers_death() {
     let addr: SocketAddr = line
         .trim()
         .strip_prefix("listening tcp ")
+        .and_then(|rest| rest.split(' ').next()) // the address; the service follows
         .unwrap()
         .parse()
         .unwrap();

@@ -26,6 +26,8 @@
 //! - [`echo`]: byte-exact for any payload, each of 500 concurrent clients gets its own stream.
 //! - [`timestamp`]: `[<ctime>] <message>`: raw (the default, one per read), line, length framing.
 //! - [`services`]: daytime, time, discard and chargen; chargen produces only as fast as it is read.
+//! - [`inetd`]: several services in one process (`-l PROTOCOL@ADDR`), each counted apart; flags
+//!   no configured service uses refused.
 //! - [`chat`]: joins, leaves, broadcast order, commands, a slow reader dropped, a fast one kept.
 //! - [`files`]: uploads and downloads with resume, hostile names, quotas, a full disk, the
 //!   `put`/`get` clients.
@@ -86,6 +88,7 @@ mod echo;
 mod files;
 mod files_resume;
 mod greeting;
+mod inetd;
 mod offloop;
 mod services;
 mod timestamp;

@@ -110,8 +110,8 @@ fn page_after_tcp_and_udp_clients() -> (TestServer, TcpStream, String) {
 #[test]
 fn a_scrape_counts_what_the_clients_did() {
     let (server, open, page) = page_after_tcp_and_udp_clients();
-    let stream = "{transport=\"tcp\"}";
-    let udp_label = "{transport=\"udp\"}";
+    let stream = "{service=\"echo\",transport=\"tcp\"}";
+    let udp_label = "{service=\"echo\",transport=\"udp\"}";
     assert_eq!(
         sample(&page, &format!("echoloop_connections_open{stream}")),
         1
@@ -126,7 +126,7 @@ fn a_scrape_counts_what_the_clients_did() {
     assert_eq!(
         sample(
             &page,
-            "echoloop_connections_closed_total{transport=\"tcp\",reason=\"peer-closed\"}"
+            "echoloop_connections_closed_total{service=\"echo\",transport=\"tcp\",reason=\"peer-closed\"}"
         ),
         3
     );
@@ -150,13 +150,15 @@ fn a_scrape_counts_what_the_clients_did() {
         2
     );
     for reason in ["full", "acl", "rate", "per-source"] {
-        let series =
-            format!("echoloop_connections_refused_total{{transport=\"tcp\",reason=\"{reason}\"}}");
+        let series = format!(
+            "echoloop_connections_refused_total{{service=\"echo\",transport=\"tcp\",reason=\"{reason}\"}}"
+        );
         assert_eq!(sample(&page, &series), 0, "{series}");
     }
     for reason in ["loop", "rate", "acl", "size", "queue"] {
-        let series =
-            format!("echoloop_datagrams_dropped_total{{transport=\"udp\",reason=\"{reason}\"}}");
+        let series = format!(
+            "echoloop_datagrams_dropped_total{{service=\"echo\",transport=\"udp\",reason=\"{reason}\"}}"
+        );
         assert_eq!(sample(&page, &series), 0, "{series}");
     }
 
@@ -204,7 +206,9 @@ fn page_after_a_tcp_and_a_unix_client(test: &str) -> (TestServer, UnixStream, Pa
 #[test]
 fn tcp_and_unix_clients_are_counted_apart() {
     let (server, unix, path, page) = page_after_a_tcp_and_a_unix_client("apart");
-    let series = |name: &str, transport: &str| format!("{name}{{transport=\"{transport}\"}}");
+    let series = |name: &str, transport: &str| {
+        format!("{name}{{service=\"echo\",transport=\"{transport}\"}}")
+    };
     for (name, tcp, unix) in [
         ("echoloop_connections_open", 0, 1),
         ("echoloop_connections_accepted_total", 1, 1),
@@ -218,7 +222,7 @@ fn tcp_and_unix_clients_are_counted_apart() {
     }
     let closed = |transport: &str| {
         format!(
-            "echoloop_connections_closed_total{{transport=\"{transport}\",reason=\"peer-closed\"}}"
+            "echoloop_connections_closed_total{{service=\"echo\",transport=\"{transport}\",reason=\"peer-closed\"}}"
         )
     };
     assert_eq!(sample(&page, &closed("tcp")), 1);
@@ -284,7 +288,7 @@ fn bad_requests_get_400_and_431_and_cost_nothing_else() {
     assert_eq!(
         sample(
             &page,
-            "echoloop_connections_accepted_total{transport=\"tcp\"}"
+            "echoloop_connections_accepted_total{service=\"echo\",transport=\"tcp\"}"
         ),
         1
     );
@@ -312,7 +316,7 @@ fn workers_are_reported_together() {
     assert_eq!(
         sample(
             &page,
-            "echoloop_connections_accepted_total{transport=\"tcp\"}"
+            "echoloop_connections_accepted_total{service=\"echo\",transport=\"tcp\"}"
         ),
         8
     );

@@ -347,12 +347,14 @@ fn refusals_are_counted_by_reason_on_the_metrics_page() {
     let page = String::from_utf8(read_to_end(&mut scrape)).unwrap();
     for (reason, count) in [("loop", 0), ("rate", 0), ("acl", 1), ("size", 1)] {
         let series = format!(
-            "echoloop_datagrams_dropped_total{{transport=\"udp\",reason=\"{reason}\"}} {count}\n"
+            "echoloop_datagrams_dropped_total{{service=\"echo\",transport=\"udp\",reason=\"{reason}\"}} {count}\n"
         );
         assert!(page.contains(&series), "{series} in\n{page}");
     }
     assert!(
-        page.contains("echoloop_connections_refused_total{transport=\"tcp\",reason=\"acl\"} 0\n"),
+        page.contains(
+            "echoloop_connections_refused_total{service=\"echo\",transport=\"tcp\",reason=\"acl\"} 0\n"
+        ),
         "{page}"
     );
     let line = server.stats().summary_line();

@@ -14,6 +14,7 @@
 
 use std::io::{self, Read};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use log::{debug, warn};
@@ -37,6 +38,7 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 impl Reactor {
     /// Accepts until `WouldBlock`.
     pub(super) fn drain_accepts(&mut self, index: usize) {
+        let service = self.sockets.listener_service[index];
         loop {
             let Some(Some(listener)) = self.sockets.listeners.get(index) else {
                 return; // closed by the drain
@@ -44,13 +46,12 @@ impl Reactor {
             match listener.accept_from(self.settings.accept) {
                 Ok((stream, peer)) => {
                     self.accepting.exhaustion_logged = false;
-                    self.admit(stream, peer);
+                    self.admit(stream, peer, service);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_resource_exhaustion(&e) => {
-                    self.report
-                        .stats
+                    self.report.stats[service]
                         .stream(listener.transport())
                         .accept_errors
                         .add(1);
@@ -69,8 +70,7 @@ impl Reactor {
                 }
                 Err(e) => {
                     // ECONNABORTED and the like: that one connection is gone, the next may be fine.
-                    self.report
-                        .stats
+                    self.report.stats[service]
                         .stream(listener.transport())
                         .accept_errors
                         .add(1);
@@ -80,25 +80,25 @@ impl Reactor {
         }
     }
 
-    /// Takes a new connection from `peer` (`None`: a Unix peer) in, or refuses it: its source
-    /// is refused or over a per-source limit, or the reactor is full.
-    fn admit(&mut self, mut stream: Stream, peer: Option<IpAddr>) {
+    /// Takes a new connection from `peer` (`None`: a Unix peer) for `service` in, or refuses
+    /// it: its source is refused or over a per-source limit, or the reactor is full.
+    fn admit(&mut self, mut stream: Stream, peer: Option<IpAddr>, service: usize) {
         let id = self.clients.slab.vacant_key();
         let trusted = match self.sources.admit_stream(peer, id, self.clock.now) {
             Admission::Admit { trusted } => trusted,
             Admission::Refuse(reason) => {
-                self.refuse_source(stream, peer, reason);
+                self.refuse_source(stream, peer, reason, service);
                 return;
             }
         };
         if self.clients.slab.len() >= self.settings.max_connections {
             self.sources.closed(id); // it was counted against its source: give that back
-            self.refuse(stream);
+            self.refuse(stream, service);
             return;
         }
         if self.over_memory() {
             self.sources.closed(id);
-            self.refuse_busy(stream); // the episode was logged when it began
+            self.refuse_busy(stream, service); // the episode was logged when it began
             return;
         }
         self.accepting.full_logged = false;
@@ -118,25 +118,25 @@ impl Reactor {
         if log::log_enabled!(log::Level::Debug) {
             debug!("client {id} accepted from {}", stream.peer_label());
         }
-        let counters = self.report.stats.stream(stream.transport());
+        let counters = self.report.stats[service].stream(stream.transport());
         counters.connections_accepted.add(1);
         counters.connections_open.add(1);
         let serial = self.clients.next_serial;
         self.clients.next_serial += 1;
 
         // The greeting, then whatever the protocol says on connect: one delivery, in that order.
+        let served = &mut self.speech.services[service];
         let replies = &mut self.speech.replies;
-        replies.reset(self.settings.framing);
-        if let Some(greeting) = &self.settings.greeting {
+        replies.reset(served.framing);
+        if let Some(greeting) = &served.greeting {
             replies.send_raw(greeting);
         }
-        let session = self
-            .speech
+        let session = served
             .service
             .connect(ClientId(id), self.clock.wall_now, replies);
-        let decoder = Decoder::new(self.settings.framing, self.settings.max_frame);
+        let decoder = Decoder::new(served.framing, self.settings.max_frame);
         let mut conn = Connection::new(decoder, session, self.clock.now, serial);
-        if let Some(rate) = self.settings.frame_rate
+        if let Some(rate) = served.frame_rate
             && !trusted
         {
             conn.frame_budget = Some(TokenBucket::new(
@@ -150,17 +150,25 @@ impl Reactor {
             registration,
             conn,
             trusted,
+            service,
+            policy: served.policy,
+            stats: Arc::clone(&self.report.stats[service]),
         });
-        self.deliver(id);
+        self.deliver(id, service);
         self.flush_client(id); // chargen makes more as soon as the kernel takes the first batch
         self.sync(id);
     }
 
     /// A source the access lists or a per-source limit refuse: counted, and closed at once
     /// without a byte, or (over `--max-per-source`) after its one line.
-    fn refuse_source(&mut self, stream: Stream, peer: Option<IpAddr>, reason: RefusalReason) {
-        self.report
-            .stats
+    fn refuse_source(
+        &mut self,
+        stream: Stream,
+        peer: Option<IpAddr>,
+        reason: RefusalReason,
+        service: usize,
+    ) {
+        self.report.stats[service]
             .stream(stream.transport())
             .count_refusal(reason);
         debug!(
@@ -175,9 +183,8 @@ impl Reactor {
     }
 
     /// One over `--max-connections`: a one-line explanation, then close.
-    fn refuse(&mut self, stream: Stream) {
-        self.report
-            .stats
+    fn refuse(&mut self, stream: Stream, service: usize) {
+        self.report.stats[service]
             .stream(stream.transport())
             .count_refusal(RefusalReason::Full);
         if !self.accepting.full_logged {
@@ -195,9 +202,8 @@ impl Reactor {
     }
 
     /// A newcomer during a memory episode: `error: server busy`, then close.
-    fn refuse_busy(&mut self, stream: Stream) {
-        self.report
-            .stats
+    fn refuse_busy(&mut self, stream: Stream, service: usize) {
+        self.report.stats[service]
             .stream(stream.transport())
             .count_refusal(RefusalReason::Busy);
         self.say_and_close(stream, "error: server busy\n");

@@ -18,6 +18,7 @@
 
 use std::io::{self, Read, Write};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use log::{debug, trace, warn};
 use mio::event::Event;
@@ -30,7 +31,8 @@ use crate::net::registration::Registration;
 use crate::net::stream::Stream;
 use crate::protocol::framing::FramingKind;
 use crate::protocol::{Action, ClientId, CloseReason, InputWish, Replies};
-use crate::server::connection::{Connection, State, Step};
+use crate::server::connection::{Connection, Policy, State, Step};
+use crate::server::stats::Stats;
 use crate::server::timers::TimerEntry;
 
 /// Most bytes one stream read takes. Smaller reads cost more system calls; bigger ones make a
@@ -59,6 +61,14 @@ pub(super) struct Client {
     pub(super) conn: Connection,
     /// Its source is exempt from the per-source limits (`--trusted`, or a Unix peer).
     pub(super) trusted: bool,
+    /// The index of its service in the reactor's list (`server/services.rs`): its listener's.
+    pub(super) service: usize,
+    /// Its service's policy (queue limit, slow readers, idle timeout), copied at accept: read
+    /// at every settle, so kept beside the connection rather than looked up.
+    pub(super) policy: Policy,
+    /// Its service's counters, in this reactor (the same `Arc` as `Report::stats[service]`):
+    /// counted into at every read and write without a lookup.
+    pub(super) stats: Arc<Stats>,
 }
 
 /// The readiness a client event reports, as the handlers use it.
@@ -162,22 +172,34 @@ impl Reactor {
     /// The waker rang: the protocol names the clients whose work off the loop is done (a files
     /// upload's fsync), and each still connected is given [`crate::Protocol::on_resume`].
     pub(super) fn resume_woken_clients(&mut self) {
+        for service in 0..self.speech.services.len() {
+            self.resume_woken_clients_of(service);
+        }
+    }
+
+    /// [`Reactor::resume_woken_clients`] for one service: the clients it names are its own.
+    fn resume_woken_clients_of(&mut self, service: usize) {
         let mut woken = std::mem::take(&mut self.speech.woken);
-        self.speech.service.woken(&mut woken);
+        self.speech.services[service].service.woken(&mut woken);
         for ClientId(id) in woken.drain(..) {
             let Some(client) = self.clients.slab.get_mut(id) else {
                 continue; // gone: the protocol heard so in `on_disconnect`
             };
+            if client.service != service {
+                continue; // its client left and the slot went to another service's
+            }
             if client.conn.is_closed() || matches!(client.conn.state(), State::Lingering { .. }) {
                 continue; // nothing more can be written to it (its FIN is sent)
             }
             let conn = &mut client.conn;
             let speech = &mut self.speech;
             speech.replies.reset(conn.decoder.kind());
-            speech
-                .service
-                .resume(&mut conn.session, self.clock.wall_now, &mut speech.replies);
-            self.deliver(id);
+            speech.services[service].service.resume(
+                &mut conn.session,
+                self.clock.wall_now,
+                &mut speech.replies,
+            );
+            self.deliver(id, service);
             // A refill asked for here (a download that was waiting for its hash) is made now,
             // as in `drive_client`: no event would come for an empty queue.
             let conn = &self.clients.slab[id].conn;
@@ -228,7 +250,7 @@ impl Reactor {
             };
             trace!("client {id} read {n} bytes");
             client.conn.on_read(n, self.clock.now);
-            self.report.stats.received(client.stream.transport(), n);
+            client.stats.received(client.stream.transport(), n);
             let short_read = n < STREAM_READ_BYTES && !client.conn.peer_fin_seen();
             if client.conn.is_answering() {
                 self.answer(id, n);
@@ -266,9 +288,11 @@ impl Reactor {
     /// plus one reply, whatever it sends at once.
     fn answer(&mut self, id: usize, len: usize) {
         let client = &mut self.clients.slab[id];
+        let service = client.service;
         let conn = &mut client.conn;
         let speech = &mut self.speech;
-        let limit = self.settings.policy.queue_limit;
+        let served = &mut speech.services[service];
+        let limit = self.settings.queue_limit;
         speech.replies.reset(conn.decoder.kind());
         let mut input = &speech.read_buffer[..len];
         speech.replies.answering(input); // echoed slices of it are written from here, not copied
@@ -293,7 +317,7 @@ impl Reactor {
                     if let Some(budget) = &mut conn.frame_budget {
                         budget.spend(); // (a field, not a method: `frame` borrows the decoder)
                     }
-                    speech.service.frame(
+                    served.service.frame(
                         &mut conn.session,
                         frame,
                         self.clock.wall_now,
@@ -303,7 +327,7 @@ impl Reactor {
                 Ok(None) => break,
                 Err(error) => {
                     debug!("client {id} sent a bad frame: {error}");
-                    speech
+                    served
                         .service
                         .frame_error(&mut conn.session, &error, &mut speech.replies);
                     if conn.decoder.kind() == FramingKind::Length {
@@ -317,7 +341,7 @@ impl Reactor {
             trace!("client {id}: {} bytes of input held back", input.len());
             conn.held.extend_from_slice(input);
         }
-        self.deliver(id);
+        self.deliver(id, service);
         if broken {
             self.clients.slab[id].conn.finish(CloseReason::FrameError);
         }
@@ -333,32 +357,36 @@ impl Reactor {
     /// The peer sent FIN: its last unfinished line is still a frame, the protocol hears of the
     /// end, and then the connection finishes.
     fn on_end_of_input(&mut self, id: usize) {
-        let conn = &mut self.clients.slab[id].conn;
+        let client = &mut self.clients.slab[id];
+        let service = client.service;
+        let conn = &mut client.conn;
         if conn.is_answering() {
             // A pending refill is dropped here: a protocol that still owes a body asks again.
             conn.cancel_refill();
             let speech = &mut self.speech;
+            let served = &mut speech.services[service];
             speech.replies.reset(conn.decoder.kind());
             if let Some(frame) = conn.decoder.finish() {
-                speech.service.frame(
+                served.service.frame(
                     &mut conn.session,
                     frame,
                     self.clock.wall_now,
                     &mut speech.replies,
                 );
             }
-            speech
+            served
                 .service
                 .end_of_input(&mut conn.session, &mut speech.replies);
-            self.deliver(id);
+            self.deliver(id, service);
         } // else lingering: its FIN was what we waited for
         self.clients.slab[id].conn.on_end_of_input();
     }
 
-    /// Carries out what the protocol recorded in the replies on behalf of client `id`: its bytes
-    /// (the echoed run of the read buffer first, then the copied bytes), its close, its refill
-    /// request; then what it recorded for others. Every callback's replies come through here.
-    pub(super) fn deliver(&mut self, id: usize) {
+    /// Carries out what the protocol of `service` recorded in the replies on behalf of client
+    /// `id`: its bytes (the echoed run of the read buffer first, then the copied bytes), its
+    /// close, its refill request; then what it recorded for others, who are that service's
+    /// clients only. Every callback's replies come through here.
+    pub(super) fn deliver(&mut self, id: usize, service: usize) {
         let replies = &self.speech.replies;
         if let Some(client) = self.clients.slab.get_mut(id)
             && !client.conn.is_closed()
@@ -375,7 +403,7 @@ impl Reactor {
                 let queued_before = client.conn.outbound.len();
                 match client.send(reply, self.clock.now) {
                     Ok(written) => {
-                        self.report.stats.sent(client.stream.transport(), written);
+                        client.stats.sent(client.stream.transport(), written);
                         trace_send(id, written, reply.len(), queued_before);
                     }
                     Err(e) => {
@@ -404,20 +432,27 @@ impl Reactor {
             }
         }
         if self.speech.replies.has_others() {
-            self.deliver_to_others();
+            self.deliver_to_others(service);
         }
     }
 
-    /// Carries out the actions recorded for clients other than the sender. Each action's bytes
-    /// are wrapped once, so that however many queues hold them they count once towards
-    /// `--max-memory` (see `net/memory.rs`).
-    fn deliver_to_others(&mut self) {
+    /// Carries out the actions recorded for clients other than the sender, among the clients of
+    /// `service`. Each action's bytes are wrapped once, so that however many queues hold them
+    /// they count once towards `--max-memory` (see `net/memory.rs`).
+    fn deliver_to_others(&mut self, service: usize) {
         let others = self.speech.replies.take_others();
         for action in &others {
             match action {
                 Action::SendTo(target, bytes) => {
                     let shared = SharedBytes::new(Rc::clone(bytes), &self.memory.meter);
-                    self.queue_shared(target.0, &shared);
+                    if self
+                        .clients
+                        .slab
+                        .get(target.0)
+                        .is_some_and(|c| c.service == service)
+                    {
+                        self.queue_shared(target.0, &shared);
+                    }
                 }
                 Action::Broadcast { except, bytes } => {
                     let shared = SharedBytes::new(Rc::clone(bytes), &self.memory.meter);
@@ -429,6 +464,7 @@ impl Reactor {
                         self.clients
                             .slab
                             .iter()
+                            .filter(|(_, client)| client.service == service)
                             .map(|(key, _)| key)
                             .filter(|key| Some(ClientId(*key)) != *except),
                     );
@@ -455,7 +491,7 @@ impl Reactor {
             self.clients.to_flush.push(target);
         }
         client.conn.outbound.push_shared(shared);
-        if client.conn.outbound.footprint() > self.settings.policy.queue_limit {
+        if client.conn.outbound.footprint() > self.settings.queue_limit {
             // Over the limit only because this turn piled it up? Offer it to the kernel before
             // `sync` judges: the limit is for bytes a slow reader refuses, not for a burst.
             self.flush_client(target);
@@ -477,7 +513,7 @@ impl Reactor {
                 match client.conn.outbound.flush_into(&mut client.stream) {
                     Ok((flushed, written)) => {
                         client.conn.on_written(written, self.clock.now);
-                        self.report.stats.sent(client.stream.transport(), written);
+                        client.stats.sent(client.stream.transport(), written);
                         if flushed == Flushed::Blocked {
                             trace!("client {id} write {written} of {before} (short)");
                             return Flush::Done;
@@ -500,13 +536,14 @@ impl Reactor {
                 self.clients.still_ready.push(id);
                 return Flush::Budget;
             }
+            let service = client.service;
             let speech = &mut self.speech;
             speech.replies.reset(client.conn.decoder.kind());
-            speech
+            speech.services[service]
                 .service
                 .drained(&mut client.conn.session, &mut speech.replies);
             let produced = !speech.replies.to_sender().is_empty();
-            self.deliver(id);
+            self.deliver(id, service);
             if !produced {
                 // Nothing to send and asking again would call it again at once, forever: a
                 // refill that makes nothing ends the refills until another callback asks.
@@ -525,7 +562,8 @@ impl Reactor {
             return false; // freed already
         };
         let queued = client.conn.outbound.len();
-        let counters = self.report.stats.stream(client.stream.transport());
+        let counters = client.stats.stream(client.stream.transport());
+        let policy = &client.policy;
         if queued != client.conn.queue_counted {
             counters.note_queue_len(queued);
             counters.queued_bytes.add(queued as u64);
@@ -536,10 +574,7 @@ impl Reactor {
             Phase::Draining { deadline } => Some(deadline),
             Phase::Serving => None,
         };
-        match client
-            .conn
-            .settle(&self.settings.policy, self.clock.now, linger_cap)
-        {
+        match client.conn.settle(policy, self.clock.now, linger_cap) {
             Step::Steady => {}
             Step::Paused => {
                 trace!("client {id} paused: {queued} bytes queued");
@@ -553,7 +588,7 @@ impl Reactor {
             Step::Dropped => {
                 warn!(
                     "client {id} dropped: queue limit ({queued} bytes queued, limit {})",
-                    self.settings.policy.queue_limit
+                    policy.queue_limit
                 );
                 counters.clients_dropped.add(1);
             }
@@ -578,6 +613,7 @@ impl Reactor {
             return;
         }
         let client = &mut self.clients.slab[id];
+        let policy = &client.policy;
         // Input held back for want of room that the kernel then made (everything was written
         // at once): nothing will announce it, so come back next turn.
         if !client.conn.held.is_empty() && client.conn.may_answer() {
@@ -603,7 +639,7 @@ impl Reactor {
             || conn.holds.rate_until.is_some()
             || matches!(conn.state(), State::Lingering { .. });
         if may_be_earlier
-            && let Some(due) = conn.deadline(&self.settings.policy)
+            && let Some(due) = conn.deadline(policy)
             && conn.timer_at.is_none_or(|at| due < at)
         {
             conn.timer_at = Some(due);

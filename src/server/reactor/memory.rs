@@ -54,7 +54,7 @@ impl Reactor {
         self.memory.meter.recount(conn.memory_counted, now_held);
         conn.memory_counted = now_held;
         let total = self.memory.meter.total();
-        self.report.stats.note_memory(total);
+        self.report.stats[0].note_memory(total);
         if total > self.memory.cap && !self.memory.over {
             self.begin_memory_episode(total);
         }
@@ -89,7 +89,7 @@ impl Reactor {
         if total <= self.memory.cap || holding <= KEEPING_UP_BYTES {
             return;
         }
-        match self.settings.policy.slow_reader {
+        match client.policy.slow_reader {
             SlowReader::Drop => {
                 warn!(
                     "client {id} dropped: it holds {holding} bytes with the reactor over --max-memory"
@@ -115,7 +115,7 @@ impl Reactor {
             return;
         }
         let total = memory.meter.total();
-        self.report.stats.note_memory(total);
+        self.report.stats[0].note_memory(total);
         if total > memory.cap / 10 * 9 {
             return;
         }
@@ -139,7 +139,7 @@ impl Reactor {
     /// without changing any client's own share, so the cap is checked here too.
     pub(super) fn after_shared_bytes(&mut self) {
         let total = self.memory.meter.total();
-        self.report.stats.note_memory(total);
+        self.report.stats[0].note_memory(total);
         if total > self.memory.cap && !self.memory.over {
             self.begin_memory_episode(total);
         }
@@ -149,7 +149,7 @@ impl Reactor {
     fn begin_memory_episode(&mut self, total: usize) {
         let memory = &mut self.memory;
         memory.over = true;
-        self.report.stats.memory_episodes.add(1);
+        self.report.stats[0].memory_episodes.add(1);
         warn!(
             "{}over --max-memory ({total} bytes held, cap {}): holding back the biggest \
              clients and refusing new ones until under {}",

@@ -17,6 +17,11 @@
 //!   drains to half of it (or, for chat, is dropped).
 //! - **Late, single-place closing.** Handlers only *mark* a connection closed; slab slots are freed
 //!   at the end of the turn, so an event later in the same batch never meets a reused slot.
+//! - **Several services, one loop.** A reactor may serve echo on one port and daytime on
+//!   another (`server/services.rs`): it holds one protocol value per service in a list, and
+//!   every listener, UDP socket and client knows the index of its own, so each event finds its
+//!   protocol with an array index. A protocol's replies reach only its own clients: a chat
+//!   broadcast skips the echo clients.
 //! - **Strangers within limits.** The reactor owns a `Sources` (`server/sources/`): the access
 //!   lists and per-source limits checked at accept, the loop guard and rate limit checked for
 //!   every datagram. Trusted sources (loopback by default) pass with one prefix check.
@@ -53,10 +58,11 @@ use crate::net::alarm::Alarm;
 use crate::net::listener::{AcceptOptions, Listener, ReserveFd};
 use crate::net::memory::MemoryMeter;
 use crate::protocol::framing::FramingKind;
-use crate::protocol::{ClientId, Replies, Service};
-use crate::server::config::ServeConfig;
+use crate::protocol::{ClientId, ProtocolKind, Replies, Service};
+use crate::server::config::{ProtocolChoice, ServeConfig};
 use crate::server::connection::Policy;
 use crate::server::metrics::MetricsEndpoint;
+use crate::server::services::ServicePlan;
 use crate::server::signals::SignalSource;
 use crate::server::sources::Sources;
 use crate::server::stats::{ServerStats, Stats};
@@ -86,6 +92,8 @@ pub struct ReactorSockets {
     pub waker: Option<Arc<Waker>>,
     /// Stamped at every turn of the loop, for systemd's watchdog (`server/watchdog.rs`).
     pub heartbeat: Arc<Heartbeat>,
+    /// The services, and which one each listener and UDP socket (in the order above) serves.
+    pub services: ServicePlan,
 }
 
 /// One single-threaded server: a poller, its sockets, its clients and its protocol.
@@ -96,7 +104,7 @@ pub struct Reactor {
     /// Everything registered that is not a client: listeners, UDP, metrics, signals.
     sockets: Sockets,
     clients: Clients,
-    /// The protocol, and what answering with it needs.
+    /// The protocols, and what answering with them needs.
     speech: Speech,
     clock: Clock,
     /// Accepting when the process runs out of descriptors or the reactor is full.
@@ -112,17 +120,12 @@ pub struct Reactor {
 /// Settings read on the hot path, copied out of [`ServeConfig`] once.
 #[derive(Debug, Clone)]
 struct Settings {
-    framing: FramingKind,
     max_frame: usize,
     max_connections: usize,
-    /// What every connection's decisions follow: queue limit, slow readers, idle timeout.
-    policy: Policy,
-    /// Frames per second for each untrusted client, if the protocol limits them (`--chat-rate`).
-    frame_rate: Option<u32>,
+    /// `--queue-limit` (each service's [`Policy`] has it too).
+    queue_limit: usize,
     shutdown_timeout: Duration,
     accept: AcceptOptions,
-    /// The `--greeting` line, `\n` included.
-    greeting: Option<Vec<u8>>,
     stats_interval: Option<Duration>,
 }
 
@@ -139,7 +142,11 @@ enum Phase {
 /// The sockets that are not clients, each in its token's place.
 struct Sockets {
     listeners: Vec<Option<Listener>>,
+    /// The service index of each listener.
+    listener_service: Vec<usize>,
     datagrams: Vec<Option<DatagramEndpoint>>,
+    /// The service index of each UDP endpoint.
+    datagram_service: Vec<usize>,
     /// UDP endpoints that used up their per-turn budget: served again next turn.
     datagrams_still_ready: Vec<usize>,
     metrics: Option<MetricsEndpoint>,
@@ -163,13 +170,29 @@ struct Clients {
     next_serial: u64,
 }
 
-/// The protocol and its scratch space: one of each per reactor, reused for every client.
+/// The protocols and their scratch space: one protocol value per service, one scratch space
+/// per reactor, reused for every client.
 struct Speech {
-    service: Box<dyn Service>,
+    /// The services, by index (a client's `service`).
+    services: Vec<Served>,
     replies: Replies,
     read_buffer: Box<[u8]>,
     /// Scratch list of the clients whose work off the loop is done, kept for its memory.
     woken: Vec<ClientId>,
+}
+
+/// One service of the reactor: its protocol value and the settings that depend on it.
+struct Served {
+    /// Its name, for the stats line: `echo`.
+    name: &'static str,
+    service: Box<dyn Service>,
+    framing: FramingKind,
+    /// What its connections' decisions follow: queue limit, slow readers, idle timeout.
+    policy: Policy,
+    /// Frames per second for each untrusted client, if the protocol limits them (`--chat-rate`).
+    frame_rate: Option<u32>,
+    /// The `--greeting` line, `\n` included (never for the files service).
+    greeting: Option<Vec<u8>>,
 }
 
 /// The time, read once per turn, and what is due when.
@@ -209,7 +232,8 @@ struct Memory {
 
 /// Counters and the name logs give this reactor.
 struct Report {
-    stats: Arc<Stats>,
+    /// One set per service, by index. The reactor's memory counters are kept in the first.
+    stats: Vec<Arc<Stats>>,
     /// Every worker's counters (worker 0 only), for systemd's `STATUS=` line.
     all_stats: Option<ServerStats>,
     /// `worker 3: ` with several workers, empty with one.
@@ -234,32 +258,32 @@ impl Reactor {
         SignalSource::register(poll.registry(), Source::Signals.token())
     }
 
-    /// A reactor serving `config`'s protocol on `sockets` with `poll` (which already has its
-    /// waker). It begins its drain when woken with `stop_requested` set; it counts into `stats`.
+    /// A reactor serving `sockets` (each with the service `sockets.services` gives it) with
+    /// `poll` (which already has its waker). It begins its drain when woken with
+    /// `stop_requested` set; it counts into `stats`, one set per service.
     pub fn new(
         config: &ServeConfig,
         poll: Poll,
         sockets: ReactorSockets,
         stop_requested: Arc<AtomicBool>,
-        stats: Arc<Stats>,
+        stats: Vec<Arc<Stats>>,
         name: String,
     ) -> io::Result<Reactor> {
-        let mut service = config.build_service()?;
-        if let Some(waker) = &sockets.waker {
-            service.attach_waker(Arc::clone(waker));
+        let mut services = Vec::new();
+        for choice in sockets.services.choices() {
+            let service = choice.build(config.files.as_ref())?;
+            services.push(Served::build(config, choice, service));
         }
-        let framing = config.framing.unwrap_or_else(|| service.default_framing());
+        if let Some(waker) = &sockets.waker {
+            for served in &mut services {
+                served.service.attach_waker(Arc::clone(waker));
+            }
+        }
         let now = Instant::now();
         let settings = Settings {
-            framing,
             max_frame: config.max_frame,
             max_connections: config.max_connections,
-            policy: Policy {
-                queue_limit: config.queue_limit,
-                slow_reader: service.slow_reader(),
-                idle_timeout: config.idle_timeout,
-            },
-            frame_rate: config.chat_rate.filter(|_| service.limits_frame_rate()),
+            queue_limit: config.queue_limit,
             shutdown_timeout: config.shutdown_timeout,
             accept: AcceptOptions {
                 nodelay: config.nodelay,
@@ -267,10 +291,6 @@ impl Reactor {
                 sndbuf: config.sndbuf,
                 rcvbuf: config.rcvbuf,
             },
-            greeting: config
-                .greeting
-                .as_ref()
-                .map(|text| [&text[..], b"\n"].concat()),
             stats_interval: config.stats_interval,
         };
         let ReactorSockets {
@@ -281,13 +301,14 @@ impl Reactor {
             all_stats,
             waker: _,
             heartbeat,
+            services: plan,
         } = sockets;
         let own_udp: Vec<std::net::SocketAddr> = datagrams
             .iter()
             .filter_map(|socket| socket.local_addr().ok())
             .collect();
         let sources = Sources::new(&config.sources, &own_udp, now);
-        let sockets = Sockets::register(
+        let mut sockets = Sockets::register(
             poll.registry(),
             listeners,
             datagrams,
@@ -296,6 +317,8 @@ impl Reactor {
             config.queue_limit,
             stop_requested,
         )?;
+        sockets.listener_service = plan.stream_services().to_vec();
+        sockets.datagram_service = plan.datagram_services().to_vec();
         let alarm = Alarm::new(poll.registry(), Source::Alarm.token())?;
         Ok(Reactor {
             poll,
@@ -310,8 +333,8 @@ impl Reactor {
                 next_serial: 0,
             },
             speech: Speech {
-                service,
-                replies: Replies::new(framing),
+                replies: Replies::new(services.first().map_or(FramingKind::Raw, |s| s.framing)),
+                services,
                 read_buffer: vec![0; READ_BUFFER_BYTES].into_boxed_slice(),
                 woken: Vec::new(),
             },
@@ -345,9 +368,9 @@ impl Reactor {
         })
     }
 
-    /// This reactor's counters, readable from other threads.
-    pub fn stats(&self) -> Arc<Stats> {
-        Arc::clone(&self.report.stats)
+    /// This reactor's counters, one set per service, readable from other threads.
+    pub fn stats(&self) -> Vec<Arc<Stats>> {
+        self.report.stats.clone()
     }
 
     /// Runs until shutdown has drained. Each turn: wait for readiness, dispatch, then tidy up.
@@ -432,6 +455,35 @@ impl Reactor {
         .into_iter()
         .flatten()
         .min()
+    }
+}
+
+impl Served {
+    /// A service of the reactor, with the settings of `config` that apply to it: `--framing`
+    /// unless it has its own framing (files), `--greeting` unless it is files, `--chat-rate` if
+    /// it limits frames.
+    fn build(config: &ServeConfig, choice: &ProtocolChoice, service: Box<dyn Service>) -> Served {
+        let own_framing = choice.is(ProtocolKind::Files);
+        let framing = match config.framing {
+            Some(framing) if !own_framing => framing,
+            _ => service.default_framing(),
+        };
+        Served {
+            name: choice.name(),
+            framing,
+            policy: Policy {
+                queue_limit: config.queue_limit,
+                slow_reader: service.slow_reader(),
+                idle_timeout: config.idle_timeout,
+            },
+            frame_rate: config.chat_rate.filter(|_| service.limits_frame_rate()),
+            greeting: config
+                .greeting
+                .as_ref()
+                .filter(|_| !own_framing)
+                .map(|text| [&text[..], b"\n"].concat()),
+            service,
+        }
     }
 }
 

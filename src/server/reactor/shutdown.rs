@@ -18,6 +18,7 @@ use super::{Phase, Reactor};
 use crate::net::activation;
 use crate::protocol::CloseReason;
 use crate::server::signals::SignalRequest;
+use crate::server::stats::{StatsSnapshot, summary_by_service};
 
 impl Reactor {
     /// The signal pipe is readable: act on every signal that arrived.
@@ -59,7 +60,14 @@ impl Reactor {
     /// One line of counters (SIGUSR1, `--stats-interval`), and the same to systemd.
     pub(super) fn log_stats(&self) {
         let report = &self.report;
-        info!("{}{}", report.name, report.stats.snapshot().summary_line());
+        let mine: Vec<(&str, StatsSnapshot)> = self
+            .speech
+            .services
+            .iter()
+            .zip(&report.stats)
+            .map(|(served, stats)| (served.name, stats.snapshot()))
+            .collect();
+        info!("{}{}", report.name, summary_by_service(&mine));
         if let Some(all) = &report.all_stats {
             activation::notify_status(&all.snapshot().summary_line());
         }

@@ -57,7 +57,9 @@ impl Sockets {
         }
         Ok(Sockets {
             listeners: registered,
+            listener_service: Vec::new(), // set by the reactor, from its service plan
             datagrams: endpoints,
+            datagram_service: Vec::new(),
             datagrams_still_ready: Vec::new(),
             metrics,
             signals,
@@ -72,12 +74,13 @@ impl Reactor {
         let Some(Some(endpoint)) = self.sockets.datagrams.get_mut(index) else {
             return; // closed by the drain: events are hints
         };
-        let stats = &self.report.stats;
+        let service = self.sockets.datagram_service[index];
+        let stats = &self.report.stats[service];
         if writable {
             endpoint.flush(stats);
         }
         match endpoint.drain_datagrams(
-            self.speech.service.as_mut(),
+            self.speech.services[service].service.as_mut(),
             &mut self.sources,
             &mut self.speech.read_buffer,
             self.settings.max_frame,

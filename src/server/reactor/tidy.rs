@@ -57,7 +57,8 @@ impl Reactor {
             return; // stale: the connection left, or a newer entry replaced this one
         }
         conn.timer_at = None;
-        match conn.expire(&self.settings.policy, self.clock.now) {
+        let service = client.service;
+        match conn.expire(&client.policy, self.clock.now) {
             Expiry::NotYet(_) | Expiry::Closed => {} // `sync` schedules a new deadline, or closes
             // Its frame budget refilled: answer what it held back, then read on.
             Expiry::Refilled => self.clients.still_ready.push(id),
@@ -67,10 +68,10 @@ impl Reactor {
                 conn.finish(CloseReason::IdleTimeout);
                 let speech = &mut self.speech;
                 speech.replies.reset(conn.decoder.kind());
-                speech
+                speech.services[service]
                     .service
                     .idle_timeout(&mut conn.session, &mut speech.replies);
-                self.deliver(id);
+                self.deliver(id, service);
             }
         }
         self.sync(id);
@@ -108,7 +109,8 @@ impl Reactor {
         }
         let conn = client.conn;
         let reason = conn.close_reason().unwrap_or(CloseReason::IoError);
-        let counters = self.report.stats.stream(client.stream.transport());
+        let service = client.service;
+        let counters = client.stats.stream(client.stream.transport());
         counters.count_close(reason);
         counters.queued_bytes.sub(conn.queue_counted as u64);
         self.memory.meter.sub(conn.memory_counted);
@@ -122,10 +124,10 @@ impl Reactor {
         self.compact_timers();
         let speech = &mut self.speech;
         speech.replies.reset(conn.decoder.kind());
-        speech
+        speech.services[service]
             .service
             .disconnect(conn.session, reason, &mut speech.replies);
-        self.deliver(id); // the slot is free: only what is meant for others is carried out
+        self.deliver(id, service); // the slot is free: only what is meant for others is carried out
     }
 
     /// Drops timer entries left behind by closed connections once they outnumber the live ones,

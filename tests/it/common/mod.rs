@@ -129,8 +129,11 @@ pub fn send(stream: &mut impl Write, bytes: &[u8]) {
 pub struct Daemon {
     /// The process.
     pub child: std::process::Child,
-    /// The words after `listening ` on each line, e.g. `tcp 127.0.0.1:40123`.
+    /// The socket on each line: its first two words after `listening `, `tcp 127.0.0.1:40123`
+    /// (as a script reads the first three fields of the line).
     pub listening: Vec<String>,
+    /// Each whole line after `listening `, the service included: `tcp 127.0.0.1:40123 echo`.
+    pub lines: Vec<String>,
 }
 
 impl Daemon {
@@ -145,6 +148,7 @@ impl Daemon {
             .expect("start echoloop");
         let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
         let mut listening = Vec::new();
+        let mut lines = Vec::new();
         for _ in 0..expected_lines {
             let mut line = String::new();
             stdout.read_line(&mut line).expect("read a listening line");
@@ -152,9 +156,15 @@ impl Daemon {
                 .trim_end()
                 .strip_prefix("listening ")
                 .unwrap_or_else(|| panic!("expected a listening line, got {line:?}"));
-            listening.push(words.to_string());
+            let socket: Vec<&str> = words.split(' ').take(2).collect();
+            listening.push(socket.join(" "));
+            lines.push(words.to_string());
         }
-        Daemon { child, listening }
+        Daemon {
+            child,
+            listening,
+            lines,
+        }
     }
 
     /// The address of the first `listening tcp` line.
