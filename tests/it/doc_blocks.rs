@@ -44,7 +44,7 @@
 //!   to run: rates, latencies), a line `...` matches any lines. Times need no placeholder: log
 //!   stamps (`2026-12-07T00:45:59Z`, `2026-12-07 00:45:59`, `20261207T004559Z` in a file name)
 //!   and ctime times (`Wed Nov 25 04:30:04 2026`) match any time, on both sides. A listening
-//!   line ends in `[..]`, which also matches a fourth field (the service name).
+//!   line shows its fourth field, the service, as printed.
 //! - Output that does not end in a newline (`printf hello | nc ...`) is shown as a line: a
 //!   terminal would put the next prompt after it.
 //! - A failure names the document, the block's line and the command's line, and shows the
