@@ -195,11 +195,21 @@ impl ServicePlan {
     /// Builds each built-in service once and drops it, so that what it needs from the
     /// system (the files service's folder) fails now, before the `listening` lines, and not in a
     /// worker after them. A custom protocol's factory is not called: it is yours, and counted
-    /// in tests.
-    pub(crate) fn probe(&self, config: &ServeConfig) -> io::Result<()> {
+    /// in tests. A folder named on the command line that is missing, not a folder or not ours
+    /// to read is the command line's mistake ([`StartError::Config`], exit 2); anything else
+    /// (out of descriptors, a thread that cannot start) is the system's ([`StartError::Io`]).
+    pub(crate) fn probe(&self, config: &ServeConfig) -> Result<(), StartError> {
         for choice in self.choices() {
             if let ProtocolChoice::Builtin(kind) = choice {
-                kind.build(config.files.as_ref()).map(drop)?;
+                kind.build(config.files.as_ref())
+                    .map(drop)
+                    .map_err(|e| match e.kind() {
+                        io::ErrorKind::NotFound
+                        | io::ErrorKind::NotADirectory
+                        | io::ErrorKind::PermissionDenied
+                        | io::ErrorKind::InvalidInput => StartError::Config(e.to_string()),
+                        _ => StartError::Io(e),
+                    })?;
             }
         }
         Ok(())

@@ -127,6 +127,14 @@ fn every_bad_invocation_exits_2_with_one_line_naming_the_offender() {
         ),
         (&["serve", "--chat-rate", "-1"], &["--chat-rate", "'-1'"]),
         (&["serve", "--no-such-flag"], &["'--no-such-flag'"]),
+        (
+            &["serve", "-p", "files", "--dir", "/nonexistent", "-l", "127.0.0.1:0"],
+            &["--dir /nonexistent"],
+        ),
+        (
+            &["serve", "-p", "files", "--dir", file_s, "-l", "127.0.0.1:0"],
+            &["--dir", "plain.txt"],
+        ),
         (&["serve", "--framing", "xml"], &["'xml'", "--framing"]),
         // load
         (&["load"], &["<ADDR>"]),
