@@ -674,8 +674,9 @@ fn the_command_line_refuses_what_files_cannot_serve() {
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
     }
     for missing in [dir.join("nope"), file] {
+        // A folder named on the command line that cannot be served: the command line's mistake.
         let run = serve(&["--dir", missing.to_str().unwrap()]);
-        assert_eq!(run.status.code(), Some(1));
+        assert_eq!(run.status.code(), Some(2));
         let stderr = String::from_utf8_lossy(&run.stderr);
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.contains("--dir"), "{stderr}");
