@@ -105,6 +105,9 @@ pub struct ServeArgs {
     /// SO_RCVBUF of accepted stream sockets, in bytes [default: the kernel's]
     #[arg(long, value_name = "BYTES", value_parser = |t: &str| units::bytes_in(t, 1, i32::MAX as u64))]
     pub rcvbuf: Option<u64>,
+    /// SO_RCVBUF asked for each UDP socket, in bytes (the kernel caps it at net.core.rmem_max, then doubles it; the log says what was granted). A bigger buffer rides out bursts instead of dropping them
+    #[arg(long, default_value = "4M", value_name = "BYTES", value_parser = |t: &str| units::bytes_in(t, 1, i32::MAX as u64))]
+    pub udp_rcvbuf: u64,
     /// How clients are served: one event-loop thread (reactor), or a blocking thread per connection (threaded)
     #[arg(long, value_enum, default_value = "reactor", value_name = "MODEL")]
     pub model: Model,
@@ -182,6 +185,7 @@ impl ServeArgs {
             chat_rate: (self.chat_rate > 0).then_some(self.chat_rate),
             sndbuf: self.sndbuf.map(|bytes| bytes as usize),
             rcvbuf: self.rcvbuf.map(|bytes| bytes as usize),
+            udp_rcvbuf: Some(self.udp_rcvbuf as usize),
             sources: SourcesConfig {
                 // Given at least once, --trusted replaces the default list.
                 trusted: if self.trusted.is_empty() {

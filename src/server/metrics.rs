@@ -573,6 +573,13 @@ pub fn exposition(s: &StatsSnapshot) -> String {
          queue (the reply did not fit the socket's queue).",
         &dropped,
     );
+    family(
+        "echoloop_udp_kernel_drops_total",
+        "counter",
+        "Datagrams the kernel dropped before the server read them: a UDP socket's receive \
+         buffer was full (SO_RXQ_OVFL; Linux). Raise --udp-rcvbuf (and net.core.rmem_max).",
+        &[("transport=\"udp\"".to_string(), s.udp_kernel_drops)],
+    );
     let memory = [
         (
             "echoloop_memory_bytes",

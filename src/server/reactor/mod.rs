@@ -294,6 +294,7 @@ impl Reactor {
             metrics,
             signals,
             config.queue_limit,
+            config.udp_rcvbuf,
             stop_requested,
         )?;
         let alarm = Alarm::new(poll.registry(), Source::Alarm.token())?;
