@@ -575,4 +575,64 @@ mod tests {
             assert_eq!(&buf[..n], &[i % 8], "in order");
         }
     }
+
+    #[test]
+    fn the_loop_guard_access_lists_and_rate_limit_judge_each_datagram_of_a_mixed_batch() {
+        let (mut endpoint, _poll, trusted) = endpoint(1024);
+        let server = endpoint.local_addr().unwrap();
+        let config = crate::server::sources::SourcesConfig {
+            trusted: vec!["127.0.0.1/32".parse().unwrap()],
+            deny: vec!["127.0.0.3/32".parse().unwrap()],
+            udp_rate_limit: 5, // and a burst of 5
+            ..Default::default()
+        };
+        let start = std::time::Instant::now();
+        let mut sources = Sources::new(&config, &[server], start);
+        let stranger = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+        stranger
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let denied = std::net::UdpSocket::bind("127.0.0.3:0").unwrap();
+        // Interleaved, all sent before the server reads: they arrive as one batch.
+        for i in 0..20u8 {
+            trusted.send_to(&[b't', i], server).unwrap();
+            stranger.send_to(&[b's', i], server).unwrap();
+            if i % 4 == 0 {
+                denied.send_to(b"d", server).unwrap();
+            }
+        }
+        endpoint.socket.send_to(b"from ourselves", server).unwrap(); // a loop
+        let stats = Stats::default();
+        let drained = endpoint
+            .drain_datagrams(
+                &mut Echo as &mut dyn Service,
+                &mut sources,
+                64,
+                start, // no time passes: the rate table refills nothing
+                SystemTime::now(),
+                &stats,
+            )
+            .unwrap();
+        assert_eq!(drained, Drained::Empty);
+        assert_eq!(
+            endpoint.incoming.as_ref().unwrap().len(),
+            46,
+            "one batch held them all"
+        );
+        assert_eq!(stats.datagrams_received.get(), 46);
+        let dropped = |reason: DropReason| stats.datagrams_dropped_by[reason as usize].get();
+        assert_eq!(dropped(DropReason::Loop), 1);
+        assert_eq!(dropped(DropReason::Acl), 5);
+        assert_eq!(dropped(DropReason::Rate), 15, "the stranger's burst is 5");
+        assert_eq!(stats.datagrams_sent.get(), 25);
+        let mut buf = [0u8; 16];
+        for i in 0..20u8 {
+            let n = trusted.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &[b't', i]);
+        }
+        for i in 0..5u8 {
+            let n = stranger.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &[b's', i], "the first five of the stranger's");
+        }
+    }
 }
