@@ -249,3 +249,74 @@ fn the_kernels_drops_are_counted_when_the_receive_buffer_overflows() {
     );
     assert!(stats.1.datagrams_received > 0);
 }
+
+/// A UDP echo on its own thread that answers all but every `k`-th datagram it receives, until
+/// none comes for a second.
+fn lossy_echo(k: u64) -> (SocketAddr, std::thread::JoinHandle<u64>) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(1)))
+        .unwrap();
+    let addr = socket.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        let mut seen = 0u64;
+        while let Ok((len, peer)) = socket.recv_from(&mut buf) {
+            seen += 1;
+            if !seen.is_multiple_of(k) {
+                socket.send_to(&buf[..len], peer).unwrap();
+            }
+        }
+        seen
+    });
+    (addr, server)
+}
+
+/// `load --udp` sends in batches (a pipeline's worth per call) and still counts every datagram:
+/// against a server that drops every fourth, exactly a quarter is lost, and `--max-loss`
+/// decides the exit code.
+#[test]
+fn batched_load_counts_the_loss_exactly_and_max_loss_decides() {
+    use echoloop::clients::load::{self, LoadConfig, Target};
+    let (addr, server) = lossy_echo(4);
+    let mut config = LoadConfig::for_tests(Target::Datagram(addr));
+    config.connections = 4;
+    config.pipeline = 16; // a batch of 16 per socket
+    config.messages = Some(400);
+    config.duration = None;
+    config.timeout = std::time::Duration::from_millis(300);
+    config.max_loss_percent = 30.0;
+    let report = load::run(&config).unwrap();
+    let text = report.to_text();
+    assert_eq!(report.messages_sent, 400, "{text}");
+    assert_eq!(report.messages_received, 300, "{text}");
+    assert_eq!(report.lost, 100, "{text}");
+    assert_eq!(report.mismatches, 0, "{text}");
+    assert_eq!(report.exit_code(), 0, "25% lost, 30% allowed: {text}");
+    config.max_loss_percent = 20.0;
+    let report = load::run(&config).unwrap();
+    let text = report.to_text();
+    assert_eq!(report.lost, 100, "{text}");
+    assert_eq!(report.exit_code(), 1, "25% lost, 20% allowed: {text}");
+    assert_eq!(server.join().unwrap(), 800, "the server saw every datagram");
+}
+
+/// Against `-p discard` nothing comes back: every datagram of a batched run is lost.
+#[test]
+fn batched_load_against_discard_loses_every_datagram() {
+    use echoloop::clients::load::{self, LoadConfig, Target};
+    let server = serve_udp(ProtocolKind::Discard, None);
+    let mut config = LoadConfig::for_tests(Target::Datagram(server.udp_addrs()[0]));
+    config.connections = 2;
+    config.pipeline = 32;
+    config.messages = Some(200);
+    config.duration = None;
+    config.timeout = std::time::Duration::from_millis(200);
+    let report = load::run(&config).unwrap();
+    let text = report.to_text();
+    assert_eq!(report.messages_sent, 200, "{text}");
+    assert_eq!((report.messages_received, report.lost), (0, 200), "{text}");
+    assert_eq!(report.exit_code(), 1, "{text}");
+    let stats = common::wait_for_stats(&server, "every datagram", |s| s.datagrams_received == 200);
+    assert_eq!(stats.datagrams_sent, 0);
+}

@@ -26,6 +26,8 @@
 
 mod datagram;
 
+pub use datagram::DatagramBatches;
+
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -125,6 +127,8 @@ pub struct Env {
     pub payload: Vec<u8>,
     /// The counters.
     pub tally: Tally,
+    /// UDP: the reactor's batches for `recvmmsg`/`sendmmsg`, made at the first use.
+    pub datagrams: Option<Box<DatagramBatches>>,
 }
 
 /// One client connection.
@@ -357,25 +361,26 @@ impl Connection {
 
     /// Reads until the kernel has nothing more or the budget is spent; checks every reply.
     fn drain_reads(&mut self, env: &mut Env) -> bool {
+        if matches!(self.socket, Some(Socket2::Datagram(_))) {
+            return self.drain_datagrams(env);
+        }
         let mut buf = std::mem::take(&mut env.read_buf);
         let mut still_ready = false;
         for round in 0..READS_PER_TURN {
             let result = match &mut self.socket {
                 Some(Socket2::Stream(s)) => s.read(&mut buf),
-                Some(Socket2::Datagram(s)) => s.recv(&mut buf),
-                None => break,
+                Some(Socket2::Datagram(_)) | None => break,
             };
             match result {
-                Ok(0) if !matches!(self.socket, Some(Socket2::Datagram(_))) => {
+                Ok(0) => {
                     self.end(env, ConnectionError::ClosedByServer);
                     break;
                 }
                 Ok(n) => {
                     self.on_bytes(&buf[..n], env);
                     // A stream read that did not fill the buffer emptied the socket: no need
-                    // to ask again for `WouldBlock`. Datagrams come one per read.
-                    let datagram = matches!(self.socket, Some(Socket2::Datagram(_)));
-                    if !datagram && n < buf.len() {
+                    // to ask again for `WouldBlock`.
+                    if n < buf.len() {
                         break;
                     }
                     still_ready = round + 1 == READS_PER_TURN;
@@ -600,6 +605,12 @@ impl Connection {
         match env.reply {
             ReplyKind::Chargen => false,
             ReplyKind::Discard => self.fill_discard(env),
+            ReplyKind::Echo | ReplyKind::Timestamp
+                if matches!(self.socket, Some(Socket2::Datagram(_))) =>
+            {
+                self.fill_datagrams(env);
+                false
+            }
             ReplyKind::Echo | ReplyKind::Timestamp => {
                 self.fill_requests(env);
                 false
@@ -660,7 +671,6 @@ impl Connection {
     fn fill_requests(&mut self, env: &mut Env) {
         let payloads = env.payloads.clone();
         env.scratch.clear();
-        let datagram = matches!(self.socket, Some(Socket2::Datagram(_)));
         while self.in_flight.len() < env.pipeline {
             let Some(due_ns) = self.next_due_ns(env) else {
                 break;
@@ -669,16 +679,7 @@ impl Connection {
                 break;
             };
             let message = payloads.message(self.id, self.next_seq);
-            if datagram {
-                env.payload.clear();
-                message.write_payload(&mut env.payload);
-                if !self.send_datagram(env) {
-                    if measured && let Some(left) = &mut env.quota {
-                        *left += 1; // not sent after all: its place in the quota is free again
-                    }
-                    break;
-                }
-            } else if env.framing == FramingKind::Raw {
+            if env.framing == FramingKind::Raw {
                 message.write_payload(&mut env.scratch); // raw framing adds nothing: no copy
             } else {
                 env.payload.clear();
