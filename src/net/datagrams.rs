@@ -22,7 +22,7 @@
 //! Other systems get the same types over the one-at-a-time calls (`recv_from` until the batch is
 //! full or the socket is empty; `send_to` each), so callers have one code path everywhere.
 //!
-//! Next: `registration.rs`, how a socket tells the poller what it waits for.
+//! Next: `server/sources/`, who judges each datagram's sender before it is answered.
 
 use std::io;
 use std::net::SocketAddr;

@@ -27,7 +27,8 @@
 //! And no reply is ever larger than [`reply_cap`] of its request (four times it, plus 512 bytes):
 //! a tiny request cannot buy a big answer. Each drop is counted with its reason.
 //!
-//! Next: `server/sources/`, who may talk to us, and how much.
+//! Next: `net/datagrams.rs`, the batches themselves; then `server/sources/`, who may talk to
+//! us, and how much.
 
 use std::collections::VecDeque;
 use std::io;
