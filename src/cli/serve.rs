@@ -353,6 +353,19 @@ mod tests {
     }
 
     #[test]
+    fn udp_sockets_ask_for_4m_of_receive_buffer_unless_told() {
+        let parse = |extra: &[&str]| {
+            let args = [&["echoloop", "serve"], extra].concat();
+            let Command::Serve(args) = Cli::try_parse_from(args).unwrap().command else {
+                panic!("not serve");
+            };
+            args.into_config()
+        };
+        assert_eq!(parse(&[]).udp_rcvbuf, Some(4 << 20));
+        assert_eq!(parse(&["--udp-rcvbuf", "256K"]).udp_rcvbuf, Some(256 << 10));
+    }
+
+    #[test]
     fn udp_alone_does_not_bind_the_default_tcp_port() {
         let Command::Serve(args) = Cli::try_parse_from(["echoloop", "serve", "-u", "127.0.0.1:0"])
             .unwrap()
