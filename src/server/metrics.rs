@@ -718,6 +718,15 @@ mod tests {
     }
 
     #[test]
+    fn the_kernels_udp_drops_are_a_family_of_their_own() {
+        let stats = Stats::default();
+        stats.udp_kernel_drops.add(7);
+        let page = exposition(&stats.snapshot());
+        assert!(page.contains("# TYPE echoloop_udp_kernel_drops_total counter\n"));
+        assert!(page.contains("echoloop_udp_kernel_drops_total{transport=\"udp\"} 7\n"));
+    }
+
+    #[test]
     fn only_a_non_loopback_address_is_warned_about() {
         for quiet in [
             "127.0.0.1:9100",
@@ -744,7 +753,7 @@ mod tests {
         let helps = page.lines().filter(|l| l.starts_with("# HELP ")).count();
         let types = page.lines().filter(|l| l.starts_with("# TYPE ")).count();
         assert_eq!(helps, types);
-        assert_eq!(helps, 17);
+        assert_eq!(helps, 18); // 17, and echoloop_udp_kernel_drops_total
         for line in page.lines().filter(|l| l.starts_with("# TYPE ")) {
             let words: Vec<&str> = line.split(' ').collect();
             assert_eq!(

@@ -483,6 +483,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_kernels_udp_drops_join_the_line_once_there_are_some_and_add_up_over_workers() {
+        let stats = Stats::default();
+        assert!(!stats.snapshot().summary_line().contains("kernel_dropped"));
+        stats.udp_kernel_drops.add(3);
+        let mut s = stats.snapshot();
+        s.merge(&stats.snapshot());
+        assert_eq!(s.udp_kernel_drops, 6);
+        let line = s.summary_line();
+        assert!(line.ends_with(" dropped=0 kernel_dropped=6"), "{line}");
+    }
+
+    #[test]
     fn refusals_and_drops_are_counted_by_reason_and_in_total() {
         let stats = Stats::default();
         stats.drop_datagram(DropReason::Loop);
