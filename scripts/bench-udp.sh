@@ -2,10 +2,12 @@
 # UDP benchmark: `echoloop serve -u` against a plain C UDP echo (recvfrom/sendto) and a batched C
 # UDP echo (recvmmsg/sendmmsg), all driven by the same batched `echoloop load --udp`, alternated
 # round by round, in one run. Loopback only; every server is started here and stopped by its
-# PID; the whole run takes about two minutes with the defaults.
+# PID; the whole run takes about two and a half minutes with the defaults.
 #
 #   scripts/bench-udp.sh [--rounds N] [--duration SECS] [--before BIN] [--no-build]
 #
+# Servers: echoloop as built (default --udp-rcvbuf 4M), echoloop with the kernel's default receive
+# buffer (net.core.rmem_default, as the C peers have it), the two C peers.
 # --before BIN adds another echoloop binary as a fifth server (the "before" of a change: build
 # the old commit into /tmp and name its binary here). The C peers come from bench/peers/
 # (bench/peers/build.sh OUT udp, which exits 2 naming what is missing).
@@ -67,7 +69,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-SERVERS="echoloop c_udp_echo c_udp_mmsg_echo"
+SERVERS="echoloop echoloop_small c_udp_echo c_udp_mmsg_echo"
 [ -z "$BEFORE" ] || SERVERS="$SERVERS echoloop_before"
 TICKS=$(getconf CLK_TCK)
 
@@ -77,6 +79,9 @@ start_server() {
     : > "$out"
     case "$1" in
         echoloop) taskset -c 0 "$ECHOLOOP" serve -l 127.0.0.1:0 -u 127.0.0.1:0 > "$out" 2> "$WORK/$1.err" & ;;
+        # The C peers keep the kernel's default receive buffer: echoloop with the same one
+        # tells what batching does apart from what --udp-rcvbuf's 4 MiB does.
+        echoloop_small) taskset -c 0 "$ECHOLOOP" serve -l 127.0.0.1:0 -u 127.0.0.1:0 --udp-rcvbuf "$(cat /proc/sys/net/core/rmem_default)" > "$out" 2> "$WORK/$1.err" & ;;
         echoloop_before) taskset -c 0 "$BEFORE" serve -l 127.0.0.1:0 -u 127.0.0.1:0 > "$out" 2> "$WORK/$1.err" & ;;
         *) taskset -c 0 "$WORK/$1" 0 > "$out" 2> "$WORK/$1.err" & ;;
     esac
@@ -185,6 +190,7 @@ def ratio(server, peer):
     return median(pairs)
 names = {
     "echoloop": "echoloop (this build)",
+    "echoloop_small": "echoloop, the kernel's default receive buffer",
     "echoloop_before": "echoloop (before: --before)",
     "c_udp_echo": "C recvfrom/sendto",
     "c_udp_mmsg_echo": "C recvmmsg/sendmmsg",
@@ -193,7 +199,7 @@ print(f"`{command}`: {rounds} rounds of {duration} s, alternated; 64 sockets x 1
 print("server on CPU 0, `echoloop load --udp --threads 1` on CPU 1 (taskset). Medians of the rounds.\n")
 print("| server | datagrams/s | vs C plain | vs C mmsg | server CPU s / M datagrams | system calls / datagram | loss |")
 print("|---|---:|---:|---:|---:|---:|---:|")
-for server in ["echoloop", "echoloop_before", "c_udp_echo", "c_udp_mmsg_echo"]:
+for server in ["echoloop", "echoloop_small", "echoloop_before", "c_udp_echo", "c_udp_mmsg_echo"]:
     if server not in by:
         continue
     runs = list(by[server].values())
