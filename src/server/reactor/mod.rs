@@ -66,7 +66,8 @@ use crate::server::watchdog::Heartbeat;
 
 use client::{Client, Readiness};
 
-/// Bytes in the reactor-wide read buffer: big enough for any UDP datagram.
+/// Bytes in the reactor-wide read buffer, for stream clients (UDP sockets read into batches of
+/// their own: `server/udp.rs`).
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// What the sockets a reactor is given, ready to register.
