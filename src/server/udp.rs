@@ -4,8 +4,9 @@
 //! read until `WouldBlock` (or a per-turn budget), each datagram goes to the protocol, and the reply
 //! goes back to the sender's address. On Linux both directions go in batches (`net/datagrams.rs`):
 //! one `recvmmsg` takes up to 64 datagrams, the protocol answers each into the outgoing batch, and
-//! one `sendmmsg` sends the replies, so a busy socket costs a few system calls per hundred
-//! datagrams instead of two per datagram. Each datagram has a slot of `--max-frame` + 1 bytes: one
+//! one `sendmmsg` sends the replies (a run of equal-sized replies to one sender as one message the
+//! kernel cuts, `UDP_SEGMENT`), so a busy socket costs a few system calls per hundred datagrams
+//! instead of two per datagram. Each datagram has a slot of `--max-frame` + 1 bytes: one
 //! that fills its slot, or that the kernel had to cut (`MSG_TRUNC`), is over `--max-frame`, and
 //! is dropped and counted.
 //!
