@@ -33,8 +33,9 @@
 //! 5. [`protocol::framing`], then [`protocol`]: where one message ends; the `Protocol` trait,
 //!    `Replies`, sessions; then the services from the simplest (echo) to files, and
 //!    [`protocol::testing`], which drives any of them with byte slices.
-//! 6. [`server::udp`]: datagrams on the same loop; [`server::sources`]: who may talk to us, and
-//!    how much (access lists, the loop guard, per-source limits).
+//! 6. [`server::udp`]: datagrams on the same loop, [`net::datagrams`]: many per system call
+//!    (`recvmmsg`/`sendmmsg`); [`server::sources`]: who may talk to us, and how much (access
+//!    lists, the loop guard, per-source limits).
 //! 7. [`net::address`], [`net::listener`], [`net::stream`], [`net::activation`],
 //!    [`net::notify`]: naming, binding and accepting sockets, running out of descriptors,
 //!    sockets from systemd and what we tell it.

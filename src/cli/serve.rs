@@ -114,6 +114,9 @@ pub struct ServeArgs {
     /// SO_RCVBUF of accepted stream sockets, in bytes [default: the kernel's]
     #[arg(long, value_name = "BYTES", allow_hyphen_values = true, value_parser = |t: &str| units::bytes_in(t, 1, i32::MAX as u64))]
     pub rcvbuf: Option<u64>,
+    /// SO_RCVBUF asked for each UDP socket, in bytes (the kernel caps it at net.core.rmem_max, then doubles it; the log says what was granted). A bigger buffer rides out bursts instead of dropping them
+    #[arg(long, default_value = "4M", value_name = "BYTES", value_parser = |t: &str| units::bytes_in(t, 1, i32::MAX as u64))]
+    pub udp_rcvbuf: u64,
     /// How clients are served: one event-loop thread (reactor), or a blocking thread per connection (threaded)
     #[arg(long, value_enum, default_value = "reactor", value_name = "MODEL")]
     pub model: Model,
@@ -276,6 +279,7 @@ impl ServeArgs {
             },
             sndbuf: self.sndbuf.map(|bytes| bytes as usize),
             rcvbuf: self.rcvbuf.map(|bytes| bytes as usize),
+            udp_rcvbuf: Some(self.udp_rcvbuf as usize),
             sources: SourcesConfig {
                 // Given at least once, --trusted replaces the default list.
                 trusted: if self.trusted.is_empty() {
@@ -442,6 +446,19 @@ mod tests {
         assert_eq!(config.files.unwrap().partial_ttl, None);
         assert_eq!(config.max_memory, 64 << 20);
         assert_eq!(config.sndbuf, Some(32 << 10));
+    }
+
+    #[test]
+    fn udp_sockets_ask_for_4m_of_receive_buffer_unless_told() {
+        let parse = |extra: &[&str]| {
+            let args = [&["echoloop", "serve"], extra].concat();
+            let Command::Serve(args) = Cli::try_parse_from(args).unwrap().command else {
+                panic!("not serve");
+            };
+            args.into_config()
+        };
+        assert_eq!(parse(&[]).udp_rcvbuf, Some(4 << 20));
+        assert_eq!(parse(&["--udp-rcvbuf", "256K"]).udp_rcvbuf, Some(256 << 10));
     }
 
     #[test]

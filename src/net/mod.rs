@@ -3,6 +3,7 @@
 pub mod activation;
 pub mod address;
 pub mod alarm;
+pub mod datagrams;
 pub mod listener;
 pub mod memory;
 pub mod notify;

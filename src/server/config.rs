@@ -247,6 +247,9 @@ pub struct ServeConfig {
     pub sndbuf: Option<usize>,
     /// `SO_RCVBUF` for accepted stream sockets (`--rcvbuf`); `None`: the kernel's default.
     pub rcvbuf: Option<usize>,
+    /// `SO_RCVBUF` asked for each UDP socket (`--udp-rcvbuf`, default 4 MiB); `None`: the
+    /// kernel's default (~200 KiB, a few hundred small datagrams).
+    pub udp_rcvbuf: Option<usize>,
     /// Who may talk to us and how much: `--trusted`, `--allow`, `--deny`, `--udp-rate-limit`,
     /// `--max-per-source`, `--accept-rate` (see `server/sources/`).
     pub sources: SourcesConfig,
@@ -283,6 +286,7 @@ impl Default for ServeConfig {
             chat_rate: Some(20),
             sndbuf: None,
             rcvbuf: None,
+            udp_rcvbuf: Some(4 << 20),
             sources: SourcesConfig::default(),
             flag_needs: Vec::new(),
         }

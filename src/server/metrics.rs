@@ -593,6 +593,17 @@ pub fn exposition(services: &[(&str, StatsSnapshot)]) -> String {
          queue (the reply did not fit the socket's queue).",
         &dropped,
     );
+    let kernel_drops: Vec<(String, u64)> = services
+        .iter()
+        .map(|(service, s)| (udp_labels(service), s.udp_kernel_drops))
+        .collect();
+    family(
+        "echoloop_udp_kernel_drops_total",
+        "counter",
+        "Datagrams the kernel dropped before the server read them: a UDP socket's receive \
+         buffer was full (SO_RXQ_OVFL; Linux). Raise --udp-rcvbuf (and net.core.rmem_max).",
+        &kernel_drops,
+    );
     // The reactor's, not a service's: added up over the services (only one holds them).
     let mut all = StatsSnapshot::default();
     for (_, s) in services {
@@ -776,6 +787,17 @@ mod tests {
     }
 
     #[test]
+    fn the_kernels_udp_drops_are_a_family_of_their_own() {
+        let stats = Stats::default();
+        stats.udp_kernel_drops.add(7);
+        let page = exposition(&[("echo", stats.snapshot())]);
+        assert!(page.contains("# TYPE echoloop_udp_kernel_drops_total counter\n"));
+        assert!(page.contains(
+            "echoloop_udp_kernel_drops_total{service=\"echo\",transport=\"udp\"} 7\n"
+        ));
+    }
+
+    #[test]
     fn only_a_non_loopback_address_is_warned_about() {
         for quiet in [
             "127.0.0.1:9100",
@@ -802,7 +824,7 @@ mod tests {
         let helps = page.lines().filter(|l| l.starts_with("# HELP ")).count();
         let types = page.lines().filter(|l| l.starts_with("# TYPE ")).count();
         assert_eq!(helps, types);
-        assert_eq!(helps, 17);
+        assert_eq!(helps, 18); // 17, and echoloop_udp_kernel_drops_total
         for line in page.lines().filter(|l| l.starts_with("# TYPE ")) {
             let words: Vec<&str> = line.split(' ').collect();
             assert_eq!(

@@ -143,6 +143,9 @@ pub struct Stats {
     pub datagrams_dropped: Counter,
     /// Datagrams dropped, by reason (indexed as [`DropReason::ALL`]).
     pub datagrams_dropped_by: [Counter; DropReason::ALL.len()],
+    /// Datagrams the kernel dropped before we saw them: a UDP socket's receive buffer was full
+    /// (`SO_RXQ_OVFL`, Linux). Not in `datagrams_received` nor `datagrams_dropped`.
+    pub udp_kernel_drops: Counter,
     /// Bytes the reactor's connection buffers hold now, as `--max-memory` counts them (gauge).
     pub memory_bytes: Counter,
     /// The most bytes the reactor's connection buffers ever held at once.
@@ -223,6 +226,7 @@ impl Stats {
             datagrams_sent: self.datagrams_sent.get(),
             datagrams_dropped: self.datagrams_dropped.get(),
             datagrams_dropped_by: std::array::from_fn(|i| self.datagrams_dropped_by[i].get()),
+            udp_kernel_drops: self.udp_kernel_drops.get(),
             memory_bytes: self.memory_bytes.get(),
             memory_peak: self.memory_peak.get(),
             memory_episodes: self.memory_episodes.get(),
@@ -341,6 +345,7 @@ pub struct StatsSnapshot {
     pub datagrams_dropped: u64,
     /// Indexed as [`DropReason::ALL`]: read with [`StatsSnapshot::dropped_for`].
     pub datagrams_dropped_by: [u64; DropReason::ALL.len()],
+    pub udp_kernel_drops: u64,
     pub memory_bytes: u64,
     pub memory_peak: u64,
     pub memory_episodes: u64,
@@ -372,6 +377,7 @@ impl StatsSnapshot {
         self.datagrams_received += other.datagrams_received;
         self.datagrams_sent += other.datagrams_sent;
         self.datagrams_dropped += other.datagrams_dropped;
+        self.udp_kernel_drops += other.udp_kernel_drops;
         self.memory_bytes += other.memory_bytes;
         self.memory_peak = self.memory_peak.max(other.memory_peak);
         self.memory_episodes += other.memory_episodes;
@@ -411,8 +417,13 @@ impl StatsSnapshot {
             DropReason::ALL.iter().map(|r| r.as_str()),
             &self.datagrams_dropped_by,
         );
+        // The kernel's drops (a full receive buffer), only once there are some.
+        let kernel_dropped = match self.udp_kernel_drops {
+            0 => String::new(),
+            n => format!(" kernel_dropped={n}"),
+        };
         format!(
-            "stats: open={} accepted={} refused={}{refused} closed[{}] in={}B out={}B queued={}B peak={}B paused={} dropped={} accept_errors={} memory={}B over_memory={} datagrams in={} out={} dropped={}{datagrams_dropped}",
+            "stats: open={} accepted={} refused={}{refused} closed[{}] in={}B out={}B queued={}B peak={}B paused={} dropped={} accept_errors={} memory={}B over_memory={} datagrams in={} out={} dropped={}{datagrams_dropped}{kernel_dropped}",
             total.connections_open,
             total.connections_accepted,
             total.connections_refused,
@@ -553,6 +564,18 @@ pub fn summary_by_service(services: &[(&str, StatsSnapshot)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kernels_udp_drops_join_the_line_once_there_are_some_and_add_up_over_workers() {
+        let stats = Stats::default();
+        assert!(!stats.snapshot().summary_line().contains("kernel_dropped"));
+        stats.udp_kernel_drops.add(3);
+        let mut s = stats.snapshot();
+        s.merge(&stats.snapshot());
+        assert_eq!(s.udp_kernel_drops, 6);
+        let line = s.summary_line();
+        assert!(line.ends_with(" dropped=0 kernel_dropped=6"), "{line}");
+    }
 
     #[test]
     fn refusals_and_drops_are_counted_by_reason_and_in_total() {

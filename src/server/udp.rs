@@ -2,11 +2,21 @@
 //!
 //! UDP has no connections, so there is nothing to accept and no per-client state: the socket is
 //! read until `WouldBlock` (or a per-turn budget), each datagram goes to the protocol, and the reply
-//! goes back to the sender's address. A datagram is never truncated: it is received into a buffer
-//! that holds the largest UDP payload; one larger than `--max-frame` is dropped and counted.
+//! goes back to the sender's address. On Linux both directions go in batches (`net/datagrams.rs`):
+//! one `recvmmsg` takes up to 64 datagrams, the protocol answers each into the outgoing batch, and
+//! one `sendmmsg` sends the replies (a run of equal-sized replies to one sender as one message the
+//! kernel cuts, `UDP_SEGMENT`), so a busy socket costs a few system calls per hundred datagrams
+//! instead of two per datagram. Each datagram has a slot of `--max-frame` + 1 bytes: one
+//! that fills its slot, or that the kernel had to cut (`MSG_TRUNC`), is over `--max-frame`, and
+//! is dropped and counted.
 //!
-//! A reply the kernel refuses (`WouldBlock`: the socket's send buffer is full) waits in a small
-//! queue and the socket is registered for `WRITABLE` until it drains, exactly like a stream's
+//! The socket asks for a large receive buffer (`--udp-rcvbuf`, 4 MiB): the default holds only a
+//! few hundred small datagrams, and a burst beyond it is dropped by the kernel before we see it.
+//! Those drops are counted too (`SO_RXQ_OVFL`: `kernel_dropped` in the stats line,
+//! `echoloop_udp_kernel_drops_total`).
+//!
+//! A reply the kernel refuses (`WouldBlock`: the socket's send buffer is full), and every reply
+//! of the batch after it, waits in a small queue and the socket is registered for `WRITABLE` until it drains, exactly like a stream's
 //! outbound queue; past the queue's limit, replies are dropped and counted: UDP may lose datagrams,
 //! memory may not grow.
 //!
@@ -18,7 +28,8 @@
 //! And no reply is ever larger than [`reply_cap`] of its request (four times it, plus 512 bytes):
 //! a tiny request cannot buy a big answer. Each drop is counted with its reason.
 //!
-//! Next: `server/sources/`, who may talk to us, and how much.
+//! Next: `net/datagrams.rs`, the batches themselves; then `server/sources/`, who may talk to
+//! us, and how much.
 
 use std::collections::VecDeque;
 use std::io;
@@ -28,6 +39,7 @@ use std::time::{Instant, SystemTime};
 use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
 
+use crate::net::datagrams::{self, BATCH, RecvBatch, SendBatch};
 use crate::net::registration::{self, Registration};
 use crate::protocol::{Answer, Service};
 use crate::server::sources::Sources;
@@ -40,18 +52,32 @@ pub const fn reply_cap(request_bytes: usize) -> usize {
     request_bytes.saturating_mul(4).saturating_add(512)
 }
 
-/// Datagrams handled per turn before other sockets get their chance.
-const DATAGRAMS_PER_TURN: usize = 256;
+/// Datagrams handled per turn before other sockets get their chance (four batches).
+const DATAGRAMS_PER_TURN: usize = 4 * BATCH;
 
-/// One bound UDP socket and its queue of refused replies.
+/// The largest UDP payload (65,535 − 8 bytes of UDP header; IPv4 takes 20 more, but a slot
+/// one byte longer than any datagram costs nothing).
+const MAX_UDP_PAYLOAD: usize = 65_535 - 8;
+
+/// One bound UDP socket, its batches, and its queue of refused replies.
 #[derive(Debug)]
 pub struct DatagramEndpoint {
     socket: UdpSocket,
     registration: Registration,
+    /// Requests come in here, a batch per system call; made at the first drain, when
+    /// `--max-frame` (the slot size) is known, and reused ever after.
+    incoming: Option<RecvBatch>,
+    /// Replies wait here until the batch is sent, in one system call.
+    outgoing: SendBatch,
+    /// Replies the kernel refused (`WouldBlock`), oldest first: sent one by one when writable.
     pending: VecDeque<(SocketAddr, Vec<u8>)>,
     pending_bytes: usize,
     queue_limit: usize,
-    reply: Vec<u8>,
+    /// The kernel's drop count last seen on this socket (`SO_RXQ_OVFL`), to count only news.
+    kernel_drops_seen: u32,
+    /// Test hook: the kernel "takes" only this many more sends, then says `WouldBlock`.
+    #[cfg(test)]
+    sends_allowed: Option<usize>,
 }
 
 /// What a drain achieved.
@@ -65,20 +91,41 @@ pub enum Drained {
 
 impl DatagramEndpoint {
     /// Wraps a bound socket, registered under `token`; refused replies may hold up to
-    /// `queue_limit` bytes.
+    /// `queue_limit` bytes. Asks for a receive buffer of `rcvbuf` bytes (logging what the
+    /// kernel granted) and for the kernel's drop count with each datagram.
     pub fn register(
         socket: UdpSocket,
         queue_limit: usize,
+        rcvbuf: Option<usize>,
         registry: &Registry,
         token: Token,
     ) -> io::Result<Self> {
+        let name = socket
+            .local_addr()
+            .map_or_else(|_| "?".to_string(), |a| a.to_string());
+        if let Some(asked) = rcvbuf {
+            match datagrams::set_receive_buffer(&socket, asked) {
+                Ok(granted) => log::info!(
+                    "udp {name}: receive buffer {granted} bytes (asked {asked}; the kernel caps \
+                     it at net.core.rmem_max and doubles it for its bookkeeping)"
+                ),
+                Err(e) => log::warn!("udp {name}: cannot set the receive buffer: {e}"),
+            }
+        }
+        if let Err(e) = datagrams::enable_drop_count(&socket) {
+            log::warn!("udp {name}: the kernel's drops will not be counted: {e}");
+        }
         let mut endpoint = DatagramEndpoint {
             socket,
             registration: Registration::new(),
+            incoming: None,
+            outgoing: SendBatch::new(BATCH),
             pending: VecDeque::new(),
             pending_bytes: 0,
             queue_limit,
-            reply: Vec::new(),
+            kernel_drops_seen: 0,
+            #[cfg(test)]
+            sends_allowed: None,
         };
         endpoint.sync(registry, token)?;
         Ok(endpoint)
@@ -101,65 +148,209 @@ impl DatagramEndpoint {
         self.socket.local_addr()
     }
 
-    /// Receives and answers datagrams until `WouldBlock` or the per-turn budget. `sources`
-    /// judges each sender at `clock` (the rate limit's time) before the protocol answers at
-    /// `now` (the wall clock protocols print).
+    /// Receives and answers datagrams, a batch per system call, until the socket is empty or
+    /// the per-turn budget is spent. Each batch's replies go out together before the next
+    /// batch is read. `sources` judges each sender at `clock` (the rate limit's time) before
+    /// the protocol answers at `now` (the wall clock protocols print).
     #[allow(clippy::too_many_arguments)] // the reactor's parts, lent for one drain
     pub(crate) fn drain_datagrams(
         &mut self,
         protocol: &mut dyn Service,
         sources: &mut Sources,
-        buf: &mut [u8],
         max_frame: usize,
         clock: Instant,
         now: SystemTime,
         stats: &Stats,
     ) -> io::Result<Drained> {
-        for _ in 0..DATAGRAMS_PER_TURN {
-            let (len, from) = match self.socket.recv_from(buf) {
-                Ok(received) => received,
+        // One byte over `--max-frame`: a datagram that fills its slot is too long, cut or not.
+        let slot_len = max_frame.saturating_add(1).min(MAX_UDP_PAYLOAD + 1);
+        let mut incoming = self
+            .incoming
+            .take()
+            .unwrap_or_else(|| RecvBatch::new(BATCH, slot_len));
+        let result = self.drain_into(
+            &mut incoming,
+            protocol,
+            sources,
+            max_frame,
+            clock,
+            now,
+            stats,
+        );
+        self.incoming = Some(incoming);
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn drain_into(
+        &mut self,
+        incoming: &mut RecvBatch,
+        protocol: &mut dyn Service,
+        sources: &mut Sources,
+        max_frame: usize,
+        clock: Instant,
+        now: SystemTime,
+        stats: &Stats,
+    ) -> io::Result<Drained> {
+        let mut handled = 0;
+        while handled < DATAGRAMS_PER_TURN {
+            let count = match incoming.receive(&self.socket) {
+                Ok(count) => count,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Drained::Empty),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // An ICMP error from an earlier reply (port unreachable) surfaces here: not ours.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
                 Err(e) => return Err(e),
             };
-            stats.datagrams_received.add(1);
-            log::trace!("udp datagram of {len} bytes from {from}");
-            let verdict = if len > max_frame {
-                Err(DropReason::Size)
-            } else {
-                sources.judge_datagram(from, clock)
-            };
-            if let Err(reason) = verdict {
-                log::debug!(
-                    "udp datagram from {from} dropped ({len} bytes): {}",
-                    reason.as_str()
-                );
-                stats.drop_datagram(reason);
-                continue;
+            self.note_kernel_drops(incoming, stats);
+            for i in 0..count {
+                self.answer(incoming, i, protocol, sources, max_frame, clock, now, stats);
             }
-            self.reply.clear();
-            if protocol.datagram(&buf[..len], now, &mut self.reply) == Answer::Reply {
-                if self.reply.len() > reply_cap(len) {
-                    log::debug!(
-                        "udp reply of {} bytes to {from} dropped: over 4 x {len} + 512",
-                        self.reply.len()
-                    );
-                    stats.drop_datagram(DropReason::Size);
-                    continue;
-                }
-                let reply = std::mem::take(&mut self.reply);
-                self.send_or_queue(from, reply, stats);
+            self.send_replies(stats);
+            handled += count;
+            if count < incoming.capacity() {
+                // The kernel stopped short of the batch: the socket is empty (a later
+                // datagram brings a new edge).
+                return Ok(Drained::Empty);
             }
         }
         Ok(Drained::Budget)
     }
 
+    /// Judges datagram `i` of the batch and, if it passes, puts the protocol's reply in the
+    /// outgoing batch.
+    #[allow(clippy::too_many_arguments)]
+    fn answer(
+        &mut self,
+        incoming: &RecvBatch,
+        i: usize,
+        protocol: &mut dyn Service,
+        sources: &mut Sources,
+        max_frame: usize,
+        clock: Instant,
+        now: SystemTime,
+        stats: &Stats,
+    ) {
+        let datagram = incoming.get(i);
+        let (len, from) = (datagram.bytes.len(), datagram.from);
+        stats.datagrams_received.add(1);
+        log::trace!("udp datagram of {len} bytes from {from}");
+        let verdict = if datagram.truncated || len > max_frame {
+            Err(DropReason::Size)
+        } else {
+            sources.judge_datagram(from, clock)
+        };
+        if let Err(reason) = verdict {
+            log::debug!(
+                "udp datagram from {from} dropped ({len}{} bytes): {}",
+                if datagram.truncated { "+" } else { "" },
+                reason.as_str()
+            );
+            stats.drop_datagram(reason);
+            return;
+        }
+        if self.outgoing.is_full() {
+            self.send_replies(stats); // chargen and friends may answer more than asked
+        }
+        let Some(reply) = self.outgoing.next_slot() else {
+            stats.drop_datagram(DropReason::Queue); // cannot happen: just emptied
+            return;
+        };
+        if protocol.datagram(datagram.bytes, now, reply) != Answer::Reply {
+            return;
+        }
+        if reply.len() > reply_cap(len) {
+            log::debug!(
+                "udp reply of {} bytes to {from} dropped: over 4 x {len} + 512",
+                reply.len()
+            );
+            stats.drop_datagram(DropReason::Size);
+            return;
+        }
+        self.outgoing.commit(Some(from));
+    }
+
+    /// Adds the kernel's drops since we last looked to the counters.
+    fn note_kernel_drops(&mut self, incoming: &RecvBatch, stats: &Stats) {
+        if let Some(total) = incoming.kernel_drops() {
+            let news = total.wrapping_sub(self.kernel_drops_seen);
+            if news > 0 {
+                log::debug!("udp: the kernel dropped {news} datagrams (receive buffer full)");
+                stats.udp_kernel_drops.add(u64::from(news));
+            }
+            self.kernel_drops_seen = total;
+        }
+    }
+
+    /// Sends the outgoing batch. Replies behind refused ones keep their order: while the
+    /// queue of refused replies is not empty they join it; when the kernel refuses part of
+    /// the batch (`WouldBlock`) the rest joins it (and the socket asks for `WRITABLE`).
+    fn send_replies(&mut self, stats: &Stats) {
+        while self.outgoing.waiting() > 0 {
+            if !self.pending.is_empty() {
+                self.queue_unsent(stats);
+                return;
+            }
+            match self.transmit() {
+                Ok(sent) => stats.datagrams_sent.add(sent as u64),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.queue_unsent(stats);
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let to = self.outgoing.unsent().next().and_then(|(_, to)| to);
+                    log::debug!("udp reply to {to:?} failed: {e}");
+                    stats.drop_datagram(DropReason::Queue);
+                    self.outgoing.skip_one();
+                }
+            }
+        }
+    }
+
+    /// One `sendmmsg` of the outgoing batch (or, under the test hook, a refusal).
+    fn transmit(&mut self) -> io::Result<usize> {
+        #[cfg(test)]
+        if let Some(left) = self.sends_allowed {
+            if left == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let sent = self.outgoing.send(&self.socket)?;
+            self.sends_allowed = Some(left.saturating_sub(sent));
+            return Ok(sent);
+        }
+        self.outgoing.send(&self.socket)
+    }
+
+    /// Moves what is left of the outgoing batch to the queue of refused replies (a copy each:
+    /// this is the slow path, taken only when the kernel has no room).
+    fn queue_unsent(&mut self, stats: &Stats) {
+        let unsent: Vec<(SocketAddr, Vec<u8>)> = self
+            .outgoing
+            .unsent()
+            .filter_map(|(bytes, to)| Some((to?, bytes.to_vec())))
+            .collect();
+        self.outgoing.clear();
+        for (to, reply) in unsent {
+            self.queue_or_drop(to, reply, stats);
+        }
+    }
+
+    /// Queues a refused reply, or drops and counts it past the queue's limit.
+    fn queue_or_drop(&mut self, to: SocketAddr, reply: Vec<u8>, stats: &Stats) {
+        if self.pending_bytes + reply.len() > self.queue_limit {
+            log::debug!("udp reply to {to} dropped: the queue of refused replies is full");
+            stats.drop_datagram(DropReason::Queue);
+            return;
+        }
+        self.pending_bytes += reply.len();
+        self.pending.push_back((to, reply));
+    }
+
     /// Sends queued replies until the queue is empty or the kernel refuses.
     pub fn flush(&mut self, stats: &Stats) {
         while let Some((to, bytes)) = self.pending.front() {
-            match self.socket.send_to(bytes, *to) {
+            match self.send_one(bytes, *to) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 result => {
@@ -175,30 +366,13 @@ impl DatagramEndpoint {
         }
     }
 
-    fn send_or_queue(&mut self, to: SocketAddr, reply: Vec<u8>, stats: &Stats) {
-        if self.pending.is_empty() {
-            match self.socket.send_to(&reply, to) {
-                Ok(_) => {
-                    stats.datagrams_sent.add(1);
-                    self.reply = reply;
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => {
-                    log::debug!("udp reply to {to} failed: {e}");
-                    stats.drop_datagram(DropReason::Queue);
-                    self.reply = reply;
-                    return;
-                }
-            }
+    /// One `sendto` from the queue of refused replies (or, under the test hook, a refusal).
+    fn send_one(&self, bytes: &[u8], to: SocketAddr) -> io::Result<usize> {
+        #[cfg(test)]
+        if self.sends_allowed == Some(0) {
+            return Err(io::ErrorKind::WouldBlock.into());
         }
-        if self.pending_bytes + reply.len() > self.queue_limit {
-            stats.drop_datagram(DropReason::Queue);
-            self.reply = reply;
-            return;
-        }
-        self.pending_bytes += reply.len();
-        self.pending.push_back((to, reply));
+        self.socket.send_to(bytes, to)
     }
 }
 
@@ -216,7 +390,8 @@ mod tests {
         let poll = Poll::new().unwrap();
         let socket = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let endpoint =
-            DatagramEndpoint::register(socket, queue_limit, poll.registry(), TOKEN).unwrap();
+            DatagramEndpoint::register(socket, queue_limit, Some(4 << 20), poll.registry(), TOKEN)
+                .unwrap();
         let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         client
             .set_read_timeout(Some(Duration::from_secs(20)))
@@ -235,14 +410,12 @@ mod tests {
     fn drain_until(endpoint: &mut DatagramEndpoint, stats: &Stats, count: u64) -> Drained {
         let mut echo = Echo;
         let mut sources = sources_for(endpoint);
-        let mut buf = vec![0u8; 64 * 1024];
         let give_up = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             let drained = endpoint
                 .drain_datagrams(
                     &mut echo as &mut dyn Service,
                     &mut sources,
-                    &mut buf,
                     8,
                     std::time::Instant::now(),
                     SystemTime::now(),
@@ -288,10 +461,7 @@ mod tests {
     #[test]
     fn a_burst_past_the_per_turn_budget_is_finished_next_turn() {
         let (mut endpoint, _poll, client) = endpoint(1024);
-        // Room for the whole burst in the kernel: the default holds only ~256 small datagrams.
-        socket2::SockRef::from(&endpoint.socket)
-            .set_recv_buffer_size(4 << 20)
-            .unwrap();
+        // Room for the whole burst in the kernel: `endpoint()` asks for a 4 MiB buffer.
         let server = endpoint.socket.local_addr().unwrap();
         let stats = Stats::default();
         let burst = DATAGRAMS_PER_TURN as u64 + 10;
@@ -302,13 +472,11 @@ mod tests {
         // stops at the budget and says so, and the next turn takes the rest.
         let mut echo = Echo;
         let mut sources = sources_for(&endpoint);
-        let mut buf = vec![0u8; 64 * 1024];
         let mut turn = |endpoint: &mut DatagramEndpoint| {
             endpoint
                 .drain_datagrams(
                     &mut echo as &mut dyn Service,
                     &mut sources,
-                    &mut buf,
                     8,
                     std::time::Instant::now(),
                     SystemTime::now(),
@@ -334,9 +502,16 @@ mod tests {
         // As if the kernel had refused an earlier reply: replies now queue behind it.
         endpoint.pending.push_back((to, b"first".to_vec()));
         endpoint.pending_bytes = 5;
-        endpoint.send_or_queue(to, b"next".to_vec(), &stats);
+        for reply in [&b"next"[..], b"over"] {
+            endpoint
+                .outgoing
+                .next_slot()
+                .unwrap()
+                .extend_from_slice(reply);
+            endpoint.outgoing.commit(Some(to));
+        }
+        endpoint.send_replies(&stats);
         assert_eq!(endpoint.pending_bytes, 9);
-        endpoint.send_or_queue(to, b"over".to_vec(), &stats);
         assert_eq!(
             stats.datagrams_dropped.get(),
             1,
@@ -354,5 +529,112 @@ mod tests {
         let mut buf = [0u8; 16];
         let (n, _) = client.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"first", "in order");
+        let (n, _) = client.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"next", "in order");
+    }
+
+    #[test]
+    fn a_batch_the_kernel_refuses_waits_bounded_then_flushes_and_writable_interest_ends() {
+        // Room for 40 one-byte replies out of a batch of 100 requests.
+        let (mut endpoint, poll, client) = endpoint(40);
+        let server = endpoint.socket.local_addr().unwrap();
+        let stats = Stats::default();
+        endpoint.sends_allowed = Some(0); // the kernel has no room for any reply
+        for i in 0..100u8 {
+            client.send_to(&[i % 8], server).unwrap();
+        }
+        drain_until(&mut endpoint, &stats, 100);
+        assert_eq!(stats.datagrams_received.get(), 100);
+        assert_eq!(stats.datagrams_sent.get(), 0);
+        assert_eq!(endpoint.pending.len(), 40, "queued up to the limit");
+        assert_eq!(
+            stats.datagrams_dropped_by[DropReason::Queue as usize].get(),
+            60,
+            "the rest counted"
+        );
+        assert_eq!(
+            endpoint.wanted(),
+            Some(Interest::READABLE | Interest::WRITABLE),
+            "writable interest only now"
+        );
+        // Writable while the kernel still refuses: nothing moves, nothing spins.
+        endpoint.flush(&stats);
+        assert_eq!(endpoint.pending.len(), 40);
+        endpoint.sends_allowed = None; // room again
+        endpoint.flush(&stats);
+        assert_eq!(stats.datagrams_sent.get(), 40);
+        assert!(endpoint.pending.is_empty());
+        assert_eq!(endpoint.pending_bytes, 0);
+        assert_eq!(
+            endpoint.wanted(),
+            Some(Interest::READABLE),
+            "and now no more"
+        );
+        endpoint.sync(poll.registry(), TOKEN).unwrap();
+        let mut buf = [0u8; 16];
+        for i in 0..40u8 {
+            let (n, _) = client.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &[i % 8], "in order");
+        }
+    }
+
+    #[test]
+    fn the_loop_guard_access_lists_and_rate_limit_judge_each_datagram_of_a_mixed_batch() {
+        let (mut endpoint, _poll, trusted) = endpoint(1024);
+        let server = endpoint.local_addr().unwrap();
+        let config = crate::server::sources::SourcesConfig {
+            trusted: vec!["127.0.0.1/32".parse().unwrap()],
+            deny: vec!["127.0.0.3/32".parse().unwrap()],
+            udp_rate_limit: 5, // and a burst of 5
+            ..Default::default()
+        };
+        let start = std::time::Instant::now();
+        let mut sources = Sources::new(&config, &[server], start);
+        let stranger = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+        stranger
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let denied = std::net::UdpSocket::bind("127.0.0.3:0").unwrap();
+        // Interleaved, all sent before the server reads: they arrive as one batch.
+        for i in 0..20u8 {
+            trusted.send_to(&[b't', i], server).unwrap();
+            stranger.send_to(&[b's', i], server).unwrap();
+            if i % 4 == 0 {
+                denied.send_to(b"d", server).unwrap();
+            }
+        }
+        endpoint.socket.send_to(b"from ourselves", server).unwrap(); // a loop
+        let stats = Stats::default();
+        let drained = endpoint
+            .drain_datagrams(
+                &mut Echo as &mut dyn Service,
+                &mut sources,
+                64,
+                start, // no time passes: the rate table refills nothing
+                SystemTime::now(),
+                &stats,
+            )
+            .unwrap();
+        assert_eq!(drained, Drained::Empty);
+        assert_eq!(
+            endpoint.incoming.as_ref().unwrap().len(),
+            46,
+            "one batch held them all"
+        );
+        assert_eq!(stats.datagrams_received.get(), 46);
+        let dropped = |reason: DropReason| stats.datagrams_dropped_by[reason as usize].get();
+        assert_eq!(dropped(DropReason::Loop), 1);
+        assert_eq!(dropped(DropReason::Acl), 5);
+        assert_eq!(dropped(DropReason::Rate), 15, "the stranger's burst is 5");
+        assert_eq!(stats.datagrams_sent.get(), 25);
+        let mut buf = [0u8; 16];
+        for i in 0..20u8 {
+            let n = trusted.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &[b't', i]);
+        }
+        for i in 0..5u8 {
+            let n = stranger.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &[b's', i], "the first five of the stranger's");
+        }
     }
 }

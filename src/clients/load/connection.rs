@@ -26,6 +26,10 @@
 //!
 //! Next: `tally.rs`, where every message ends up counted.
 
+mod datagram;
+
+pub use datagram::DatagramBatches;
+
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -126,6 +130,8 @@ pub struct Env {
     pub payload: Vec<u8>,
     /// The counters.
     pub tally: Tally,
+    /// UDP: the reactor's batches for `recvmmsg`/`sendmmsg`, made at the first use.
+    pub datagrams: Option<Box<DatagramBatches>>,
 }
 
 /// One client connection.
@@ -224,7 +230,7 @@ impl Connection {
             Target::Stream(Address::Unix(path)) => {
                 UnixStream::connect(path).map(|s| Socket2::Stream(Stream::Unix(s)))
             }
-            Target::Datagram(addr) => open_udp(*addr, source).map(Socket2::Datagram),
+            Target::Datagram(addr) => datagram::open_udp(*addr, source).map(Socket2::Datagram),
         };
         let socket = match opened {
             Ok(socket) => socket,
@@ -291,25 +297,6 @@ impl Connection {
         self.drop_socket(registry);
         self.state = State::Closed;
         env.tally.connect_failed(ConnectFailure::TimedOut);
-    }
-
-    /// UDP: gives up messages in flight for longer than the timeout (lost), which frees their
-    /// places in the pipeline for the next ones.
-    pub fn expire_datagrams(&mut self, env: &mut Env, registry: &Registry, token: Token) {
-        let mut expired = false;
-        while let Some(oldest) = self.in_flight.front()
-            && env.now_ns.saturating_sub(oldest.sent_ns) > env.timeout_ns
-        {
-            let measured = oldest.measured;
-            self.in_flight.pop_front();
-            self.oldest_seq += 1;
-            env.tally.lost(u64::from(measured));
-            expired = true;
-        }
-        if expired {
-            self.fill(env);
-            self.update_interest(registry, token);
-        }
     }
 
     /// Whether it can make no progress: its pipeline is full and the oldest message has waited
@@ -381,25 +368,26 @@ impl Connection {
 
     /// Reads until the kernel has nothing more or the budget is spent; checks every reply.
     fn drain_reads(&mut self, env: &mut Env) -> bool {
+        if matches!(self.socket, Some(Socket2::Datagram(_))) {
+            return self.drain_datagrams(env);
+        }
         let mut buf = std::mem::take(&mut env.read_buf);
         let mut still_ready = false;
         for round in 0..READS_PER_TURN {
             let result = match &mut self.socket {
                 Some(Socket2::Stream(s)) => s.read(&mut buf),
-                Some(Socket2::Datagram(s)) => s.recv(&mut buf),
-                None => break,
+                Some(Socket2::Datagram(_)) | None => break,
             };
             match result {
-                Ok(0) if !matches!(self.socket, Some(Socket2::Datagram(_))) => {
+                Ok(0) => {
                     self.end(env, ConnectionError::ClosedByServer);
                     break;
                 }
                 Ok(n) => {
                     self.on_bytes(&buf[..n], env);
                     // A stream read that did not fill the buffer emptied the socket: no need
-                    // to ask again for `WouldBlock`. Datagrams come one per read.
-                    let datagram = matches!(self.socket, Some(Socket2::Datagram(_)));
-                    if !datagram && n < buf.len() {
+                    // to ask again for `WouldBlock`.
+                    if n < buf.len() {
                         break;
                     }
                     still_ready = round + 1 == READS_PER_TURN;
@@ -580,44 +568,6 @@ impl Connection {
         }
     }
 
-    /// UDP: the reply is matched by the sequence number it carries. If it answers a later message
-    /// than the oldest, those before it were lost; if it answers one already given up, it is
-    /// late and dropped (counted once already, as lost). A reply that answers no message is a
-    /// wrong reply to the oldest.
-    fn on_datagram(&mut self, reply: &[u8], env: &mut Env) {
-        let payloads = env.payloads.clone();
-        let answers = |seq: u64| is_correct(env.reply, &payloads.message(self.id, seq), reply);
-        let carried = payloads
-            .sequence_in(payload_of(env.reply, reply), self.next_seq)
-            .filter(|&seq| seq < self.next_seq && answers(seq)); // never one not sent yet
-        if let Some(seq) = carried
-            && seq < self.oldest_seq
-        {
-            log::debug!("connection {}: late reply to message {seq}", self.id);
-            return;
-        }
-        // Given payloads carry no number: the first message in flight that the reply answers.
-        let answered =
-            carried.or_else(|| (self.oldest_seq..self.next_seq).find(|&seq| answers(seq)));
-        if self.in_flight.is_empty() {
-            // A stray datagram: it answers nothing in flight (with `--payload-file` payloads,
-            // which carry no number, it may also be a late reply).
-            env.tally.error(ConnectionError::Unexpected);
-            return;
-        }
-        if let Some(seq) = answered {
-            while self.oldest_seq < seq {
-                let skipped = self.in_flight.pop_front().expect("seq < next_seq");
-                self.oldest_seq += 1;
-                env.tally.lost(u64::from(skipped.measured));
-            }
-        }
-        let (seq, oldest) = (self.oldest_seq, payloads.message(self.id, self.oldest_seq));
-        if self.answered(env, oldest.size()) && answered.is_none() {
-            self.count_mismatch(seq, &oldest, reply, env);
-        }
-    }
-
     /// Counts a wrong reply to message `seq`, one that counted as received.
     fn count_mismatch(&self, seq: u64, expected: &Message, got: &[u8], env: &mut Env) {
         let id = self.id;
@@ -699,6 +649,12 @@ impl Connection {
         match env.reply {
             ReplyKind::Chargen => false,
             ReplyKind::Discard => self.fill_discard(env),
+            ReplyKind::Echo | ReplyKind::Timestamp
+                if matches!(self.socket, Some(Socket2::Datagram(_))) =>
+            {
+                self.fill_datagrams(env);
+                false
+            }
             ReplyKind::Echo | ReplyKind::Timestamp => {
                 self.fill_requests(env);
                 false
@@ -759,7 +715,6 @@ impl Connection {
     fn fill_requests(&mut self, env: &mut Env) {
         let payloads = env.payloads.clone();
         env.scratch.clear();
-        let datagram = matches!(self.socket, Some(Socket2::Datagram(_)));
         while self.in_flight.len() < env.pipeline {
             let Some(due_ns) = self.next_due_ns(env) else {
                 break;
@@ -768,16 +723,7 @@ impl Connection {
                 break;
             };
             let message = payloads.message(self.id, self.next_seq);
-            if datagram {
-                env.payload.clear();
-                message.write_payload(&mut env.payload);
-                if !self.send_datagram(env) {
-                    if measured && let Some(left) = &mut env.quota {
-                        *left += 1; // not sent after all: its place in the quota is free again
-                    }
-                    break;
-                }
-            } else if env.framing == FramingKind::Raw {
+            if env.framing == FramingKind::Raw {
                 message.write_payload(&mut env.scratch); // raw framing adds nothing: no copy
             } else {
                 env.payload.clear();
@@ -800,21 +746,6 @@ impl Connection {
                 env.scratch = scratch;
             } else {
                 self.unsent.extend_from_slice(&env.scratch);
-            }
-        }
-    }
-
-    /// Sends `env.payload` as one datagram; `false` if the kernel refused it for now.
-    fn send_datagram(&mut self, env: &mut Env) -> bool {
-        let Some(Socket2::Datagram(socket)) = &self.socket else {
-            return false;
-        };
-        match socket.send(&env.payload) {
-            Ok(_) => true,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
-            Err(e) => {
-                self.end(env, classify_error(&e));
-                false
             }
         }
     }
@@ -940,17 +871,6 @@ fn open_tcp(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<Stream> {
         Err(e) => return Err(e),
     }
     Ok(Stream::Tcp(TcpStream::from_std(socket.into())))
-}
-
-/// A UDP socket connected to `addr`, so it receives only the server's datagrams.
-fn open_udp(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<UdpSocket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_nonblocking(true)?;
-    if let Some(ip) = source {
-        socket.bind(&SocketAddr::new(ip, 0).into())?;
-    }
-    socket.connect(&addr.into())?;
-    Ok(UdpSocket::from_std(socket.into()))
 }
 
 /// Binds the source address only: with `IP_BIND_ADDRESS_NO_PORT` (Linux) the port is picked at

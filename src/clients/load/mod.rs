@@ -275,6 +275,7 @@ impl ClientReactor {
                 scratch: Vec::new(),
                 payload: Vec::new(),
                 tally: Tally::default(),
+                datagrams: None,
             },
             phase: Phase::Connecting,
             origin: Instant::now(),

@@ -72,7 +72,8 @@ use crate::server::watchdog::Heartbeat;
 
 use client::{Client, Readiness};
 
-/// Bytes in the reactor-wide read buffer: big enough for any UDP datagram.
+/// Bytes in the reactor-wide read buffer, for stream clients (UDP sockets read into batches of
+/// their own: `server/udp.rs`).
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// What the sockets a reactor is given, ready to register.
@@ -315,6 +316,7 @@ impl Reactor {
             metrics,
             signals,
             config.queue_limit,
+            config.udp_rcvbuf,
             stop_requested,
         )?;
         sockets.listener_service = plan.stream_services().to_vec();

@@ -2,7 +2,7 @@
 //! endpoint, the signal pipe. Each is registered once, in its place in the token layout.
 //!
 //! UDP has no connections, so a UDP socket is served here whole: `udp.rs` reads its datagrams
-//! until `WouldBlock` (or a per-turn budget), the protocol answers each one, and refused replies
+//! in batches until `WouldBlock` (or a per-turn budget), the protocol answers each one, and refused replies
 //! wait in the endpoint's own small queue. Each sender is judged first by the reactor's
 //! `Sources` (`server/sources/`): the loop guard, the access lists, the rate limit.
 //!
@@ -24,6 +24,7 @@ use crate::server::udp::{DatagramEndpoint, Drained};
 
 impl Sockets {
     /// Registers every socket under its token.
+    #[allow(clippy::too_many_arguments)] // the reactor's parts, handed over once
     pub(super) fn register(
         registry: &Registry,
         listeners: Vec<Listener>,
@@ -31,6 +32,7 @@ impl Sockets {
         mut metrics: Option<MetricsEndpoint>,
         signals: Option<SignalSource>,
         queue_limit: usize,
+        udp_rcvbuf: Option<usize>,
         stop_requested: Arc<AtomicBool>,
     ) -> io::Result<Sockets> {
         if let Some(endpoint) = &mut metrics {
@@ -51,6 +53,7 @@ impl Sockets {
             endpoints.push(Some(DatagramEndpoint::register(
                 socket,
                 queue_limit,
+                udp_rcvbuf,
                 registry,
                 token,
             )?));
@@ -82,7 +85,6 @@ impl Reactor {
         match endpoint.drain_datagrams(
             self.speech.services[service].service.as_mut(),
             &mut self.sources,
-            &mut self.speech.read_buffer,
             self.settings.max_frame,
             self.clock.now,
             self.clock.wall_now,
