@@ -69,7 +69,7 @@ complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l max-memory -
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l chat-rate -d '-p chat: lines per second per member, in bursts of twice that; a member over it is not read until it may send again (trusted sources exempt); 0 = off [default: 20]' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l sndbuf -d 'SO_SNDBUF of accepted stream sockets, in bytes [default: the kernel\'s]' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l rcvbuf -d 'SO_RCVBUF of accepted stream sockets, in bytes [default: the kernel\'s]' -r
-complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l udp-rcvbuf -d 'SO_RCVBUF asked for each UDP socket, in bytes (the kernel caps it at net.core.rmem_max, then doubles it; the log says what was granted). A bigger buffer rides out bursts instead of dropping them' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l udp-rcvbuf -d 'SO_RCVBUF asked for each UDP socket, in bytes (the kernel caps it at net.core.rmem_max, then doubles it; a warning says when it granted less). A bigger buffer rides out bursts instead of dropping them' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l model -d 'How clients are served: one event-loop thread (reactor), or a blocking thread per connection (threaded)' -r -f -a "reactor\t'One thread, readiness events, non-blocking sockets (the reactor)'
 threaded\t'One blocking thread per connection, for comparison'"
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l trusted -d 'Exempt from the per-source limits, repeatable; replaces the default 127.0.0.0/8 and ::1/128 (`none`: nobody)' -r

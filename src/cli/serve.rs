@@ -114,7 +114,7 @@ pub struct ServeArgs {
     /// SO_RCVBUF of accepted stream sockets, in bytes [default: the kernel's]
     #[arg(long, value_name = "BYTES", allow_hyphen_values = true, value_parser = |t: &str| units::bytes_in(t, 1, i32::MAX as u64))]
     pub rcvbuf: Option<u64>,
-    /// SO_RCVBUF asked for each UDP socket, in bytes (the kernel caps it at net.core.rmem_max, then doubles it; the log says what was granted). A bigger buffer rides out bursts instead of dropping them
+    /// SO_RCVBUF asked for each UDP socket, in bytes (the kernel caps it at net.core.rmem_max, then doubles it; a warning says when it granted less). A bigger buffer rides out bursts instead of dropping them
     #[arg(long, default_value = "4M", value_name = "BYTES", value_parser = |t: &str| units::bytes_in(t, 1, i32::MAX as u64))]
     pub udp_rcvbuf: u64,
     /// How clients are served: one event-loop thread (reactor), or a blocking thread per connection (threaded)

@@ -105,10 +105,13 @@ impl DatagramEndpoint {
             .map_or_else(|_| "?".to_string(), |a| a.to_string());
         if let Some(asked) = rcvbuf {
             match datagrams::set_receive_buffer(&socket, asked) {
-                Ok(granted) => log::info!(
-                    "udp {name}: receive buffer {granted} bytes (asked {asked}; the kernel caps \
-                     it at net.core.rmem_max and doubles it for its bookkeeping)"
+                // Linux doubles what it grants (for its bookkeeping): less than asked means
+                // `net.core.rmem_max` cut it, which the operator should hear about.
+                Ok(granted) if granted < asked => log::warn!(
+                    "udp {name}: receive buffer {granted} bytes, not the {asked} asked for: the \
+                     kernel caps it at net.core.rmem_max (raise that sysctl)"
                 ),
+                Ok(granted) => log::debug!("udp {name}: receive buffer {granted} bytes"),
                 Err(e) => log::warn!("udp {name}: cannot set the receive buffer: {e}"),
             }
         }
