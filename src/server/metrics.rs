@@ -792,9 +792,11 @@ mod tests {
         stats.udp_kernel_drops.add(7);
         let page = exposition(&[("echo", stats.snapshot())]);
         assert!(page.contains("# TYPE echoloop_udp_kernel_drops_total counter\n"));
-        assert!(page.contains(
-            "echoloop_udp_kernel_drops_total{service=\"echo\",transport=\"udp\"} 7\n"
-        ));
+        assert!(
+            page.contains(
+                "echoloop_udp_kernel_drops_total{service=\"echo\",transport=\"udp\"} 7\n"
+            )
+        );
     }
 
     #[test]

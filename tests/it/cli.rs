@@ -128,7 +128,15 @@ fn every_bad_invocation_exits_2_with_one_line_naming_the_offender() {
         (&["serve", "--chat-rate", "-1"], &["--chat-rate", "'-1'"]),
         (&["serve", "--no-such-flag"], &["'--no-such-flag'"]),
         (
-            &["serve", "-p", "files", "--dir", "/nonexistent", "-l", "127.0.0.1:0"],
+            &[
+                "serve",
+                "-p",
+                "files",
+                "--dir",
+                "/nonexistent",
+                "-l",
+                "127.0.0.1:0",
+            ],
             &["--dir /nonexistent"],
         ),
         (
