@@ -493,7 +493,8 @@ fn a_stuck_worker_stops_the_pings_until_it_turns_again() {
         .recv_timeout(PATIENCE)
         .expect("a ping while both turn");
 
-    // The kernel spreads connections over the two workers: connect until worker 1 has one.
+    // The kernel spreads connections over the two workers (on macOS it hands them all to the
+    // last bound, worker 1): connect until worker 1 has one.
     let mut stuck = None;
     for _ in 0..200 {
         let mut client = common::connect(&server);
