@@ -45,6 +45,7 @@ use std::os::unix::net::UnixListener as StdUnixListener;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use log::{info, warn};
 use mio::Poll;
@@ -60,7 +61,7 @@ use crate::server::reactor::{MAX_SOCKETS_PER_KIND, Reactor, ReactorSockets};
 use crate::server::services::{ServicePlan, SocketKind};
 use crate::server::signals::StopHandle;
 use crate::server::stats::{ServerStats, StatsSnapshot};
-use crate::server::watchdog::{Heartbeat, WatchdogThread, Watched};
+use crate::server::watchdog::{Heartbeat, Ping, Watchdog, Watched};
 
 /// Sockets bound and reactors ready to run.
 pub struct Server {
@@ -75,6 +76,8 @@ pub struct Server {
     metrics_addr: Option<SocketAddr>,
     /// Each worker's heartbeat and waker, for systemd's watchdog (`watchdog.rs`).
     watched: Vec<Watched>,
+    /// A watchdog asked for by [`Server::set_watchdog`]: its interval and its ping.
+    watchdog: Option<(Duration, Ping)>,
 }
 
 impl Server {
@@ -131,6 +134,7 @@ impl Server {
                 all_stats: None,
                 waker: None,
                 heartbeat: Arc::new(Heartbeat::new()),
+                watchdog: None,
                 services: plan.clone(),
             })
             .collect();
@@ -290,6 +294,7 @@ impl Server {
             udp_addrs,
             metrics_addr,
             watched,
+            watchdog: None,
         })
     }
 
@@ -324,9 +329,16 @@ impl Server {
         self.stats.clone()
     }
 
+    /// Has worker 0 call `ping` every `interval / 2` while every worker turns (each has turned
+    /// within `interval`): systemd's watchdog with another destination. A daemon needs none of
+    /// this: [`Server::run`] pings systemd by itself when `WATCHDOG_USEC` asks for it.
+    pub fn set_watchdog(&mut self, interval: Duration, ping: impl FnMut() + Send + 'static) {
+        self.watchdog = Some((interval, Box::new(ping)));
+    }
+
     /// Runs every worker until shutdown has drained: worker 0 on this thread, the others on
     /// threads of their own. Returns the first error a worker met.
-    pub fn run(self) -> io::Result<()> {
+    pub fn run(mut self) -> io::Result<()> {
         let count = self.workers.len();
         info!(
             "serving {} on {} socket(s) with {} worker(s)",
@@ -334,12 +346,16 @@ impl Server {
             self.listening.len(),
             count
         );
-        // systemd's watchdog, for a daemon whose unit asks for it; it stops when dropped, after
-        // every worker has stopped.
-        let _watchdog = match notify::watchdog_interval().filter(|_| self.config.handle_signals) {
-            Some(interval) => Some(WatchdogThread::spawn(self.watched, interval)?),
-            None => None,
+        // systemd's watchdog, for a daemon whose unit asks for it: checked on worker 0's loop.
+        let systemd = || {
+            let daemon = notify::watchdog_interval().filter(|_| self.config.handle_signals);
+            daemon.map(|interval| (interval, Box::new(notify::notify_watchdog) as Ping))
         };
+        if let Some((interval, ping)) = self.watchdog.take().or_else(systemd) {
+            let watched = std::mem::take(&mut self.watched);
+            self.workers[0].1.watchdog =
+                Some(Watchdog::start(watched, interval, ping, Instant::now()));
+        }
         let mut threads = Vec::new();
         let mut first = None;
         let per_worker = self.stats.workers().to_vec();

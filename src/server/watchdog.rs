@@ -3,38 +3,43 @@
 //! With `WatchdogSec=30` in the unit, systemd expects `WATCHDOG=1` at least every 30 s and
 //! restarts the service when one is missed. The point is to catch a server that is running but
 //! stuck: a loop spinning in one client's callback, a deadlock, a blocking call that never
-//! returns. A ping from a thread that merely exists proves nothing, so the ping has to be earned:
-//! each reactor stamps a shared [`Heartbeat`] at the top of every turn of its loop (one atomic
-//! store: free on the hot path), and the ping is sent only if every stamp is recent.
+//! returns. A ping sent by something that merely exists proves nothing, so the ping has to be
+//! earned: each reactor stamps a shared [`Heartbeat`] at the top of every turn of its loop (one
+//! atomic store: free on the hot path), and the ping is sent only if every stamp is recent.
 //!
 //! An idle reactor turns only when something happens, and nothing may happen for hours. So the
 //! watchdog first *makes* each reactor turn: it wakes it through the reactor's own `mio::Waker`
 //! (the one a stop request uses; a wake-up without a stop request is a no-op turn). A healthy
 //! reactor turns within microseconds; a stuck one does not, and its stamp grows old.
 //!
-//! **Where the pinging lives.** A small thread of its own, rather than a timer on worker 0's
-//! loop: a timer on worker 0 would stop with worker 0 (fine: no ping, systemd restarts us) but
-//! would have to reach into the other workers to wake and check them anyway, and a watchdog that
-//! shares the loop it watches is one more thing in the loop. The thread sleeps half the interval
-//! (systemd's own advice), then checks each stamp is no older than the interval, pings if so,
-//! wakes every reactor, and sleeps again. It ends when the server's reactors have all stopped.
+//! **Where the pinging lives: on worker 0's loop, as one more deadline.** No thread of its own
+//! (the only threads besides the reactors are the files workers, which do blocking disk work):
+//! a [`Watchdog`] belongs to worker 0, and its next check is one more deadline in worker 0's
+//! alarm (`reactor/tidy.rs` runs it with the other timers). Every half interval (systemd's own
+//! advice) worker 0 checks that every stamp is no older than the interval, pings if so, and wakes
+//! the other reactors, so that by the next check each has turned once more. Its own stamp is
+//! fresh by construction: it was written at the top of the very turn that runs the check. The
+//! others' are atomics, read without a lock. Nothing is added to a turn when no check is due.
 //!
-//! Only a daemon (`serve` from the command line) runs it, and only if systemd set
-//! `WATCHDOG_USEC` for this process: see `net/notify.rs`.
+//! **A stuck worker 0** runs no check, so no ping comes and systemd restarts the service: the
+//! watchdog's own stall is detected exactly like any other worker's. A watchdog on a thread of
+//! its own could say no more (it would see worker 0's stamp grow old and stop pinging: the same
+//! silence), and would be one more thread to start, stop and reason about. The pings end when
+//! worker 0 stops; the others may still be draining then, under systemd's stop timeout.
+//!
+//! Only a daemon (`serve` from the command line) has one, and only if systemd set
+//! `WATCHDOG_USEC` for this process (see `net/notify.rs`); an embedder or a test may give a
+//! server its own with [`crate::Server::set_watchdog`].
 //!
 //! Next: `server/stats.rs`, the counters.
 
-use std::io;
+use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
 use mio::Waker;
-
-use crate::net::notify;
 
 /// When one reactor last began a turn of its loop, readable from any thread.
 #[derive(Debug)]
@@ -89,67 +94,85 @@ pub fn first_stale(reactors: &[Watched], interval: Duration, now: Instant) -> Op
         .position(|r| r.heartbeat.age(now) > interval)
 }
 
-/// The running watchdog thread; it stops and is joined when this is dropped.
-pub struct WatchdogThread {
-    /// Dropped to tell the thread to stop (its `recv_timeout` then returns at once).
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+/// Sends one `WATCHDOG=1` (to systemd: [`crate::net::notify::notify_watchdog`]).
+pub type Ping = Box<dyn FnMut() + Send>;
+
+/// The watchdog, owned by worker 0's reactor: when to check next, and whom to check.
+pub struct Watchdog {
+    /// Every reactor, by worker number; the first is worker 0, the owner.
+    reactors: Vec<Watched>,
+    /// `WATCHDOG_USEC`: the longest a stamp may be old for a ping.
+    interval: Duration,
+    /// When the owner's loop checks next: every half interval.
+    next_check: Instant,
+    ping: Ping,
+    /// A stale episode is under way and has been logged.
+    stale_logged: bool,
 }
 
-impl WatchdogThread {
-    /// Starts pinging every `interval / 2` while every one of `reactors` turns.
-    pub fn spawn(reactors: Vec<Watched>, interval: Duration) -> io::Result<WatchdogThread> {
-        let (stop, stopped) = mpsc::channel::<()>();
+impl Watchdog {
+    /// A watchdog over `reactors` (worker 0, the owner, first) that calls `ping` every
+    /// `interval / 2` while every one of them turned within `interval`. It wakes the others at
+    /// once, so that every stamp is fresh at the first check, half an interval from `now`.
+    pub fn start(reactors: Vec<Watched>, interval: Duration, ping: Ping, now: Instant) -> Watchdog {
         info!(
             "watchdog: WATCHDOG=1 every {:?} while all {} reactor(s) turn",
             interval / 2,
             reactors.len()
         );
-        let thread = std::thread::Builder::new()
-            .name("echoloop-watchdog".into())
-            .spawn(move || watch(&reactors, interval, &stopped))?;
-        Ok(WatchdogThread {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
+        let watchdog = Watchdog {
+            reactors,
+            interval,
+            next_check: now + interval / 2,
+            ping,
+            stale_logged: false,
+        };
+        watchdog.wake_others();
+        watchdog
     }
-}
 
-impl Drop for WatchdogThread {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+    /// When the owner's loop should call [`Watchdog::check`]: one more deadline for its alarm.
+    pub fn next_check(&self) -> Instant {
+        self.next_check
     }
-}
 
-/// The watchdog's loop: wake, wait half the interval, check, ping; until `stopped` says so.
-fn watch(reactors: &[Watched], interval: Duration, stopped: &mpsc::Receiver<()>) {
-    let mut stale_logged = false;
-    loop {
-        for reactor in reactors {
-            let _ = reactor.waker.wake(); // fails only if the reactor is gone: then we stop soon
-        }
-        match stopped.recv_timeout(interval / 2) {
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
-        }
-        match first_stale(reactors, interval, Instant::now()) {
+    /// Run by the owner's loop once `now` has reached [`Watchdog::next_check`]: pings if every
+    /// reactor turned within the interval, then wakes the others and schedules the next check.
+    pub fn check(&mut self, now: Instant) {
+        match first_stale(&self.reactors, self.interval, now) {
             None => {
-                notify::notify_watchdog();
-                stale_logged = false;
+                (self.ping)();
+                self.stale_logged = false;
             }
-            Some(worker) if !stale_logged => {
+            Some(worker) if !self.stale_logged => {
                 warn!(
                     "watchdog: worker {worker} has not turned for {} ms: no WATCHDOG=1 until it \
                      does (systemd restarts a server stuck for WatchdogSec)",
-                    reactors[worker].heartbeat.age(Instant::now()).as_millis()
+                    self.reactors[worker].heartbeat.age(now).as_millis()
                 );
-                stale_logged = true;
+                self.stale_logged = true;
             }
             Some(_) => {}
         }
+        self.wake_others();
+        self.next_check = now + self.interval / 2;
+    }
+
+    /// Makes every reactor but the owner turn once (the owner is turning already).
+    fn wake_others(&self) {
+        for reactor in self.reactors.iter().skip(1) {
+            let _ = reactor.waker.wake(); // fails only if the reactor is gone: nothing to wake
+        }
+    }
+}
+
+impl fmt::Debug for Watchdog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watchdog")
+            .field("reactors", &self.reactors.len())
+            .field("interval", &self.interval)
+            .field("next_check", &self.next_check)
+            .finish_non_exhaustive()
     }
 }
 
@@ -187,6 +210,58 @@ mod tests {
         assert_eq!(
             first_stale(&reactors, interval, start + Duration::from_secs(22)),
             None
+        );
+    }
+
+    #[test]
+    fn a_check_pings_only_while_every_stamp_is_fresh_and_wakes_the_others() {
+        let mut polls = [mio::Poll::new().unwrap(), mio::Poll::new().unwrap()];
+        let reactors: Vec<Watched> = polls.iter().map(watched).collect();
+        let heartbeats: Vec<Arc<Heartbeat>> =
+            reactors.iter().map(|r| Arc::clone(&r.heartbeat)).collect();
+        let pings = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&pings);
+        let ping: Ping = Box::new(move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
+        let start = heartbeats[0].since.max(heartbeats[1].since);
+        let interval = Duration::from_secs(10);
+        let mut watchdog = Watchdog::start(reactors, interval, ping, start);
+        let mut events = mio::Events::with_capacity(4);
+        let woken = |poll: &mut mio::Poll, events: &mut mio::Events| {
+            poll.poll(events, Some(Duration::ZERO)).unwrap();
+            events.iter().count()
+        };
+        assert_eq!(
+            woken(&mut polls[1], &mut events),
+            1,
+            "worker 1 woken at the start"
+        );
+        assert_eq!(watchdog.next_check(), start + Duration::from_secs(5));
+
+        heartbeats[0].beat(start + Duration::from_secs(5));
+        heartbeats[1].beat(start + Duration::from_secs(1));
+        watchdog.check(start + Duration::from_secs(5));
+        assert_eq!(pings.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            woken(&mut polls[0], &mut events),
+            0,
+            "the owner is never woken"
+        );
+        assert_eq!(woken(&mut polls[1], &mut events), 1, "worker 1 woken again");
+        assert_eq!(watchdog.next_check(), start + Duration::from_secs(10));
+
+        // Worker 1 does not turn again: 11 s old at the next-but-one check, no more pings.
+        heartbeats[0].beat(start + Duration::from_secs(12));
+        watchdog.check(start + Duration::from_secs(12));
+        assert_eq!(pings.load(Ordering::Relaxed), 1);
+        heartbeats[1].beat(start + Duration::from_secs(13));
+        heartbeats[0].beat(start + Duration::from_secs(17));
+        watchdog.check(start + Duration::from_secs(17));
+        assert_eq!(
+            pings.load(Ordering::Relaxed),
+            2,
+            "pings again once it turned"
         );
     }
 

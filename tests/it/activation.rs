@@ -1,5 +1,6 @@
 //! Running under systemd: inherited sockets (via `systemd-socket-activate`), `sd_notify` to a
-//! path or an abstract (`@name`, Linux) socket, and the watchdog's `WATCHDOG=1` pings.
+//! path or an abstract (`@name`, Linux) socket, and the watchdog's `WATCHDOG=1` pings (checked on
+//! worker 0's loop: they stop while any worker is stuck, and cost no thread).
 //!
 //! `systemd-socket-activate` (Debian's systemd package) binds the sockets, waits for the first
 //! client, then execs echoloop in the same process with `LISTEN_PID`/`LISTEN_FDS` set: what a
@@ -11,7 +12,13 @@ use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use echoloop::{
+    ClientId, Frame, FramingKind, Protocol, ProtocolFactory, Replies, ServeConfig, Server,
+};
 
 use crate::common::{self, PATIENCE};
 
@@ -374,4 +381,143 @@ fn watchdog_pings_arrive_while_the_loops_turn() {
         pings += 1;
     }
     assert_eq!(process.terminate_and_wait(), 0);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_watchdog_costs_no_thread_of_its_own() {
+    let (notify, address) = abstract_notify_socket("threads");
+    let (process, mut stdout) = Process::start(
+        Command::new("sh")
+            .arg("-c")
+            .arg(r#"WATCHDOG_PID=$$ exec "$0" serve -l 127.0.0.1:0 -p echo --workers 2"#)
+            .arg(ECHOLOOP)
+            .env("NOTIFY_SOCKET", &address)
+            .env("WATCHDOG_USEC", "200000"),
+    );
+    listening_lines(&mut stdout, 1);
+    assert_eq!(receive_notification(&notify), "READY=1\n");
+    assert_eq!(
+        receive_notification(&notify),
+        "WATCHDOG=1\n",
+        "the watchdog is running"
+    );
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", process.0.id()))
+        .unwrap()
+        .count();
+    assert_eq!(tasks, 2, "one thread per worker, nothing else");
+    assert_eq!(
+        receive_notification(&notify),
+        "WATCHDOG=1\n",
+        "and still pinging"
+    );
+    assert_eq!(process.terminate_and_wait(), 0);
+}
+
+/// A ping as a test sees it: one message on a channel (systemd's would be `WATCHDOG=1`).
+fn counted_pings(server: &mut Server) -> Receiver<()> {
+    let (sender, pings) = mpsc::channel();
+    // 200 ms: a check every 100 ms on worker 0's loop.
+    server.set_watchdog(Duration::from_millis(200), move || {
+        let _ = sender.send(());
+    });
+    pings
+}
+
+#[test]
+fn pings_go_on_while_two_idle_workers_turn_only_when_woken() {
+    let mut config = ServeConfig::for_tests();
+    config.workers = 2;
+    let mut server = Server::bind(&config).unwrap();
+    let pings = counted_pings(&mut server);
+    let _server = server.spawn().unwrap();
+    // Ten pings span five intervals: worker 1, with no client and no timer, would be stale after
+    // one if worker 0's checks did not wake it.
+    for ping in 0..10 {
+        pings
+            .recv_timeout(PATIENCE)
+            .unwrap_or_else(|_| panic!("ping {ping} while both workers idle"));
+    }
+}
+
+/// What the stalling protocol tells the test about one line it was sent.
+#[derive(Debug, PartialEq)]
+enum Arrival {
+    /// Worker 1 got it and is now stuck in `on_frame`, until released.
+    Stuck,
+    /// Worker 0 got it, and ignored it.
+    Elsewhere,
+}
+
+/// A protocol whose worker-1 value blocks in `on_frame` until the test releases it: a reactor
+/// stuck in one client's callback, as the watchdog is there to notice.
+struct Stall {
+    arrivals: Sender<Arrival>,
+    release: Arc<Mutex<Receiver<()>>>,
+}
+
+impl Protocol for Stall {
+    type Session = ();
+    const NAME: &'static str = "stall";
+    const FRAMING: FramingKind = FramingKind::Line;
+
+    fn on_connect(&mut self, _: ClientId, _: SystemTime, _: &mut Replies) {}
+
+    fn on_frame(&mut self, _: &mut (), _: Frame<'_>, _: SystemTime, out: &mut Replies) {
+        if std::thread::current().name() != Some("echoloop-worker-1") {
+            let _ = self.arrivals.send(Arrival::Elsewhere);
+            return;
+        }
+        let _ = self.arrivals.send(Arrival::Stuck);
+        let _ = self.release.lock().unwrap().recv_timeout(PATIENCE);
+        out.send_frame(&[b"released"]);
+    }
+}
+
+#[test]
+fn a_stuck_worker_stops_the_pings_until_it_turns_again() {
+    let (arrivals_to, arrivals) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let released = Arc::new(Mutex::new(released));
+    let mut config = ServeConfig::for_tests();
+    config.workers = 2;
+    config.protocol = ProtocolFactory::new(move || Stall {
+        arrivals: arrivals_to.clone(),
+        release: Arc::clone(&released),
+    })
+    .into();
+    let mut server = Server::bind(&config).unwrap();
+    let pings = counted_pings(&mut server);
+    let server = server.spawn().unwrap();
+    pings
+        .recv_timeout(PATIENCE)
+        .expect("a ping while both turn");
+
+    // The kernel spreads connections over the two workers (on macOS it hands them all to the
+    // last bound, worker 1): connect until worker 1 has one.
+    let mut stuck = None;
+    for _ in 0..200 {
+        let mut client = common::connect(&server);
+        common::send(&mut client, b"stall\n");
+        if arrivals.recv_timeout(PATIENCE).unwrap() == Arrival::Stuck {
+            stuck = Some(client);
+            break;
+        }
+    }
+    let mut stuck = stuck.expect("a connection reached worker 1");
+    // Pings already sent, and those of the checks that still find worker 1's last stamp within
+    // the interval (at most three, 100 ms apart, in its 200 ms); then none while it is stuck.
+    while pings.try_recv().is_ok() {}
+    let mut late = 0;
+    while pings.recv_timeout(Duration::from_secs(2)).is_ok() {
+        late += 1;
+        assert!(late <= 3, "pings go on while worker 1 is stuck");
+    }
+
+    release.send(()).unwrap();
+    assert_eq!(common::read_line(&mut stuck), b"released");
+    pings
+        .recv_timeout(PATIENCE)
+        .expect("pings again once worker 1 turns");
+    drop(server);
 }

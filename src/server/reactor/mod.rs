@@ -68,7 +68,7 @@ use crate::server::sources::Sources;
 use crate::server::stats::{ServerStats, Stats};
 use crate::server::timers::Timers;
 use crate::server::udp::DatagramEndpoint;
-use crate::server::watchdog::Heartbeat;
+use crate::server::watchdog::{Heartbeat, Watchdog};
 
 use client::{Client, Readiness};
 
@@ -93,6 +93,8 @@ pub struct ReactorSockets {
     pub waker: Option<Arc<Waker>>,
     /// Stamped at every turn of the loop, for systemd's watchdog (`server/watchdog.rs`).
     pub heartbeat: Arc<Heartbeat>,
+    /// systemd's watchdog, checked on this loop (worker 0 only, and only if the unit asks).
+    pub watchdog: Option<Watchdog>,
     /// The services, and which one each listener and UDP socket (in the order above) serves.
     pub services: ServicePlan,
 }
@@ -205,6 +207,8 @@ struct Clock {
     /// Wakes `poll` for the earliest deadline.
     alarm: Alarm,
     next_stats_at: Option<Instant>,
+    /// Checks every worker's heartbeat and pings systemd (worker 0 only, if at all).
+    watchdog: Option<Watchdog>,
 }
 
 /// Accepting under pressure.
@@ -302,6 +306,7 @@ impl Reactor {
             all_stats,
             waker: _,
             heartbeat,
+            watchdog,
             services: plan,
         } = sockets;
         let own_udp: Vec<std::net::SocketAddr> = datagrams
@@ -346,6 +351,7 @@ impl Reactor {
                 timers: Timers::new(),
                 alarm,
                 next_stats_at: config.stats_interval.map(|every| now + every),
+                watchdog,
             },
             accepting: Accepting {
                 reserve_fd: ReserveFd::new(),
@@ -442,7 +448,7 @@ impl Reactor {
     }
 
     /// The earliest moment something is due: a connection's timer, the end of the drain, an
-    /// accept retry, the periodic stats line.
+    /// accept retry, the periodic stats line, the watchdog's check.
     fn next_deadline(&self) -> Option<Instant> {
         let drain_deadline = match self.phase {
             Phase::Draining { deadline } => Some(deadline),
@@ -453,6 +459,7 @@ impl Reactor {
             drain_deadline,
             self.accepting.retry_at,
             self.clock.next_stats_at,
+            self.clock.watchdog.as_ref().map(Watchdog::next_check),
         ]
         .into_iter()
         .flatten()

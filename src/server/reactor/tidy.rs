@@ -19,8 +19,8 @@ use crate::server::connection::Expiry;
 use crate::server::timers::TimerEntry;
 
 impl Reactor {
-    /// Expires idle and lingering connections, retries accepting, logs periodic stats, and ends
-    /// a drain that ran out of time.
+    /// Expires idle and lingering connections, retries accepting, logs periodic stats, runs the
+    /// watchdog's check, and ends a drain that ran out of time.
     pub(super) fn run_timers(&mut self) {
         let now = Instant::now();
         self.clock.now = now;
@@ -38,6 +38,11 @@ impl Reactor {
         {
             self.log_stats();
             self.clock.next_stats_at = self.settings.stats_interval.map(|every| now + every);
+        }
+        if let Some(watchdog) = &mut self.clock.watchdog
+            && watchdog.next_check() <= now
+        {
+            watchdog.check(now);
         }
         if let Phase::Draining { deadline } = self.phase
             && deadline <= now
