@@ -34,7 +34,7 @@
 //! timeout, not a timerfd (`net/alarm/`). And a [`Waker`]'s wake-up can be lost: every register,
 //! re-register or deregister (and so every re-arming `WouldBlock`) wakes and clears the same
 //! eventfd the waker writes to. So on that build the loop also looks, at the end of every turn,
-//! at what a wake-up would have told it ([`WAKES_MAY_BE_LOST`]).
+//! at what a wake-up would have told it (`WAKES_MAY_BE_LOST`).
 //!
 //! Next: `token.rs`, then `accept.rs`.
 
