@@ -29,7 +29,7 @@
 # - RSS B/conn:    (VmRSS with every connection up - VmRSS before the first) / connections.
 # Prints a TSV table (model, connections, busy, msgs_per_s, cpu_us_per_msg, syscalls_per_msg,
 # rss_bytes_per_conn) and, with --plot, draws CPU µs per message against connections into an SVG
-# (examples/cost_curve.rs). One run per cell: about 2 minutes in all. Loopback only; every
+# (examples/cost_curve.rs). One run per cell: 1–2 minutes in all here. Loopback only; every
 # process started here is stopped by its PID; the script stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
