@@ -48,6 +48,8 @@
 //! - [`lifecycle`]: half-close, reset, refusal at `--max-connections`.
 //! - [`idle`]: `--idle-timeout` closes the silent and spares the active.
 //! - [`faults`]: resets, garbage and bad frames stay on their connection; the counters add up.
+//! - [`poll_backend`]: what stalled the server on mio's `poll(2)` backend (answered once, lost
+//!   stop requests); `.ci/run` runs it on that build too.
 //!
 //! Transports:
 //! - [`unix`]: every protocol over a Unix socket, and the socket file's life.
@@ -100,6 +102,7 @@ mod framing;
 mod half_close_refill;
 mod idle;
 mod lifecycle;
+mod poll_backend;
 
 mod sources;
 mod udp;

@@ -28,6 +28,14 @@
 //! its own, `EVFILT_TIMER`, but mio does not expose it, and the cost measured above was measured
 //! on Linux only.)
 //!
+//! **On mio's `poll(2)` backend** (a build with `RUSTFLAGS='--cfg mio_unsupported_force_poll_poll'`,
+//! which the guide's "Why epoll" measurements use) the timerfd cannot serve, on Linux or not.
+//! `poll(2)` is level-triggered, so mio emulates epoll's edges: once it has reported a descriptor,
+//! it stops asking about what it reported until an IO call through mio's own socket types says
+//! `WouldBlock`, which re-arms it. A timerfd is a raw descriptor, read by us and not by mio: it
+//! would ring once and never again. So that build uses `timeout.rs` as the kqueue systems do
+//! (`server/reactor/client.rs` explains the other half: reading to `WouldBlock`).
+//!
 //! A load generator pacing `--rate` messages needs better than a millisecond: it calls
 //! [`Alarm::set_precise`] instead (the exact time left, on every backend) and lowers its threads'
 //! timer slack with [`lower_timer_slack`], so the kernel does not batch its wake-ups.
@@ -43,19 +51,37 @@ use std::time::{Duration, Instant};
 
 use mio::{Registry, Token};
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+// The timerfd where there is one and the poller is epoll; `poll`'s timeout everywhere else,
+// mio's `poll(2)` backend included (see the module docs).
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    not(mio_unsupported_force_poll_poll)
+))]
 mod timerfd;
 // Compiled on every system, so that its arithmetic is unit-tested on Linux CI as well; on Linux
-// only those tests use it.
-#[cfg_attr(any(target_os = "linux", target_os = "android"), allow(dead_code))]
+// (epoll) only those tests use it.
+#[cfg_attr(
+    all(
+        any(target_os = "linux", target_os = "android"),
+        not(mio_unsupported_force_poll_poll)
+    ),
+    allow(dead_code)
+)]
 mod timeout;
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(all(
+    any(target_os = "linux", target_os = "android"),
+    not(mio_unsupported_force_poll_poll)
+)))]
 use timeout::PollTimeout as Clock;
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    not(mio_unsupported_force_poll_poll)
+))]
 use timerfd::TimerFd as Clock;
 
-/// The reactor's alarm: a timerfd on Linux, `poll`'s own timeout elsewhere (see the module docs).
+/// The reactor's alarm: a timerfd on Linux, `poll`'s own timeout elsewhere and on mio's `poll(2)`
+/// backend (see the module docs).
 #[derive(Debug)]
 pub struct Alarm {
     clock: Clock,
@@ -71,7 +97,7 @@ impl Alarm {
 
     /// Sets the alarm for `deadline` (or never) and returns the timeout to hand to `poll`:
     /// `None` (wait for events; the timerfd wakes the poller) on Linux, the time left, rounded up
-    /// to a whole millisecond, elsewhere.
+    /// to a whole millisecond, elsewhere (and on mio's `poll(2)` backend).
     /// `now` may be a little stale: the alarm then rings a little late, never early.
     pub fn set(&mut self, deadline: Option<Instant>, now: Instant) -> io::Result<Option<Duration>> {
         self.clock.set(deadline, now)
@@ -89,7 +115,7 @@ impl Alarm {
         self.clock.set_precise(deadline, now)
     }
 
-    /// The alarm's token was reported readable (Linux only; harmless elsewhere): clear it. The
+    /// The alarm's token was reported readable (Linux on epoll only; harmless elsewhere): clear it. The
     /// caller then runs whatever is due; the next [`Alarm::set`] sets the alarm again, even for the
     /// same deadline.
     pub fn rang(&mut self) {

@@ -1,9 +1,11 @@
-//! The alarm without a descriptor (macOS, FreeBSD, every system but Linux): `poll`'s timeout.
+//! The alarm without a descriptor (macOS, FreeBSD, every system but Linux; and Linux when mio is
+//! built on `poll(2)`, which cannot re-arm a raw descriptor: see `mod.rs`): `poll`'s timeout.
 //!
 //! Nothing is registered and nothing rings: [`PollTimeout::set`] turns the earliest deadline into
 //! the longest `poll` may sleep, and when that time is up `poll` returns with no events and the
 //! reactor runs what is due. The whole alarm is the arithmetic in [`poll_timeout`], a pure
-//! function, tested on every system (Linux included, where the rest of this file goes unused).
+//! function, tested on every system (Linux included, where on epoll the rest of this file goes
+//! unused).
 //!
 //! Next: `server/signals.rs`, how a reactor learns it should stop.
 

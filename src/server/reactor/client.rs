@@ -6,6 +6,7 @@
 //!
 //! - **Reading** ([`Reactor::drain_reads`]): until `WouldBlock`, a short read (the kernel had no
 //!   more), end of input, or the per-turn budget. The bytes go through the decoder to the protocol.
+//!   On mio's `poll(2)` backend a short read does not end the drain (see [`SHORT_READ_ENDS_DRAIN`]).
 //! - **Answering** ([`Reactor::deliver`]): what the protocol recorded is written at once, straight
 //!   from the read buffer when it is echoed input; only bytes the kernel refuses are queued. Every
 //!   callback's replies come through this one function, whatever the callback was.
@@ -43,6 +44,21 @@ use crate::server::timers::TimerEntry;
 const STREAM_READ_BYTES: usize = 32 * 1024;
 /// Bytes one client may read, or be written, per turn before others get their chance.
 const TURN_BUDGET_BYTES: usize = 256 * 1024;
+/// Whether a short read may end a drain, saving the read that would only say `WouldBlock`.
+///
+/// On epoll (and kqueue) it may: the kernel raises a new edge when new bytes arrive. Not when mio
+/// is built on `poll(2)` (`RUSTFLAGS='--cfg mio_unsupported_force_poll_poll'`, the guide's "Why
+/// epoll" build). `poll(2)` has no edges, so mio makes them up: once it has reported a socket
+/// readable it stops asking the kernel about reading it, until a read through mio returns
+/// `WouldBlock`, which re-arms the interest. A drain that stops at a short read never sees that
+/// `WouldBlock`, and the client's next message would never be reported. So that build reads on
+/// to `WouldBlock`: one more `read` per message, paid only there. On epoll that read would cost a
+/// system call and 10% more user-space instructions per message (831 against 757 Ir/msg,
+/// `scripts/instructions.sh`, 50 connections × 64 bytes), so epoll builds keep the short cut.
+///
+/// Writes and accepts need nothing: a flush ends at an empty queue, where the interest changes
+/// and is set afresh, or at `WouldBlock`; `drain_accepts` always accepts to `WouldBlock`.
+const SHORT_READ_ENDS_DRAIN: bool = !cfg!(mio_unsupported_force_poll_poll);
 
 /// How a flush ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,13 +267,15 @@ impl Reactor {
             trace!("client {id} read {n} bytes");
             client.conn.on_read(n, self.clock.now);
             client.stats.received(client.stream.transport(), n);
-            let short_read = n < STREAM_READ_BYTES && !client.conn.peer_fin_seen();
+            let short_read =
+                SHORT_READ_ENDS_DRAIN && n < STREAM_READ_BYTES && !client.conn.peer_fin_seen();
             if client.conn.is_answering() {
                 self.answer(id, n);
             } // else lingering: the input is read and dropped
             // A short read means the kernel had no more: epoll(7) lets us stop here and save the
             // read that would only say `WouldBlock`. New bytes will raise a new edge. (`sync`,
-            // which follows every `drain_reads`, applies the queue limit.)
+            // which follows every `drain_reads`, applies the queue limit.) Not on `poll(2)`:
+            // see `SHORT_READ_ENDS_DRAIN`.
             if short_read {
                 trace!("client {id} short read: stop until the next edge");
                 return;

@@ -32,6 +32,15 @@
 //! `sockets.rs` (UDP, metrics), `tidy.rs`
 //! (timers and closing, at the end of each turn), `shutdown.rs` (signals and the drain).
 //!
+//! **On mio's `poll(2)` backend** (`RUSTFLAGS='--cfg mio_unsupported_force_poll_poll'`, the build
+//! the guide's "Why epoll" measures) two more things hold. mio emulates epoll's edges there: a
+//! socket it has reported is not watched again for the same readiness until an IO call through
+//! mio says `WouldBlock`, so reads go on to `WouldBlock` (`client.rs`) and the alarm is `poll`'s
+//! timeout, not a timerfd (`net/alarm/`). And a [`Waker`]'s wake-up can be lost: every register,
+//! re-register or deregister (and so every re-arming `WouldBlock`) wakes and clears the same
+//! eventfd the waker writes to. So on that build the loop also looks, at the end of every turn,
+//! at what a wake-up would have told it (`WAKES_MAY_BE_LOST`).
+//!
 //! Next: `token.rs`, then `accept.rs`.
 
 mod accept;
@@ -75,6 +84,17 @@ use client::{Client, Readiness};
 /// Bytes in the reactor-wide read buffer, for stream clients (UDP sockets read into batches of
 /// their own: `server/udp.rs`).
 const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Whether the poller may lose a [`Waker`]'s wake-up: only mio's `poll(2)` backend does.
+///
+/// There the waker and mio's own bookkeeping share one eventfd: a wake-up writes to it, and so
+/// does every change to the set of watched descriptors (to interrupt a `poll` running in another
+/// thread), which then reads it empty again. A stop request or a finished fsync that lands while
+/// this thread changes a registration is read away with mio's own note, and `poll` would sleep
+/// through it. Both leave a trace outside the eventfd (the stop flag, the protocol's list of
+/// finished work), so on that build the loop reads them at the end of every turn, after its last
+/// change of registration: a wake-up that comes later finds the eventfd as it left it.
+const WAKES_MAY_BE_LOST: bool = cfg!(mio_unsupported_force_poll_poll);
 
 /// What the sockets a reactor is given, ready to register.
 pub struct ReactorSockets {
@@ -385,6 +405,9 @@ impl Reactor {
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         self.clock.now = Instant::now();
+        if WAKES_MAY_BE_LOST {
+            self.answer_lost_wakes(); // registering our sockets may have read one away
+        }
         while !self.is_finished() {
             let timeout = self.wait_time()?; // until an event (the alarm is one), or zero
             match self.poll.poll(&mut events, timeout) {
@@ -404,6 +427,9 @@ impl Reactor {
             self.run_timers();
             self.tidy(); // flush shared bytes, free closed slots: never in the middle of a batch
             self.end_memory_episode_if_under();
+            if WAKES_MAY_BE_LOST {
+                self.answer_lost_wakes(); // mio on poll(2) only
+            }
         }
         info!("{}stopped", self.report.name);
         Ok(())
@@ -429,6 +455,16 @@ impl Reactor {
             Source::Metrics(n) => self.on_metrics(n),
             Source::Client(id) => self.drive_client(id, Readiness::from(event)),
         }
+    }
+
+    /// Does what the waker's event would have done, in case mio lost it ([`WAKES_MAY_BE_LOST`]):
+    /// a stop request begins the drain (once: while draining, a second request is the waker's
+    /// to report), and clients whose work off the loop is done are resumed.
+    fn answer_lost_wakes(&mut self) {
+        if self.phase == Phase::Serving {
+            self.on_stop_request();
+        }
+        self.resume_woken_clients();
     }
 
     fn is_finished(&self) -> bool {
