@@ -227,24 +227,25 @@ impl RecvBatch {
             header.msg_flags = 0;
             k.headers[i].msg_len = 0;
         }
-        // SAFETY: `socket` is open for the borrow. Every header points at memory this batch
-        // owns and keeps alive across the call: its name (a whole `sockaddr_storage`), one
-        // `iovec` describing `slot_len` bytes inside `buffers`, and `CONTROL_LEN` control bytes
-        // inside `controls`; `capacity` is the length of `headers`. The kernel writes only
-        // within those lengths. No timeout (null): a non-blocking socket returns at once.
-        let received = unsafe {
-            libc::recvmmsg(
-                socket.as_raw_fd(),
-                k.headers.as_mut_ptr(),
-                capacity as libc::c_uint,
-                0,
-                std::ptr::null_mut(),
-            )
-        };
-        if received < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let received = received as usize;
+        // Through mio's `try_io`, so that a `WouldBlock` re-arms the socket on mio's poll(2)
+        // backend (which watches a socket again only after one); on epoll it is a plain call.
+        let received = socket.try_io(|| {
+            // SAFETY: `socket` is open for the borrow. Every header points at memory this batch
+            // owns and keeps alive across the call: its name (a whole `sockaddr_storage`), one
+            // `iovec` describing `slot_len` bytes inside `buffers`, and `CONTROL_LEN` control bytes
+            // inside `controls`; `capacity` is the length of `headers`. The kernel writes only
+            // within those lengths. No timeout (null): a non-blocking socket returns at once.
+            let n = unsafe {
+                libc::recvmmsg(
+                    socket.as_raw_fd(),
+                    k.headers.as_mut_ptr(),
+                    capacity as libc::c_uint,
+                    0,
+                    std::ptr::null_mut(),
+                )
+            };
+            usize::try_from(n).map_err(|_| io::Error::last_os_error())
+        })?;
         for i in 0..received {
             let header = &k.headers[i].msg_hdr;
             self.lens[i] = (k.headers[i].msg_len as usize).min(self.slot_len);
@@ -475,23 +476,25 @@ impl SendBatch {
         if messages == 0 {
             return Ok(0);
         }
-        // SAFETY: `socket` is open for the borrow. The first `messages` headers each point at
-        // `iovec`s describing live slots' bytes, at a filled `sockaddr_storage` with its true
-        // length (if addressed) and at a control message inside `controls` (if segmented); all
-        // are owned by this batch and outlive the call. The kernel only reads them, and writes
-        // each header's `msg_len`.
-        let sent = unsafe {
-            libc::sendmmsg(
-                socket.as_raw_fd(),
-                self.kernel.headers.as_mut_ptr(),
-                messages as libc::c_uint,
-                0,
-            )
-        };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let datagrams: usize = self.run_lengths[..sent as usize].iter().sum();
+        // Through `try_io`, as `receive`: a `WouldBlock` re-arms the socket on mio's poll(2).
+        let headers = &mut self.kernel.headers;
+        let sent = socket.try_io(|| {
+            // SAFETY: `socket` is open for the borrow. The first `messages` headers each point at
+            // `iovec`s describing live slots' bytes, at a filled `sockaddr_storage` with its true
+            // length (if addressed) and at a control message inside `controls` (if segmented); all
+            // are owned by this batch and outlive the call. The kernel only reads them, and writes
+            // each header's `msg_len`.
+            let n = unsafe {
+                libc::sendmmsg(
+                    socket.as_raw_fd(),
+                    headers.as_mut_ptr(),
+                    messages as libc::c_uint,
+                    0,
+                )
+            };
+            usize::try_from(n).map_err(|_| io::Error::last_os_error())
+        })?;
+        let datagrams: usize = self.run_lengths[..sent].iter().sum();
         self.done += datagrams;
         self.reset_if_done();
         Ok(datagrams)

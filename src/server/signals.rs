@@ -38,6 +38,7 @@ pub enum SignalRequest {
 /// The signals a daemon reactor listens to, registered with its poller.
 pub struct SignalSource {
     signals: Signals,
+    token: Token,
 }
 
 impl SignalSource {
@@ -46,19 +47,29 @@ impl SignalSource {
     pub fn register(registry: &Registry, token: Token) -> io::Result<SignalSource> {
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGUSR1, SIGHUP])?;
         registry.register(&mut signals, token, mio::Interest::READABLE)?;
-        Ok(SignalSource { signals })
+        Ok(SignalSource { signals, token })
     }
 
-    /// The signals that arrived since the last call.
-    pub fn pending(&mut self) -> Vec<SignalRequest> {
-        self.signals
+    /// The signals that arrived since the last call. On mio's poll(2) backend the pipe is
+    /// registered again: signal-hook drains it itself, so mio never sees the `WouldBlock` after
+    /// which that backend watches a source again, and a second signal would go unnoticed.
+    pub fn pending(&mut self, registry: &Registry) -> Vec<SignalRequest> {
+        let requests = self
+            .signals
             .pending()
             .map(|signal| match signal {
                 SIGUSR1 => SignalRequest::LogStats,
                 SIGHUP => SignalRequest::ReadAddresses,
                 _ => SignalRequest::Stop,
             })
-            .collect()
+            .collect();
+        if cfg!(mio_unsupported_force_poll_poll)
+            && let Err(e) =
+                registry.reregister(&mut self.signals, self.token, mio::Interest::READABLE)
+        {
+            log::warn!("cannot watch for signals again: {e}");
+        }
+        requests
     }
 }
 

@@ -89,6 +89,11 @@ pub enum Drained {
     Budget,
 }
 
+/// Whether a batch shorter than asked for ends a drain, saving the call that would only say
+/// `WouldBlock`. Not on mio's poll(2) backend, which watches a socket again only after a
+/// `WouldBlock` (as for stream reads: see `SHORT_READ_ENDS_DRAIN` in `reactor/client.rs`).
+const SHORT_BATCH_ENDS_DRAIN: bool = !cfg!(mio_unsupported_force_poll_poll);
+
 impl DatagramEndpoint {
     /// Wraps a bound socket, registered under `token`; refused replies may hold up to
     /// `queue_limit` bytes. Asks for a receive buffer of `rcvbuf` bytes (logging what the
@@ -211,7 +216,7 @@ impl DatagramEndpoint {
             }
             self.send_replies(stats);
             handled += count;
-            if count < incoming.capacity() {
+            if SHORT_BATCH_ENDS_DRAIN && count < incoming.capacity() {
                 // The kernel stopped short of the batch: the socket is empty (a later
                 // datagram brings a new edge).
                 return Ok(Drained::Empty);

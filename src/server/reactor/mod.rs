@@ -35,8 +35,8 @@
 //! **On mio's `poll(2)` backend** (`RUSTFLAGS='--cfg mio_unsupported_force_poll_poll'`, the build
 //! the guide's "Why epoll" measures) two more things hold. mio emulates epoll's edges there: a
 //! socket it has reported is not watched again for the same readiness until an IO call through
-//! mio says `WouldBlock`, so reads go on to `WouldBlock` (`client.rs`) and the alarm is `poll`'s
-//! timeout, not a timerfd (`net/alarm/`). And a [`Waker`]'s wake-up can be lost: every register,
+//! mio says `WouldBlock`, so reads go on to `WouldBlock` (`client.rs`, and the UDP batches in
+//! `server/udp.rs`) and the alarm is `poll`'s timeout, not a timerfd (`net/alarm/`). And a [`Waker`]'s wake-up can be lost: every register,
 //! re-register or deregister (and so every re-arming `WouldBlock`) wakes and clears the same
 //! eventfd the waker writes to. So on that build the loop also looks, at the end of every turn,
 //! at what a wake-up would have told it (`WAKES_MAY_BE_LOST`).

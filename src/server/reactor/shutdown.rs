@@ -24,7 +24,7 @@ impl Reactor {
     /// The signal pipe is readable: act on every signal that arrived.
     pub(super) fn on_signals(&mut self) {
         let requests = match &mut self.sockets.signals {
-            Some(signals) => signals.pending(),
+            Some(signals) => signals.pending(self.poll.registry()),
             None => return,
         };
         for request in requests {
