@@ -658,6 +658,7 @@ mod tests {
     }
 
     /// Receives until `count` datagrams have come (loopback may deliver a little later).
+    #[cfg(target_os = "linux")]
     fn receive_all(batch: &mut RecvBatch, socket: &UdpSocket, count: usize) -> Vec<Vec<u8>> {
         let mut got = Vec::new();
         let give_up = Instant::now() + Duration::from_secs(20);
