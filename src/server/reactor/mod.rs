@@ -37,6 +37,7 @@
 mod accept;
 mod client;
 mod memory;
+mod proxied;
 mod shutdown;
 mod sockets;
 mod tidy;
