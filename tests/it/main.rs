@@ -101,6 +101,7 @@ mod half_close_refill;
 mod idle;
 mod lifecycle;
 
+mod proxy_protocol;
 mod sources;
 mod udp;
 mod unix;
