@@ -24,7 +24,7 @@
 //!
 //! [HAProxy's spec]: https://www.haproxy.org/download/2.9/doc/proxy-protocol.txt
 //!
-//! Next: `registration.rs`, how a socket's interest is kept in line with its state.
+//! Next: back to `server/reactor/proxied.rs`, which feeds it; then `server/reactor/memory.rs`.
 
 use std::net::SocketAddr;
 
@@ -190,26 +190,24 @@ fn judge(bytes: &[u8]) -> Judged {
     match parsed {
         HeaderResult::V1(Ok(header)) => Judged::Done {
             carried: match header.addresses {
-                v1::Addresses::Tcp4(a) => Carried::Client(SocketAddr::from((
-                    a.source_address,
-                    a.source_port,
-                ))),
-                v1::Addresses::Tcp6(a) => Carried::Client(SocketAddr::from((
-                    a.source_address,
-                    a.source_port,
-                ))),
+                v1::Addresses::Tcp4(a) => {
+                    Carried::Client(SocketAddr::from((a.source_address, a.source_port)))
+                }
+                v1::Addresses::Tcp6(a) => {
+                    Carried::Client(SocketAddr::from((a.source_address, a.source_port)))
+                }
                 v1::Addresses::Unknown => Carried::Local,
             },
             len: header.header.len(),
         },
         HeaderResult::V2(Ok(header)) => Judged::Done {
             carried: match (header.command, header.addresses) {
-                (v2::Command::Proxy, v2::Addresses::IPv4(a)) => Carried::Client(
-                    SocketAddr::from((a.source_address, a.source_port)),
-                ),
-                (v2::Command::Proxy, v2::Addresses::IPv6(a)) => Carried::Client(
-                    SocketAddr::from((a.source_address, a.source_port)),
-                ),
+                (v2::Command::Proxy, v2::Addresses::IPv4(a)) => {
+                    Carried::Client(SocketAddr::from((a.source_address, a.source_port)))
+                }
+                (v2::Command::Proxy, v2::Addresses::IPv6(a)) => {
+                    Carried::Client(SocketAddr::from((a.source_address, a.source_port)))
+                }
                 _ => Carried::Local,
             },
             len: header.len(),

@@ -792,7 +792,10 @@ mod tests {
         let mut read = open(start).awaiting_header(until);
         read.start_session(Session::none(), start);
         assert_eq!(read.state(), State::Open);
-        assert_eq!(read.deadline(&policy), policy.idle_timeout.map(|idle| start + idle));
+        assert_eq!(
+            read.deadline(&policy),
+            policy.idle_timeout.map(|idle| start + idle)
+        );
     }
 
     #[test]

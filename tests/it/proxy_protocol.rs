@@ -39,7 +39,12 @@ fn v2(command: u8, source: SocketAddr) -> Vec<u8> {
         }
         SocketAddr::V6(v6) => {
             let mut a = v6.ip().octets().to_vec();
-            a.extend_from_slice(&"2001:db8::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+            a.extend_from_slice(
+                &"2001:db8::1"
+                    .parse::<std::net::Ipv6Addr>()
+                    .unwrap()
+                    .octets(),
+            );
             (0x21, a)
         }
     };
@@ -77,13 +82,21 @@ fn echoed_after(server: &TestServer, header: &[u8]) -> bool {
 fn v1_and_v2_headers_are_read_and_the_bytes_after_them_echoed() {
     let server = behind_balancer(|_| {});
     assert!(echoed_after(&server, &v1("192.0.2.7")));
-    assert!(echoed_after(&server, &v2(1, "192.0.2.8:4000".parse().unwrap())));
-    assert!(echoed_after(&server, &v2(1, "[2001:db8::7]:4000".parse().unwrap())));
+    assert!(echoed_after(
+        &server,
+        &v2(1, "192.0.2.8:4000".parse().unwrap())
+    ));
+    assert!(echoed_after(
+        &server,
+        &v2(1, "[2001:db8::7]:4000".parse().unwrap())
+    ));
     let stats = common::wait_for_stats(&server, "three headers", |s| {
         s.total().proxy_headers_accepted == 3
     });
     assert!(
-        stats.summary_line().contains("proxy_headers accepted=3 refused=0"),
+        stats
+            .summary_line()
+            .contains("proxy_headers accepted=3 refused=0"),
         "{}",
         stats.summary_line()
     );
@@ -191,7 +204,10 @@ fn a_connection_without_a_header_is_closed_at_the_deadline() {
 #[test]
 fn local_headers_are_served_with_the_socket_address() {
     let server = behind_balancer(|_| {});
-    assert!(echoed_after(&server, &v2(0, "192.0.2.7:4000".parse().unwrap())));
+    assert!(echoed_after(
+        &server,
+        &v2(0, "192.0.2.7:4000".parse().unwrap())
+    ));
     assert!(echoed_after(&server, b"PROXY UNKNOWN\r\n"));
     drop(server);
     // The socket's address is the balancer's: denying it refuses its health checks ...
@@ -238,7 +254,11 @@ fn unix_names_every_peer_of_a_unix_listener() {
         read_to_end_after_shutdown(stream)
     };
     assert_eq!(through_unix(&v1("192.0.2.8")), b"ping");
-    assert_eq!(through_unix(&v1("192.0.2.7")), b"", "denied by its carried address");
+    assert_eq!(
+        through_unix(&v1("192.0.2.7")),
+        b"",
+        "denied by its carried address"
+    );
     // TCP peers (127.0.0.1) are not balancers here: a header from them is data.
     assert!(echoed_after(&server, b""));
     let stats = server.stats();

@@ -14,7 +14,7 @@
 //! - **Settling** ([`Reactor::sync`]): the machine applies the queue limit and moves a finished
 //!   client on; the poller's interest and the client's timer are brought in line.
 //!
-//! Next: `memory.rs`, the cap on what all clients' buffers hold.
+//! Next: `proxied.rs`, a client behind a load balancer.
 
 use std::io::{self, Read, Write};
 use std::rc::Rc;
