@@ -181,6 +181,13 @@ fn malformed_headers_are_closed_and_counted_and_others_are_unaffected() {
         s.total().headers_refused_for(HeaderRefusal::Malformed) == 3
     });
     assert_eq!(stats.total().proxy_headers_accepted, 1);
+    let page = echoloop::server::metrics::exposition(&[("echo", stats)]);
+    for line in [
+        "echoloop_proxy_headers_accepted_total{service=\"echo\",transport=\"tcp\"} 1",
+        "echoloop_proxy_headers_refused_total{service=\"echo\",transport=\"tcp\",reason=\"malformed\"} 3",
+    ] {
+        assert!(page.lines().any(|l| l == line), "{line} not in\n{page}");
+    }
     send(&mut bystander, b"still here\n");
     assert_eq!(read_line(&mut bystander), b"still here");
 }
@@ -273,4 +280,39 @@ fn read_to_end_after_shutdown(mut stream: UnixStream) -> Vec<u8> {
     let mut all = Vec::new();
     let _ = stream.read_to_end(&mut all);
     all
+}
+
+#[test]
+fn the_flag_is_refused_where_no_stream_socket_or_the_threaded_model_would_use_it() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_echoloop"))
+            .args(args)
+            .output()
+            .expect("run echoloop")
+    };
+    for args in [
+        &[
+            "serve",
+            "-u",
+            "127.0.0.1:0",
+            "--proxy-protocol",
+            "10.0.0.0/8",
+        ][..],
+        &[
+            "serve",
+            "-l",
+            "127.0.0.1:0",
+            "--model",
+            "threaded",
+            "--proxy-protocol",
+            "10.0.0.0/8",
+        ],
+        &["serve", "-l", "127.0.0.1:0", "--proxy-protocol", "nonsense"],
+    ] {
+        let output = run(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("proxy"), "{stderr}");
+    }
 }
