@@ -834,7 +834,7 @@ mod tests {
         let helps = page.lines().filter(|l| l.starts_with("# HELP ")).count();
         let types = page.lines().filter(|l| l.starts_with("# TYPE ")).count();
         assert_eq!(helps, types);
-        assert_eq!(helps, 17);
+        assert_eq!(helps, 19);
         for line in page.lines().filter(|l| l.starts_with("# TYPE ")) {
             let words: Vec<&str> = line.split(' ').collect();
             assert_eq!(
