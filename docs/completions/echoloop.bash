@@ -401,7 +401,7 @@ _echoloop() {
             return 0
             ;;
         echoloop__subcmd__serve)
-            opts="-l -u -p -h --listen --udp --protocol --framing --max-frame --max-connections --idle-timeout --queue-limit --greeting --workers --reuse-port --shutdown-timeout --backlog --nodelay --keepalive --stats-interval --trace --metrics --dir --max-file-bytes --dir-quota --max-files --reservation-timeout --partial-ttl --max-memory --chat-rate --sndbuf --rcvbuf --udp-rcvbuf --model --trusted --allow --deny --udp-rate-limit --max-per-source --accept-rate --help"
+            opts="-l -u -p -h --listen --udp --protocol --framing --max-frame --max-connections --idle-timeout --queue-limit --greeting --workers --reuse-port --shutdown-timeout --backlog --nodelay --keepalive --stats-interval --trace --metrics --dir --max-file-bytes --dir-quota --max-files --reservation-timeout --partial-ttl --max-memory --chat-rate --sndbuf --rcvbuf --udp-rcvbuf --model --trusted --allow --deny --udp-rate-limit --max-per-source --accept-rate --proxy-protocol --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -552,6 +552,10 @@ _echoloop() {
                     return 0
                     ;;
                 --accept-rate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proxy-protocol)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -78,6 +78,7 @@ complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l deny -d 'Nev
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l udp-rate-limit -d 'UDP replies per second per source /24 (IPv6 /56), burst as many; trusted exempt; 0 = off [default: 100]' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l max-per-source -d 'Stream connections at once per source address (IPv6 /64), per worker; trusted exempt; 0 = off' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l accept-rate -d 'New stream connections per second per source address (IPv6 /64), burst 2 x N, per worker; trusted exempt; 0 = off' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l proxy-protocol -d 'Stream peers that speak the PROXY protocol (a load balancer), repeatable: CIDR, or `unix` for every Unix-socket peer; their connections must start with a v1 or v2 header within 5 s, whose address then counts as the client\'s' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l reuse-port -d 'Set SO_REUSEPORT so that several echoloop processes can share the port (implied by --workers > 1)'
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l trace -d 'Log every readiness event and every decision of the reactor (as RUST_LOG=echoloop=trace)'
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -23,6 +23,7 @@ use crate::protocol::framing::FramingKind;
 use crate::protocol::{FilesConfig, ProtocolKind};
 use crate::server::config::{FlagNeed, Need, ServeConfig, ServiceAddress, protocol_named};
 use crate::server::sources::SourcesConfig;
+use crate::server::sources::balancers::{Balancer, ProxyProtocolConfig, parse_balancer};
 use crate::server::sources::cidr::parse_cidr;
 use crate::server::threaded::Model;
 
@@ -138,6 +139,9 @@ pub struct ServeArgs {
     /// New stream connections per second per source address (IPv6 /64), burst 2 x N, per worker; trusted exempt; 0 = off
     #[arg(long, default_value_t = 50, value_name = "N", allow_hyphen_values = true, value_parser = |t: &str| units::count_in(t, 0u32..))]
     pub accept_rate: u32,
+    /// Stream peers that speak the PROXY protocol (a load balancer), repeatable: CIDR, or `unix` for every Unix-socket peer; their connections must start with a v1 or v2 header within 5 s, whose address then counts as the client's
+    #[arg(long, value_name = "CIDR", value_parser = parse_balancer)]
+    pub proxy_protocol: Vec<Balancer>,
 }
 
 /// A `-l` value: `[PROTOCOL@]ADDR`.
@@ -182,7 +186,8 @@ impl ServeArgs {
     ///
     /// Decided flag by flag: the files flags need a files service, `--chat-rate` a chat
     /// service, `--udp-rate-limit` a UDP socket, `--greeting` and `--framing` a stream socket of
-    /// a service other than files, `--sndbuf`, `--rcvbuf` and `--keepalive` a stream socket.
+    /// a service other than files, `--sndbuf`, `--rcvbuf`, `--keepalive` and `--proxy-protocol`
+    /// a stream socket.
     /// The rest apply to every socket (`--max-frame`, the access lists, ...), or have a default
     /// that cannot be told from a choice (`--nodelay`, `--max-connections`, `--idle-timeout`,
     /// `--queue-limit`, `--max-per-source`, `--accept-rate`: stream settings left at their
@@ -211,6 +216,11 @@ impl ServeArgs {
             ("--sndbuf", self.sndbuf.is_some(), Need::Stream),
             ("--rcvbuf", self.rcvbuf.is_some(), Need::Stream),
             ("--keepalive", !self.keepalive.is_zero(), Need::Stream),
+            (
+                "--proxy-protocol",
+                !self.proxy_protocol.is_empty(),
+                Need::Stream,
+            ),
         ];
         given
             .into_iter()
@@ -294,6 +304,10 @@ impl ServeArgs {
                     .unwrap_or(defaults.sources.udp_rate_limit),
                 max_per_source: self.max_per_source,
                 accept_rate: self.accept_rate,
+                proxy_protocol: ProxyProtocolConfig {
+                    balancers: self.proxy_protocol,
+                    ..defaults.sources.proxy_protocol
+                },
             },
         }
     }

@@ -8,5 +8,6 @@ pub mod listener;
 pub mod memory;
 pub mod notify;
 pub mod outbound;
+pub mod proxy_header;
 pub mod registration;
 pub mod stream;

@@ -28,8 +28,8 @@ use super::{Answer, ClientId, CloseReason, Protocol, Replies, SlowReader};
 pub struct Session(Box<dyn Any>);
 
 impl Session {
-    /// A session holding nothing, for tests of the connection state machine.
-    #[cfg(test)]
+    /// A session holding nothing: for tests of the connection state machine, and for a
+    /// connection whose PROXY header is not read yet (no service has been told of it).
     pub(crate) fn none() -> Session {
         Session(Box::new(()))
     }

@@ -29,6 +29,11 @@
 //!
 //! `Closed` only marks the connection: the reactor frees it at the end of the turn.
 //!
+//! A connection from a load balancer (`--proxy-protocol`) starts one step earlier, in
+//! `AwaitingHeader`: read, never answered, until its PROXY header is whole (then `Open`, and only
+//! then does the protocol hear of it), or closed at its deadline, at a malformed header or at
+//! the peer's FIN. Nothing is queued for it there, and it takes no part in chat.
+//!
 //! *Lingering* is the graceful close that serious servers do: closing a socket that still has
 //! unread input makes the kernel send RST, and an RST can destroy replies still in flight to the
 //! peer. So once everything is written we send FIN, read and drop whatever the peer still sends
@@ -55,6 +60,12 @@ use crate::server::rate::TokenBucket;
 /// Where a connection is in its life (see the module docs for the diagram).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
+    /// From a load balancer: reading its PROXY header, until `until`; the protocol has not
+    /// been told of it yet (see `reactor/proxied.rs`).
+    AwaitingHeader {
+        /// When it is closed if the header is not whole.
+        until: Instant,
+    },
     /// Reading and writing as the protocol asks.
     Open,
     /// Its queue passed the limit: not reading until the queue drains to half of it.
@@ -202,6 +213,27 @@ impl Connection {
         }
     }
 
+    /// A connection from a load balancer: its PROXY header is read first, until `until`.
+    pub fn awaiting_header(mut self, until: Instant) -> Self {
+        self.state = State::AwaitingHeader { until };
+        self
+    }
+
+    /// Whether it is still reading its PROXY header.
+    pub fn is_awaiting_header(&self) -> bool {
+        matches!(self.state, State::AwaitingHeader { .. })
+    }
+
+    /// The protocol was told of it and gave it `session`: at accept, or once its PROXY header
+    /// is read and its client admitted (then it opens, its idle time counted from `now`).
+    pub fn start_session(&mut self, session: Session, now: Instant) {
+        self.session = session;
+        if self.is_awaiting_header() {
+            self.state = State::Open;
+            self.last_active = now;
+        }
+    }
+
     // ----- what it is ------------------------------------------------------------------------
 
     /// Where it is in its life.
@@ -214,7 +246,7 @@ impl Connection {
     pub fn is_reading(&self) -> bool {
         match self.state {
             State::Open => self.held.is_empty() && !self.holds.any(),
-            State::Lingering { .. } => true,
+            State::Lingering { .. } | State::AwaitingHeader { .. } => true,
             _ => false,
         }
     }
@@ -272,7 +304,7 @@ impl Connection {
         match self.state {
             State::Finishing(reason) | State::Closed(reason) => Some(reason),
             State::Lingering { reason, .. } => Some(reason),
-            State::Open | State::Paused => None,
+            State::AwaitingHeader { .. } | State::Open | State::Paused => None,
         }
     }
 
@@ -362,6 +394,10 @@ impl Connection {
 
     /// Read no more; close with `reason` once the queue is written. No effect if already ending.
     pub fn finish(&mut self, reason: CloseReason) {
+        if let State::AwaitingHeader { .. } = self.state {
+            self.state = State::Closed(reason); // nothing was said to it: nothing to finish
+            return;
+        }
         if matches!(self.state, State::Open | State::Paused) {
             self.state = State::Finishing(reason);
             self.held = Vec::new(); // input not answered yet never will be
@@ -428,7 +464,7 @@ impl Connection {
     /// of a rate hold, or of its idle time.
     pub fn deadline(&self, policy: &Policy) -> Option<Instant> {
         match self.state {
-            State::Lingering { until, .. } => Some(until),
+            State::Lingering { until, .. } | State::AwaitingHeader { until } => Some(until),
             State::Closed(_) => None,
             _ => {
                 let idle = policy.idle_timeout.map(|idle| self.last_active + idle);
@@ -734,6 +770,32 @@ mod tests {
         conn.settle(&policy(SlowReader::PauseReading), now, None);
         conn.on_fin_failed();
         assert_eq!(conn.state(), State::Closed(CloseReason::Finished));
+    }
+
+    #[test]
+    fn a_connection_awaiting_its_header_reads_and_is_closed_at_its_deadline() {
+        let start = Instant::now();
+        let policy = policy(SlowReader::PauseReading);
+        let until = start + Duration::from_secs(5);
+        let mut conn = open(start).awaiting_header(until);
+        assert!(conn.is_reading() && !conn.may_answer() && !conn.accepts_shared());
+        assert_eq!(conn.wanted(), Some(Interest::READABLE));
+        assert_eq!(conn.deadline(&policy), Some(until));
+        conn.on_read(10, start + Duration::from_secs(1)); // bytes do not move the deadline
+        assert_eq!(conn.expire(&policy, until), Expiry::Closed);
+        assert_eq!(conn.state(), State::Closed(CloseReason::IdleTimeout));
+
+        let mut fin = open(start).awaiting_header(until);
+        fin.on_end_of_input(); // gone before its header: closed at once, nothing to linger for
+        assert_eq!(fin.state(), State::Closed(CloseReason::PeerClosed));
+
+        let mut read = open(start).awaiting_header(until);
+        read.start_session(Session::none(), start);
+        assert_eq!(read.state(), State::Open);
+        assert_eq!(
+            read.deadline(&policy),
+            policy.idle_timeout.map(|idle| start + idle)
+        );
     }
 
     #[test]

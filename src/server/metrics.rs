@@ -77,7 +77,9 @@ use crate::net::stream::Transport;
 use crate::protocol::CloseReason;
 use crate::server::reactor::token::{METRICS_SOURCES, Source};
 use crate::server::stats::ServerStats;
-use crate::server::stats::{DropReason, RefusalReason, StatsSnapshot, StreamSnapshot};
+use crate::server::stats::{
+    DropReason, HeaderRefusal, RefusalReason, StatsSnapshot, StreamSnapshot,
+};
 
 /// Largest request head we read; past it the answer is 431.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
@@ -557,6 +559,36 @@ pub fn exposition(services: &[(&str, StatsSnapshot)]) -> String {
     for (name, kind, help, value) in STREAM_FAMILIES_AFTER_CLOSED {
         family(name, kind, help, &streams(value));
     }
+    family(
+        "echoloop_proxy_headers_accepted_total",
+        "counter",
+        "PROXY protocol headers accepted (--proxy-protocol).",
+        &streams(|t| t.proxy_headers_accepted),
+    );
+    let headers_refused: Vec<(String, u64)> = services
+        .iter()
+        .flat_map(|(service, s)| {
+            Transport::ALL.iter().flat_map(move |t| {
+                HeaderRefusal::ALL.iter().map(move |reason| {
+                    (
+                        format!(
+                            "{},reason=\"{}\"",
+                            stream_labels(service, *t),
+                            reason.as_str()
+                        ),
+                        s.stream(*t).headers_refused_for(*reason),
+                    )
+                })
+            })
+        })
+        .collect();
+    family(
+        "echoloop_proxy_headers_refused_total",
+        "counter",
+        "PROXY protocol headers refused, by reason: malformed, timeout (none within 5 s), \
+         denied (the carried address refused by --allow/--deny or a per-source limit).",
+        &headers_refused,
+    );
     let udp: [DatagramFamily; 2] = [
         (
             "echoloop_datagrams_received_total",
@@ -826,7 +858,7 @@ mod tests {
         let helps = page.lines().filter(|l| l.starts_with("# HELP ")).count();
         let types = page.lines().filter(|l| l.starts_with("# TYPE ")).count();
         assert_eq!(helps, types);
-        assert_eq!(helps, 18); // 17, and echoloop_udp_kernel_drops_total
+        assert_eq!(helps, 20); // 17, the kernel's UDP drops, PROXY headers accepted and refused
         for line in page.lines().filter(|l| l.starts_with("# TYPE ")) {
             let words: Vec<&str> = line.split(' ').collect();
             assert_eq!(

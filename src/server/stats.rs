@@ -130,6 +130,37 @@ impl RefusalReason {
     }
 }
 
+/// Why a PROXY protocol header was refused (the `reason` label of
+/// `echoloop_proxy_headers_refused_total`; see `net/proxy_header.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderRefusal {
+    /// Not a PROXY header, a broken one, or one too long; or the peer left before it was whole.
+    Malformed,
+    /// No whole header within the deadline (5 s).
+    Timeout,
+    /// The carried address was refused: `--allow`/`--deny`, `--accept-rate` or
+    /// `--max-per-source` (also counted among the connections refused, with that reason).
+    Denied,
+}
+
+impl HeaderRefusal {
+    /// Every reason, in the order counters are kept.
+    pub const ALL: [HeaderRefusal; 3] = [
+        HeaderRefusal::Malformed,
+        HeaderRefusal::Timeout,
+        HeaderRefusal::Denied,
+    ];
+
+    /// The label value: `malformed`, `timeout`, `denied`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeaderRefusal::Malformed => "malformed",
+            HeaderRefusal::Timeout => "timeout",
+            HeaderRefusal::Denied => "denied",
+        }
+    }
+}
+
 /// One reactor's counters.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -191,6 +222,10 @@ pub struct StreamStats {
     pub clients_dropped: Counter,
     /// Accept calls that failed (EMFILE, ENFILE, ENOBUFS, ...).
     pub accept_errors: Counter,
+    /// PROXY protocol headers read whole and accepted (`--proxy-protocol`).
+    pub proxy_headers_accepted: Counter,
+    /// PROXY protocol headers refused, by reason (indexed as [`HeaderRefusal::ALL`]).
+    pub proxy_headers_refused_by: [Counter; HeaderRefusal::ALL.len()],
 }
 
 impl Stats {
@@ -251,6 +286,11 @@ impl StreamStats {
         self.refused_by[reason as usize].add(1);
     }
 
+    /// Counts one PROXY protocol header refused for `reason`.
+    pub fn count_header_refusal(&self, reason: HeaderRefusal) {
+        self.proxy_headers_refused_by[reason as usize].add(1);
+    }
+
     /// Notes a client's queue length, keeping the peak.
     pub fn note_queue_len(&self, len: usize) {
         if len as u64 > self.queued_bytes_peak.get() {
@@ -273,6 +313,10 @@ impl StreamStats {
             readers_paused: self.readers_paused.get(),
             clients_dropped: self.clients_dropped.get(),
             accept_errors: self.accept_errors.get(),
+            proxy_headers_accepted: self.proxy_headers_accepted.get(),
+            proxy_headers_refused_by: std::array::from_fn(|i| {
+                self.proxy_headers_refused_by[i].get()
+            }),
         }
     }
 }
@@ -294,6 +338,9 @@ pub struct StreamSnapshot {
     pub readers_paused: u64,
     pub clients_dropped: u64,
     pub accept_errors: u64,
+    pub proxy_headers_accepted: u64,
+    /// Indexed as [`HeaderRefusal::ALL`]: read with [`StreamSnapshot::headers_refused_for`].
+    pub proxy_headers_refused_by: [u64; HeaderRefusal::ALL.len()],
 }
 
 impl StreamSnapshot {
@@ -309,6 +356,11 @@ impl StreamSnapshot {
     /// Connections refused for `reason`.
     pub fn refused_for(&self, reason: RefusalReason) -> u64 {
         self.refused_by[reason as usize]
+    }
+
+    /// PROXY protocol headers refused for `reason`.
+    pub fn headers_refused_for(&self, reason: HeaderRefusal) -> u64 {
+        self.proxy_headers_refused_by[reason as usize]
     }
 
     /// Adds another set (another transport, or another reactor): gauges and totals add, peaks
@@ -330,6 +382,14 @@ impl StreamSnapshot {
         self.readers_paused += other.readers_paused;
         self.clients_dropped += other.clients_dropped;
         self.accept_errors += other.accept_errors;
+        self.proxy_headers_accepted += other.proxy_headers_accepted;
+        for (mine, theirs) in self
+            .proxy_headers_refused_by
+            .iter_mut()
+            .zip(other.proxy_headers_refused_by)
+        {
+            *mine += theirs;
+        }
     }
 }
 
@@ -422,7 +482,7 @@ impl StatsSnapshot {
             0 => String::new(),
             n => format!(" kernel_dropped={n}"),
         };
-        format!(
+        let mut line = format!(
             "stats: open={} accepted={} refused={}{refused} closed[{}] in={}B out={}B queued={}B peak={}B paused={} dropped={} accept_errors={} memory={}B over_memory={} datagrams in={} out={} dropped={}{datagrams_dropped}{kernel_dropped}",
             total.connections_open,
             total.connections_accepted,
@@ -440,7 +500,20 @@ impl StatsSnapshot {
             self.datagrams_received,
             self.datagrams_sent,
             self.datagrams_dropped,
-        )
+        );
+        // Only where `--proxy-protocol` is in use: the others' lines stay as they were.
+        let headers_refused: u64 = total.proxy_headers_refused_by.iter().sum();
+        if total.proxy_headers_accepted + headers_refused > 0 {
+            let reasons = by_reason(
+                HeaderRefusal::ALL.iter().map(|r| r.as_str()),
+                &total.proxy_headers_refused_by,
+            );
+            line.push_str(&format!(
+                " proxy_headers accepted={} refused={headers_refused}{reasons}",
+                total.proxy_headers_accepted
+            ));
+        }
+        line
     }
 }
 

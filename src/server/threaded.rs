@@ -276,6 +276,13 @@ impl ThreadedServer {
         let plan = ServicePlan::new(config, &[]);
         plan.validate(config)?;
         plan.probe(config)?;
+        if !config.sources.proxy_protocol.balancers.is_empty() {
+            return Err(StartError::Config(
+                "--model threaded does not read PROXY headers: --proxy-protocol is the \
+                 reactor's (leave out --model)"
+                    .into(),
+            ));
+        }
         if config.protocol.is(ProtocolKind::Chat) {
             return Err(StartError::Config(
                 "--model threaded cannot serve chat: a room shared by all threads needs locks \

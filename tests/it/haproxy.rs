@@ -1,5 +1,7 @@
 //! Past one machine: HAProxy (`mode tcp`) in front of two echoloop instances, as in
 //! docs/OPERATIONS.md. Connections reach both; when one stops, new connections reach the other.
+//! And HAProxy with `send-proxy-v2` in front of `--proxy-protocol`: the client's own address
+//! reaches echoloop (a client HAProxy sees as 127.0.0.2 is refused by `--deny 127.0.0.2`).
 //!
 //! Needs Debian's haproxy, so it is `#[ignore = "needs haproxy"]`; `.ci/run` installs haproxy
 //! and runs it with `cargo test -- --include-ignored`. Without haproxy it fails, never passes.
@@ -166,5 +168,90 @@ fn haproxy_spreads_connections_and_routes_around_a_stopped_instance() {
     }
     drop(proxy);
     drop(b);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// HAProxy in front of one echoloop, telling it each client's address (`send-proxy-v2`).
+fn proxy_v2_config(frontend: SocketAddr, backend: SocketAddr) -> String {
+    format!(
+        "defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+
+frontend echo
+    bind {frontend}
+    default_backend echoloop
+
+backend echoloop
+    server echoloop0 {backend} send-proxy-v2
+"
+    )
+}
+
+/// Connects to `frontend` from `source`, sends `ping`, and returns what comes back before EOF
+/// (at most 4 bytes).
+fn ping_from(source: &str, frontend: SocketAddr) -> Option<Vec<u8>> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+    let local: SocketAddr = format!("{source}:0").parse().unwrap();
+    socket.bind(&local.into()).ok()?;
+    socket.connect(&frontend.into()).ok()?;
+    let mut stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.write_all(b"ping").ok()?;
+    let mut reply = Vec::new();
+    let _ = stream.take(4).read_to_end(&mut reply);
+    Some(reply)
+}
+
+#[test]
+#[ignore = "needs haproxy"]
+fn haproxy_send_proxy_v2_carries_the_client_address() {
+    let binary = common::tool("haproxy", "haproxy");
+    let dir = std::env::temp_dir().join(format!("echoloop-haproxy-v2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let echoloop = Daemon::start(
+        &[
+            "serve",
+            "-l",
+            "127.0.0.1:0",
+            "--proxy-protocol",
+            "127.0.0.1/32",
+            "--deny",
+            "127.0.0.2/32",
+            "--trusted",
+            "none",
+        ],
+        1,
+    );
+    let frontend: SocketAddr = {
+        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let proxy = Haproxy::start(
+        &binary,
+        &dir,
+        &proxy_v2_config(frontend, echoloop.tcp_addr()),
+    );
+    // A client at 127.0.0.3 is echoed (once HAProxy listens) ...
+    let start = Instant::now();
+    loop {
+        match ping_from("127.0.0.3", frontend) {
+            Some(reply) if reply == b"ping" => break,
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "no echo through haproxy; haproxy said:\n{}",
+            proxy.log()
+        );
+    }
+    // ... and one at 127.0.0.2 is refused by echoloop, which saw its address, not HAProxy's.
+    assert_eq!(ping_from("127.0.0.2", frontend), Some(Vec::new()));
+    drop(proxy);
+    echoloop.signal(libc::SIGTERM);
+    let (code, output) = echoloop.wait();
+    assert_eq!(code, 0, "{output}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -104,6 +104,7 @@ mod idle;
 mod lifecycle;
 mod poll_backend;
 
+mod proxy_protocol;
 mod sources;
 mod udp;
 mod unix;

@@ -10,6 +10,10 @@
 //! out of descriptors the pending connection is shed with the reserve descriptor
 //! (`net/listener.rs`), so the listener cannot keep the loop spinning.
 //!
+//! A connection from a load balancer (`--proxy-protocol`) is not judged here: its address is the
+//! balancer's. It is taken in awaiting its PROXY header, and the protocol hears of it only once
+//! the header says who the client is and that client is admitted (`proxied.rs`).
+//!
 //! Next: `client.rs`, one client's reads, answers and writes.
 
 use std::io::{self, Read};
@@ -21,12 +25,13 @@ use log::{debug, warn};
 
 use super::Reactor;
 use super::client::Client;
+use super::proxied::AwaitingHeader;
 use super::token::Source;
 use crate::net::listener::is_resource_exhaustion;
 use crate::net::registration::Registration;
 use crate::net::stream::Stream;
-use crate::protocol::ClientId;
 use crate::protocol::framing::Decoder;
+use crate::protocol::{ClientId, Session};
 use crate::server::connection::Connection;
 use crate::server::rate::TokenBucket;
 use crate::server::sources::{Admission, Sources};
@@ -84,11 +89,17 @@ impl Reactor {
     /// it: its source is refused or over a per-source limit, or the reactor is full.
     fn admit(&mut self, mut stream: Stream, peer: Option<IpAddr>, service: usize) {
         let id = self.clients.slab.vacant_key();
-        let trusted = match self.sources.admit_stream(peer, id, self.clock.now) {
-            Admission::Admit { trusted } => trusted,
-            Admission::Refuse(reason) => {
-                self.refuse_source(stream, peer, reason, service);
-                return;
+        // From a balancer: judged once its header says who it speaks for, not counted now.
+        let from_balancer = self.sources.sends_header(peer);
+        let trusted = if from_balancer {
+            false
+        } else {
+            match self.sources.admit_stream(peer, id, self.clock.now) {
+                Admission::Admit { trusted } => trusted,
+                Admission::Refuse(reason) => {
+                    self.refuse_source(stream, peer, reason, service);
+                    return;
+                }
             }
         };
         if self.clients.slab.len() >= self.settings.max_connections {
@@ -124,26 +135,13 @@ impl Reactor {
         let serial = self.clients.next_serial;
         self.clients.next_serial += 1;
 
-        // The greeting, then whatever the protocol says on connect: one delivery, in that order.
-        let served = &mut self.speech.services[service];
-        let replies = &mut self.speech.replies;
-        replies.reset(served.framing);
-        if let Some(greeting) = &served.greeting {
-            replies.send_raw(greeting);
-        }
-        let session = served
-            .service
-            .connect(ClientId(id), self.clock.wall_now, replies);
+        let served = &self.speech.services[service];
         let decoder = Decoder::new(served.framing, self.settings.max_frame);
-        let mut conn = Connection::new(decoder, session, self.clock.now, serial);
-        if let Some(rate) = served.frame_rate
-            && !trusted
-        {
-            conn.frame_budget = Some(TokenBucket::new(
-                rate,
-                rate.saturating_mul(2),
-                self.clock.now,
-            ));
+        let mut conn = Connection::new(decoder, Session::none(), self.clock.now, serial);
+        let mut header = None;
+        if from_balancer {
+            conn = conn.awaiting_header(self.clock.now + self.sources.header_timeout());
+            header = Some(Box::new(AwaitingHeader::new(peer)));
         }
         entry.insert(Client {
             stream,
@@ -153,10 +151,40 @@ impl Reactor {
             service,
             policy: served.policy,
             stats: Arc::clone(&self.report.stats[service]),
+            header,
         });
+        if !from_balancer {
+            self.begin_session(id);
+        }
+        self.sync(id);
+    }
+
+    /// Tells the protocol of client `id`, now admitted: the greeting, then whatever the
+    /// protocol says on connect, in one delivery and in that order.
+    pub(super) fn begin_session(&mut self, id: usize) {
+        let client = &mut self.clients.slab[id];
+        let service = client.service;
+        let served = &mut self.speech.services[service];
+        let replies = &mut self.speech.replies;
+        replies.reset(served.framing);
+        if let Some(greeting) = &served.greeting {
+            replies.send_raw(greeting);
+        }
+        let session = served
+            .service
+            .connect(ClientId(id), self.clock.wall_now, replies);
+        client.conn.start_session(session, self.clock.now);
+        if let Some(rate) = served.frame_rate
+            && !client.trusted
+        {
+            client.conn.frame_budget = Some(TokenBucket::new(
+                rate,
+                rate.saturating_mul(2),
+                self.clock.now,
+            ));
+        }
         self.deliver(id, service);
         self.flush_client(id); // chargen makes more as soon as the kernel takes the first batch
-        self.sync(id);
     }
 
     /// A source the access lists or a per-source limit refuse: counted, and closed at once

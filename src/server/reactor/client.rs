@@ -15,7 +15,7 @@
 //! - **Settling** ([`Reactor::sync`]): the machine applies the queue limit and moves a finished
 //!   client on; the poller's interest and the client's timer are brought in line.
 //!
-//! Next: `memory.rs`, the cap on what all clients' buffers hold.
+//! Next: `proxied.rs`, a client behind a load balancer.
 
 use std::io::{self, Read, Write};
 use std::rc::Rc;
@@ -24,6 +24,7 @@ use std::sync::Arc;
 use log::{debug, trace, warn};
 use mio::event::Event;
 
+use super::proxied::AwaitingHeader;
 use super::token::Source;
 use super::{Phase, Reactor};
 use crate::net::memory::SharedBytes;
@@ -33,7 +34,7 @@ use crate::net::stream::Stream;
 use crate::protocol::framing::FramingKind;
 use crate::protocol::{Action, ClientId, CloseReason, InputWish, Replies};
 use crate::server::connection::{Connection, Policy, State, Step};
-use crate::server::stats::Stats;
+use crate::server::stats::{HeaderRefusal, Stats};
 use crate::server::timers::TimerEntry;
 
 /// Most bytes one stream read takes. Smaller reads cost more system calls; bigger ones make a
@@ -85,6 +86,9 @@ pub(super) struct Client {
     /// Its service's counters, in this reactor (the same `Arc` as `Report::stats[service]`):
     /// counted into at every read and write without a lookup.
     pub(super) stats: Arc<Stats>,
+    /// From a load balancer, and its PROXY header is not whole yet (`proxied.rs`): the
+    /// protocol has not heard of it. `None` for every other client.
+    pub(super) header: Option<Box<AwaitingHeader>>,
 }
 
 /// The readiness a client event reports, as the handlers use it.
@@ -207,6 +211,9 @@ impl Reactor {
             if client.conn.is_closed() || matches!(client.conn.state(), State::Lingering { .. }) {
                 continue; // nothing more can be written to it (its FIN is sent)
             }
+            if client.header.is_some() {
+                continue; // a newcomer in the slot of the client it names, not yet started
+            }
             let conn = &mut client.conn;
             let speech = &mut self.speech;
             speech.replies.reset(conn.decoder.kind());
@@ -271,6 +278,8 @@ impl Reactor {
                 SHORT_READ_ENDS_DRAIN && n < STREAM_READ_BYTES && !client.conn.peer_fin_seen();
             if client.conn.is_answering() {
                 self.answer(id, n);
+            } else if client.header.is_some() {
+                self.read_header(id, n);
             } // else lingering: the input is read and dropped
             // A short read means the kernel had no more: epoll(7) lets us stop here and save the
             // read that would only say `WouldBlock`. New bytes will raise a new edge. (`sync`,
@@ -304,7 +313,7 @@ impl Reactor {
     /// one of them says stop, the rest of the read waits in [`Connection::held`] and is answered
     /// when the obstacle is gone; a client can therefore never make us hold more than its limit
     /// plus one reply, whatever it sends at once.
-    fn answer(&mut self, id: usize, len: usize) {
+    pub(super) fn answer(&mut self, id: usize, len: usize) {
         let client = &mut self.clients.slab[id];
         let service = client.service;
         let conn = &mut client.conn;
@@ -396,6 +405,12 @@ impl Reactor {
                 .service
                 .end_of_input(&mut conn.session, &mut speech.replies);
             self.deliver(id, service);
+        } else if client.header.is_some() {
+            // Gone before its PROXY header was whole: a balancer never does that.
+            client
+                .stats
+                .stream(client.stream.transport())
+                .count_header_refusal(HeaderRefusal::Malformed);
         } // else lingering: its FIN was what we waited for
         self.clients.slab[id].conn.on_end_of_input();
     }

@@ -46,6 +46,7 @@
 mod accept;
 mod client;
 mod memory;
+mod proxied;
 mod shutdown;
 mod sockets;
 mod tidy;

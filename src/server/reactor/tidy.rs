@@ -16,6 +16,7 @@ use log::debug;
 use super::{Phase, Reactor};
 use crate::protocol::CloseReason;
 use crate::server::connection::Expiry;
+use crate::server::stats::HeaderRefusal;
 use crate::server::timers::TimerEntry;
 
 impl Reactor {
@@ -117,6 +118,11 @@ impl Reactor {
         let service = client.service;
         let counters = client.stats.stream(client.stream.transport());
         counters.count_close(reason);
+        // Still owing its PROXY header (`proxied.rs`): the protocol never heard of it.
+        let started = client.header.is_none();
+        if !started && reason == CloseReason::IdleTimeout {
+            counters.count_header_refusal(HeaderRefusal::Timeout);
+        }
         counters.queued_bytes.sub(conn.queue_counted as u64);
         self.memory.meter.sub(conn.memory_counted);
         let (bytes_in, bytes_out) = conn.bytes();
@@ -127,6 +133,9 @@ impl Reactor {
         );
         drop(client.stream); // closes the socket; epoll forgets it
         self.compact_timers();
+        if !started {
+            return;
+        }
         let speech = &mut self.speech;
         speech.replies.reset(conn.decoder.kind());
         speech.services[service]

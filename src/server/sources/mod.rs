@@ -17,6 +17,9 @@
 //! 4. **Share the slots** (`per_source.rs`, `buckets.rs` again): at most `--max-per-source`
 //!    connections at once and `--accept-rate` new ones a second from one source (one IPv4
 //!    address, one IPv6 /64), so that one host cannot take every `--max-connections` slot.
+//! 5. **Know who is behind the balancer** (`balancers.rs`): a connection from a
+//!    `--proxy-protocol` peer is judged only once its PROXY header is read, by the address the
+//!    header carries; the rules above then apply to the real client.
 //!
 //! Addresses are compared as one number each (`cidr.rs`): `::ffff:192.0.2.1`, as a dual-stack
 //! socket reports an IPv4 peer, is `192.0.2.1` to every rule. Each reactor owns one
@@ -32,6 +35,7 @@
 //! Next: `cidr.rs`, addresses as the limits see them.
 
 pub mod access;
+pub mod balancers;
 pub mod buckets;
 pub mod cidr;
 pub mod guard;
@@ -45,6 +49,7 @@ use ipnet::IpNet;
 
 use crate::server::stats::{DropReason, RefusalReason};
 use access::{AccessList, Standing};
+use balancers::{Balancers, ProxyProtocolConfig};
 use buckets::RateTable;
 use cidr::{Grouping, bits};
 use guard::ReflectionGuard;
@@ -66,6 +71,8 @@ pub struct SourcesConfig {
     /// New stream connections a second per IPv4 address or IPv6 /64, burst twice as many;
     /// 0 = off.
     pub accept_rate: u32,
+    /// The balancers whose connections start with a PROXY header (`--proxy-protocol`).
+    pub proxy_protocol: ProxyProtocolConfig,
 }
 
 impl Default for SourcesConfig {
@@ -77,6 +84,7 @@ impl Default for SourcesConfig {
             udp_rate_limit: 100,
             max_per_source: 256,
             accept_rate: 50,
+            proxy_protocol: ProxyProtocolConfig::default(),
         }
     }
 }
@@ -107,6 +115,10 @@ pub struct Sources {
     connections: ConnectionCounts,
     /// 0: off.
     max_per_source: u32,
+    /// Peers that speak the PROXY protocol (`--proxy-protocol`).
+    balancers: Balancers,
+    /// How long their header may take.
+    header_timeout: std::time::Duration,
 }
 
 impl Sources {
@@ -126,7 +138,21 @@ impl Sources {
             accept_rate: table(config.accept_rate, config.accept_rate.saturating_mul(2)),
             connections: ConnectionCounts::default(),
             max_per_source: config.max_per_source,
+            balancers: Balancers::new(&config.proxy_protocol),
+            header_timeout: config.proxy_protocol.header_timeout,
         }
+    }
+
+    /// Whether a new stream connection from `peer` (`None`: a Unix peer) comes from a
+    /// balancer, and is to be judged only once its PROXY header says who it is for.
+    #[inline]
+    pub fn sends_header(&self, peer: Option<IpAddr>) -> bool {
+        self.balancers.sends_header(peer)
+    }
+
+    /// How long a balancer's connection may take to send its header.
+    pub fn header_timeout(&self) -> std::time::Duration {
+        self.header_timeout
     }
 
     /// Whether a datagram from `from` may be answered at `now`: the loop guard, the access

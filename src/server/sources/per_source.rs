@@ -10,7 +10,7 @@
 //! against, so that closing it (`reactor/tidy.rs`) gives the place back without asking the
 //! socket again; trusted clients are not counted and cost nothing at close.
 //!
-//! Next: `guard.rs`, the datagrams we must never answer.
+//! Next: `balancers.rs`, the peers that speak for their clients.
 
 use std::collections::HashMap;
 
