@@ -115,9 +115,9 @@ pub struct ServeArgs {
     /// SO_RCVBUF of accepted stream sockets, in bytes [default: the kernel's]
     #[arg(long, value_name = "BYTES", allow_hyphen_values = true, value_parser = |t: &str| units::bytes_in(t, 1, i32::MAX as u64))]
     pub rcvbuf: Option<u64>,
-    /// SO_RCVBUF asked for each UDP socket, in bytes (the kernel caps it at net.core.rmem_max, then doubles it; a warning says when it granted less). A bigger buffer rides out bursts instead of dropping them
-    #[arg(long, default_value = "4M", value_name = "BYTES", value_parser = |t: &str| units::bytes_in(t, 1, i32::MAX as u64))]
-    pub udp_rcvbuf: u64,
+    /// Receive buffer of each UDP socket, at least this many bytes: a bigger buffer rides out bursts instead of dropping them. The kernel caps it at net.core.rmem_max (a warning says so); one already bigger (systemd's ReceiveBuffer=) is kept [default: 4M]
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true, value_parser = |t: &str| units::bytes_in(t, 1, i32::MAX as u64))]
+    pub udp_rcvbuf: Option<u64>,
     /// How clients are served: one event-loop thread (reactor), or a blocking thread per connection (threaded)
     #[arg(long, value_enum, default_value = "reactor", value_name = "MODEL")]
     pub model: Model,
@@ -211,6 +211,7 @@ impl ServeArgs {
                 Need::Service(ProtocolKind::Chat),
             ),
             ("--udp-rate-limit", self.udp_rate_limit.is_some(), Need::Udp),
+            ("--udp-rcvbuf", self.udp_rcvbuf.is_some(), Need::Udp),
             ("--greeting", self.greeting.is_some(), Need::StreamNotFiles),
             ("--framing", self.framing.is_some(), Need::StreamNotFiles),
             ("--sndbuf", self.sndbuf.is_some(), Need::Stream),
@@ -289,7 +290,10 @@ impl ServeArgs {
             },
             sndbuf: self.sndbuf.map(|bytes| bytes as usize),
             rcvbuf: self.rcvbuf.map(|bytes| bytes as usize),
-            udp_rcvbuf: Some(self.udp_rcvbuf as usize),
+            udp_rcvbuf: self
+                .udp_rcvbuf
+                .map(|bytes| bytes as usize)
+                .or(defaults.udp_rcvbuf),
             sources: SourcesConfig {
                 // Given at least once, --trusted replaces the default list.
                 trusted: if self.trusted.is_empty() {

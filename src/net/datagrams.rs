@@ -542,12 +542,75 @@ fn is_segmentation_refused(e: &io::Error) -> bool {
     )
 }
 
-/// Asks for a receive buffer of `bytes` and returns what the kernel granted (Linux caps the
-/// request at `net.core.rmem_max` and doubles it for its bookkeeping).
-pub fn set_receive_buffer(socket: &UdpSocket, bytes: usize) -> io::Result<usize> {
+/// What [`grow_receive_buffer`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiveBuffer {
+    /// The socket's buffer already held at least what was asked (a socket from systemd with
+    /// `ReceiveBuffer=`, say): left as it was, never made smaller.
+    Kept {
+        /// Its payload bytes.
+        bytes: usize,
+    },
+    /// Asked for; the kernel granted `bytes` of payload.
+    Set {
+        /// Payload bytes granted.
+        bytes: usize,
+    },
+}
+
+/// Payload bytes of a receive buffer the kernel reports as `reported`: Linux reports twice
+/// what it grants for payload (the other half is for its bookkeeping).
+fn payload_bytes(reported: usize) -> usize {
+    if cfg!(target_os = "linux") {
+        reported / 2
+    } else {
+        reported
+    }
+}
+
+/// Makes the socket's receive buffer at least `bytes` of payload, if the kernel lets it (Linux
+/// caps a request at `net.core.rmem_max`); a buffer already that big is left alone.
+pub fn grow_receive_buffer(socket: &UdpSocket, bytes: usize) -> io::Result<ReceiveBuffer> {
     let socket = socket2::SockRef::from(socket);
+    let now = payload_bytes(socket.recv_buffer_size()?);
+    if now >= bytes {
+        return Ok(ReceiveBuffer::Kept { bytes: now });
+    }
     socket.set_recv_buffer_size(bytes)?;
-    socket.recv_buffer_size()
+    Ok(ReceiveBuffer::Set {
+        bytes: payload_bytes(socket.recv_buffer_size()?),
+    })
+}
+
+/// How many datagrams the kernel has dropped on this socket in its whole life (the counter
+/// that `SO_RXQ_OVFL` reports with each datagram). A socket from systemd outlives our process,
+/// so this is where our own count starts. `None` where it cannot be read (not Linux).
+pub fn kernel_drops_so_far(socket: &UdpSocket) -> Option<u32> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let mut info = [0u32; (libc::SK_MEMINFO_DROPS + 1) as usize];
+        let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+        // SAFETY: `socket` is open for the borrow; the pointer and length describe `info`, a
+        // live array the kernel fills up to `len` bytes (it copies at most what we offer).
+        let result = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_MEMINFO,
+                info.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let filled = len as usize / std::mem::size_of::<u32>();
+        (result == 0 && filled > libc::SK_MEMINFO_DROPS as usize)
+            .then(|| info[libc::SK_MEMINFO_DROPS as usize])
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = socket;
+        None
+    }
 }
 
 /// Asks the kernel to report, with each datagram received, how many it dropped on this socket
@@ -655,6 +718,44 @@ mod tests {
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
         (server, client)
+    }
+
+    #[test]
+    fn a_receive_buffer_is_grown_but_never_shrunk() {
+        let (server, _client) = pair();
+        socket2::SockRef::from(&server)
+            .set_recv_buffer_size(1 << 20)
+            .unwrap();
+        let before = socket2::SockRef::from(&server).recv_buffer_size().unwrap();
+        let kept = grow_receive_buffer(&server, 64 << 10).unwrap();
+        assert!(
+            matches!(kept, ReceiveBuffer::Kept { bytes } if bytes >= 64 << 10),
+            "{kept:?}"
+        );
+        assert_eq!(
+            socket2::SockRef::from(&server).recv_buffer_size().unwrap(),
+            before
+        );
+        let grown = grow_receive_buffer(&server, 2 << 20).unwrap();
+        assert!(matches!(grown, ReceiveBuffer::Set { .. }), "{grown:?}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_drops_before_us_are_read_from_the_socket() {
+        let (server, client) = pair();
+        assert_eq!(kernel_drops_so_far(&server), Some(0));
+        // The smallest buffer the kernel allows, and nobody reading: loopback delivers within
+        // `send_to`, so most of these are dropped at once.
+        socket2::SockRef::from(&server)
+            .set_recv_buffer_size(1)
+            .unwrap();
+        let to = server.local_addr().unwrap();
+        for _ in 0..200 {
+            client.send_to(&[7; 64], to).unwrap();
+        }
+        let drops = kernel_drops_so_far(&server).unwrap();
+        assert!(drops > 0, "{drops}");
     }
 
     /// Receives until `count` datagrams have come (loopback may deliver a little later).

@@ -39,7 +39,7 @@ use std::time::{Instant, SystemTime};
 use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
 
-use crate::net::datagrams::{self, BATCH, RecvBatch, SendBatch};
+use crate::net::datagrams::{self, BATCH, ReceiveBuffer, RecvBatch, SendBatch};
 use crate::net::registration::{self, Registration};
 use crate::protocol::{Answer, Service};
 use crate::server::sources::Sources;
@@ -89,6 +89,18 @@ pub enum Drained {
     Budget,
 }
 
+/// Says once per process that the kernel granted a smaller receive buffer than asked for
+/// (every UDP socket of every worker asks the same, and gets the same answer).
+fn warn_buffer_capped(asked: usize, granted: usize) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        log::warn!(
+            "udp: receive buffers of {granted} bytes, not the {asked} asked for (--udp-rcvbuf): \
+             the kernel caps them at net.core.rmem_max; raise that sysctl"
+        );
+    });
+}
+
 /// Whether a batch shorter than asked for ends a drain, saving the call that would only say
 /// `WouldBlock`. Not on mio's poll(2) backend, which watches a socket again only after a
 /// `WouldBlock` (as for stream reads: see `SHORT_READ_ENDS_DRAIN` in `reactor/client.rs`).
@@ -109,20 +121,19 @@ impl DatagramEndpoint {
             .local_addr()
             .map_or_else(|_| "?".to_string(), |a| a.to_string());
         if let Some(asked) = rcvbuf {
-            match datagrams::set_receive_buffer(&socket, asked) {
-                // Linux doubles what it grants (for its bookkeeping): less than asked means
-                // `net.core.rmem_max` cut it, which the operator should hear about.
-                Ok(granted) if granted < asked => log::warn!(
-                    "udp {name}: receive buffer {granted} bytes, not the {asked} asked for: the \
-                     kernel caps it at net.core.rmem_max (raise that sysctl)"
-                ),
-                Ok(granted) => log::debug!("udp {name}: receive buffer {granted} bytes"),
+            match datagrams::grow_receive_buffer(&socket, asked) {
+                Ok(ReceiveBuffer::Set { bytes }) if bytes < asked => {
+                    warn_buffer_capped(asked, bytes)
+                }
+                Ok(done) => log::debug!("udp {name}: receive buffer {done:?}"),
                 Err(e) => log::warn!("udp {name}: cannot set the receive buffer: {e}"),
             }
         }
         if let Err(e) = datagrams::enable_drop_count(&socket) {
             log::warn!("udp {name}: the kernel's drops will not be counted: {e}");
         }
+        // A socket from systemd may have dropped datagrams before we had it: not ours to count.
+        let kernel_drops_seen = datagrams::kernel_drops_so_far(&socket).unwrap_or(0);
         let mut endpoint = DatagramEndpoint {
             socket,
             registration: Registration::new(),
@@ -131,7 +142,7 @@ impl DatagramEndpoint {
             pending: VecDeque::new(),
             pending_bytes: 0,
             queue_limit,
-            kernel_drops_seen: 0,
+            kernel_drops_seen,
             #[cfg(test)]
             sends_allowed: None,
         };

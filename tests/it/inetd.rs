@@ -208,6 +208,7 @@ fn a_flag_no_configured_service_uses_is_a_usage_error_naming_it() {
         (&["serve", "--dir-quota", "1G"][..], "--dir-quota"),
         (&["serve", "--max-file-bytes", "1M"][..], "--max-file-bytes"),
         (&["serve", "--udp-rate-limit", "10"][..], "--udp-rate-limit"),
+        (&["serve", "--udp-rcvbuf", "1M"][..], "--udp-rcvbuf"),
         (&["serve", "--chat-rate", "5"][..], "--chat-rate"),
         (
             &["serve", "-u", "127.0.0.1:0", "--greeting", "hi"][..],
