@@ -147,18 +147,27 @@ impl Server {
             address: socket, ..
         } in &inherited
         {
+            // mio needs non-blocking sockets; `inherited_sockets` made systemd's so, but a
+            // library caller's may not be (the flag is shared by every copy).
             for sockets in per_worker.iter_mut() {
                 match socket.try_clone()? {
-                    InheritedSocket::Tcp(l) => sockets
-                        .listeners
-                        .push(Listener::Tcp(mio::net::TcpListener::from_std(l))),
+                    InheritedSocket::Tcp(l) => {
+                        l.set_nonblocking(true)?;
+                        sockets
+                            .listeners
+                            .push(Listener::Tcp(mio::net::TcpListener::from_std(l)))
+                    }
                     // The socket file belongs to the socket unit: never removed by us.
-                    InheritedSocket::Unix(l, path) => sockets.listeners.push(Listener::Unix(
-                        mio::net::UnixListener::from_std(l),
-                        path,
-                        false,
-                    )),
+                    InheritedSocket::Unix(l, path) => {
+                        l.set_nonblocking(true)?;
+                        sockets.listeners.push(Listener::Unix(
+                            mio::net::UnixListener::from_std(l),
+                            path,
+                            false,
+                        ))
+                    }
                     InheritedSocket::Udp(s) => {
+                        s.set_nonblocking(true)?;
                         sockets.datagrams.push(mio::net::UdpSocket::from_std(s))
                     }
                 }
