@@ -58,9 +58,12 @@ fn hand_written(command: &str) -> String {
             ),
             (
                 "1",
-                "it could not run: an address in use, a folder that cannot be opened, an error while serving",
+                "it could not run: an address in use or not ours, out of descriptors, an error while serving",
             ),
-            ("2", "a bad argument, or settings that do not fit together"),
+            (
+                "2",
+                "a bad argument, settings that do not fit together, a flag no configured service uses, or a --dir that is missing or not a folder",
+            ),
         ],
         "load" => &[
             (

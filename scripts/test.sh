@@ -15,11 +15,11 @@ cd "$(dirname "$0")/.."
 
 # A program, its Debian package, and the tests that drive it.
 PROGRAMS=(
-    "systemd-socket-activate|systemd|activation::inherited_tcp_and_unix_sockets_are_served_by_every_worker activation::an_inherited_udp_socket_is_served"
+    "systemd-socket-activate|systemd|activation::inherited_tcp_and_unix_sockets_are_served_by_every_worker activation::an_inherited_udp_socket_is_served activation::a_socket_named_after_a_protocol_serves_that_protocol activation::a_socket_with_any_other_name_serves_dash_p"
     "promtool|prometheus|metrics::both_pages_pass_promtool"
-    "haproxy|haproxy|haproxy::haproxy_spreads_connections_and_routes_around_a_stopped_instance"
+    "haproxy|haproxy|haproxy::haproxy_spreads_connections_and_routes_around_a_stopped_instance haproxy::haproxy_send_proxy_v2_carries_the_client_address"
     "nc|netcat-openbsd|doc_blocks::the_console_blocks_print_what_they_show"
-    "python3|python3|compat::the_tutorial_tcp_client_gets_one_stamped_reply_per_send compat::the_tutorial_udp_client_gets_one_stamped_datagram_per_sendto files::the_tutorial_python_upload_client_works_unchanged scripts::the_attack_driver_compiles_and_prints_its_usage"
+    "python3|python3|compat::the_tutorial_tcp_client_gets_one_stamped_reply_per_send compat::the_tutorial_udp_client_gets_one_stamped_datagram_per_sendto files::the_tutorial_python_upload_client_works_unchanged scripts::the_attack_driver_compiles_and_prints_its_usage doc_blocks::the_console_blocks_print_what_they_show"
 )
 NEEDS_ROOT="files::a_full_disk_is_an_error_line_and_other_clients_go_on udp::datagrams_from_a_loop_port_get_no_answer"
 
