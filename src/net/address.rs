@@ -47,25 +47,34 @@ impl FromStr for Address {
         match text.strip_prefix("unix:") {
             Some("") => Err("unix: needs a path, as in unix:/tmp/echoloop.sock".to_string()),
             Some(path) => Ok(Address::Unix(PathBuf::from(path))),
-            None => parse_socket_addr(text).map(Address::Tcp),
+            None => parse_socket_addr(text).map(Address::Tcp).map_err(|e| {
+                e.replace(
+                    "HOST:PORT or [V6]:PORT",
+                    "HOST:PORT, [V6]:PORT or unix:/path",
+                )
+            }),
         }
     }
 }
 
 /// Parses `HOST:PORT` or `[V6]:PORT`, resolving a host name to its first address.
+/// A Unix socket path is refused here (UDP and the metrics endpoint are IP only); a host name
+/// that does not resolve is named.
 pub fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Ok(addr);
     }
-    let Some((host, port)) = text.rsplit_once(':') else {
+    if text.starts_with("unix:") {
         return Err(format!(
-            "'{text}' is not HOST:PORT, [V6]:PORT or unix:/path"
+            "'{text}': a Unix socket cannot be used here, only HOST:PORT"
         ));
+    }
+    let not_an_address = || format!("'{text}' is not HOST:PORT or [V6]:PORT");
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(not_an_address());
     };
     if host.is_empty() || port.parse::<u16>().is_err() {
-        return Err(format!(
-            "'{text}' is not HOST:PORT, [V6]:PORT or unix:/path"
-        ));
+        return Err(not_an_address());
     }
     match (host, port.parse::<u16>().unwrap_or(0)).to_socket_addrs() {
         Ok(mut addrs) => addrs

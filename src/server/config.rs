@@ -127,6 +127,12 @@ impl<A> ServiceAddress<A> {
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         };
         let (protocol, rest) = match text.split_once('@') {
+            Some(("", _)) => {
+                return Err(format!(
+                    "'{text}' names no protocol before '@' (as in echo@{})",
+                    &text[1..]
+                ));
+            }
             Some((name, rest)) if is_word(name) => match protocol_named(name) {
                 Some(kind) => (Some(kind), rest),
                 None => {

@@ -176,6 +176,12 @@ impl ServicePlan {
             };
             if !met {
                 let why = match need {
+                    // `-p` names the service of the addresses without a prefix: with none
+                    // such, it serves nothing.
+                    Need::Service(kind) if config.protocol.is(*kind) => format!(
+                        "every address names its own service, so -p {} serves none of them",
+                        kind.name()
+                    ),
                     Need::Service(kind) => format!(
                         "no {0} service is configured (-p {0}, or -l {0}@ADDR)",
                         kind.name()

@@ -128,6 +128,30 @@ fn every_bad_invocation_exits_2_with_one_line_naming_the_offender() {
         (&["serve", "--chat-rate", "-1"], &["--chat-rate", "'-1'"]),
         (&["serve", "--no-such-flag"], &["'--no-such-flag'"]),
         (
+            &["serve", "-u", "echo@unix:/tmp/x"],
+            &[
+                "echo@unix:/tmp/x",
+                "--udp",
+                "Unix socket cannot be used here",
+            ],
+        ),
+        (
+            &["serve", "-l", "@127.0.0.1:0"],
+            &["'@127.0.0.1:0'", "names no protocol"],
+        ),
+        (
+            &[
+                "serve",
+                "-p",
+                "files",
+                "--dir",
+                dir_s,
+                "-l",
+                "echo@127.0.0.1:0",
+            ],
+            &["--dir", "-p files serves none"],
+        ),
+        (
             &[
                 "serve",
                 "-p",
