@@ -247,10 +247,18 @@ impl ServeArgs {
                 .map_or(Some(DEFAULT_PARTIAL_TTL), duration_or_off),
         });
         // Addresses without a prefix are served with -p; the others name their own service.
-        let (plain_listen, listen_services): (Vec<_>, Vec<_>) =
-            self.listen.into_iter().partition(|s| s.protocol.is_none());
-        let (plain_udp, udp_services): (Vec<_>, Vec<_>) =
-            self.udp.into_iter().partition(|s| s.protocol.is_none());
+        // Once one does, they all go to the `_services` lists, so that sockets are bound (and
+        // their `listening` lines printed) in command-line order, streams then UDP.
+        let (plain_listen, listen_services) = if names_a_service(&self.listen) {
+            (Vec::new(), self.listen)
+        } else {
+            (self.listen, Vec::new())
+        };
+        let (plain_udp, udp_services) = if names_a_service(&self.udp) {
+            (Vec::new(), self.udp)
+        } else {
+            (self.udp, Vec::new())
+        };
         let nothing_given = listen_services.is_empty()
             && udp_services.is_empty()
             && plain_listen.is_empty()
@@ -315,6 +323,11 @@ impl ServeArgs {
             },
         }
     }
+}
+
+/// Whether some address of `list` names its service (`PROTOCOL@ADDR`).
+fn names_a_service<A>(list: &[ServiceAddress<A>]) -> bool {
+    list.iter().any(|s| s.protocol.is_some())
 }
 
 #[cfg(test)]

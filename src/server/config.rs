@@ -205,9 +205,12 @@ pub struct ServeConfig {
     pub listen: Vec<Address>,
     /// UDP sockets served with `protocol` (`-u ADDR`).
     pub udp: Vec<SocketAddr>,
-    /// Stream listeners that name their service (`-l PROTOCOL@ADDR`), bound after `listen`.
+    /// Stream listeners that may name their service (`-l PROTOCOL@ADDR`; `None`: `protocol`),
+    /// bound after `listen`. The command line puts every `-l` here once one names a service, so
+    /// that they are bound in the order given.
     pub listen_services: Vec<ServiceAddress<Address>>,
-    /// UDP sockets that name their service (`-u PROTOCOL@ADDR`), bound after `udp`.
+    /// UDP sockets that may name their service (`-u PROTOCOL@ADDR`), bound after `udp`; as
+    /// `listen_services`.
     pub udp_services: Vec<ServiceAddress<SocketAddr>>,
     /// The service (`-p`), or a protocol of your own: for every socket that names none.
     pub protocol: ProtocolChoice,

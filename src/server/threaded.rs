@@ -266,7 +266,16 @@ pub struct ThreadedServer {
 impl ThreadedServer {
     /// Binds every stream socket `config` names, or says why this model cannot serve it.
     pub fn bind(config: &ServeConfig) -> Result<ThreadedServer, StartError> {
-        if !config.listen_services.is_empty() || !config.udp_services.is_empty() {
+        let names_a_service = |protocol: Option<ProtocolKind>| protocol.is_some();
+        if config
+            .listen_services
+            .iter()
+            .any(|s| names_a_service(s.protocol))
+            || config
+                .udp_services
+                .iter()
+                .any(|s| names_a_service(s.protocol))
+        {
             return Err(StartError::Config(
                 "--model threaded serves one service, -p: PROTOCOL@ADDR (several services in one \
                  process) is the reactor's (leave out --model)"

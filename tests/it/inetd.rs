@@ -49,6 +49,45 @@ fn echo_beside(
     })
 }
 
+/// The `listening` lines come in command-line order (streams, then UDP), prefixed or not, so
+/// a script that reads the first line gets the first `-l`.
+#[test]
+fn the_listening_lines_follow_the_command_line() {
+    let daemon = Daemon::start(
+        &[
+            "serve",
+            "-l",
+            "daytime@127.0.0.1:0",
+            "-l",
+            "127.0.0.1:0",
+            "-u",
+            "time@127.0.0.1:0",
+            "-u",
+            "127.0.0.1:0",
+        ],
+        4,
+    );
+    let kinds_and_services: Vec<(&str, &str)> = daemon
+        .lines
+        .iter()
+        .map(|line| {
+            let words: Vec<&str> = line.split(' ').collect();
+            (words[0], words[2])
+        })
+        .collect();
+    assert_eq!(
+        kinds_and_services,
+        [
+            ("tcp", "daytime"),
+            ("tcp", "echo"),
+            ("udp", "time"),
+            ("udp", "echo")
+        ],
+        "{:?}",
+        daemon.lines
+    );
+}
+
 #[test]
 fn echo_daytime_and_time_are_served_by_one_process() {
     let daemon = Daemon::start(
