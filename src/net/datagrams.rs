@@ -24,7 +24,7 @@
 //! The same receive also reports how many datagrams the kernel itself dropped on this socket
 //! because its receive buffer was full (`SO_RXQ_OVFL`, a control message carried with each
 //! datagram): see [`enable_drop_count`] and [`RecvBatch::kernel_drops`]. That is the loss nobody
-//! sees otherwise, and the reason [`set_receive_buffer`] asks for a larger buffer.
+//! sees otherwise, and the reason [`grow_receive_buffer`] asks for a larger buffer.
 //!
 //! Other systems get the same types over the one-at-a-time calls (`recv_from` until the batch is
 //! full or the socket is empty; `send_to` each), so callers have one code path everywhere.
