@@ -23,7 +23,8 @@
 //!    which service each socket serves; binding, one reactor per worker.
 //! 2. [`server::reactor`]: **the event loop**: wait, dispatch, tidy up. Start here if you read
 //!    one file. Beside it: `token.rs` (what a token stands for), `accept.rs`, `client.rs` (read,
-//!    answer frame by frame while there is room, flush), `memory.rs` (the `--max-memory` cap),
+//!    answer frame by frame while there is room, flush), `proxied.rs` (a balancer's PROXY
+//!    header before the protocol starts), `memory.rs` (the `--max-memory` cap),
 //!    `sockets.rs` (UDP, metrics), `tidy.rs` (timers, closing), `shutdown.rs`.
 //! 3. [`server::connection`]: one client's life as a sans-IO state machine, its held input, and
 //!    the interest derived from it; [`server::rate`]: the frame rate (`--chat-rate`).
@@ -35,10 +36,10 @@
 //!    [`protocol::testing`], which drives any of them with byte slices.
 //! 6. [`server::udp`]: datagrams on the same loop, [`net::datagrams`]: many per system call
 //!    (`recvmmsg`/`sendmmsg`); [`server::sources`]: who may talk to us, and how much (access
-//!    lists, the loop guard, per-source limits).
+//!    lists, the loop guard, per-source limits, the balancers that send PROXY headers).
 //! 7. [`net::address`], [`net::listener`], [`net::stream`], [`net::activation`],
-//!    [`net::notify`]: naming, binding and accepting sockets, running out of descriptors,
-//!    sockets from systemd and what we tell it.
+//!    [`net::notify`], [`net::proxy_header`]: naming, binding and accepting sockets, running out
+//!    of descriptors, sockets from systemd and what we tell it, the PROXY protocol's header.
 //! 8. [`server::timers`] and [`net::alarm`]: deadlines without scanning, and the one timer the
 //!    loop sleeps on.
 //! 9. [`server::signals`], [`server::watchdog`], [`server::stats`], [`server::metrics`]:
