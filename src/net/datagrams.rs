@@ -57,9 +57,14 @@ const SEGMENTS_PER_MESSAGE: usize = 64;
 /// Bytes of one segmented message: what one IPv4 or IPv6 UDP datagram may hold, with room.
 #[cfg(target_os = "linux")]
 const SEGMENTED_MAX_BYTES: usize = 65_000;
-/// Only datagrams this small are sent segmented: the kernel refuses a segment larger than the
-/// path's MTU allows, and 1,232 bytes fit any IPv6 path (1,280 − 48).
+/// Only datagrams this small are sent segmented: the kernel refuses (`EINVAL`) a segment larger
+/// than the route's MTU allows, and 1,232 bytes fit any IPv6 path (1,280 − 48) and most IPv4
+/// ones (an IPv4 route may be as small as 576: a refusal sends that batch one by one).
 pub const SEGMENT_MAX_BYTES: usize = 1232;
+/// `EINVAL` refusals of segmented sends in a row before segmentation is turned off for the
+/// socket; a single one (a peer behind a small MTU) only sends that batch one by one.
+#[cfg(target_os = "linux")]
+const SEGMENT_REFUSALS_BEFORE_OFF: u32 = 8;
 
 /// One datagram of a receive batch.
 #[derive(Debug, Clone, Copy)]
@@ -299,9 +304,13 @@ pub struct SendBatch {
     #[cfg(target_os = "linux")]
     kernel: LinuxArrays,
     /// Runs of equal-sized datagrams to one destination go out as one message the kernel cuts
-    /// (`UDP_SEGMENT`); off for good once the kernel refuses that.
+    /// (`UDP_SEGMENT`); off for good once the kernel or device says it cannot, or after
+    /// `SEGMENT_REFUSALS_BEFORE_OFF` refusals in a row.
     #[cfg(target_os = "linux")]
     segmentation: bool,
+    /// Segmented sends refused since the last one that went through.
+    #[cfg(target_os = "linux")]
+    segment_refusals: u32,
     /// How many datagrams each message of the last `sendmmsg` carried.
     #[cfg(target_os = "linux")]
     run_lengths: Vec<usize>,
@@ -320,6 +329,8 @@ impl SendBatch {
             kernel: LinuxArrays::new(capacity, SEGMENT_CONTROL_LEN),
             #[cfg(target_os = "linux")]
             segmentation: true,
+            #[cfg(target_os = "linux")]
+            segment_refusals: 0,
             #[cfg(target_os = "linux")]
             run_lengths: vec![0; capacity],
         }
@@ -385,14 +396,30 @@ impl SendBatch {
     /// a device without checksum offload), the batch goes on without it.
     #[cfg(target_os = "linux")]
     pub fn send(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        let mut segment = self.segmentation;
         loop {
-            self.prepare_messages();
+            self.prepare_messages(segment);
             // An error is about the first message: was it one the kernel had to cut?
             let segmented = self.run_lengths[0] > 1;
             match self.send_prepared(socket) {
                 Err(e) if segmented && is_segmentation_refused(&e) => {
-                    log::info!("UDP segmentation offload refused ({e}): sending one by one");
-                    self.segmentation = false;
+                    // This batch goes again, unsegmented. `EINVAL` may be about this one
+                    // destination (a segment over its path's MTU), not the kernel: only a
+                    // kernel or device that cannot, or refusal after refusal, turns it off.
+                    segment = false;
+                    self.segment_refusals += 1;
+                    if e.raw_os_error() != Some(libc::EINVAL)
+                        || self.segment_refusals >= SEGMENT_REFUSALS_BEFORE_OFF
+                    {
+                        log::info!("UDP segmentation offload refused ({e}): sending one by one");
+                        self.segmentation = false;
+                    }
+                }
+                Ok(sent) => {
+                    if segmented {
+                        self.segment_refusals = 0;
+                    }
+                    return Ok(sent);
                 }
                 result => return result,
             }
@@ -401,7 +428,7 @@ impl SendBatch {
 
     /// Fills one header per message (a run of datagrams, or one) and notes each run's length.
     #[cfg(target_os = "linux")]
-    fn prepare_messages(&mut self) {
+    fn prepare_messages(&mut self, segment: bool) {
         let count = self.waiting();
         let k = &mut self.kernel;
         for j in 0..count {
@@ -417,7 +444,7 @@ impl SendBatch {
             let first = self.done + j;
             let len = self.slots[first].len();
             let mut run = 1;
-            if self.segmentation && (1..=SEGMENT_MAX_BYTES).contains(&len) {
+            if segment && (1..=SEGMENT_MAX_BYTES).contains(&len) {
                 while j + run < count
                     && run < SEGMENTS_PER_MESSAGE
                     && (run + 1) * len <= SEGMENTED_MAX_BYTES
