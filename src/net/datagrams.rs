@@ -217,20 +217,36 @@ impl RecvBatch {
         self.count = 0;
         let k = &mut self.kernel;
         let capacity = k.headers.len();
-        for i in 0..capacity {
-            k.iovecs[i] = libc::iovec {
-                iov_base: self.buffers[i * self.slot_len..].as_mut_ptr().cast(),
-                iov_len: self.slot_len,
+        let slot_len = self.slot_len;
+        // Every pointer a header holds derives from these, taken once: indexing a `Vec` again
+        // would reborrow all of it and, by Rust's aliasing rules, void the pointers already
+        // stored from it.
+        let buffers = self.buffers.as_mut_ptr();
+        let iovecs = k.iovecs.as_mut_ptr();
+        let names = k.names.as_mut_ptr();
+        let controls = k.controls.as_mut_ptr();
+        for (i, entry) in k.headers.iter_mut().enumerate() {
+            // SAFETY: `i < capacity`, and `buffers` holds `capacity * slot_len` bytes,
+            // `controls` `capacity * CONTROL_LEN`, `iovecs` and `names` `capacity` entries
+            // (`RecvBatch::new`), so every offset stays inside its allocation; the `iovec`
+            // written is a plain value over memory this batch owns.
+            let (iovec, name, control) = unsafe {
+                let iovec = iovecs.add(i);
+                iovec.write(libc::iovec {
+                    iov_base: buffers.add(i * slot_len).cast(),
+                    iov_len: slot_len,
+                });
+                (iovec, names.add(i), controls.add(i * CONTROL_LEN))
             };
-            let header = &mut k.headers[i].msg_hdr;
-            header.msg_name = (&mut k.names[i] as *mut libc::sockaddr_storage).cast();
+            let header = &mut entry.msg_hdr;
+            header.msg_name = name.cast();
             header.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            header.msg_iov = &mut k.iovecs[i];
+            header.msg_iov = iovec;
             header.msg_iovlen = 1;
-            header.msg_control = k.controls[i * CONTROL_LEN..].as_mut_ptr().cast();
+            header.msg_control = control.cast();
             header.msg_controllen = CONTROL_LEN as _;
             header.msg_flags = 0;
-            k.headers[i].msg_len = 0;
+            entry.msg_len = 0;
         }
         // Through mio's `try_io`, so that a `WouldBlock` re-arms the socket on mio's poll(2)
         // backend (which watches a socket again only after one); on epoll it is a plain call.
@@ -431,12 +447,20 @@ impl SendBatch {
     fn prepare_messages(&mut self, segment: bool) {
         let count = self.waiting();
         let k = &mut self.kernel;
+        // Every pointer a header holds derives from these, taken once (see `RecvBatch::receive`).
+        let iovecs = k.iovecs.as_mut_ptr();
+        let names = k.names.as_mut_ptr();
+        let controls = k.controls.as_mut_ptr();
         for j in 0..count {
             let slot = &mut self.slots[self.done + j];
-            k.iovecs[j] = libc::iovec {
-                iov_base: slot.as_mut_ptr().cast(),
-                iov_len: slot.len(),
-            };
+            // SAFETY: `j < count ≤ capacity`, the length of `iovecs`; the `iovec` written is a
+            // plain value describing the slot's own heap bytes.
+            unsafe {
+                iovecs.add(j).write(libc::iovec {
+                    iov_base: slot.as_mut_ptr().cast(),
+                    iov_len: slot.len(),
+                });
+            }
         }
         let mut messages = 0;
         let mut j = 0;
@@ -454,9 +478,12 @@ impl SendBatch {
                     run += 1;
                 }
             }
-            let control = k.controls[messages * SEGMENT_CONTROL_LEN..].as_mut_ptr();
+            // SAFETY: `messages ≤ j < capacity`: inside `controls` (`capacity *
+            // SEGMENT_CONTROL_LEN` bytes) and `iovecs` (`capacity` entries).
+            let (control, iovec) =
+                unsafe { (controls.add(messages * SEGMENT_CONTROL_LEN), iovecs.add(j)) };
             let header = &mut k.headers[messages].msg_hdr;
-            header.msg_iov = &mut k.iovecs[j];
+            header.msg_iov = iovec;
             header.msg_iovlen = run as _;
             header.msg_flags = 0;
             if run > 1 {
@@ -479,9 +506,11 @@ impl SendBatch {
             }
             match self.destinations[first] {
                 Some(to) => {
-                    header.msg_namelen = write_sockaddr(to, &mut k.names[messages]);
-                    header.msg_name =
-                        (&mut k.names[messages] as *mut libc::sockaddr_storage).cast();
+                    // SAFETY: `messages < capacity`, the length of `names`; nothing else
+                    // refers to this entry while it is written.
+                    let name = unsafe { names.add(messages) };
+                    header.msg_namelen = write_sockaddr(to, unsafe { &mut *name });
+                    header.msg_name = name.cast();
                 }
                 None => {
                     header.msg_name = std::ptr::null_mut();
