@@ -213,7 +213,7 @@ impl ServeArgs {
             ("--udp-rate-limit", self.udp_rate_limit.is_some(), Need::Udp),
             ("--udp-rcvbuf", self.udp_rcvbuf.is_some(), Need::Udp),
             ("--greeting", self.greeting.is_some(), Need::StreamNotFiles),
-            ("--framing", self.framing.is_some(), Need::StreamNotFiles),
+            ("--framing", self.framing.is_some(), Need::StreamFramed),
             ("--sndbuf", self.sndbuf.is_some(), Need::Stream),
             ("--rcvbuf", self.rcvbuf.is_some(), Need::Stream),
             ("--keepalive", !self.keepalive.is_zero(), Need::Stream),

@@ -241,6 +241,19 @@ impl ProtocolKind {
         }
     }
 
+    /// Whether `--framing` changes anything for this service: not for those that never read a
+    /// message (daytime and time answer the connection, chargen ignores what comes), nor for
+    /// files, which has its own.
+    pub fn takes_framing(self) -> bool {
+        !matches!(
+            self,
+            ProtocolKind::Daytime
+                | ProtocolKind::Time
+                | ProtocolKind::Chargen
+                | ProtocolKind::Files
+        )
+    }
+
     /// The framing used when `--framing` is not given.
     pub fn default_framing(self) -> FramingKind {
         match self {

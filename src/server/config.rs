@@ -47,6 +47,14 @@ impl ProtocolChoice {
         }
     }
 
+    /// Whether `--framing` changes anything for it (a protocol of your own: yes).
+    pub fn takes_framing(&self) -> bool {
+        match self {
+            ProtocolChoice::Builtin(kind) => kind.takes_framing(),
+            ProtocolChoice::Custom(_) => true,
+        }
+    }
+
     /// Whether this is the built-in `kind`.
     pub fn is(&self, kind: ProtocolKind) -> bool {
         matches!(self, ProtocolChoice::Builtin(k) if *k == kind)
@@ -173,8 +181,11 @@ pub enum Need {
     /// A stream socket (`--sndbuf`, `--rcvbuf`, `--keepalive`).
     Stream,
     /// A stream socket of a service that is not `files`: `--greeting` (it would break the
-    /// tutorial upload client) and `--framing` (files has its own).
+    /// tutorial upload client).
     StreamNotFiles,
+    /// A stream socket of a service that reads messages: `--framing` (not daytime, time or
+    /// chargen, which never read one, nor files, which has its own).
+    StreamFramed,
 }
 
 /// A flag given on the command line, and what it needs ([`Need`]).

@@ -173,6 +173,7 @@ impl ServicePlan {
                 Need::Udp => plan.has_udp(),
                 Need::Stream => plan.has_stream(),
                 Need::StreamNotFiles => plan.has_stream_not_files(),
+                Need::StreamFramed => plan.has_stream_framed(),
             };
             if !met {
                 let why = match need {
@@ -191,6 +192,10 @@ impl ServicePlan {
                     Need::StreamNotFiles => {
                         "no stream socket of a service other than files is configured".to_string()
                     }
+                    Need::StreamFramed => "no stream socket of a service that reads messages \
+                                           (daytime, time and chargen read none; files frames \
+                                           its own)"
+                        .to_string(),
                 };
                 return Err(StartError::Config(format!("{flag} is of no use: {why}")));
             }
@@ -219,6 +224,13 @@ impl ServicePlan {
             }
         }
         Ok(())
+    }
+
+    /// Whether some stream listener serves a service that `--framing` changes.
+    pub fn has_stream_framed(&self) -> bool {
+        self.streams
+            .iter()
+            .any(|&i| self.choices[i].takes_framing())
     }
 
     /// Whether some stream listener serves a service other than `files`.

@@ -248,6 +248,14 @@ fn a_flag_no_configured_service_uses_is_a_usage_error_naming_it() {
         (&["serve", "--max-file-bytes", "1M"][..], "--max-file-bytes"),
         (&["serve", "--udp-rate-limit", "10"][..], "--udp-rate-limit"),
         (&["serve", "--udp-rcvbuf", "1M"][..], "--udp-rcvbuf"),
+        (
+            &["serve", "-l", "time@127.0.0.1:0", "--framing", "line"][..],
+            "--framing",
+        ),
+        (
+            &["serve", "-p", "daytime", "--framing", "line"][..],
+            "--framing",
+        ),
         (&["serve", "--chat-rate", "5"][..], "--chat-rate"),
         (
             &["serve", "-u", "127.0.0.1:0", "--greeting", "hi"][..],
