@@ -2,7 +2,7 @@
 //!
 //! UDP has no connections, so there is nothing to accept and no per-client state: the socket is
 //! read until `WouldBlock` (or a per-turn budget), each datagram goes to the protocol, and the reply
-//! goes back to the sender's address. On Linux both directions go in batches (`net/datagrams.rs`):
+//! goes back to the sender's address. On Linux both directions go in batches (`net/datagrams/`):
 //! one `recvmmsg` takes up to 64 datagrams, the protocol answers each into the outgoing batch, and
 //! one `sendmmsg` sends the replies (a run of equal-sized replies to one sender as one message the
 //! kernel cuts, `UDP_SEGMENT`), so a busy socket costs a few system calls per hundred datagrams
@@ -28,7 +28,7 @@
 //! And no reply is ever larger than [`reply_cap`] of its request (four times it, plus 512 bytes):
 //! a tiny request cannot buy a big answer. Each drop is counted with its reason.
 //!
-//! Next: `net/datagrams.rs`, the batches themselves; then `server/sources/`, who may talk to
+//! Next: `net/datagrams/`, the batches themselves; then `server/sources/`, who may talk to
 //! us, and how much.
 
 use std::collections::VecDeque;

@@ -7,7 +7,7 @@
 //!
 //! A driver that makes one system call per datagram is slower than a batching server, and would
 //! measure itself. So on Linux a connection sends everything its pipeline has room for in one
-//! `sendmmsg`, and reads its replies up to 64 per `recvmmsg` (`net/datagrams.rs`; elsewhere the
+//! `sendmmsg`, and reads its replies up to 64 per `recvmmsg` (`net/datagrams/`; elsewhere the
 //! same code makes one call per datagram). The batches belong to the reactor
 //! ([`DatagramBatches`]) and serve each of its connections in turn: nothing is allocated per
 //! datagram. A message counts as sent only once the kernel took it: those of a batch it refused
