@@ -106,6 +106,23 @@ fn warn_buffer_capped(asked: usize, granted: usize) {
 /// `WouldBlock` (as for stream reads: see `SHORT_READ_ENDS_DRAIN` in `reactor/client.rs`).
 const SHORT_BATCH_ENDS_DRAIN: bool = !cfg!(mio_unsupported_force_poll_poll);
 
+/// What the reactor lends a UDP socket for one drain: the socket's service, the judge of
+/// senders, and the moment (`clock` for the rate limit, `now` for the protocols' wall clock).
+pub(crate) struct Lent<'a> {
+    /// The socket's service.
+    pub protocol: &'a mut dyn Service,
+    /// Who may talk to us, and how much.
+    pub sources: &'a mut Sources,
+    /// `--max-frame`: a longer datagram is dropped.
+    pub max_frame: usize,
+    /// The loop's monotonic time, for the rate limit.
+    pub clock: Instant,
+    /// The wall clock, which protocols print.
+    pub now: SystemTime,
+    /// The socket's service's counters.
+    pub stats: &'a Stats,
+}
+
 impl DatagramEndpoint {
     /// Wraps a bound socket, registered under `token`; refused replies may hold up to
     /// `queue_limit` bytes. Asks for a receive buffer of `rcvbuf` bytes (logging what the
@@ -169,48 +186,21 @@ impl DatagramEndpoint {
 
     /// Receives and answers datagrams, a batch per system call, until the socket is empty or
     /// the per-turn budget is spent. Each batch's replies go out together before the next
-    /// batch is read. `sources` judges each sender at `clock` (the rate limit's time) before
-    /// the protocol answers at `now` (the wall clock protocols print).
-    #[allow(clippy::too_many_arguments)] // the reactor's parts, lent for one drain
-    pub(crate) fn drain_datagrams(
-        &mut self,
-        protocol: &mut dyn Service,
-        sources: &mut Sources,
-        max_frame: usize,
-        clock: Instant,
-        now: SystemTime,
-        stats: &Stats,
-    ) -> io::Result<Drained> {
+    /// batch is read. `lent.sources` judges each sender at `lent.clock` (the rate limit's time)
+    /// before the protocol answers at `lent.now` (the wall clock protocols print).
+    pub(crate) fn drain_datagrams(&mut self, mut lent: Lent<'_>) -> io::Result<Drained> {
         // One byte over `--max-frame`: a datagram that fills its slot is too long, cut or not.
-        let slot_len = max_frame.saturating_add(1).min(MAX_UDP_PAYLOAD + 1);
+        let slot_len = lent.max_frame.saturating_add(1).min(MAX_UDP_PAYLOAD + 1);
         let mut incoming = self
             .incoming
             .take()
             .unwrap_or_else(|| RecvBatch::new(BATCH, slot_len));
-        let result = self.drain_into(
-            &mut incoming,
-            protocol,
-            sources,
-            max_frame,
-            clock,
-            now,
-            stats,
-        );
+        let result = self.drain_into(&mut incoming, &mut lent);
         self.incoming = Some(incoming);
         result
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn drain_into(
-        &mut self,
-        incoming: &mut RecvBatch,
-        protocol: &mut dyn Service,
-        sources: &mut Sources,
-        max_frame: usize,
-        clock: Instant,
-        now: SystemTime,
-        stats: &Stats,
-    ) -> io::Result<Drained> {
+    fn drain_into(&mut self, incoming: &mut RecvBatch, lent: &mut Lent<'_>) -> io::Result<Drained> {
         let mut handled = 0;
         while handled < DATAGRAMS_PER_TURN {
             let count = match incoming.receive(&self.socket) {
@@ -221,11 +211,11 @@ impl DatagramEndpoint {
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
                 Err(e) => return Err(e),
             };
-            self.note_kernel_drops(incoming, stats);
+            self.note_kernel_drops(incoming, lent.stats);
             for i in 0..count {
-                self.answer(incoming, i, protocol, sources, max_frame, clock, now, stats);
+                self.answer(incoming, i, lent);
             }
-            self.send_replies(stats);
+            self.send_replies(lent.stats);
             handled += count;
             if SHORT_BATCH_ENDS_DRAIN && count < incoming.capacity() {
                 // The kernel stopped short of the batch: the socket is empty (a later
@@ -238,26 +228,16 @@ impl DatagramEndpoint {
 
     /// Judges datagram `i` of the batch and, if it passes, puts the protocol's reply in the
     /// outgoing batch.
-    #[allow(clippy::too_many_arguments)]
-    fn answer(
-        &mut self,
-        incoming: &RecvBatch,
-        i: usize,
-        protocol: &mut dyn Service,
-        sources: &mut Sources,
-        max_frame: usize,
-        clock: Instant,
-        now: SystemTime,
-        stats: &Stats,
-    ) {
+    fn answer(&mut self, incoming: &RecvBatch, i: usize, lent: &mut Lent<'_>) {
+        let stats = lent.stats;
         let datagram = incoming.get(i);
         let (len, from) = (datagram.bytes.len(), datagram.from);
         stats.datagrams_received.add(1);
         log::trace!("udp datagram of {len} bytes from {from}");
-        let verdict = if datagram.truncated || len > max_frame {
+        let verdict = if datagram.truncated || len > lent.max_frame {
             Err(DropReason::Size)
         } else {
-            sources.judge_datagram(from, clock)
+            lent.sources.judge_datagram(from, lent.clock)
         };
         if let Err(reason) = verdict {
             log::debug!(
@@ -275,7 +255,7 @@ impl DatagramEndpoint {
             stats.drop_datagram(DropReason::Queue); // cannot happen: just emptied
             return;
         };
-        if protocol.datagram(datagram.bytes, now, reply) != Answer::Reply {
+        if lent.protocol.datagram(datagram.bytes, lent.now, reply) != Answer::Reply {
             return;
         }
         if reply.len() > reply_cap(len) {
@@ -432,14 +412,14 @@ mod tests {
         let give_up = std::time::Instant::now() + Duration::from_secs(20);
         loop {
             let drained = endpoint
-                .drain_datagrams(
-                    &mut echo as &mut dyn Service,
-                    &mut sources,
-                    8,
-                    std::time::Instant::now(),
-                    SystemTime::now(),
+                .drain_datagrams(Lent {
+                    protocol: &mut echo as &mut dyn Service,
+                    sources: &mut sources,
+                    max_frame: 8,
+                    clock: std::time::Instant::now(),
+                    now: SystemTime::now(),
                     stats,
-                )
+                })
                 .unwrap();
             if stats.datagrams_received.get() >= count || std::time::Instant::now() > give_up {
                 return drained;
@@ -493,14 +473,14 @@ mod tests {
         let mut sources = sources_for(&endpoint);
         let mut turn = |endpoint: &mut DatagramEndpoint| {
             endpoint
-                .drain_datagrams(
-                    &mut echo as &mut dyn Service,
-                    &mut sources,
-                    8,
-                    std::time::Instant::now(),
-                    SystemTime::now(),
-                    &stats,
-                )
+                .drain_datagrams(Lent {
+                    protocol: &mut echo as &mut dyn Service,
+                    sources: &mut sources,
+                    max_frame: 8,
+                    clock: std::time::Instant::now(),
+                    now: SystemTime::now(),
+                    stats: &stats,
+                })
                 .unwrap()
         };
         assert_eq!(turn(&mut endpoint), Drained::Budget);
@@ -625,14 +605,14 @@ mod tests {
         endpoint.socket.send_to(b"from ourselves", server).unwrap(); // a loop
         let stats = Stats::default();
         let drained = endpoint
-            .drain_datagrams(
-                &mut Echo as &mut dyn Service,
-                &mut sources,
-                64,
-                start, // no time passes: the rate table refills nothing
-                SystemTime::now(),
-                &stats,
-            )
+            .drain_datagrams(Lent {
+                protocol: &mut Echo as &mut dyn Service,
+                sources: &mut sources,
+                max_frame: 64,
+                clock: start, // no time passes: the rate table refills nothing
+                now: SystemTime::now(),
+                stats: &stats,
+            })
             .unwrap();
         assert_eq!(drained, Drained::Empty);
         assert_eq!(

@@ -20,7 +20,7 @@ use super::{Reactor, Sockets};
 use crate::net::listener::Listener;
 use crate::server::metrics::MetricsEndpoint;
 use crate::server::signals::SignalSource;
-use crate::server::udp::{DatagramEndpoint, Drained};
+use crate::server::udp::{DatagramEndpoint, Drained, Lent};
 
 impl Sockets {
     /// Registers every socket under its token.
@@ -82,14 +82,15 @@ impl Reactor {
         if writable {
             endpoint.flush(stats);
         }
-        match endpoint.drain_datagrams(
-            self.speech.services[service].service.as_mut(),
-            &mut self.sources,
-            self.settings.max_frame,
-            self.clock.now,
-            self.clock.wall_now,
+        let lent = Lent {
+            protocol: self.speech.services[service].service.as_mut(),
+            sources: &mut self.sources,
+            max_frame: self.settings.max_frame,
+            clock: self.clock.now,
+            now: self.clock.wall_now,
             stats,
-        ) {
+        };
+        match endpoint.drain_datagrams(lent) {
             Ok(Drained::Empty) => {}
             Ok(Drained::Budget) => self.sockets.datagrams_still_ready.push(index),
             Err(e) => warn!("{}udp receive failed: {e}", self.report.name),
