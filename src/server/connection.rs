@@ -231,6 +231,9 @@ impl Connection {
         if self.is_awaiting_header() {
             self.state = State::Open;
             self.last_active = now;
+            // The header's deadline may be later than the idle one that now applies: forget
+            // its timer entry (it is skipped as stale when due) so that `sync` arms the new one.
+            self.timer_at = None;
         }
     }
 

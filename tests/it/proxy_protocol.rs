@@ -208,6 +208,24 @@ fn a_connection_without_a_header_is_closed_at_the_deadline() {
     assert_eq!(stats.total().connections_open, 0);
 }
 
+/// Once the header is read the idle timeout rules, even when it is much shorter than what was
+/// left of the header's deadline: a client is not kept for an hour by the header's timer. (Read
+/// with the tests' patience: a close only at the header deadline fails the read.)
+#[test]
+fn after_the_header_the_idle_timeout_applies() {
+    let server = behind_balancer(|cfg| {
+        cfg.sources.proxy_protocol.header_timeout = Duration::from_secs(3600);
+        cfg.idle_timeout = Some(Duration::from_millis(200));
+    });
+    let mut stream = common::connect(&server);
+    send(&mut stream, &[&v1("192.0.2.7")[..], b"ping"].concat());
+    assert_eq!(read_to_end(&mut stream), b"ping");
+    let stats = common::wait_for_stats(&server, "one idle close", |s| {
+        s.total().closed_for(echoloop::CloseReason::IdleTimeout) == 1
+    });
+    assert_eq!(stats.total().headers_refused_for(HeaderRefusal::Timeout), 0);
+}
+
 #[test]
 fn local_headers_are_served_with_the_socket_address() {
     let server = behind_balancer(|_| {});
