@@ -192,6 +192,35 @@ fn malformed_headers_are_closed_and_counted_and_others_are_unaffected() {
     assert_eq!(read_line(&mut bystander), b"still here");
 }
 
+/// A peer that leaves before its header is whole is counted, whether it closes (FIN) or
+/// resets (RST): every balancer connection ends up accepted or refused.
+#[test]
+fn a_peer_that_leaves_midway_through_its_header_is_counted() {
+    let server = behind_balancer(|_| {});
+    let closes = common::connect(&server);
+    send(&mut &closes, b"PROXY TCP4 192.0.2");
+    drop(closes);
+    let resets = common::connect(&server);
+    send(&mut &resets, b"PROXY TCP4 192.0.2");
+    socket2::SockRef::from(&resets)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(resets); // an RST, not a FIN
+    common::wait_for_stats(&server, "both closed", |s| {
+        s.total().connections_open == 0 && s.total().connections_accepted == 2
+    });
+    let stats = common::wait_for_stats(&server, "two refusals", |s| {
+        s.total().headers_refused_for(HeaderRefusal::Malformed) == 2
+    })
+    .total();
+    assert_eq!(
+        stats.headers_refused_for(HeaderRefusal::Malformed),
+        2,
+        "{stats:?}"
+    );
+    assert_eq!(stats.proxy_headers_accepted, 0);
+}
+
 #[test]
 fn a_connection_without_a_header_is_closed_at_the_deadline() {
     let server = behind_balancer(|cfg| {

@@ -119,9 +119,17 @@ impl Reactor {
         let counters = client.stats.stream(client.stream.transport());
         counters.count_close(reason);
         // Still owing its PROXY header (`proxied.rs`): the protocol never heard of it.
+        // Refusals decided elsewhere (a broken header, a FIN, a denied address) were counted
+        // there; what ends it here is the deadline, or a peer that reset or failed.
         let started = client.header.is_none();
-        if !started && reason == CloseReason::IdleTimeout {
-            counters.count_header_refusal(HeaderRefusal::Timeout);
+        if !started {
+            match reason {
+                CloseReason::IdleTimeout => counters.count_header_refusal(HeaderRefusal::Timeout),
+                CloseReason::Reset | CloseReason::IoError => {
+                    counters.count_header_refusal(HeaderRefusal::Malformed)
+                }
+                _ => {}
+            }
         }
         counters.queued_bytes.sub(conn.queue_counted as u64);
         self.memory.meter.sub(conn.memory_counted);
