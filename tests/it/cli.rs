@@ -1,20 +1,9 @@
 //! The command line: exit codes, one-line errors, the `listening` lines.
 
-use std::process::Command;
 
 use crate::common::Daemon;
 
-fn echoloop(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_echoloop"))
-        .args(args)
-        .output()
-        .expect("run echoloop");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::common::run_echoloop as echoloop;
 
 #[test]
 fn bad_arguments_exit_2_with_one_line_naming_the_argument() {

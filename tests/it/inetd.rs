@@ -4,25 +4,13 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::process::Command;
 
 use echoloop::server::config::ServiceAddress;
 use echoloop::{ProtocolKind, ServeConfig};
 
 use crate::common::{self, Daemon, PATIENCE, read_line, read_to_end, send};
 
-/// `echoloop <args>` run to its end: exit code, stdout, stderr.
-fn echoloop(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_echoloop"))
-        .args(args)
-        .output()
-        .expect("run echoloop");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::common::run_echoloop as echoloop;
 
 /// The address on a daemon's `listening` line number `i` (`tcp 127.0.0.1:40123 echo`).
 fn address_of(daemon: &Daemon, i: usize) -> SocketAddr {

@@ -450,13 +450,7 @@ impl Connection {
         let mut bytes = read;
         while !bytes.is_empty() {
             if self.in_flight.is_empty() {
-                log::debug!(
-                    "connection {}: bytes with nothing in flight: {}",
-                    self.id,
-                    preview(bytes)
-                );
-                env.tally.error(ConnectionError::Unexpected);
-                return;
+                return self.unexpected(bytes, env);
             }
             let (seq, message) = (self.oldest_seq, payloads.message(self.id, self.oldest_seq));
             match self.stamped.feed(&message, &mut bytes) {
@@ -477,18 +471,22 @@ impl Connection {
         }
     }
 
+    /// Bytes came with no message in flight to account for them: a server that talks unasked.
+    fn unexpected(&self, bytes: &[u8], env: &mut Env) {
+        log::debug!(
+            "connection {}: bytes with nothing in flight: {}",
+            self.id,
+            preview(bytes)
+        );
+        env.tally.error(ConnectionError::Unexpected);
+    }
+
     /// Raw echo: the stream must be the payloads sent, in order, however it is cut.
     fn on_raw_stream(&mut self, mut bytes: &[u8], env: &mut Env) {
         let payloads = env.payloads.clone();
         while !bytes.is_empty() {
             let Some(oldest) = self.in_flight.front() else {
-                log::debug!(
-                    "connection {}: bytes with nothing in flight: {}",
-                    self.id,
-                    preview(bytes)
-                );
-                env.tally.error(ConnectionError::Unexpected);
-                return;
+                return self.unexpected(bytes, env);
             };
             let measured = oldest.measured;
             let message = payloads.message(self.id, self.oldest_seq);

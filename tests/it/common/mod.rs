@@ -241,3 +241,16 @@ pub fn tool(program: &str, debian_package: &str) -> PathBuf {
             panic!("this test needs {program} (Debian: apt-get install {debian_package})")
         })
 }
+
+/// `echoloop <args>` run to its end: exit code (-1: killed by a signal), stdout, stderr.
+pub fn run_echoloop(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_echoloop"))
+        .args(args)
+        .output()
+        .expect("run echoloop");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
