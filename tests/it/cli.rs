@@ -1,6 +1,5 @@
 //! The command line: exit codes, one-line errors, the `listening` lines.
 
-
 use crate::common::Daemon;
 
 use crate::common::run_echoloop as echoloop;
