@@ -80,7 +80,7 @@ pub use net::address::Address;
 pub use net::stream::Transport;
 pub use protocol::framing::{Frame, FrameError, FramingKind};
 pub use protocol::{ClientId, CloseReason, Protocol, ProtocolFactory, ProtocolKind, Replies};
-pub use server::config::{ProtocolChoice, ServeConfig};
+pub use server::config::{ProtocolChoice, ServeConfig, TlsConfig};
 pub use server::signals::StopHandle;
 pub use server::stats::StatsSnapshot;
 pub use server::{RunningServer, Server};

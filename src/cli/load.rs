@@ -141,6 +141,7 @@ impl LoadArgs {
             (false, address) => Target::Stream(address),
             (true, Address::Tcp(addr)) => Target::Datagram(addr),
             (true, Address::Unix(_)) => return Err("--udp needs HOST:PORT, not unix:".into()),
+            (true, Address::Tls { .. }) => return Err("--udp needs HOST:PORT, not tls:".into()),
         };
         // Raw for every kind, as the servers' defaults: timestamp too, one reply per read.
         let framing = self.framing.unwrap_or(FramingKind::Raw);

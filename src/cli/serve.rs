@@ -21,7 +21,9 @@ use crate::protocol::files::{
 };
 use crate::protocol::framing::FramingKind;
 use crate::protocol::{FilesConfig, ProtocolKind};
-use crate::server::config::{FlagNeed, Need, ServeConfig, ServiceAddress, protocol_named};
+use crate::server::config::{
+    FlagNeed, Need, ServeConfig, ServiceAddress, TlsConfig, protocol_named,
+};
 use crate::server::sources::SourcesConfig;
 use crate::server::sources::balancers::{Balancer, ProxyProtocolConfig, parse_balancer};
 use crate::server::sources::cidr::parse_cidr;
@@ -142,6 +144,18 @@ pub struct ServeArgs {
     /// Stream peers that speak the PROXY protocol (a load balancer), repeatable: CIDR, or `unix` for every Unix-socket peer; their connections must start with a v1 or v2 header within 5 s, whose address then counts as the client's
     #[arg(long, value_name = "CIDR", value_parser = parse_balancer)]
     pub proxy_protocol: Vec<Balancer>,
+    /// The certificate chain of the tls: listeners, PEM (the server's certificate first); read again on SIGHUP
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert, PEM (PKCS#8, PKCS#1 or SEC1); read again on SIGHUP
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Require TLS clients to show a certificate signed by a CA in this PEM file
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Close a TLS client whose handshake is not done in this long [default: 10s]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = units::positive_duration)]
+    pub tls_handshake_timeout: Option<Duration>,
 }
 
 /// A `-l` value: `[PROTOCOL@]ADDR`.
@@ -187,7 +201,7 @@ impl ServeArgs {
     /// Decided flag by flag: the files flags need a files service, `--chat-rate` a chat
     /// service, `--udp-rate-limit` a UDP socket, `--greeting` and `--framing` a stream socket of
     /// a service other than files, `--sndbuf`, `--rcvbuf`, `--keepalive` and `--proxy-protocol`
-    /// a stream socket.
+    /// a stream socket, the `--tls-*` flags a `tls:` listener.
     /// The rest apply to every socket (`--max-frame`, the access lists, ...), or have a default
     /// that cannot be told from a choice (`--nodelay`, `--max-connections`, `--idle-timeout`,
     /// `--queue-limit`, `--max-per-source`, `--accept-rate`: stream settings left at their
@@ -221,6 +235,14 @@ impl ServeArgs {
                 "--proxy-protocol",
                 !self.proxy_protocol.is_empty(),
                 Need::Stream,
+            ),
+            ("--tls-cert", self.tls_cert.is_some(), Need::Tls),
+            ("--tls-key", self.tls_key.is_some(), Need::Tls),
+            ("--tls-client-ca", self.tls_client_ca.is_some(), Need::Tls),
+            (
+                "--tls-handshake-timeout",
+                self.tls_handshake_timeout.is_some(),
+                Need::Tls,
             ),
         ];
         given
@@ -320,6 +342,14 @@ impl ServeArgs {
                     balancers: self.proxy_protocol,
                     ..defaults.sources.proxy_protocol
                 },
+            },
+            tls: TlsConfig {
+                cert: self.tls_cert,
+                key: self.tls_key,
+                client_ca: self.tls_client_ca,
+                handshake_timeout: self
+                    .tls_handshake_timeout
+                    .unwrap_or(defaults.tls.handshake_timeout),
             },
         }
     }

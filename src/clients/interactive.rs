@@ -269,6 +269,12 @@ fn connect_stream(addr: &Address) -> Result<Stream, ClientError> {
             stream.set_nonblocking(true)?;
             Stream::Unix(mio::net::UnixStream::from_std(stream))
         }
+        Address::Tls { .. } => {
+            return Err(failed(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "tls: addresses are not supported by the client yet",
+            )));
+        }
     };
     Ok(stream)
 }

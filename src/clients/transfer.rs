@@ -133,6 +133,12 @@ impl Conn {
                 Conn::Tcp(stream)
             }
             Address::Unix(path) => Conn::Unix(UnixStream::connect(path)?),
+            Address::Tls { .. } => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "tls: addresses are not supported by put and get yet",
+                ));
+            }
         };
         match &conn {
             Conn::Tcp(s) => s.set_read_timeout(Some(REPLY_TIMEOUT))?,

@@ -13,6 +13,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -186,6 +187,8 @@ pub enum Need {
     /// A stream socket of a service that reads messages: `--framing` (not daytime, time or
     /// chargen, which never read one, nor files, which has its own).
     StreamFramed,
+    /// A TLS listener (`-l tls:ADDR`): the `--tls-*` flags.
+    Tls,
 }
 
 /// A flag given on the command line, and what it needs ([`Need`]).
@@ -273,9 +276,38 @@ pub struct ServeConfig {
     /// Who may talk to us and how much: `--trusted`, `--allow`, `--deny`, `--udp-rate-limit`,
     /// `--max-per-source`, `--accept-rate` (see `server/sources/`).
     pub sources: SourcesConfig,
+    /// The certificate and key of the `tls:` listeners, and how their clients are held to
+    /// them (`--tls-cert`, `--tls-key`, `--tls-client-ca`, `--tls-handshake-timeout`).
+    pub tls: TlsConfig,
     /// Flags given on the command line and what each needs; one that no socket uses is an
     /// error (`ServicePlan::validate`). Empty for a config built in code.
     pub flag_needs: Vec<FlagNeed>,
+}
+
+/// What the `tls:` listeners need (see `net/tls/`): files are read at start and again on
+/// SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM: the server's certificate first (`--tls-cert`).
+    pub cert: Option<PathBuf>,
+    /// Its private key, PEM: PKCS#8, PKCS#1 or SEC1 (`--tls-key`).
+    pub key: Option<PathBuf>,
+    /// Clients must show a certificate signed by one of these CAs, PEM (`--tls-client-ca`);
+    /// `None`: no client certificate is asked for.
+    pub client_ca: Option<PathBuf>,
+    /// A client whose handshake is not done by then is closed (`--tls-handshake-timeout`).
+    pub handshake_timeout: Duration,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: None,
+            key: None,
+            client_ca: None,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 impl Default for ServeConfig {
@@ -308,6 +340,7 @@ impl Default for ServeConfig {
             rcvbuf: None,
             udp_rcvbuf: Some(4 << 20),
             sources: SourcesConfig::default(),
+            tls: TlsConfig::default(),
             flag_needs: Vec::new(),
         }
     }
@@ -321,6 +354,14 @@ impl ServeConfig {
             handle_signals: false,
             ..ServeConfig::default()
         }
+    }
+
+    /// Whether some stream listener speaks TLS (`-l tls:ADDR`).
+    pub fn has_tls_listener(&self) -> bool {
+        self.listen
+            .iter()
+            .chain(self.listen_services.iter().map(|s| &s.address))
+            .any(Address::is_tls)
     }
 
     /// The framing in force for `-p`: the one asked for, else the protocol's default.

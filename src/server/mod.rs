@@ -128,6 +128,7 @@ impl Server {
         let mut per_worker: Vec<ReactorSockets> = (0..workers)
             .map(|_| ReactorSockets {
                 listeners: Vec::new(),
+                tls_listeners: Vec::new(),
                 datagrams: Vec::new(),
                 signals: None,
                 metrics: None,
@@ -155,7 +156,8 @@ impl Server {
                         l.set_nonblocking(true)?;
                         sockets
                             .listeners
-                            .push(Listener::Tcp(mio::net::TcpListener::from_std(l)))
+                            .push(Listener::Tcp(mio::net::TcpListener::from_std(l)));
+                        sockets.tls_listeners.push(false);
                     }
                     // The socket file belongs to the socket unit: never removed by us.
                     InheritedSocket::Unix(l, path) => {
@@ -164,7 +166,8 @@ impl Server {
                             mio::net::UnixListener::from_std(l),
                             path,
                             false,
-                        ))
+                        ));
+                        sockets.tls_listeners.push(false);
                     }
                     InheritedSocket::Udp(s) => {
                         s.set_nonblocking(true)?;
@@ -194,7 +197,7 @@ impl Server {
         for address in streams {
             let name = stream_names.next().unwrap_or("?");
             match address {
-                Address::Tcp(asked) => {
+                Address::Tcp(asked) | Address::Tls { addr: asked, .. } => {
                     // The first bind settles the port (`:0` picks one); the others reuse it.
                     let mut addr = *asked;
                     for sockets in per_worker.iter_mut() {
@@ -206,8 +209,10 @@ impl Server {
                         })?;
                         addr = bound.local_addr()?;
                         sockets.listeners.push(Listener::Tcp(bound));
+                        sockets.tls_listeners.push(address.is_tls());
                     }
-                    listening.push(format!("tcp {addr} {name}"));
+                    let kind = if address.is_tls() { "tls" } else { "tcp" };
+                    listening.push(format!("{kind} {addr} {name}"));
                     tcp_addrs.push(addr);
                 }
                 Address::Unix(path) => {
@@ -224,6 +229,7 @@ impl Server {
                             path.clone(),
                             i == 0, // only one copy removes the file
                         ));
+                        sockets.tls_listeners.push(false);
                     }
                     listening.push(format!("unix {} {name}", path.display()));
                 }

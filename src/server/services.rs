@@ -167,6 +167,11 @@ impl ServicePlan {
                 return refuse("takes no --greeting (it would break the tutorial client)");
             }
         }
+        if config.has_tls_listener() && (config.tls.cert.is_none() || config.tls.key.is_none()) {
+            return Err(StartError::Config(
+                "tls: listeners need --tls-cert FILE and --tls-key FILE".into(),
+            ));
+        }
         for FlagNeed { flag, need } in &config.flag_needs {
             let met = match need {
                 Need::Service(kind) => plan.serves(*kind),
@@ -174,6 +179,7 @@ impl ServicePlan {
                 Need::Stream => plan.has_stream(),
                 Need::StreamNotFiles => plan.has_stream_not_files(),
                 Need::StreamFramed => plan.has_stream_framed(),
+                Need::Tls => config.has_tls_listener(),
             };
             if !met {
                 let why = match need {
@@ -196,6 +202,7 @@ impl ServicePlan {
                                            (daytime, time and chargen read none; files frames \
                                            its own)"
                         .to_string(),
+                    Need::Tls => "no TLS listener is configured (-l tls:ADDR)".to_string(),
                 };
                 return Err(StartError::Config(format!("{flag} is of no use: {why}")));
             }

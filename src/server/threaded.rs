@@ -344,6 +344,13 @@ impl ThreadedServer {
                     tcp_addrs.push(local);
                     listeners.push(BlockingListener::Tcp(std_listener));
                 }
+                Address::Tls { .. } => {
+                    return Err(StartError::Config(
+                        "--model threaded does not speak TLS: tls: listeners are served by the \
+                         reactor (leave out --model)"
+                            .into(),
+                    ));
+                }
                 Address::Unix(path) => {
                     let bound = listener::bind_unix(path).map_err(|source| StartError::Bind {
                         what: format!("unix {}", path.display()),

@@ -230,6 +230,10 @@ impl Connection {
             Target::Stream(Address::Unix(path)) => {
                 UnixStream::connect(path).map(|s| Socket2::Stream(Stream::Unix(s)))
             }
+            Target::Stream(Address::Tls { .. }) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "tls: addresses are not supported by load yet",
+            )),
             Target::Datagram(addr) => datagram::open_udp(*addr, source).map(Socket2::Datagram),
         };
         let socket = match opened {

@@ -210,6 +210,7 @@ impl ConfigSummary {
         let transport = match &config.target {
             Target::Stream(crate::net::address::Address::Tcp(_)) => "tcp",
             Target::Stream(crate::net::address::Address::Unix(_)) => "unix",
+            Target::Stream(crate::net::address::Address::Tls { .. }) => "tls",
             Target::Datagram(_) => "udp",
         };
         ConfigSummary {

@@ -101,6 +101,8 @@ const WAKES_MAY_BE_LOST: bool = cfg!(mio_unsupported_force_poll_poll);
 pub struct ReactorSockets {
     /// Stream listeners.
     pub listeners: Vec<Listener>,
+    /// Whether each listener (in the same order) speaks TLS (`-l tls:ADDR`).
+    pub tls_listeners: Vec<bool>,
     /// UDP sockets.
     pub datagrams: Vec<mio::net::UdpSocket>,
     /// SIGINT/SIGTERM/SIGUSR1, already caught (daemons only; see [`Reactor::signals`]).
@@ -321,6 +323,7 @@ impl Reactor {
         };
         let ReactorSockets {
             listeners,
+            tls_listeners: _,
             datagrams,
             signals,
             metrics,
