@@ -233,6 +233,14 @@ def paired(cell, a, b, key):
 def fmt(value, spec):
     return "n/a" if value is None else format(value, spec)
 
+def handshakes(cell, rs):
+    """Handshakes/s and server CPU per handshake: only where there are enough handshakes for
+    /proc's 10 ms clock ticks to measure them (1000 connections), else a dash."""
+    if int(cell.split("x")[0]) < 1000:
+        return "– | –"
+    return (f"{fmt(med(get(r, 'handshakes_per_s') for r in rs), ',.0f')} "
+            f"| {fmt(med(get(r, 'server_cpu_us_per_handshake') for r in rs), ',.0f')}")
+
 foreign = [get(r["run"], "foreign_cores") for r in runs]
 foreign = [f for f in foreign if f is not None]
 cpu = open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(" :\t")
@@ -244,7 +252,7 @@ lines = [
     f"{fmt(med(foreign), '.2f')}, {fmt(min(foreign, default=None), '.2f')}–{fmt(max(foreign, default=None), '.2f')}. "
     "Server on CPU 0, the driver (`bench/peers/tls_driver`, one thread, tokio-rustls, every byte "
     "checked) on CPU 1; TLS 1.3, TLS13_AES_256_GCM_SHA384, ECDSA P-256 certificate, full "
-    f"handshakes only. {rounds} rounds of {duration} s after 0.5 s warmup, the servers' order "
+    f"handshakes only. Rounds: {rounds}, of {duration} s each after 0.5 s warmup, the servers' order "
     "rotated each round; medians. CPU µs/msg: the server's utime+stime over the driver's "
     "measured window, over the messages answered. Ratios are paired by round (median, min–max). "
     "Every run: `docs/bench-tls.tsv`.\n",
@@ -263,8 +271,7 @@ for cell in cells:
         lines.append(
             f"| {cell} | {server} | {fmt(med(get(r, 'msgs_per_s') for r in rs), ',.0f')} "
             f"| {fmt(med(get(r, 'server_cpu_us_per_msg') for r in rs), '.2f')} "
-            f"| {fmt(med(get(r, 'handshakes_per_s') for r in rs), ',.0f')} "
-            f"| {fmt(med(get(r, 'server_cpu_us_per_handshake') for r in rs), ',.0f')} | {errors} | {mism} |")
+            f"| {handshakes(cell, rs)} | {errors} | {mism} |")
 lines += ["", "Ratios (paired by round; msgs/s above 1 and CPU per message below 1 favour the first):\n",
           "| cell | msgs/s echoloop-TLS / tokio-rustls | CPU/msg echoloop-TLS / tokio-rustls | msgs/s echoloop TLS / plain | CPU/msg echoloop TLS / plain | msgs/s tokio-rustls / tokio |",
           "|---|---:|---:|---:|---:|---:|"]
