@@ -1,7 +1,8 @@
 //! The scripts that are not run by `cargo test` (they take minutes, or need a baseline binary)
 //! still parse: `bash -n` for `scripts/attack.sh`, and for `scripts/attack.py` a byte-compile and
 //! its `--help`, which imports every module it uses. A typo there would otherwise surface only
-//! on the day someone replays the attacks. The attacks themselves are asserted elsewhere, on
+//! on the day someone replays the attacks. `scripts/bench-tls.sh` (minutes, a release build) is
+//! parsed too, and refuses a bad argument with its usage before it builds anything. The attacks themselves are asserted elsewhere, on
 //! counts (`sources`, `udp`, `bounded`, `chat`, `metrics`, `files`); the script measures times
 //! and memory, which no test asserts.
 
@@ -47,4 +48,26 @@ fn the_attack_driver_compiles_and_prints_its_usage() {
     );
     let text = String::from_utf8_lossy(&usage.stdout);
     assert!(text.contains("--baseline"), "attack.py --help: {text}");
+}
+
+#[test]
+fn the_tls_benchmark_script_parses_and_refuses_a_bad_argument() {
+    let bash = common::tool("bash", "bash");
+    let status = Command::new(&bash)
+        .args(["-n", &script("bench-tls.sh")])
+        .status()
+        .expect("running bash -n");
+    assert!(status.success(), "bash -n scripts/bench-tls.sh: {status}");
+    // Arguments are checked before anything is built or started.
+    let refused = Command::new(&bash)
+        .args([&script("bench-tls.sh"), "--rounds", "0"])
+        .output()
+        .expect("running scripts/bench-tls.sh");
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let usage = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        usage.starts_with("usage: scripts/bench-tls.sh"),
+        "stderr: {usage}"
+    );
+    assert!(refused.stdout.is_empty(), "{refused:?}");
 }
