@@ -68,6 +68,8 @@
 //! - [`cli`]: exit codes, one-line errors, the `listening` lines.
 //! - [`client`]: `echoloop client` with stdin piped.
 //! - [`load`]: `echoloop load` catches corrupting and stalling servers; never asserts throughput.
+//! - [`tls_clients`]: `client`, `load`, `put` and `get` over `tls:`: trust, refusals, handshake
+//!   counts and resumption, byte-exact transfers, usage errors.
 //! - [`metrics`]: `--metrics` counts what clients did and passes `promtool`.
 //! - [`activation`]: inherited sockets from `systemd-socket-activate`, and `sd_notify`.
 //! - [`haproxy`]: HAProxy in front of two instances routes around a stopped one.
@@ -125,6 +127,8 @@ mod load_honesty;
 mod load_outputs;
 mod manpage;
 mod metrics;
+#[cfg(feature = "tls")]
+mod tls_clients;
 
 #[cfg(target_os = "linux")] // its runner reads /proc
 mod doc_blocks;

@@ -139,6 +139,12 @@ pub fn run_with(
     mut on_interval: impl FnMut(&Interval, &TimelineRow),
 ) -> Result<LoadReport, LoadError> {
     limits::check(config).map_err(LoadError::Limits)?;
+    // One TLS config for the whole run: every reactor's connections share its session cache.
+    #[cfg(feature = "tls")]
+    let tls = match config.target.is_tls() {
+        true => Some(config.tls.client_config().map_err(LoadError::Limits)?),
+        false => None,
+    };
     let reactors = config.reactors();
     let lives: Vec<Arc<Live>> = (0..reactors).map(|_| Arc::new(Live::default())).collect();
     let (intervals, handed_over) = mpsc::channel();
@@ -162,13 +168,20 @@ pub fn run_with(
         });
         let stop = Arc::clone(&control.stop);
         let intervals = intervals.clone();
+        #[cfg(feature = "tls")]
+        let tls = tls.clone();
         threads.push(
             std::thread::Builder::new()
                 .name(format!("echoloop-load-{r}"))
                 .spawn(move || {
                     alarm::lower_timer_slack(TIMER_SLACK);
-                    ClientReactor::new(&config, ids, quota, live)
-                        .and_then(|reactor| reactor.run(&stop, &intervals))
+                    #[allow(unused_mut)] // mutated only with TLS
+                    let mut reactor = ClientReactor::new(&config, ids, quota, live)?;
+                    #[cfg(feature = "tls")]
+                    {
+                        reactor.env.tls = tls;
+                    }
+                    reactor.run(&stop, &intervals)
                 })?,
         );
     }
@@ -276,6 +289,8 @@ impl ClientReactor {
                 payload: Vec::new(),
                 tally: Tally::default(),
                 datagrams: None,
+                #[cfg(feature = "tls")]
+                tls: None,
             },
             phase: Phase::Connecting,
             origin: Instant::now(),
