@@ -21,7 +21,7 @@
 //! fails the transfer at once, with rustls' reason: reconnecting would not change the
 //! certificate. `put` reads replies on a thread of its own while it sends the body, on a clone
 //! of the socket; a TLS session cannot be cloned like a socket (one state, two directions), so
-//! both handles share one `ClientConnection` behind a mutex ([`TlsConn`]), taken only to hand
+//! both handles share one `ClientConnection` behind a mutex (`TlsConn`), taken only to hand
 //! rustls bytes or take them out, never while a handle waits for the network.
 //! A failure is a [`TransferError`], and its variant says whose it is (`cli/exit.rs` turns it into
 //! the exit code): a bad name, a FILE that cannot be read (a directory, say) or an output that
