@@ -107,6 +107,9 @@ pub struct LoadArgs {
     /// Open the connections, keep them idle for -d, report how many are up
     #[arg(long)]
     pub hold: bool,
+    /// Close each connection after N messages (their replies in) and connect again: churn
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = |t: &str| units::count_in(t, 1u64..))]
+    pub reconnect_after: Option<u64>,
 }
 
 /// `--percentiles`, as clap keeps it (a `Vec` would be taken for a repeated flag).
@@ -212,6 +215,14 @@ impl LoadArgs {
             }
             _ => {}
         }
+        if self.reconnect_after.is_some() {
+            if self.udp || self.hold || !self.protocol.answers_each_message() {
+                return Err(
+                    "--reconnect-after counts replies on stream connections: not with --udp, --hold, discard or chargen"
+                        .into(),
+                );
+            }
+        }
         let threads = self.threads.map_or_else(
             || std::thread::available_parallelism().map_or(1, |n| n.get()),
             |n| n as usize,
@@ -239,6 +250,7 @@ impl LoadArgs {
             source_addrs,
             hold: self.hold,
             live: true,
+            reconnect_after: self.reconnect_after,
             tls,
         })
     }

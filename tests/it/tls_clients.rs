@@ -222,6 +222,62 @@ fn load_tls_resume_resumes_later_connections_and_without_it_none_do() {
 }
 
 #[test]
+fn load_reconnects_after_n_messages_and_with_tls_resume_those_handshakes_resume() {
+    let server = serve_tls(|_| {});
+    let address = tls_address(&server, "localhost");
+    let ca = cert("ca.pem");
+    let churn = [
+        address.as_str(),
+        "--tls-ca",
+        &ca,
+        "-c",
+        "2",
+        "--reconnect-after",
+        "5",
+        "-n",
+        "60",
+        "--threads",
+        "1",
+        "--pipeline",
+        "2",
+    ];
+    for resume in [true, false] {
+        let args = match resume {
+            true => [&churn[..], &["--tls-resume"]].concat(),
+            false => churn.to_vec(),
+        };
+        let (code, json, stderr) = load_json(&args);
+        assert_eq!(code, 0, "{json} {stderr}");
+        assert_eq!(json["messages_received"], 60);
+        assert_eq!(json["config"]["reconnect_after"], 5);
+        // 60 messages, 5 per connection: at least 12 connections, each with its handshake.
+        let made = json["connections_ok"].as_u64().unwrap();
+        assert!(made >= 12, "{json}");
+        assert_eq!(json["tls"]["handshakes"], made);
+        let resumed = json["tls"]["resumed"].as_u64().unwrap();
+        match resume {
+            true => assert!(resumed > 0, "no reconnect resumed: {json}"),
+            false => assert_eq!(resumed, 0, "{json}"),
+        }
+    }
+    // The same churn over plain TCP.
+    let plain = common::serve(|_| {});
+    let (code, json, _) = load_json(&[
+        &plain.addr().to_string(),
+        "-c",
+        "2",
+        "--reconnect-after",
+        "5",
+        "-n",
+        "60",
+    ]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["messages_received"], 60);
+    assert!(json["connections_ok"].as_u64().unwrap() >= 12, "{json}");
+    assert_eq!(json["errors"], 0);
+}
+
+#[test]
 fn load_handshake_failures_are_failed_connections_with_reason_tls() {
     let server = serve_tls(|_| {});
     let address = tls_address(&server, "localhost");
@@ -318,6 +374,10 @@ fn tls_flags_without_a_tls_address_and_a_bad_ca_file_are_usage_errors() {
             "echoloop: --tls-ca /nonexistent/ca.pem: no such file or directory",
         );
     }
+    let (code, _, stderr) =
+        run_echoloop(&["load", "--udp", "127.0.0.1:9", "--reconnect-after", "5"]);
+    assert_eq!(code, 2);
+    assert!(one_line(&stderr).contains("--reconnect-after"), "{stderr}");
     let (code, _, stderr) = run_echoloop(&["load", "tls:localhost:9", "--tls-ca", "Cargo.toml"]);
     assert_eq!(code, 2);
     assert_eq!(

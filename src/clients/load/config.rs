@@ -108,6 +108,9 @@ pub struct LoadConfig {
     pub hold: bool,
     /// Draw the live line on stderr (only ever on a terminal).
     pub live: bool,
+    /// Close each connection after this many messages (replies in) and connect again
+    /// (`--reconnect-after`); `None`: a connection lasts the run.
+    pub reconnect_after: Option<u64>,
     /// `tls:` targets: whom to trust, and whether handshakes may resume (`--tls-ca`,
     /// `--insecure`, `--tls-resume`).
     pub tls: TlsOptions,
@@ -137,6 +140,7 @@ impl LoadConfig {
             source_addrs: Vec::new(),
             hold: false,
             live: false,
+            reconnect_after: None,
             tls: TlsOptions::default(),
         }
     }

@@ -33,6 +33,11 @@
 //! record), so reads go on to `WouldBlock`; and records rustls holds for the kernel are one more
 //! reason to wait for `WRITABLE`.
 //!
+//! With `--reconnect-after N` a connection sends N messages, waits for their replies, closes
+//! and connects again (churn: connects and handshakes under load, and over TLS with
+//! `--tls-resume`, resumed ones). Its sequence numbers go on across sockets, so every message
+//! still has one place in the stream of the connection.
+//!
 //! Next: `tally.rs`, where every message ends up counted.
 
 mod datagram;
@@ -163,6 +168,10 @@ pub struct Env {
     pub tally: Tally,
     /// UDP: the reactor's batches for `recvmmsg`/`sendmmsg`, made at the first use.
     pub datagrams: Option<Box<DatagramBatches>>,
+    /// Where connections go (reconnects start again here).
+    pub target: Target,
+    /// `--reconnect-after`: messages per socket, after which it closes and connects again.
+    pub reconnect_after: Option<u64>,
     /// TLS: the run's one client config (shared, so that its session cache is).
     #[cfg(feature = "tls")]
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
@@ -207,6 +216,10 @@ pub struct Connection {
     due: u64,
     /// TLS: when the TCP connect ended and the handshake began (ns); `None` before.
     handshake_since_ns: Option<u64>,
+    /// The local address it connects from (`--source-addrs`), for reconnects.
+    source: Option<IpAddr>,
+    /// Messages sent on the current socket (`--reconnect-after`).
+    sent_on_socket: u64,
     registration: Registration,
 }
 
@@ -233,6 +246,8 @@ impl Connection {
             chargen_wrong: false,
             due: 0,
             handshake_since_ns: None,
+            source: None,
+            sent_on_socket: 0,
             registration: Registration::new(),
         }
     }
@@ -262,6 +277,7 @@ impl Connection {
         registry: &Registry,
         token: Token,
     ) {
+        self.source = source;
         let opened = match target {
             Target::Stream(Address::Tcp(addr)) => open_tcp(*addr, source).map(Socket2::Stream),
             Target::Stream(Address::Unix(path)) => {
@@ -308,8 +324,36 @@ impl Connection {
         self.flush(env);
         let still_ready = self.drain_reads(env);
         let more_to_write = self.fill(env);
+        if self.is_used_up(env) {
+            self.reconnect(env, registry, token);
+            return false;
+        }
         self.update_interest(registry, token);
         still_ready || more_to_write
+    }
+
+    /// `--reconnect-after`: this socket has carried its messages and has every reply, and the
+    /// run still sends: time for a new one.
+    fn is_used_up(&self, env: &Env) -> bool {
+        self.state == State::Up
+            && env.sending
+            && env.quota != Some(0)
+            && env
+                .reconnect_after
+                .is_some_and(|n| self.sent_on_socket >= n)
+            && self.in_flight.is_empty()
+            && self.unsent.is_empty()
+    }
+
+    /// Closes the socket (over TLS with close_notify) and connects again, as a new client would.
+    fn reconnect(&mut self, env: &mut Env, registry: &Registry, token: Token) {
+        self.drop_socket(registry);
+        self.state = State::Waiting;
+        self.handshake_since_ns = None;
+        self.sent_on_socket = 0;
+        self.decoder = None; // `start` makes a new one: nothing of the old stream is owed
+        let target = env.target.clone();
+        self.start(&target, self.source, env, registry, token);
     }
 
     /// Sends what the pacing allows now (closed loop: up to the pipeline; open loop: what is due).
@@ -779,7 +823,8 @@ impl Connection {
     fn fill_requests(&mut self, env: &mut Env) {
         let payloads = env.payloads.clone();
         env.scratch.clear();
-        while self.in_flight.len() < env.pipeline {
+        let per_socket = env.reconnect_after.unwrap_or(u64::MAX);
+        while self.in_flight.len() < env.pipeline && self.sent_on_socket < per_socket {
             let Some(due_ns) = self.next_due_ns(env) else {
                 break;
             };
@@ -800,6 +845,7 @@ impl Connection {
                 measured,
             });
             self.next_seq += 1;
+            self.sent_on_socket += 1;
             env.tally.sent(measured, message.size());
         }
         if !env.scratch.is_empty() {

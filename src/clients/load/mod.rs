@@ -21,6 +21,9 @@
 //! A SIGINT (the caller sets [`Control::stop`]) ends the window at once and drains as above, so
 //! the report still comes, marked `interrupted`.
 //!
+//! With `--reconnect-after N` each connection closes after N messages (their replies in) and
+//! connects again while the traffic goes on: connects, and TLS handshakes, under load.
+//!
 //! With `--hold` nothing is sent at all: the connections are made and kept idle for `-d` seconds,
 //! and the report says how many are still up (memory-per-connection tests).
 //!
@@ -289,6 +292,8 @@ impl ClientReactor {
                 payload: Vec::new(),
                 tally: Tally::default(),
                 datagrams: None,
+                target: config.target.clone(),
+                reconnect_after: config.reconnect_after,
                 #[cfg(feature = "tls")]
                 tls: None,
             },
@@ -358,8 +363,14 @@ impl ClientReactor {
         if connection.on_event(&mut self.env, registry, Token(index)) {
             self.still_ready.push(index);
         }
-        if was_connecting && !matches!(connection.state(), State::Connecting(_)) {
-            self.connecting -= 1;
+        // Connected, failed, or (`--reconnect-after`) connecting again.
+        match (
+            was_connecting,
+            matches!(connection.state(), State::Connecting(_)),
+        ) {
+            (true, false) => self.connecting -= 1,
+            (false, true) => self.connecting += 1,
+            _ => {}
         }
     }
 

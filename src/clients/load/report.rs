@@ -217,6 +217,9 @@ pub struct ConfigSummary {
     pub source_addrs: usize,
     /// `--hold`.
     pub hold: bool,
+    /// `--reconnect-after` (absent from logs written before it: `null`).
+    #[serde(default)]
+    pub reconnect_after: Option<u64>,
     /// `closed` or `open`.
     pub pacing: String,
     /// `--max-loss` (UDP), percent.
@@ -257,6 +260,7 @@ impl ConfigSummary {
             protocol: config.reply,
             source_addrs: config.source_addrs.len(),
             hold: config.hold,
+            reconnect_after: config.reconnect_after,
             pacing: if config.rate.is_some() {
                 "open"
             } else {
@@ -576,7 +580,7 @@ impl LoadReport {
         };
         let _ = writeln!(
             out,
-            "echoloop load: {} ({}), {} connections on {} threads, {length}, {}-byte {protocol} ({}), pipeline {}, {pacing}{}{}",
+            "echoloop load: {} ({}), {} connections on {} threads, {length}, {}-byte {protocol} ({}), pipeline {}, {pacing}{}{}{}",
             c.target,
             c.transport,
             c.connections,
@@ -585,6 +589,10 @@ impl LoadReport {
             c.framing,
             c.pipeline,
             if c.hold { ", hold" } else { "" },
+            match c.reconnect_after {
+                Some(n) => format!(", reconnect after {n}"),
+                None => String::new(),
+            },
             if self.interrupted {
                 ", interrupted"
             } else {
