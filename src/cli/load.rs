@@ -215,13 +215,13 @@ impl LoadArgs {
             }
             _ => {}
         }
-        if self.reconnect_after.is_some() {
-            if self.udp || self.hold || !self.protocol.answers_each_message() {
-                return Err(
-                    "--reconnect-after counts replies on stream connections: not with --udp, --hold, discard or chargen"
-                        .into(),
-                );
-            }
+        if self.reconnect_after.is_some()
+            && (self.udp || self.hold || !self.protocol.answers_each_message())
+        {
+            return Err(
+                "--reconnect-after counts replies on stream connections: not with --udp, --hold, discard or chargen"
+                    .into(),
+            );
         }
         let threads = self.threads.map_or_else(
             || std::thread::available_parallelism().map_or(1, |n| n.get()),
