@@ -11,3 +11,4 @@ pub mod outbound;
 pub mod proxy_header;
 pub mod registration;
 pub mod stream;
+pub mod tls;

@@ -29,10 +29,11 @@
 //!
 //! `Closed` only marks the connection: the reactor frees it at the end of the turn.
 //!
-//! A connection from a load balancer (`--proxy-protocol`) starts one step earlier, in
-//! `AwaitingHeader`: read, never answered, until its PROXY header is whole (then `Open`, and only
-//! then does the protocol hear of it), or closed at its deadline, at a malformed header or at
-//! the peer's FIN. Nothing is queued for it there, and it takes no part in chat.
+//! A connection from a load balancer (`--proxy-protocol`) or on a TLS listener starts one step
+//! earlier, in `Arriving`: read, never answered, until its PROXY header is whole and its TLS
+//! handshake done (then `Open`, and only then does the protocol hear of it), or closed at its
+//! deadline, at a malformed header, a failed handshake or the peer's FIN. Only the handshake's
+//! own messages are queued for it there, and it takes no part in chat.
 //!
 //! *Lingering* is the graceful close that serious servers do: closing a socket that still has
 //! unread input makes the kernel send RST, and an RST can destroy replies still in flight to the
@@ -60,10 +61,10 @@ use crate::server::rate::TokenBucket;
 /// Where a connection is in its life (see the module docs for the diagram).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
-    /// From a load balancer: reading its PROXY header, until `until`; the protocol has not
-    /// been told of it yet (see `reactor/proxied.rs`).
-    AwaitingHeader {
-        /// When it is closed if the header is not whole.
+    /// Not started yet: its PROXY header (`reactor/proxied.rs`) or its TLS handshake
+    /// (`reactor/tls.rs`) is still to come, until `until`; the protocol has not been told of it.
+    Arriving {
+        /// When it is closed if it has not arrived.
         until: Instant,
     },
     /// Reading and writing as the protocol asks.
@@ -213,25 +214,41 @@ impl Connection {
         }
     }
 
-    /// A connection from a load balancer: its PROXY header is read first, until `until`.
-    pub fn awaiting_header(mut self, until: Instant) -> Self {
-        self.state = State::AwaitingHeader { until };
+    /// A connection that must arrive (its PROXY header, its TLS handshake) by `until` before the
+    /// protocol hears of it.
+    pub fn arriving(mut self, until: Instant) -> Self {
+        self.state = State::Arriving { until };
         self
     }
 
-    /// Whether it is still reading its PROXY header.
-    pub fn is_awaiting_header(&self) -> bool {
-        matches!(self.state, State::AwaitingHeader { .. })
+    /// Its PROXY header is read and its TLS handshake begins: it must be done by `until`. The
+    /// header's timer entry is forgotten (skipped as stale when due) so that `sync` arms this one.
+    pub fn arrive_by(&mut self, until: Instant) {
+        if self.is_arriving() {
+            self.state = State::Arriving { until };
+            self.timer_at = None;
+        }
     }
 
-    /// The protocol was told of it and gave it `session`: at accept, or once its PROXY header
-    /// is read and its client admitted (then it opens, its idle time counted from `now`).
+    /// Whether it has not arrived yet (its PROXY header or TLS handshake is still to come).
+    pub fn is_arriving(&self) -> bool {
+        matches!(self.state, State::Arriving { .. })
+    }
+
+    /// Whether it is finishing: reading no more, its queue still to be written.
+    pub fn is_finishing(&self) -> bool {
+        matches!(self.state, State::Finishing(_))
+    }
+
+    /// The protocol was told of it and gave it `session`: at accept, or once it has arrived
+    /// (its PROXY header read and its client admitted, its TLS handshake done; then it opens,
+    /// its idle time counted from `now`).
     pub fn start_session(&mut self, session: Session, now: Instant) {
         self.session = session;
-        if self.is_awaiting_header() {
+        if self.is_arriving() {
             self.state = State::Open;
             self.last_active = now;
-            // The header's deadline may be later than the idle one that now applies: forget
+            // The arrival deadline may be later than the idle one that now applies: forget
             // its timer entry (it is skipped as stale when due) so that `sync` arms the new one.
             self.timer_at = None;
         }
@@ -249,7 +266,7 @@ impl Connection {
     pub fn is_reading(&self) -> bool {
         match self.state {
             State::Open => self.held.is_empty() && !self.holds.any(),
-            State::Lingering { .. } | State::AwaitingHeader { .. } => true,
+            State::Lingering { .. } | State::Arriving { .. } => true,
             _ => false,
         }
     }
@@ -307,7 +324,7 @@ impl Connection {
         match self.state {
             State::Finishing(reason) | State::Closed(reason) => Some(reason),
             State::Lingering { reason, .. } => Some(reason),
-            State::AwaitingHeader { .. } | State::Open | State::Paused => None,
+            State::Arriving { .. } | State::Open | State::Paused => None,
         }
     }
 
@@ -397,7 +414,7 @@ impl Connection {
 
     /// Read no more; close with `reason` once the queue is written. No effect if already ending.
     pub fn finish(&mut self, reason: CloseReason) {
-        if let State::AwaitingHeader { .. } = self.state {
+        if let State::Arriving { .. } = self.state {
             self.state = State::Closed(reason); // nothing was said to it: nothing to finish
             return;
         }
@@ -467,7 +484,7 @@ impl Connection {
     /// of a rate hold, or of its idle time.
     pub fn deadline(&self, policy: &Policy) -> Option<Instant> {
         match self.state {
-            State::Lingering { until, .. } | State::AwaitingHeader { until } => Some(until),
+            State::Lingering { until, .. } | State::Arriving { until } => Some(until),
             State::Closed(_) => None,
             _ => {
                 let idle = policy.idle_timeout.map(|idle| self.last_active + idle);
@@ -780,7 +797,7 @@ mod tests {
         let start = Instant::now();
         let policy = policy(SlowReader::PauseReading);
         let until = start + Duration::from_secs(5);
-        let mut conn = open(start).awaiting_header(until);
+        let mut conn = open(start).arriving(until);
         assert!(conn.is_reading() && !conn.may_answer() && !conn.accepts_shared());
         assert_eq!(conn.wanted(), Some(Interest::READABLE));
         assert_eq!(conn.deadline(&policy), Some(until));
@@ -788,11 +805,11 @@ mod tests {
         assert_eq!(conn.expire(&policy, until), Expiry::Closed);
         assert_eq!(conn.state(), State::Closed(CloseReason::IdleTimeout));
 
-        let mut fin = open(start).awaiting_header(until);
+        let mut fin = open(start).arriving(until);
         fin.on_end_of_input(); // gone before its header: closed at once, nothing to linger for
         assert_eq!(fin.state(), State::Closed(CloseReason::PeerClosed));
 
-        let mut read = open(start).awaiting_header(until);
+        let mut read = open(start).arriving(until);
         read.start_session(Session::none(), start);
         assert_eq!(read.state(), State::Open);
         assert_eq!(

@@ -78,7 +78,7 @@ use crate::protocol::CloseReason;
 use crate::server::reactor::token::{METRICS_SOURCES, Source};
 use crate::server::stats::ServerStats;
 use crate::server::stats::{
-    DropReason, HeaderRefusal, RefusalReason, StatsSnapshot, StreamSnapshot,
+    DropReason, HeaderRefusal, RefusalReason, StatsSnapshot, StreamSnapshot, TlsFailure,
 };
 
 /// Largest request head we read; past it the answer is 431.
@@ -589,6 +589,37 @@ pub fn exposition(services: &[(&str, StatsSnapshot)]) -> String {
          denied (the carried address refused by --allow/--deny or a per-source limit).",
         &headers_refused,
     );
+    family(
+        "echoloop_tls_handshakes_total",
+        "counter",
+        "TLS handshakes done (tls: listeners).",
+        &streams(|t| t.tls_handshakes),
+    );
+    let handshakes_failed: Vec<(String, u64)> = services
+        .iter()
+        .flat_map(|(service, s)| {
+            Transport::ALL.iter().flat_map(move |t| {
+                TlsFailure::ALL.iter().map(move |reason| {
+                    (
+                        format!(
+                            "{},reason=\"{}\"",
+                            stream_labels(service, *t),
+                            reason.as_str()
+                        ),
+                        s.stream(*t).handshakes_failed_for(*reason),
+                    )
+                })
+            })
+        })
+        .collect();
+    family(
+        "echoloop_tls_handshakes_failed_total",
+        "counter",
+        "TLS handshakes failed, by reason: error (not TLS, refused, a client certificate \
+         missing or refused; an alert was sent), timeout (--tls-handshake-timeout), closed (the \
+         client left first).",
+        &handshakes_failed,
+    );
     let udp: [DatagramFamily; 2] = [
         (
             "echoloop_datagrams_received_total",
@@ -858,7 +889,9 @@ mod tests {
         let helps = page.lines().filter(|l| l.starts_with("# HELP ")).count();
         let types = page.lines().filter(|l| l.starts_with("# TYPE ")).count();
         assert_eq!(helps, types);
-        assert_eq!(helps, 20); // 17, the kernel's UDP drops, PROXY headers accepted and refused
+        // 17, the kernel's UDP drops, PROXY headers accepted and refused, TLS handshakes done
+        // and failed
+        assert_eq!(helps, 22);
         for line in page.lines().filter(|l| l.starts_with("# TYPE ")) {
             let words: Vec<&str> = line.split(' ').collect();
             assert_eq!(

@@ -55,6 +55,7 @@ use crate::net::activation::InheritedSocket;
 use crate::net::address::Address;
 use crate::net::listener::{self, BindOptions, Listener};
 use crate::net::notify;
+use crate::net::tls::{ServerTls, TlsFiles};
 use crate::server::config::{ServeConfig, ServiceAddress};
 use crate::server::metrics::MetricsEndpoint;
 use crate::server::reactor::{MAX_SOCKETS_PER_KIND, Reactor, ReactorSockets};
@@ -108,6 +109,7 @@ impl Server {
             return Err(StartError::Config("nothing to listen on".into()));
         }
         plan.validate(config)?;
+        let tls = load_tls(config)?;
         plan.probe(config)?;
         if plan.stream_services().len() > MAX_SOCKETS_PER_KIND
             || plan.datagram_services().len() > MAX_SOCKETS_PER_KIND
@@ -129,6 +131,7 @@ impl Server {
             .map(|_| ReactorSockets {
                 listeners: Vec::new(),
                 tls_listeners: Vec::new(),
+                tls: tls.clone(),
                 datagrams: Vec::new(),
                 signals: None,
                 metrics: None,
@@ -508,4 +511,25 @@ pub(crate) fn join_server_thread(
             .unwrap_or_else(|_| Err(io::Error::other("the server thread panicked"))),
         None => Ok(()),
     }
+}
+
+/// The certificate and key of the `tls:` listeners, read now so that a bad file stops the
+/// start (exit 2, the file named) before any `listening` line; `None` without such listeners.
+fn load_tls(config: &ServeConfig) -> Result<Option<ServerTls>, StartError> {
+    if !config.has_tls_listener() {
+        return Ok(None);
+    }
+    let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) else {
+        return Err(StartError::Config(
+            "tls: listeners need --tls-cert FILE and --tls-key FILE".into(),
+        ));
+    };
+    let files = TlsFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+        client_ca: config.tls.client_ca.clone(),
+    };
+    ServerTls::load(files)
+        .map(Some)
+        .map_err(|e| StartError::Config(e.to_string()))
 }

@@ -7,8 +7,9 @@
 //! close the listeners (a connection attempted after the signal is refused, not served), stop
 //! reading, flush every queue for up to `--shutdown-timeout`, then exit. SIGUSR1 logs the counters.
 //! SIGHUP (the daemon's "reload") reads the host's addresses again for the UDP loop guard
-//! (`server/sources/guard.rs`), after an address was added or removed; it no longer ends the
-//! process, as its default action would.
+//! (`server/sources/guard.rs`), after an address was added or removed, and the TLS certificate
+//! and key (`reactor/tls.rs`), after a renewal; it no longer ends the process, as its default
+//! action would.
 //!
 //! In-process servers (tests, the load generator's own checks) do not touch the process's signals;
 //! they are stopped through a [`StopHandle`], which sets a flag and wakes the reactor with a
@@ -31,8 +32,8 @@ pub enum SignalRequest {
     Stop,
     /// SIGUSR1: log the counters.
     LogStats,
-    /// SIGHUP: read the host's addresses again.
-    ReadAddresses,
+    /// SIGHUP: read the host's addresses and the TLS certificate and key again.
+    Reload,
 }
 
 /// The signals a daemon reactor listens to, registered with its poller.
@@ -59,7 +60,7 @@ impl SignalSource {
             .pending()
             .map(|signal| match signal {
                 SIGUSR1 => SignalRequest::LogStats,
-                SIGHUP => SignalRequest::ReadAddresses,
+                SIGHUP => SignalRequest::Reload,
                 _ => SignalRequest::Stop,
             })
             .collect();

@@ -161,6 +161,33 @@ impl HeaderRefusal {
     }
 }
 
+/// Why a TLS handshake failed (the `reason` label of `echoloop_tls_handshakes_failed_total`;
+/// see `reactor/tls.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The client broke the rules or was refused: not TLS, an unsupported version, a
+    /// certificate `--tls-client-ca` refuses or none at all. An alert was sent.
+    Error,
+    /// Not done within `--tls-handshake-timeout`.
+    Timeout,
+    /// The client left (FIN or reset) before it was done.
+    Closed,
+}
+
+impl TlsFailure {
+    /// Every reason, in the order counters are kept.
+    pub const ALL: [TlsFailure; 3] = [TlsFailure::Error, TlsFailure::Timeout, TlsFailure::Closed];
+
+    /// The label value: `error`, `timeout`, `closed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsFailure::Error => "error",
+            TlsFailure::Timeout => "timeout",
+            TlsFailure::Closed => "closed",
+        }
+    }
+}
+
 /// One reactor's counters.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -226,6 +253,10 @@ pub struct StreamStats {
     pub proxy_headers_accepted: Counter,
     /// PROXY protocol headers refused, by reason (indexed as [`HeaderRefusal::ALL`]).
     pub proxy_headers_refused_by: [Counter; HeaderRefusal::ALL.len()],
+    /// TLS handshakes done (`tls:` listeners).
+    pub tls_handshakes: Counter,
+    /// TLS handshakes failed, by reason (indexed as [`TlsFailure::ALL`]).
+    pub tls_handshakes_failed_by: [Counter; TlsFailure::ALL.len()],
 }
 
 impl Stats {
@@ -291,6 +322,11 @@ impl StreamStats {
         self.proxy_headers_refused_by[reason as usize].add(1);
     }
 
+    /// Counts one TLS handshake failed for `reason`.
+    pub fn count_tls_failure(&self, reason: TlsFailure) {
+        self.tls_handshakes_failed_by[reason as usize].add(1);
+    }
+
     /// Notes a client's queue length, keeping the peak.
     pub fn note_queue_len(&self, len: usize) {
         if len as u64 > self.queued_bytes_peak.get() {
@@ -317,6 +353,10 @@ impl StreamStats {
             proxy_headers_refused_by: std::array::from_fn(|i| {
                 self.proxy_headers_refused_by[i].get()
             }),
+            tls_handshakes: self.tls_handshakes.get(),
+            tls_handshakes_failed_by: std::array::from_fn(|i| {
+                self.tls_handshakes_failed_by[i].get()
+            }),
         }
     }
 }
@@ -341,6 +381,9 @@ pub struct StreamSnapshot {
     pub proxy_headers_accepted: u64,
     /// Indexed as [`HeaderRefusal::ALL`]: read with [`StreamSnapshot::headers_refused_for`].
     pub proxy_headers_refused_by: [u64; HeaderRefusal::ALL.len()],
+    pub tls_handshakes: u64,
+    /// Indexed as [`TlsFailure::ALL`]: read with [`StreamSnapshot::handshakes_failed_for`].
+    pub tls_handshakes_failed_by: [u64; TlsFailure::ALL.len()],
 }
 
 impl StreamSnapshot {
@@ -361,6 +404,11 @@ impl StreamSnapshot {
     /// PROXY protocol headers refused for `reason`.
     pub fn headers_refused_for(&self, reason: HeaderRefusal) -> u64 {
         self.proxy_headers_refused_by[reason as usize]
+    }
+
+    /// TLS handshakes failed for `reason`.
+    pub fn handshakes_failed_for(&self, reason: TlsFailure) -> u64 {
+        self.tls_handshakes_failed_by[reason as usize]
     }
 
     /// Adds another set (another transport, or another reactor): gauges and totals add, peaks
@@ -387,6 +435,14 @@ impl StreamSnapshot {
             .proxy_headers_refused_by
             .iter_mut()
             .zip(other.proxy_headers_refused_by)
+        {
+            *mine += theirs;
+        }
+        self.tls_handshakes += other.tls_handshakes;
+        for (mine, theirs) in self
+            .tls_handshakes_failed_by
+            .iter_mut()
+            .zip(other.tls_handshakes_failed_by)
         {
             *mine += theirs;
         }
@@ -511,6 +567,18 @@ impl StatsSnapshot {
             line.push_str(&format!(
                 " proxy_headers accepted={} refused={headers_refused}{reasons}",
                 total.proxy_headers_accepted
+            ));
+        }
+        // Only where TLS is served, likewise.
+        let handshakes_failed: u64 = total.tls_handshakes_failed_by.iter().sum();
+        if total.tls_handshakes + handshakes_failed > 0 {
+            let reasons = by_reason(
+                TlsFailure::ALL.iter().map(|r| r.as_str()),
+                &total.tls_handshakes_failed_by,
+            );
+            line.push_str(&format!(
+                " tls_handshakes done={} failed={handshakes_failed}{reasons}",
+                total.tls_handshakes
             ));
         }
         line

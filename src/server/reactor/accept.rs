@@ -44,6 +44,7 @@ impl Reactor {
     /// Accepts until `WouldBlock`.
     pub(super) fn drain_accepts(&mut self, index: usize) {
         let service = self.sockets.listener_service[index];
+        let tls = self.sockets.listener_tls[index];
         loop {
             let Some(Some(listener)) = self.sockets.listeners.get(index) else {
                 return; // closed by the drain
@@ -51,7 +52,7 @@ impl Reactor {
             match listener.accept_from(self.settings.accept) {
                 Ok((stream, peer)) => {
                     self.accepting.exhaustion_logged = false;
-                    self.admit(stream, peer, service);
+                    self.admit(stream, peer, service, tls);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -86,8 +87,10 @@ impl Reactor {
     }
 
     /// Takes a new connection from `peer` (`None`: a Unix peer) for `service` in, or refuses
-    /// it: its source is refused or over a per-source limit, or the reactor is full.
-    fn admit(&mut self, mut stream: Stream, peer: Option<IpAddr>, service: usize) {
+    /// it: its source is refused or over a per-source limit, or the reactor is full. A client of
+    /// a `tls:` listener begins with its handshake (`tls.rs`); refused, it is closed without a
+    /// word, since a line in clear would mean nothing to its TLS client.
+    fn admit(&mut self, mut stream: Stream, peer: Option<IpAddr>, service: usize, tls: bool) {
         let id = self.clients.slab.vacant_key();
         // From a balancer: judged once its header says who it speaks for, not counted now.
         let from_balancer = self.sources.sends_header(peer);
@@ -97,21 +100,30 @@ impl Reactor {
             match self.sources.admit_stream(peer, id, self.clock.now) {
                 Admission::Admit { trusted } => trusted,
                 Admission::Refuse(reason) => {
-                    self.refuse_source(stream, peer, reason, service);
+                    self.refuse_source(stream, peer, reason, service, tls);
                     return;
                 }
             }
         };
         if self.clients.slab.len() >= self.settings.max_connections {
             self.sources.closed(id); // it was counted against its source: give that back
-            self.refuse(stream, service);
+            self.refuse(stream, service, tls);
             return;
         }
         if self.over_memory() {
             self.sources.closed(id);
-            self.refuse_busy(stream, service); // the episode was logged when it began
+            self.refuse_busy(stream, service, tls); // the episode was logged when it began
             return;
         }
+        let session = if tls {
+            let Some(session) = self.new_tls_session() else {
+                self.sources.closed(id);
+                return;
+            };
+            Some(session)
+        } else {
+            None
+        };
         self.accepting.full_logged = false;
         let entry = self.clients.slab.vacant_entry();
         let mut registration = Registration::new();
@@ -140,9 +152,12 @@ impl Reactor {
         let mut conn = Connection::new(decoder, Session::none(), self.clock.now, serial);
         let mut header = None;
         if from_balancer {
-            conn = conn.awaiting_header(self.clock.now + self.sources.header_timeout());
+            conn = conn.arriving(self.clock.now + self.sources.header_timeout());
             header = Some(Box::new(AwaitingHeader::new(peer)));
+        } else if tls {
+            conn = conn.arriving(self.clock.now + self.settings.tls_handshake_timeout);
         }
+        let arriving = conn.is_arriving();
         entry.insert(Client {
             stream,
             registration,
@@ -152,8 +167,10 @@ impl Reactor {
             policy: served.policy,
             stats: Arc::clone(&self.report.stats[service]),
             header,
+            tls: session,
+            started: false,
         });
-        if !from_balancer {
+        if !arriving {
             self.begin_session(id);
         }
         self.sync(id);
@@ -174,6 +191,7 @@ impl Reactor {
             .service
             .connect(ClientId(id), self.clock.wall_now, replies);
         client.conn.start_session(session, self.clock.now);
+        client.started = true;
         if let Some(rate) = served.frame_rate
             && !client.trusted
         {
@@ -195,6 +213,7 @@ impl Reactor {
         peer: Option<IpAddr>,
         reason: RefusalReason,
         service: usize,
+        tls: bool,
     ) {
         self.report.stats[service]
             .stream(stream.transport())
@@ -205,13 +224,15 @@ impl Reactor {
             stream.peer_label(),
             reason.as_str()
         );
-        if let Some(line) = Sources::refusal_line(reason, peer) {
+        if let Some(line) = Sources::refusal_line(reason, peer)
+            && !tls
+        {
             self.say_and_close(stream, &line);
         } // else dropping the stream closes it: not a byte sent
     }
 
-    /// One over `--max-connections`: a one-line explanation, then close.
-    fn refuse(&mut self, stream: Stream, service: usize) {
+    /// One over `--max-connections`: a one-line explanation (not in TLS), then close.
+    fn refuse(&mut self, stream: Stream, service: usize, tls: bool) {
         self.report.stats[service]
             .stream(stream.transport())
             .count_refusal(RefusalReason::Full);
@@ -222,6 +243,9 @@ impl Reactor {
             );
             self.accepting.full_logged = true;
         }
+        if tls {
+            return; // dropped: closed without a word
+        }
         let line = format!(
             "error: server full ({} connections)\n",
             self.settings.max_connections
@@ -229,12 +253,14 @@ impl Reactor {
         self.say_and_close(stream, &line);
     }
 
-    /// A newcomer during a memory episode: `error: server busy`, then close.
-    fn refuse_busy(&mut self, stream: Stream, service: usize) {
+    /// A newcomer during a memory episode: `error: server busy` (not in TLS), then close.
+    fn refuse_busy(&mut self, stream: Stream, service: usize, tls: bool) {
         self.report.stats[service]
             .stream(stream.transport())
             .count_refusal(RefusalReason::Busy);
-        self.say_and_close(stream, "error: server busy\n");
+        if !tls {
+            self.say_and_close(stream, "error: server busy\n");
+        }
     }
 
     /// Writes one line to a refused client, then closes it.

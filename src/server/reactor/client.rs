@@ -15,7 +15,7 @@
 //! - **Settling** ([`Reactor::sync`]): the machine applies the queue limit and moves a finished
 //!   client on; the poller's interest and the client's timer are brought in line.
 //!
-//! Next: `proxied.rs`, a client behind a load balancer.
+//! Next: `tls.rs`, a client that speaks TLS.
 
 use std::io::{self, Read, Write};
 use std::rc::Rc;
@@ -25,16 +25,18 @@ use log::{debug, trace, warn};
 use mio::event::Event;
 
 use super::proxied::AwaitingHeader;
+use super::tls::TLS_READ_BYTES;
 use super::token::Source;
 use super::{Phase, Reactor};
 use crate::net::memory::SharedBytes;
 use crate::net::outbound::Flushed;
 use crate::net::registration::Registration;
 use crate::net::stream::Stream;
+use crate::net::tls::TlsSession;
 use crate::protocol::framing::FramingKind;
 use crate::protocol::{Action, ClientId, CloseReason, InputWish, Replies};
 use crate::server::connection::{Connection, Policy, State, Step};
-use crate::server::stats::{HeaderRefusal, Stats};
+use crate::server::stats::{HeaderRefusal, Stats, TlsFailure};
 use crate::server::timers::TimerEntry;
 
 /// Most bytes one stream read takes. Smaller reads cost more system calls; bigger ones make a
@@ -89,6 +91,11 @@ pub(super) struct Client {
     /// From a load balancer, and its PROXY header is not whole yet (`proxied.rs`): the
     /// protocol has not heard of it. `None` for every other client.
     pub(super) header: Option<Box<AwaitingHeader>>,
+    /// Its TLS session, if it came in on a `tls:` listener (`tls.rs`).
+    pub(super) tls: Option<Box<TlsSession>>,
+    /// The protocol has heard of it (`Reactor::begin_session`): it has arrived (its PROXY
+    /// header read, its TLS handshake done), and it will be told of its going.
+    pub(super) started: bool,
 }
 
 /// The readiness a client event reports, as the handlers use it.
@@ -127,6 +134,9 @@ impl Client {
     fn send(&mut self, bytes: &[u8], now: std::time::Instant) -> io::Result<usize> {
         if bytes.is_empty() {
             return Ok(0);
+        }
+        if self.tls.is_some() {
+            return self.send_tls(bytes, now); // encrypted first (`tls.rs`)
         }
         if !self.conn.outbound.is_empty() {
             self.conn.outbound.push_copy(bytes);
@@ -211,7 +221,7 @@ impl Reactor {
             if client.conn.is_closed() || matches!(client.conn.state(), State::Lingering { .. }) {
                 continue; // nothing more can be written to it (its FIN is sent)
             }
-            if client.header.is_some() {
+            if !client.started {
                 continue; // a newcomer in the slot of the client it names, not yet started
             }
             let conn = &mut client.conn;
@@ -252,7 +262,15 @@ impl Reactor {
             if !client.conn.is_reading() {
                 return;
             }
-            let buffer = &mut self.speech.read_buffer[..STREAM_READ_BYTES];
+            // Ciphertext goes to its own buffer, to be decrypted into the read buffer; a PROXY
+            // header before it comes in clear (`tls.rs`).
+            let through_tls = client.tls.is_some() && client.header.is_none();
+            let buffer = if through_tls {
+                &mut self.speech.tls_input[..TLS_READ_BYTES]
+            } else {
+                &mut self.speech.read_buffer[..STREAM_READ_BYTES]
+            };
+            let read_size = buffer.len();
             let n = match client.stream.read(buffer) {
                 Ok(0) => {
                     trace!("client {id} read 0 bytes (end of input)");
@@ -274,12 +292,15 @@ impl Reactor {
             trace!("client {id} read {n} bytes");
             client.conn.on_read(n, self.clock.now);
             client.stats.received(client.stream.transport(), n);
-            let short_read =
-                SHORT_READ_ENDS_DRAIN && n < STREAM_READ_BYTES && !client.conn.peer_fin_seen();
-            if client.conn.is_answering() {
-                self.answer(id, n);
-            } else if client.header.is_some() {
+            let short_read = SHORT_READ_ENDS_DRAIN && n < read_size && !client.conn.peer_fin_seen();
+            if client.header.is_some() {
                 self.read_header(id, n);
+            } else if through_tls {
+                if !matches!(client.conn.state(), State::Lingering { .. }) {
+                    self.tls_received(id, n);
+                } // else lingering: the input is read and dropped
+            } else if client.conn.is_answering() {
+                self.answer(id, n);
             } // else lingering: the input is read and dropped
             // A short read means the kernel had no more: epoll(7) lets us stop here and save the
             // read that would only say `WouldBlock`. New bytes will raise a new edge. (`sync`,
@@ -381,9 +402,9 @@ impl Reactor {
         self.answer(id, held.len());
     }
 
-    /// The peer sent FIN: its last unfinished line is still a frame, the protocol hears of the
-    /// end, and then the connection finishes.
-    fn on_end_of_input(&mut self, id: usize) {
+    /// The peer sent FIN (or TLS `close_notify`): its last unfinished line is still a frame, the
+    /// protocol hears of the end, and then the connection finishes.
+    pub(super) fn on_end_of_input(&mut self, id: usize) {
         let client = &mut self.clients.slab[id];
         let service = client.service;
         let conn = &mut client.conn;
@@ -411,6 +432,11 @@ impl Reactor {
                 .stats
                 .stream(client.stream.transport())
                 .count_header_refusal(HeaderRefusal::Malformed);
+        } else if !client.started && client.is_handshaking() {
+            client
+                .stats
+                .stream(client.stream.transport())
+                .count_tls_failure(TlsFailure::Closed);
         } // else lingering: its FIN was what we waited for
         self.clients.slab[id].conn.on_end_of_input();
     }
@@ -523,7 +549,15 @@ impl Reactor {
         if client.conn.outbound.is_empty() {
             self.clients.to_flush.push(target);
         }
-        client.conn.outbound.push_shared(shared);
+        if client.tls.is_some() {
+            // Encrypted for this client alone: its copy counts in its own share.
+            if let Err(e) = client.queue_tls(shared.bytes()) {
+                debug!("client {target} cannot be sent to: {e}");
+                client.conn.abort(CloseReason::from_error(&e));
+            }
+        } else {
+            client.conn.outbound.push_shared(shared);
+        }
         if client.conn.outbound.footprint() > self.settings.queue_limit {
             // Over the limit only because this turn piled it up? Offer it to the kernel before
             // `sync` judges: the limit is for bytes a slow reader refuses, not for a burst.
@@ -594,6 +628,7 @@ impl Reactor {
         let Some(client) = self.clients.slab.get_mut(id) else {
             return false; // freed already
         };
+        client.close_tls_if_finishing(self.clock.now);
         let queued = client.conn.outbound.len();
         let counters = client.stats.stream(client.stream.transport());
         let policy = &client.policy;

@@ -28,7 +28,8 @@
 //!
 //! The loop itself is [`Reactor::run`], below. The work is in the files beside this one, by what
 //! it is about: `token.rs` (what an event's token stands for), `accept.rs` (new connections),
-//! `client.rs` (one client's reads, answers and writes), `memory.rs` (the `--max-memory` cap),
+//! `client.rs` (one client's reads, answers and writes), `tls.rs` (a client that speaks TLS),
+//! `proxied.rs` (one behind a load balancer), `memory.rs` (the `--max-memory` cap),
 //! `sockets.rs` (UDP, metrics), `tidy.rs`
 //! (timers and closing, at the end of each turn), `shutdown.rs` (signals and the drain).
 //!
@@ -50,6 +51,7 @@ mod proxied;
 mod shutdown;
 mod sockets;
 mod tidy;
+mod tls;
 pub mod token;
 
 pub use token::{MAX_SOCKETS_PER_KIND, Source};
@@ -67,6 +69,7 @@ use slab::Slab;
 use crate::net::alarm::Alarm;
 use crate::net::listener::{AcceptOptions, Listener, ReserveFd};
 use crate::net::memory::MemoryMeter;
+use crate::net::tls::ServerTls;
 use crate::protocol::framing::FramingKind;
 use crate::protocol::{ClientId, ProtocolKind, Replies, Service};
 use crate::server::config::{ProtocolChoice, ServeConfig};
@@ -103,6 +106,8 @@ pub struct ReactorSockets {
     pub listeners: Vec<Listener>,
     /// Whether each listener (in the same order) speaks TLS (`-l tls:ADDR`).
     pub tls_listeners: Vec<bool>,
+    /// The certificate and key of the TLS listeners, if there are any.
+    pub tls: Option<ServerTls>,
     /// UDP sockets.
     pub datagrams: Vec<mio::net::UdpSocket>,
     /// SIGINT/SIGTERM/SIGUSR1, already caught (daemons only; see [`Reactor::signals`]).
@@ -141,6 +146,8 @@ pub struct Reactor {
     sources: Sources,
     /// Counters, and the name logs give this reactor.
     report: Report,
+    /// The certificate and key of the `tls:` listeners (read again on SIGHUP), if any.
+    tls: Option<ServerTls>,
 }
 
 /// Settings read on the hot path, copied out of [`ServeConfig`] once.
@@ -153,6 +160,8 @@ struct Settings {
     shutdown_timeout: Duration,
     accept: AcceptOptions,
     stats_interval: Option<Duration>,
+    /// `--tls-handshake-timeout`.
+    tls_handshake_timeout: Duration,
 }
 
 /// Whether the loop serves or drains.
@@ -170,6 +179,8 @@ struct Sockets {
     listeners: Vec<Option<Listener>>,
     /// The service index of each listener.
     listener_service: Vec<usize>,
+    /// Whether each listener speaks TLS.
+    listener_tls: Vec<bool>,
     datagrams: Vec<Option<DatagramEndpoint>>,
     /// The service index of each UDP endpoint.
     datagram_service: Vec<usize>,
@@ -203,6 +214,8 @@ struct Speech {
     services: Vec<Served>,
     replies: Replies,
     read_buffer: Box<[u8]>,
+    /// Ciphertext read from TLS clients, before it is decrypted into `read_buffer` (`tls.rs`).
+    tls_input: Box<[u8]>,
     /// Scratch list of the clients whose work off the loop is done, kept for its memory.
     woken: Vec<ClientId>,
 }
@@ -320,10 +333,12 @@ impl Reactor {
                 rcvbuf: config.rcvbuf,
             },
             stats_interval: config.stats_interval,
+            tls_handshake_timeout: config.tls.handshake_timeout,
         };
         let ReactorSockets {
             listeners,
-            tls_listeners: _,
+            tls_listeners,
+            tls,
             datagrams,
             signals,
             metrics,
@@ -349,6 +364,7 @@ impl Reactor {
             stop_requested,
         )?;
         sockets.listener_service = plan.stream_services().to_vec();
+        sockets.listener_tls = tls_listeners;
         sockets.datagram_service = plan.datagram_services().to_vec();
         let alarm = Alarm::new(poll.registry(), Source::Alarm.token())?;
         Ok(Reactor {
@@ -367,6 +383,11 @@ impl Reactor {
                 replies: Replies::new(services.first().map_or(FramingKind::Raw, |s| s.framing)),
                 services,
                 read_buffer: vec![0; READ_BUFFER_BYTES].into_boxed_slice(),
+                tls_input: if tls.is_some() {
+                    vec![0; tls::TLS_READ_BYTES].into_boxed_slice()
+                } else {
+                    Box::default()
+                },
                 woken: Vec::new(),
             },
             clock: Clock {
@@ -397,6 +418,7 @@ impl Reactor {
                 heartbeat,
             },
             settings,
+            tls,
         })
     }
 

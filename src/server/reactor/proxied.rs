@@ -15,6 +15,8 @@
 //! 2. An admitted client is started as any other (`Reactor::begin_session`: the greeting, the
 //!    protocol's connect), and the bytes that came after the header in the same read are
 //!    answered at once: a client may send its first request in the balancer's first segment.
+//!    On a `tls:` listener (a balancer passing TLS through) its handshake comes first
+//!    (`tls.rs`), and those bytes are its beginning.
 //!
 //! A malformed header, a peer that leaves before its header is whole, and the deadline close the
 //! connection; each is counted (`echoloop_proxy_headers_refused_total`). Until then the protocol
@@ -92,7 +94,9 @@ impl Reactor {
                     client.stream.peer_label(),
                     reason.as_str()
                 );
-                if let Some(line) = Sources::refusal_line(reason, peer) {
+                if let Some(line) = Sources::refusal_line(reason, peer)
+                    && client.tls.is_none()
+                {
                     let _ = client.stream.write(line.as_bytes()); // best effort, as at accept
                     let _ = client.stream.shutdown_write();
                 }
@@ -110,9 +114,22 @@ impl Reactor {
                 );
                 client.trusted = trusted;
                 client.header = None;
+                let rest = len - consumed;
+                if client.tls.is_some() {
+                    // TLS passed through: its handshake comes next, with a deadline of its own,
+                    // and may have begun in the header's last read.
+                    client
+                        .conn
+                        .arrive_by(self.clock.now + self.settings.tls_handshake_timeout);
+                    if rest > 0 {
+                        self.speech.tls_input[..rest]
+                            .copy_from_slice(&self.speech.read_buffer[consumed..len]);
+                        self.tls_received(id, rest);
+                    }
+                    return;
+                }
                 self.begin_session(id);
                 // The client's first bytes, if they came with the header's last ones.
-                let rest = len - consumed;
                 if rest > 0 && self.clients.slab[id].conn.is_answering() {
                     self.speech.read_buffer.copy_within(consumed..len, 0);
                     self.answer(id, rest);

@@ -1,7 +1,8 @@
 //! Signals and the drain: how a reactor stops without losing what it owes.
 //!
 //! SIGINT and SIGTERM arrive as a readable event (`signals.rs`) (SIGUSR1 and SIGHUP too, for
-//! the counters and the loop guard's addresses), as does a stop request from
+//! the counters, and for the loop guard's addresses and the TLS certificate), as does a stop
+//! request from
 //! another thread (a [`crate::StopHandle`] sets a flag and wakes the poller). The reactor then
 //! *drains*: it closes its listeners (new connection attempts are refused by the kernel), stops
 //! reading, and lets every client finish: its queue is written, FIN is sent, and it is closed.
@@ -30,7 +31,10 @@ impl Reactor {
         for request in requests {
             match request {
                 SignalRequest::LogStats => self.log_stats(),
-                SignalRequest::ReadAddresses => self.read_local_addresses(),
+                SignalRequest::Reload => {
+                    self.read_local_addresses();
+                    self.reload_tls();
+                }
                 SignalRequest::Stop => self.begin_shutdown(),
             }
         }

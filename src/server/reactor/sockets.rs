@@ -61,6 +61,7 @@ impl Sockets {
         Ok(Sockets {
             listeners: registered,
             listener_service: Vec::new(), // set by the reactor, from its service plan
+            listener_tls: Vec::new(),
             datagrams: endpoints,
             datagram_service: Vec::new(),
             datagrams_still_ready: Vec::new(),

@@ -16,7 +16,7 @@ use log::debug;
 use super::{Phase, Reactor};
 use crate::protocol::CloseReason;
 use crate::server::connection::Expiry;
-use crate::server::stats::HeaderRefusal;
+use crate::server::stats::{HeaderRefusal, TlsFailure};
 use crate::server::timers::TimerEntry;
 
 impl Reactor {
@@ -118,11 +118,12 @@ impl Reactor {
         let service = client.service;
         let counters = client.stats.stream(client.stream.transport());
         counters.count_close(reason);
-        // Still owing its PROXY header (`proxied.rs`): the protocol never heard of it.
-        // Refusals decided elsewhere (a broken header, a FIN, a denied address) were counted
-        // there; what ends it here is the deadline, or a peer that reset or failed.
-        let started = client.header.is_none();
-        if !started {
+        // Still owing its PROXY header (`proxied.rs`) or its TLS handshake (`tls.rs`): the
+        // protocol never heard of it. Failures decided elsewhere (a broken header, a FIN, a
+        // denied address, a failed handshake) were counted there; what ends it here is the
+        // deadline, or a peer that reset or failed.
+        let started = client.started;
+        if client.header.is_some() {
             match reason {
                 CloseReason::IdleTimeout => counters.count_header_refusal(HeaderRefusal::Timeout),
                 CloseReason::Reset | CloseReason::IoError => {
@@ -130,9 +131,20 @@ impl Reactor {
                 }
                 _ => {}
             }
+        } else if !started && client.tls.as_ref().is_some_and(|tls| tls.is_handshaking()) {
+            match reason {
+                CloseReason::IdleTimeout => counters.count_tls_failure(TlsFailure::Timeout),
+                CloseReason::Reset | CloseReason::IoError => {
+                    counters.count_tls_failure(TlsFailure::Closed)
+                }
+                _ => {}
+            }
         }
         counters.queued_bytes.sub(conn.queue_counted as u64);
-        self.memory.meter.sub(conn.memory_counted);
+        if conn.memory_counted > 0 {
+            self.memory.meter.sub(conn.memory_counted);
+            self.report.stats[0].note_memory(self.memory.meter.total());
+        }
         let (bytes_in, bytes_out) = conn.bytes();
         debug!(
             "client {id} closed: {reason} (in={bytes_in} out={bytes_out} unsent={} age={:.1}s)",
