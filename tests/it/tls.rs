@@ -609,6 +609,57 @@ fn a_broken_record_after_the_handshake_closes_only_that_connection() {
     assert_eq!(handshakes(&stats), 2);
 }
 
+/// TLS 1.3 lets either side change its keys at any time (KeyUpdate): the records after ours
+/// are read with the new keys, and the server answers with its own.
+#[test]
+fn a_key_update_from_the_client_changes_nothing_for_the_echo() {
+    let server = tls_server(|_| {});
+    let mut client = TlsClient::connect(server.addr(), client_config(&[&version::TLS13], None));
+    assert_eq!(try_ping(&mut client).unwrap(), b"ping");
+    for round in 0..3 {
+        client.conn.refresh_traffic_keys().expect("a key update");
+        let payload = pseudo_random_bytes(100 * 1024, round);
+        assert!(client.echo(&payload).unwrap() == payload, "round {round}");
+    }
+}
+
+/// A FIN without close_notify (a truncation, in TLS terms) still ends the input as a plain
+/// client's FIN does: what came before it is answered.
+#[test]
+fn a_fin_without_close_notify_still_gets_its_echo() {
+    let server = tls_server(|_| {});
+    let mut client = TlsClient::connect(server.addr(), any_version());
+    assert_eq!(try_ping(&mut client).unwrap(), b"ping");
+    let payload = pseudo_random_bytes(64 * 1024, 5);
+    client.send(&payload);
+    client.flush().unwrap();
+    client.sock.shutdown(std::net::Shutdown::Write).unwrap();
+    let _ = client.drive_until("the server's FIN", |c| c.eof);
+    let echoed = std::mem::take(&mut client.incoming);
+    assert_eq!(echoed.len(), payload.len(), "{}", client.state());
+    assert!(echoed == payload);
+}
+
+/// Refused on a `tls:` listener (`--max-connections`): closed without a byte, since a line in
+/// clear would only break the client's handshake; counted as a refusal, not a failed handshake.
+#[test]
+fn a_refusal_on_a_tls_listener_sends_no_cleartext() {
+    let server = tls_server(|cfg| cfg.max_connections = 1);
+    let mut first = TlsClient::connect(server.addr(), any_version());
+    assert_eq!(try_ping(&mut first).unwrap(), b"ping");
+    let mut second = common::connect(&server);
+    assert_eq!(read_to_end(&mut second), b"");
+    let mut third = TlsClient::connect(server.addr(), any_version());
+    let refused = try_ping(&mut third);
+    assert!(refused.is_err(), "served over --max-connections");
+    assert_eq!(third.error, None, "not a clean close: {}", third.state());
+    let stats = wait_for_stats(&server, "two refusals", |s| {
+        s.total().refused_for(RefusalReason::Full) == 2
+    });
+    assert_eq!(failed_in_all(&stats), 0);
+    assert_eq!(first.echo(b"still\n").unwrap(), b"still\n");
+}
+
 /// A client back with the same config resumes its session (a ticket, or the server's cache).
 #[test]
 fn a_second_connection_resumes_its_session() {
@@ -806,6 +857,63 @@ fn chat_over_tls_members_see_each_others_lines() {
     a.send(b"and back\n");
     a.flush().unwrap();
     assert_eq!(b.read_line().unwrap(), format!("[{an}] and back"));
+}
+
+/// The queue a chat line joins holds ciphertext encrypted for each member: one that never
+/// reads is dropped at the queue limit, and the others go on.
+#[test]
+fn chat_over_tls_drops_a_member_that_never_reads() {
+    let server = tls_server(|cfg| {
+        cfg.protocol = ProtocolKind::Chat.into();
+        cfg.queue_limit = 64 * 1024;
+    });
+    let join = || {
+        let mut client = TlsClient::connect(server.addr(), any_version());
+        let greeting = client.read_line().expect("the greeting");
+        let name = greeting.strip_prefix("* you are ").unwrap().to_string();
+        (client, name)
+    };
+    let (mut a, an) = join();
+    let (mut b, bn) = join();
+    assert_eq!(a.read_line().unwrap(), format!("* {bn} joined"));
+    let (_slow, slow_name) = join(); // never driven again: it reads nothing
+    assert_eq!(a.read_line().unwrap(), format!("* {slow_name} joined"));
+    assert_eq!(b.read_line().unwrap(), format!("* {slow_name} joined"));
+    let filler = "y".repeat(1000);
+    let mut sent = 0;
+    let mut announcements = Vec::new();
+    while server.stats().total().clients_dropped == 0 {
+        for i in sent..sent + 32 {
+            a.send(format!("{i} {filler}\n").as_bytes());
+        }
+        a.flush().unwrap();
+        let target = sent + 32;
+        while sent < target {
+            let line = b.read_line().expect("b gets every line");
+            match line.strip_prefix(&format!("[{an}] ")) {
+                Some(rest) => assert_eq!(rest, format!("{sent} {filler}"), "b missed a line"),
+                None => {
+                    announcements.push(line);
+                    continue;
+                }
+            }
+            sent += 1;
+        }
+    }
+    let stats = wait_for_stats(&server, "the slow reader dropped", |s| {
+        s.closed_for(CloseReason::QueueLimit) == 1
+    });
+    assert_eq!(stats.total().clients_dropped, 1);
+    a.send(b"end\n");
+    a.flush().unwrap();
+    loop {
+        let line = b.read_line().unwrap();
+        if line == format!("[{an}] end") {
+            break;
+        }
+        announcements.push(line);
+    }
+    assert_eq!(announcements, [format!("* {slow_name} left (queue-limit)")]);
 }
 
 /// Daytime speaks first: its line must wait for the handshake (sent in clear before it, the
