@@ -751,6 +751,53 @@ fn a_handshake_not_done_by_the_deadline_is_closed_and_one_left_half_way_is_count
     assert_eq!(try_ping(&mut prompt).unwrap(), b"ping");
 }
 
+/// The handshake deadline is from the connection's start, not from its last byte: a client
+/// that trickles its ClientHello a byte at a time, each well within the deadline, is closed
+/// long before it is done.
+#[test]
+fn a_trickled_client_hello_is_closed_at_the_deadline() {
+    let server = tls_server(|cfg| cfg.tls.handshake_timeout = Duration::from_secs(1));
+    let hello = {
+        let mut conn =
+            ClientConnection::new(any_version(), "localhost".try_into().unwrap()).unwrap();
+        let mut hello = Vec::new();
+        conn.write_tls(&mut hello).unwrap();
+        hello
+    };
+    let mut trickler = common::connect(&server);
+    trickler.set_nodelay(true).unwrap();
+    trickler.set_nonblocking(true).unwrap();
+    // 50 ms a byte: the whole hello would take 15 s or more, fifteen deadlines.
+    let mut sent = 0;
+    let closed = loop {
+        let mut buf = [0u8; 64];
+        match trickler.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => {} // an alert, then the FIN
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => break true, // reset
+        }
+        if sent == hello.len() {
+            break false;
+        }
+        match trickler.write(&hello[sent..sent + 1]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => break true,
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        closed,
+        "all {sent} bytes of the ClientHello went in: no deadline"
+    );
+    assert!(sent < hello.len());
+    let stats = wait_for_stats(&server, "the timeout counted", |s| {
+        failed(s, TlsFailure::Timeout) == 1
+    });
+    assert_eq!(handshakes(&stats), 0);
+}
+
 #[test]
 fn client_certificates_required_only_the_ones_the_ca_signed_are_served() {
     let server = tls_server(|cfg| cfg.tls.client_ca = Some(cert_path("client-ca.pem")));
@@ -1364,30 +1411,49 @@ fn sighup_rotates_the_certificate_and_a_broken_file_keeps_the_old_one() {
     common::wait_until("the renewed certificate", shown, |c| *c == renewed);
     assert_eq!(before.echo(b"still\n").unwrap(), b"still\n");
 
-    // Broken: a warning naming the file, and the renewed certificate is kept.
-    std::fs::write(&cert, "not a certificate\n").unwrap();
-    daemon.signal(libc::SIGHUP);
-    let start = Instant::now();
-    let mut seen = Vec::new();
-    loop {
-        match log.recv_timeout(Duration::from_millis(100)) {
-            // Not the INFO line of the first reload, which names the file too.
-            Ok(line) if line.contains(cert.to_str().unwrap()) && line.contains("WARN") => {
-                break;
+    // Broken, twice: a warning naming the file at fault, and the renewed certificate kept.
+    // First a cert file that is not PEM; then the old key beside the renewed certificate.
+    let broken: [(&str, &[u8], &[u8], &Path); 2] = [
+        (
+            "garbage",
+            b"not a certificate\n",
+            &std::fs::read(cert_path("renewed.key")).unwrap(),
+            &cert,
+        ),
+        (
+            "a key of another certificate",
+            &std::fs::read(cert_path("renewed.pem")).unwrap(),
+            &std::fs::read(cert_path("server.key")).unwrap(),
+            &key,
+        ),
+    ];
+    for (what, cert_bytes, key_bytes, named) in broken {
+        std::fs::write(&cert, cert_bytes).unwrap();
+        std::fs::write(&key, key_bytes).unwrap();
+        daemon.signal(libc::SIGHUP);
+        let start = Instant::now();
+        let mut seen = Vec::new();
+        loop {
+            match log.recv_timeout(Duration::from_millis(100)) {
+                // Not an INFO line of a reload, which names the cert file too.
+                Ok(line) if line.contains("WARN") => {
+                    assert!(
+                        line.contains(named.to_str().unwrap()),
+                        "{what}: the warning does not name {}: {line}",
+                        named.display()
+                    );
+                    break;
+                }
+                Ok(line) => seen.push(line),
+                Err(_) => assert!(
+                    start.elapsed() < PATIENCE,
+                    "{what}: no warning; the log: {seen:?}"
+                ),
             }
-            Ok(line) => seen.push(line),
-            Err(_) => assert!(
-                start.elapsed() < PATIENCE,
-                "no warning naming {}; the log: {seen:?}",
-                cert.display()
-            ),
         }
+        assert!(shown() == renewed, "{what} replaced the certificate");
+        assert_eq!(before.echo(b"on\n").unwrap(), b"on\n");
     }
-    assert!(
-        shown() == renewed,
-        "the broken file replaced the certificate"
-    );
-    assert_eq!(before.echo(b"on\n").unwrap(), b"on\n");
 
     daemon.signal(libc::SIGTERM);
     let start = Instant::now();
