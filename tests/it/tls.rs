@@ -150,6 +150,11 @@ impl TlsClient {
         sock.set_nodelay(true).unwrap();
         sock.set_write_timeout(Some(PATIENCE)).unwrap();
         sock.write_all(&first).expect("send the ClientHello");
+        TlsClient::over(sock, conn)
+    }
+
+    /// The session `conn` over `sock`, whose ClientHello is sent already.
+    fn over(sock: TcpStream, conn: ClientConnection) -> TlsClient {
         sock.set_nonblocking(true).unwrap();
         TlsClient {
             conn,
@@ -1242,6 +1247,39 @@ fn a_proxy_v2_header_before_the_handshake_carries_the_address_deny_judges() {
     });
     assert_eq!(stats.total().refused_for(RefusalReason::Acl), 1);
     assert_eq!(stats.total().proxy_headers_accepted, 1);
+    assert_eq!(handshakes(&stats), 1);
+}
+
+/// The header in a read of its own, the ClientHello in a later one; and a header followed by
+/// nothing, closed at the handshake deadline (which starts again once the header is read).
+#[test]
+fn a_proxy_v2_header_alone_then_the_handshake_and_one_never_followed() {
+    let server = tls_server(|cfg| {
+        cfg.sources.trusted = Vec::new();
+        cfg.sources.proxy_protocol.balancers = vec![parse_balancer("127.0.0.1/32").unwrap()];
+        cfg.tls.handshake_timeout = Duration::from_secs(1);
+    });
+    let mut balancer = common::connect(&server);
+    common::send(&mut balancer, &proxy_v2("192.0.2.9:4000".parse().unwrap()));
+    wait_for_stats(&server, "the header read", |s| {
+        s.total().proxy_headers_accepted == 1
+    });
+    // The rest of the connection is a TLS client's, on the same socket.
+    let mut conn = ClientConnection::new(any_version(), "localhost".try_into().unwrap()).unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    common::send(&mut balancer, &hello);
+    let mut client = TlsClient::over(balancer, conn);
+    assert_eq!(try_ping(&mut client).unwrap(), b"ping");
+
+    let mut silent = common::connect(&server);
+    common::send(&mut silent, &proxy_v2("192.0.2.10:4000".parse().unwrap()));
+    let said = read_to_end(&mut silent);
+    assert!(said.is_empty() || said[0] == 21, "sent {said:?}");
+    let stats = wait_for_stats(&server, "the timeout counted", |s| {
+        failed(s, TlsFailure::Timeout) == 1
+    });
+    assert_eq!(stats.total().proxy_headers_accepted, 2);
     assert_eq!(handshakes(&stats), 1);
 }
 
