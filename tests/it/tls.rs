@@ -979,6 +979,7 @@ fn daytime_over_tls_sends_its_line_after_the_handshake() {
     client.handshake().expect("the handshake");
     let all = client.close_and_read_to_end();
     assert_eq!(client.error, None);
+    assert!(client.close_notify, "no close_notify before the FIN");
     let line = String::from_utf8(all).expect("text");
     assert!(
         line.ends_with("\r\n") && line.matches('\n').count() == 1,
@@ -1173,7 +1174,8 @@ fn the_memory_cap_holds_with_many_tls_clients_that_do_not_read() {
 #[test]
 fn handshakes_in_progress_count_toward_max_memory() {
     const CLIENTS: usize = 50;
-    let server = tls_server(|_| {});
+    // Longer than the wait: the halves must still be held when they are looked at.
+    let server = tls_server(|cfg| cfg.tls.handshake_timeout = 3 * PATIENCE);
     let half_hello = {
         let mut conn =
             ClientConnection::new(any_version(), "localhost".try_into().unwrap()).unwrap();
