@@ -46,11 +46,6 @@ use crate::protocol::CloseReason;
 use crate::server::connection::State;
 use crate::server::stats::TlsFailure;
 
-/// Most ciphertext one read takes from a TLS client's socket. Its plaintext, with what is left
-/// of a record begun in the read before (up to 18 KiB), must fit the reactor's read buffer
-/// (64 KiB), which [`crate::net::tls::TlsSession::decrypt`] fills.
-pub(super) const TLS_READ_BYTES: usize = 32 * 1024;
-
 /// Takes records from a session into a client's outbound queue: what the kernel refused.
 struct IntoQueue<'a>(&'a mut OutboundQueue);
 
