@@ -10,7 +10,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::client::TlsClient;
-use super::{any_version, cert_path, certificates, try_ping};
+use rustls::{HandshakeKind, version};
+
+use super::{any_version, cert_path, certificates, client_config, try_ping};
 use crate::common::{self, Daemon, PATIENCE, run_echoloop};
 
 /// The address of the daemon's `n`th `listening tls` line.
@@ -148,15 +150,7 @@ fn sighup_rotates_the_certificate_and_a_broken_file_keeps_the_old_one() {
         1,
     );
     // Its log, line by line, so that the test can wait for the warning.
-    let stderr = std::io::BufReader::new(daemon.child.stderr.take().unwrap());
-    let (log_lines, log) = mpsc::channel();
-    thread::spawn(move || {
-        for line in stderr.lines() {
-            if log_lines.send(line.unwrap_or_default()).is_err() {
-                break;
-            }
-        }
-    });
+    let log = log_lines(&mut daemon);
     let addr = tls_addr(&daemon, 0);
     let shown = || {
         let mut client = TlsClient::connect(addr, any_version());
@@ -290,4 +284,78 @@ fn sighup_rotates_the_certificate_in_every_worker() {
         "{stderr}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sessions to resume outlive a SIGHUP and are shared by the workers: a client that had a
+/// session before the reload resumes after it, whichever worker takes each connection.
+#[test]
+fn sessions_resume_across_sighup_and_workers() {
+    let cert = cert_path("server.pem");
+    let key = cert_path("server.key");
+    let mut daemon = Daemon::start(
+        &[
+            "serve",
+            "-l",
+            "tls:127.0.0.1:0",
+            "--workers",
+            "2",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+        1,
+    );
+    let log = log_lines(&mut daemon);
+    let addr = tls_addr(&daemon, 0);
+    let configs = [
+        client_config(&[&version::TLS13], None),
+        client_config(&[&version::TLS12], None),
+    ];
+    for config in &configs {
+        let mut first = TlsClient::connect(addr, config.clone());
+        assert_eq!(try_ping(&mut first).unwrap(), b"ping");
+        assert_eq!(first.conn.handshake_kind(), Some(HandshakeKind::Full));
+    }
+    daemon.signal(libc::SIGHUP);
+    let mut reloads = 0;
+    let mut seen = Vec::new();
+    while reloads < 2 {
+        match log.recv_timeout(PATIENCE) {
+            Ok(line) if line.contains("TLS certificate reloaded") => reloads += 1,
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("{reloads} of 2 workers reloaded; the log: {seen:?}"),
+        }
+    }
+    for (config, version) in configs.iter().zip(["1.3", "1.2"]) {
+        for i in 0..6 {
+            let mut again = TlsClient::connect(addr, config.clone());
+            assert_eq!(try_ping(&mut again).unwrap(), b"ping");
+            assert_eq!(
+                again.conn.handshake_kind(),
+                Some(HandshakeKind::Resumed),
+                "TLS {version}, connection {i} after the reload"
+            );
+        }
+    }
+    daemon.signal(libc::SIGTERM);
+    let start = Instant::now();
+    while daemon.child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < PATIENCE, "echoloop did not exit");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The daemon's log, line by line, as it is written (its stderr taken from [`Daemon::wait`]).
+fn log_lines(daemon: &mut Daemon) -> mpsc::Receiver<String> {
+    let stderr = std::io::BufReader::new(daemon.child.stderr.take().unwrap());
+    let (lines, log) = mpsc::channel();
+    thread::spawn(move || {
+        for line in stderr.lines() {
+            if lines.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    log
 }
