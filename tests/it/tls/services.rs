@@ -1,12 +1,15 @@
 //! Services other than echo over TLS: chat (lines between members, a member that never reads
-//! dropped at the queue limit), and the ones that speak first (daytime, `--greeting`), whose
-//! first bytes must wait for the handshake.
+//! dropped at the queue limit), files (uploads written and downloads read off the loop), and
+//! the ones that speak first (daytime, `--greeting`), whose first bytes must wait for the
+//! handshake.
 
+use echoloop::protocol::FilesConfig;
 use echoloop::{CloseReason, ProtocolKind};
 
 use super::client::TlsClient;
 use super::{any_version, handshakes, tls_server};
-use crate::common::wait_for_stats;
+use crate::common::{pseudo_random_bytes, wait_for_stats};
+use crate::files::{TempDir, sha256_hex};
 
 #[test]
 fn chat_over_tls_members_see_each_others_lines() {
@@ -115,4 +118,35 @@ fn the_greeting_comes_after_the_handshake() {
     client.handshake().expect("the handshake");
     assert_eq!(client.read_line().unwrap(), "welcome over tls");
     assert_eq!(client.echo(b"ping").unwrap(), b"ping");
+}
+
+/// Files over TLS: an upload in the same write as the next request, a download, byte-exact;
+/// the bytes the disk work holds back wait decrypted, and are answered once it is done.
+#[test]
+fn files_over_tls_uploads_and_downloads_are_byte_exact() {
+    let dir = TempDir::new("tls");
+    let server = tls_server(|cfg| {
+        cfg.protocol = ProtocolKind::Files.into();
+        cfg.files = Some(FilesConfig::new(dir.path()));
+    });
+    let content = pseudo_random_bytes(3 << 20, 9);
+    let mut client = TlsClient::connect(server.addr(), any_version());
+    client.send(format!("PUT big.bin {}\n", content.len()).as_bytes());
+    assert_eq!(client.read_line().unwrap(), "OK 0");
+    client.send(&content);
+    client.send(b"GET big.bin 0\n");
+    let digest = sha256_hex(&content);
+    assert_eq!(
+        client.read_line().unwrap(),
+        format!("DONE {} {digest}", content.len())
+    );
+    assert_eq!(
+        client.read_line().unwrap(),
+        format!("OK {} {digest}", content.len())
+    );
+    let body = client.receive(content.len()).expect("the download");
+    assert!(body == content, "the download changed");
+    assert!(std::fs::read(dir.join("big.bin")).unwrap() == content);
+    client.send(b"QUIT\n");
+    assert_eq!(client.read_line().unwrap(), "BYE");
 }
