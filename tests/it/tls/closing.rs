@@ -1,12 +1,12 @@
 //! How a TLS session ends: the client's close_notify is its end of input (everything is
 //! echoed, then the server's close_notify and FIN); the server closing first says close_notify
 //! too; a FIN without it still ends the input; a record that does not decrypt closes only its
-//! connection.
+//! connection; a protocol's `error:` line is encrypted like any reply.
 
 use std::io::Write;
 use std::time::Duration;
 
-use echoloop::CloseReason;
+use echoloop::{CloseReason, FramingKind};
 
 use super::client::TlsClient;
 use super::{any_version, failed_in_all, handshakes, tls_server, try_ping};
@@ -98,4 +98,22 @@ fn a_broken_record_after_the_handshake_closes_only_that_connection() {
     });
     assert_eq!(failed_in_all(&stats), 0);
     assert_eq!(handshakes(&stats), 2);
+}
+
+/// A protocol's `error:` line goes through TLS like any reply (never in clear), and the
+/// connection goes on, as over plain TCP (`framing.rs`).
+#[test]
+fn a_line_over_the_limit_gets_its_error_line_through_tls() {
+    let server = tls_server(|cfg| {
+        cfg.framing = Some(FramingKind::Line);
+        cfg.max_frame = 16;
+    });
+    let mut client = TlsClient::connect(server.addr(), any_version());
+    client.send(&[b'x'; 40]);
+    client.send(b"\nstill here\n");
+    assert_eq!(
+        client.read_line().unwrap(),
+        "error: frame too long (limit 16 bytes)"
+    );
+    assert_eq!(client.read_line().unwrap(), "still here");
 }

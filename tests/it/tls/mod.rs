@@ -6,15 +6,16 @@
 //! - [`echo`]: 1 MiB byte-exact (rustls over TLS 1.3 and 1.2, Python's `ssl`), 100 concurrent
 //!   sessions, a key update, a resumed session.
 //! - [`edge`]: the edge-trigger trap, many records in one segment.
-//! - [`closing`]: close_notify both ways, a FIN without it, a broken record.
+//! - [`closing`]: close_notify both ways, a FIN without it, a broken record, an `error:` line.
 //! - [`handshakes`]: garbage, the deadline, client certificates, `openssl s_client` (1.3, 1.2,
 //!   1.1 refused), refusals without cleartext, the counters on the metrics page.
-//! - [`services`]: chat (and a member that never reads), daytime and the greeting after the
-//!   handshake.
+//! - [`services`]: chat (and a member that never reads), files, daytime and the greeting after
+//!   the handshake.
 //! - [`limits`]: `--queue-limit` and `--max-memory` with clients that do not read; handshakes in
 //!   progress counted.
 //! - [`proxied`]: a PROXY v2 header before the handshake (HAProxy's TLS passthrough).
-//! - [`binary`]: the `echoloop` binary: mixed listeners, bad files (exit 2), SIGHUP rotation.
+//! - [`binary`]: the `echoloop` binary: mixed listeners, bad files (exit 2), SIGHUP rotation in
+//!   every worker, sessions that resume across it.
 //!
 //! The certificates are the committed ones of `tests/certs/` (see `make.sh` there): the server's
 //! chain is signed by `ca.pem`, `client.pem` by `client-ca.pem`, `stranger.pem` by a CA nobody
