@@ -55,8 +55,9 @@
 //! - [`unix`]: every protocol over a Unix socket, and the socket file's life.
 //! - [`udp`]: every protocol over UDP, the loop-port rule, datagrams over `--max-frame`.
 //! - [`tls`]: `-l tls:ADDR` (feature `tls`): echo byte-exact (rustls, Python, `openssl s_client`),
-//!   close_notify, failed and slow handshakes counted, client certificates, chat, many records in
-//!   one segment, a client that never reads, bad files at start and at SIGHUP, PROXY v2 first.
+//!   many records in one segment, close_notify, failed and slow handshakes counted, client
+//!   certificates, chat and files, the limits on ciphertext, PROXY v2 first, bad files at start,
+//!   SIGHUP rotation.
 //! - [`sources`]: `--allow`/`--deny`, `--trusted`, per-source limits, the UDP rate limit and
 //!   reflection guard (forged datagrams from a raw socket, root only).
 //!
