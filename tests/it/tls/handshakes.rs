@@ -265,3 +265,16 @@ fn the_metrics_page_counts_handshakes_done_and_failed_by_reason() {
         assert!(page.lines().any(|l| l == line), "no {line:?} in\n{page}");
     }
 }
+
+/// What the server writes for the handshake counts as sent, as what the client writes for it
+/// counts as received: its flight (the certificate chain alone is over a kilobyte) before any
+/// echo.
+#[test]
+fn the_servers_handshake_bytes_count_as_sent() {
+    let server = tls_server(|_| {});
+    let mut client = TlsClient::connect(server.addr(), any_version());
+    client.handshake().expect("the handshake");
+    wait_for_stats(&server, "the handshake's bytes counted as sent", |s| {
+        s.total().bytes_sent > 1000
+    });
+}
