@@ -79,6 +79,10 @@ complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l udp-rate-lim
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l max-per-source -d 'Stream connections at once per source address (IPv6 /64), per worker; trusted exempt; 0 = off' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l accept-rate -d 'New stream connections per second per source address (IPv6 /64), burst 2 x N, per worker; trusted exempt; 0 = off' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l proxy-protocol -d 'Stream peers that speak the PROXY protocol (a load balancer), repeatable: CIDR, or `unix` for every Unix-socket peer; their connections must start with a v1 or v2 header within 5 s, whose address then counts as the client\'s' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l tls-cert -d 'The certificate chain of the tls: listeners, PEM (the server\'s certificate first); read again on SIGHUP' -r -F
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l tls-key -d 'The private key of --tls-cert, PEM (PKCS#8, PKCS#1 or SEC1); read again on SIGHUP' -r -F
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l tls-client-ca -d 'Require TLS clients to show a certificate signed by a CA in this PEM file' -r -F
+complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l tls-handshake-timeout -d 'Close a TLS client whose handshake is not done in this long [default: 10s]' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l reuse-port -d 'Set SO_REUSEPORT so that several echoloop processes can share the port (implied by --workers > 1)'
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l trace -d 'Log every readiness event and every decision of the reactor (as RUST_LOG=echoloop=trace)'
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'

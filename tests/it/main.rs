@@ -54,6 +54,10 @@
 //! Transports:
 //! - [`unix`]: every protocol over a Unix socket, and the socket file's life.
 //! - [`udp`]: every protocol over UDP, the loop-port rule, datagrams over `--max-frame`.
+//! - [`tls`]: `-l tls:ADDR` (feature `tls`): echo byte-exact (rustls, Python, `openssl s_client`),
+//!   many records in one segment, close_notify, failed and slow handshakes counted, client
+//!   certificates, chat and files, the limits on ciphertext, PROXY v2 first, bad files at start,
+//!   SIGHUP rotation.
 //! - [`sources`]: `--allow`/`--deny`, `--trusted`, per-source limits, the UDP rate limit and
 //!   reflection guard (forged datagrams from a raw socket, root only).
 //!
@@ -108,6 +112,8 @@ mod poll_backend;
 
 mod proxy_protocol;
 mod sources;
+#[cfg(feature = "tls")]
+mod tls;
 mod udp;
 mod unix;
 

@@ -25,7 +25,6 @@ use log::{debug, trace, warn};
 use mio::event::Event;
 
 use super::proxied::AwaitingHeader;
-use super::tls::TLS_READ_BYTES;
 use super::token::Source;
 use super::{Phase, Reactor};
 use crate::net::memory::SharedBytes;
@@ -45,6 +44,10 @@ use crate::server::timers::TimerEntry;
 /// rounds): the client gets the first half of its replies, and sends more, while the server
 /// reads the second half. At 50 and 1000 connections the two were within noise of each other.
 const STREAM_READ_BYTES: usize = 32 * 1024;
+/// Most ciphertext one read takes from a TLS client's socket (`tls.rs`). Its plaintext, with
+/// what is left of a record begun in the read before (up to 18 KiB), must fit the reactor's
+/// read buffer (64 KiB), which [`crate::net::tls::TlsSession::decrypt`] fills.
+pub(super) const TLS_READ_BYTES: usize = 32 * 1024;
 /// Bytes one client may read, or be written, per turn before others get their chance.
 const TURN_BUDGET_BYTES: usize = 256 * 1024;
 /// Whether a short read may end a drain, saving the read that would only say `WouldBlock`.

@@ -6,7 +6,7 @@
 //! connection's queue, held input and unfinished frame, counted by capacity, and bytes shared by
 //! many queues (a chat line) counted once; a TLS client's session adds what rustls holds for it
 //! (`net/tls/session.rs`: its state, and the unfinished record or handshake), and its queue holds
-//! ciphertext. Each connection's share is brought up to date in
+//! ciphertext; a client still sending its PROXY header adds what it sent of it. Each connection's share is brought up to date in
 //! `settle`, after everything that can change it, so the total is always current.
 //!
 //! Over the cap an *episode* begins (logged once at warn, counted in
@@ -48,9 +48,10 @@ impl Reactor {
         let Some(client) = self.clients.slab.get_mut(id) else {
             return;
         };
-        let tls_held = client.tls.as_ref().map_or(0, |tls| tls.memory());
+        let arriving = client.tls.as_ref().map_or(0, |tls| tls.memory())
+            + client.header.as_ref().map_or(0, |header| header.memory());
         let conn = &mut client.conn;
-        let now_held = conn.memory() + tls_held;
+        let now_held = conn.memory() + arriving;
         if now_held == conn.memory_counted && !self.memory.over {
             return;
         }

@@ -384,7 +384,7 @@ impl Reactor {
                 services,
                 read_buffer: vec![0; READ_BUFFER_BYTES].into_boxed_slice(),
                 tls_input: if tls.is_some() {
-                    vec![0; tls::TLS_READ_BYTES].into_boxed_slice()
+                    vec![0; client::TLS_READ_BYTES].into_boxed_slice()
                 } else {
                     Box::default()
                 },

@@ -56,6 +56,12 @@ impl AwaitingHeader {
             socket_peer,
         }
     }
+
+    /// Bytes it holds (the start of a header that did not come in one read), for
+    /// `--max-memory`: at most the header's bound.
+    pub(super) fn memory(&self) -> usize {
+        self.reader.buffered()
+    }
 }
 
 impl Reactor {

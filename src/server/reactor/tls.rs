@@ -46,11 +46,6 @@ use crate::protocol::CloseReason;
 use crate::server::connection::State;
 use crate::server::stats::TlsFailure;
 
-/// Most ciphertext one read takes from a TLS client's socket. Its plaintext, with what is left
-/// of a record begun in the read before (up to 18 KiB), must fit the reactor's read buffer
-/// (64 KiB), which [`crate::net::tls::TlsSession::decrypt`] fills.
-pub(super) const TLS_READ_BYTES: usize = 32 * 1024;
-
 /// Takes records from a session into a client's outbound queue: what the kernel refused.
 struct IntoQueue<'a>(&'a mut OutboundQueue);
 
@@ -123,9 +118,12 @@ impl Client {
             return;
         }
         tls.close();
-        if let Err(e) = self.move_ciphertext(now) {
-            debug!("TLS close_notify not sent: {e}");
-            self.conn.abort(CloseReason::from_error(&e));
+        match self.move_ciphertext(now) {
+            Ok(written) => self.stats.sent(self.stream.transport(), written),
+            Err(e) => {
+                debug!("TLS close_notify not sent: {e}");
+                self.conn.abort(CloseReason::from_error(&e));
+            }
         }
     }
 
@@ -166,7 +164,9 @@ impl Reactor {
             Err(e) => {
                 debug!("client {id} from {}: TLS: {e}", client.stream.peer_label());
                 // rustls queued an alert that says why: sent if the kernel takes it now.
-                let _ = tls.take_ciphertext(&mut client.stream);
+                if let Ok(written) = tls.take_ciphertext(&mut client.stream) {
+                    counters.bytes_sent.add(written as u64);
+                }
                 if was_handshaking {
                     counters.count_tls_failure(TlsFailure::Error);
                 }
@@ -175,10 +175,13 @@ impl Reactor {
             }
         };
         // The handshake's reply, tickets, or an alert about to close it.
-        if let Err(e) = client.move_ciphertext(self.clock.now) {
-            debug!("client {id} write failed: {e}");
-            client.conn.abort(CloseReason::from_error(&e));
-            return;
+        match client.move_ciphertext(self.clock.now) {
+            Ok(written) => counters.bytes_sent.add(written as u64),
+            Err(e) => {
+                debug!("client {id} write failed: {e}");
+                client.conn.abort(CloseReason::from_error(&e));
+                return;
+            }
         }
         if was_handshaking && !client.is_handshaking() {
             counters.tls_handshakes.add(1);
