@@ -150,17 +150,10 @@ mod with_tls {
         /// share its session cache. `Err`: one line naming the CA file and what is wrong with it
         /// (a usage error).
         pub fn client_config(&self) -> Result<Arc<ClientConfig>, String> {
-            // ring, as the issue asks (aws-lc-rs cannot be cross-compiled here); rustls 0.23.48
-            // deprecates it for lacking post-quantum key exchange, which ring does not offer.
-            #[allow(deprecated)]
-            let mut provider = rustls::crypto::ring::default_provider();
-            // The first group is the key share a client sends, and a server that supports it
-            // takes it without another round trip. rustls 0.23.48 lists P-384 first for ring,
-            // whose P-384 has no assembly: X25519 first makes a handshake several times cheaper
-            // on both sides (measured: `load --reconnect-after 1`).
-            use rustls::crypto::ring::kx_group;
-            provider.kx_groups = vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1];
-            let provider = Arc::new(provider);
+            // The server's choice of crypto (ring, X25519 first: see there). The first group is
+            // the key share a client sends, and a server that supports it takes it without
+            // another round trip.
+            let provider = crate::net::tls::crypto_provider();
             let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
                 .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
                 .map_err(|e| format!("TLS setup: {e}"))?;

@@ -19,7 +19,8 @@
 //! C). Without it, `disabled.rs` stands in with the same names, so the reactor is written once
 //! and a build without the feature refuses `tls:` listeners when it starts.
 //!
-//! Next: `net/proxy_header.rs`, the PROXY header a load balancer sends first.
+//! Next: `session.rs` and `server_config.rs` beside this file; then back to
+//! `server/reactor/proxied.rs`, a client behind a load balancer.
 
 #[cfg(feature = "tls")]
 mod server_config;

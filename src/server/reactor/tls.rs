@@ -30,7 +30,8 @@
 //! Behind a load balancer that passes TLS through (`--proxy-protocol`), the PROXY header comes
 //! first, in clear (`proxied.rs`), and the handshake after it.
 //!
-//! Next: `proxied.rs`, a client behind a load balancer.
+//! Next: `net/tls/`, the sessions this file drives; then `proxied.rs`, a client behind a load
+//! balancer.
 
 use std::io::{self, Write};
 use std::sync::Arc;
