@@ -132,10 +132,11 @@ pub(crate) fn describe(error: &io::Error) -> String {
     let text = error.to_string();
     let text = text.split(" (os error").next().unwrap_or_default();
     let mut chars = text.chars();
-    match chars.next() {
+    let phrase = match chars.next() {
         Some(first) => first.to_lowercase().chain(chars).collect(),
         None => String::new(),
-    }
+    };
+    crate::clients::tls::with_certificate_hint(phrase)
 }
 
 // ----- the terminal side ---------------------------------------------------------------------

@@ -112,13 +112,25 @@ impl TlsOptions {
     }
 }
 
-/// The client config a `tls:` address connects with; `None` for other addresses. A build without
-/// TLS has none to hold.
+/// `why` a certificate was refused, with a hint when the reason is a classic mistake: a
+/// self-signed certificate made by `openssl req -x509`, which marks it as a CA, and webpki will
+/// not take a CA certificate as a server's own (`CaUsedAsEndEntity`).
+pub fn with_certificate_hint(why: String) -> String {
+    if why.contains("CaUsedAsEndEntity") {
+        format!(
+            "{why} (the server's certificate is a CA certificate, as `openssl req -x509` makes \
+             them: make it with `-addext basicConstraints=critical,CA:FALSE`, or use --insecure)"
+        )
+    } else {
+        why
+    }
+}
+
 #[cfg(feature = "tls")]
+/// The client config a `tls:` address connects with; `None` for other addresses.
 pub type Trust = Option<std::sync::Arc<rustls::ClientConfig>>;
-/// The client config a `tls:` address connects with; `None` for other addresses. A build without
-/// TLS has none to hold.
 #[cfg(not(feature = "tls"))]
+/// The client config a `tls:` address connects with: a build without TLS has none to hold.
 pub type Trust = Option<std::convert::Infallible>;
 
 #[cfg(feature = "tls")]

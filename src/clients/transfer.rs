@@ -102,7 +102,9 @@ impl From<io::Error> for Attempt {
     fn from(e: io::Error) -> Attempt {
         #[cfg(feature = "tls")]
         if let Some(tls) = super::tls::tls_error(&e) {
-            return Attempt::Fail(TransferError::Tls(tls.to_string()));
+            return Attempt::Fail(TransferError::Tls(super::tls::with_certificate_hint(
+                tls.to_string(),
+            )));
         }
         Attempt::Retry(describe(&e))
     }

@@ -227,7 +227,7 @@ impl Tally {
     pub fn handshake_failed(&mut self, why: impl FnOnce() -> String) {
         self.connect_failed(ConnectFailure::Tls);
         if self.first_tls_failure.is_none() {
-            self.first_tls_failure = Some(why());
+            self.first_tls_failure = Some(crate::clients::tls::with_certificate_hint(why()));
         }
     }
 
