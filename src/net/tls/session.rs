@@ -92,45 +92,36 @@ impl TlsSession {
             self.handshake_input += ciphertext.len();
         }
         self.records.advance(ciphertext);
-        loop {
-            // All of it, every time: see the module docs.
-            self.take_plaintext(plaintext, &mut out)?;
-            if ciphertext.is_empty() || out.closed {
-                return Ok(out);
-            }
+        while !ciphertext.is_empty() {
             // rustls takes what fits in its buffer (about 4 KiB at a time), so this loops.
             if let Err(e) = self.conn.read_tls(&mut ciphertext) {
-                // Only when its plaintext buffer is full, which `take_plaintext` empties
-                // unless `plaintext` had too little room: the caller's mistake, not the peer's.
+                // Only when its plaintext buffer is full, which the loop empties every time.
                 return Err(rustls::Error::General(format!(
                     "cannot take more input: {e}"
                 )));
             }
-            self.conn.process_new_packets()?;
-        }
-    }
-
-    /// Moves the plaintext rustls holds to `into`, after what `out` says is there already.
-    fn take_plaintext(
-        &mut self,
-        into: &mut [u8],
-        out: &mut Decrypted,
-    ) -> Result<(), rustls::Error> {
-        loop {
-            let room = &mut into[out.plaintext..];
-            if room.is_empty() {
-                return Ok(()); // `decrypt` reports it if more was due
+            let state = self.conn.process_new_packets()?;
+            // All of it, every time: see the module docs.
+            let ready = state.plaintext_bytes_to_read();
+            let Some(room) = plaintext.get_mut(out.plaintext..out.plaintext + ready) else {
+                // `plaintext` was given too little room: the caller's mistake, not the peer's.
+                return Err(rustls::Error::General(format!(
+                    "no room for {ready} bytes of plaintext"
+                )));
+            };
+            if ready > 0 {
+                self.conn
+                    .reader()
+                    .read_exact(room)
+                    .map_err(|e| rustls::Error::General(e.to_string()))?;
+                out.plaintext += ready;
             }
-            match self.conn.reader().read(room) {
-                Ok(0) => {
-                    out.closed = true; // close_notify, and everything before it taken
-                    return Ok(());
-                }
-                Ok(n) => out.plaintext += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => return Err(rustls::Error::General(e.to_string())),
+            if state.peer_has_closed() {
+                out.closed = true; // close_notify: what follows it is ignored
+                break;
             }
         }
+        Ok(out)
     }
 
     /// Encrypts `plaintext` into records, to be moved out with [`TlsSession::take_ciphertext`].
