@@ -29,6 +29,7 @@ mod edge;
 mod handshakes;
 mod limits;
 mod proxied;
+mod review;
 mod services;
 
 use std::path::{Path, PathBuf};
