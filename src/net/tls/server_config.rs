@@ -45,10 +45,14 @@ impl ServerTls {
     /// Reads the files again: new clients get the new config. On an error the old one stays.
     /// The sessions remembered for resumption are kept: they are shared by every worker (each
     /// reloads on its own, from the same config), and a client that resumes is not made to
-    /// pay for a full handshake because a certificate was renewed.
+    /// pay for a full handshake because a certificate was renewed. Not with `--tls-client-ca`:
+    /// a resumed session is not checked against the CAs again, so a client whose CA was taken
+    /// out of the file could go on resuming; there the sessions are forgotten.
     pub fn reload(&mut self) -> Result<(), TlsSetupError> {
         let mut config = make_config(&self.files)?;
-        config.session_storage = Arc::clone(&self.config.session_storage);
+        if self.files.client_ca.is_none() {
+            config.session_storage = Arc::clone(&self.config.session_storage);
+        }
         self.config = Arc::new(config);
         Ok(())
     }

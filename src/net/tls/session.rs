@@ -18,8 +18,9 @@
 //!   `WRITABLE` interest already look.
 //!
 //! [`TlsSession::memory`] is what the session holds, for `--max-memory`: an estimate of rustls'
-//! own state plus what it buffers, which is bounded by the unfinished record (at most about
-//! 16 KiB) once the handshake is done, and by what the client sent (at most 64 KiB) before.
+//! own state plus what it buffers, which is bounded by one record (the unfinished one, or the
+//! buffer rustls grew for the last one: at most about 18 KiB) once the handshake is done, and by
+//! what the client sent (at most 64 KiB) before.
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -187,7 +188,7 @@ impl TlsSession {
         let buffered = if self.is_handshaking() {
             self.handshake_input.min(HANDSHAKE_BUFFER_MAX)
         } else {
-            self.records.unfinished
+            self.records.buffered()
         };
         SESSION_STATE_BYTES + buffered
     }
@@ -205,6 +206,9 @@ struct RecordBoundary {
     body_left: usize,
     /// Bytes of the current, unfinished record seen so far (header included).
     unfinished: usize,
+    /// Bytes of the last record finished: rustls keeps the buffer it grew for a big one until
+    /// the next read.
+    last_whole: usize,
 }
 
 impl RecordBoundary {
@@ -237,8 +241,15 @@ impl RecordBoundary {
     fn finish_if_whole(&mut self) {
         if self.body_left == 0 {
             self.header_seen = 0;
+            self.last_whole = self.unfinished;
             self.unfinished = 0;
         }
+    }
+
+    /// What rustls' input buffer holds beyond its usual 4 KiB, at most: the unfinished record,
+    /// or the buffer it grew for the last one (shrunk only at the next read).
+    fn buffered(&self) -> usize {
+        self.unfinished.max(self.last_whole)
     }
 }
 
@@ -269,5 +280,10 @@ mod tests {
         let mut boundary = RecordBoundary::default();
         boundary.advance(&record(7));
         assert_eq!(boundary.unfinished, 0);
+        // A big record leaves rustls' buffer grown until the next read: counted until then.
+        boundary.advance(&record(16_000));
+        assert_eq!(boundary.buffered(), 16_005);
+        boundary.advance(&record(10));
+        assert_eq!(boundary.buffered(), 15);
     }
 }

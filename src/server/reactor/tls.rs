@@ -108,14 +108,16 @@ impl Client {
         Ok(())
     }
 
-    /// A TLS client that starts finishing queues its `close_notify` after its last reply, so
-    /// that it goes out before our FIN. Called from every settle; once.
+    /// A TLS client that is finishing queues its `close_notify` after its last reply, so that it
+    /// goes out before our FIN: once the protocol has said everything (no refill owed, no work
+    /// off the loop under way, as for the FIN), since nothing can be encrypted after it. Called
+    /// from every settle; once.
     pub(super) fn close_tls_if_finishing(&mut self, now: Instant) {
-        let finishing = self.conn.is_finishing();
+        let said_everything = self.conn.has_said_everything();
         let Some(tls) = self.tls.as_mut() else {
             return;
         };
-        if !finishing || tls.is_closing() {
+        if !said_everything || tls.is_closing() {
             return;
         }
         tls.close();
@@ -164,8 +166,12 @@ impl Reactor {
             Ok(decrypted) => decrypted,
             Err(e) => {
                 debug!("client {id} from {}: TLS: {e}", client.stream.peer_label());
-                // rustls queued an alert that says why: sent if the kernel takes it now.
-                if let Ok(written) = tls.take_ciphertext(&mut client.stream) {
+                // rustls queued an alert that says why: sent if the kernel takes it now, and if
+                // nothing queued before it would be cut by it (the queue is dropped with the
+                // connection).
+                if client.conn.outbound.is_empty()
+                    && let Ok(written) = tls.take_ciphertext(&mut client.stream)
+                {
                     counters.bytes_sent.add(written as u64);
                 }
                 if was_handshaking {
@@ -200,6 +206,25 @@ impl Reactor {
             self.answer_plaintext(id, decrypted.plaintext);
         }
         if decrypted.closed {
+            let client = &mut self.clients.slab[id];
+            if client.conn.held.is_empty() {
+                self.on_tls_close_notify(id);
+            } else {
+                // Behind input held back (the queue limit, a frame rate): the end of input
+                // waits for it, as a FIN would wait in the kernel (`end_input_after_held`).
+                client.close_notify_held = true;
+            }
+        }
+    }
+
+    /// A `close_notify` that came behind held input ends the input once that input is
+    /// answered. Nothing else would: no byte follows a `close_notify`, so no event comes.
+    pub(super) fn end_input_after_held(&mut self, id: usize) {
+        let Some(client) = self.clients.slab.get_mut(id) else {
+            return;
+        };
+        if client.close_notify_held && client.conn.held.is_empty() {
+            client.close_notify_held = false;
             self.on_tls_close_notify(id);
         }
     }

@@ -7,6 +7,8 @@
 //!   sessions, a key update, a resumed session.
 //! - [`edge`]: the edge-trigger trap, many records in one segment.
 //! - [`closing`]: close_notify both ways, a FIN without it, a broken record, an `error:` line.
+//! - [`end_of_input`]: what a client that ended its input is still owed (a download, an
+//!   upload's `DONE`, lines held back before its close_notify).
 //! - [`handshakes`]: garbage, the deadline, client certificates, `openssl s_client` (1.3, 1.2,
 //!   1.1 refused), refusals without cleartext, the counters on the metrics page.
 //! - [`services`]: chat (and a member that never reads), files, daytime and the greeting after
@@ -26,10 +28,10 @@ mod client;
 mod closing;
 mod echo;
 mod edge;
+mod end_of_input;
 mod handshakes;
 mod limits;
 mod proxied;
-mod review;
 mod services;
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
-//! Review of the TLS server (session 7): what a half-closed TLS client is owed, shown against
-//! the same exchange over plain TCP, which gets it.
+//! What a TLS client that has ended its input (close_notify, or a FIN) is still owed: the rest
+//! of a download, an upload's `DONE`, the lines held back before its close_notify. Each shown
+//! against the same exchange over plain TCP, which gets it.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::Shutdown;
@@ -17,8 +18,8 @@ const SIZE: usize = 3_000_000;
 /// `GET` then close_notify (`openssl s_client` at the end of its stdin, `nc -N` over TLS): the
 /// whole file is owed, as over TCP (`half_close_refill.rs`), and then close_notify.
 #[test]
-fn review_a_download_requested_then_close_notify_arrives_whole() {
-    let dir = TempDir::new("tls-review");
+fn a_download_requested_then_close_notify_arrives_whole() {
+    let dir = TempDir::new("tls-end-of-input");
     let body = pseudo_random_bytes(SIZE, 5);
     std::fs::write(dir.join("big.bin"), &body).unwrap();
     let server = tls_server(|cfg| {
@@ -48,8 +49,8 @@ fn review_a_download_requested_then_close_notify_arrives_whole() {
 
 /// The same with a FIN and no close_notify (what a plain `shutdown(SHUT_WR)` does under TLS).
 #[test]
-fn review_a_download_requested_then_fin_arrives_whole_over_tls() {
-    let dir = TempDir::new("tls-review-fin");
+fn a_download_requested_then_fin_arrives_whole_over_tls() {
+    let dir = TempDir::new("tls-end-of-input-fin");
     let body = pseudo_random_bytes(SIZE, 6);
     std::fs::write(dir.join("big.bin"), &body).unwrap();
     let server = tls_server(|cfg| {
@@ -78,7 +79,7 @@ fn review_a_download_requested_then_fin_arrives_whole_over_tls() {
 /// line reaches the room (the FIN is read only once they are answered); over TLS close_notify
 /// comes out of the same decrypt and `finish` throws the held lines away.
 #[test]
-fn review_lines_held_by_the_chat_rate_are_not_lost_at_close_notify() {
+fn lines_held_by_the_chat_rate_are_not_lost_at_close_notify() {
     const LINES: usize = 20; // burst is 2 x rate = 10: ten are held
     let lines: String = (0..LINES).map(|i| format!("line {i}\n")).collect();
     let count_said = |mut observer: Box<dyn FnMut() -> String>| {
@@ -135,8 +136,8 @@ fn review_lines_held_by_the_chat_rate_are_not_lost_at_close_notify() {
 /// An upload, then close_notify (`openssl s_client < upload`): its `DONE` comes once the disk
 /// worker has fsynced it, which is after the end of input; over TCP it is sent before our FIN.
 #[test]
-fn review_an_upload_then_close_notify_still_gets_its_done() {
-    let dir = TempDir::new("tls-review-put");
+fn an_upload_then_close_notify_still_gets_its_done() {
+    let dir = TempDir::new("tls-end-of-input-put");
     let server = tls_server(|cfg| {
         cfg.protocol = ProtocolKind::Files.into();
         cfg.files = Some(FilesConfig::new(dir.path()));
@@ -145,7 +146,7 @@ fn review_an_upload_then_close_notify_still_gets_its_done() {
     let done = format!("DONE {} {}\n", content.len(), sha256_hex(&content));
 
     // Plain TCP: the reference.
-    let plain_dir = TempDir::new("plain-review-put");
+    let plain_dir = TempDir::new("plain-end-of-input-put");
     let plain = serve(|cfg| {
         cfg.protocol = ProtocolKind::Files.into();
         cfg.files = Some(FilesConfig::new(plain_dir.path()));
