@@ -4,7 +4,7 @@
 #   scripts/test.sh [cargo test arguments...]
 #
 # Some integration tests drive programs that a fresh machine may lack (systemd-socket-activate,
-# promtool, haproxy, python3) or need root (a tmpfs, a port below 1024). They are marked
+# promtool, haproxy, python3, openssl) or need root (a tmpfs, a port below 1024). They are marked
 # `#[ignore = "needs ..."]`, so a plain `cargo test` lists them as ignored rather than passing them
 # untested. This script installs the missing programs from Debian's packages (as root), then runs
 # `cargo test -- --include-ignored`: every test runs. Should a program still be missing (not root,
@@ -19,7 +19,8 @@ PROGRAMS=(
     "promtool|prometheus|metrics::both_pages_pass_promtool"
     "haproxy|haproxy|haproxy::haproxy_spreads_connections_and_routes_around_a_stopped_instance haproxy::haproxy_send_proxy_v2_carries_the_client_address"
     "nc|netcat-openbsd|doc_blocks::the_console_blocks_print_what_they_show"
-    "python3|python3|compat::the_tutorial_tcp_client_gets_one_stamped_reply_per_send compat::the_tutorial_udp_client_gets_one_stamped_datagram_per_sendto files::the_tutorial_python_upload_client_works_unchanged scripts::the_attack_driver_compiles_and_prints_its_usage doc_blocks::the_console_blocks_print_what_they_show"
+    "python3|python3|compat::the_tutorial_tcp_client_gets_one_stamped_reply_per_send compat::the_tutorial_udp_client_gets_one_stamped_datagram_per_sendto files::the_tutorial_python_upload_client_works_unchanged scripts::the_attack_driver_compiles_and_prints_its_usage doc_blocks::the_console_blocks_print_what_they_show tls::echo::a_mebibyte_comes_back_byte_exact_to_python_ssl"
+    "openssl|openssl|tls::handshakes::openssl_s_client_is_echoed_over_1_2_and_1_3_and_refused_over_1_1 doc_blocks::the_console_blocks_print_what_they_show"
 )
 NEEDS_ROOT="files::a_full_disk_is_an_error_line_and_other_clients_go_on udp::datagrams_from_a_loop_port_get_no_answer"
 

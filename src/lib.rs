@@ -23,7 +23,8 @@
 //!    which service each socket serves; binding, one reactor per worker.
 //! 2. [`server::reactor`]: **the event loop**: wait, dispatch, tidy up. Start here if you read
 //!    one file. Beside it: `token.rs` (what a token stands for), `accept.rs`, `client.rs` (read,
-//!    answer frame by frame while there is room, flush), `proxied.rs` (a balancer's PROXY
+//!    answer frame by frame while there is room, flush), `tls.rs` (a TLS client: its handshake
+//!    first, every decrypted byte taken at once), `proxied.rs` (a balancer's PROXY
 //!    header before the protocol starts), `memory.rs` (the `--max-memory` cap),
 //!    `sockets.rs` (UDP, metrics), `tidy.rs` (timers, closing), `shutdown.rs`.
 //! 3. [`server::connection`]: one client's life as a sans-IO state machine, its held input, and
@@ -38,16 +39,17 @@
 //!    (`recvmmsg`/`sendmmsg`); [`server::sources`]: who may talk to us, and how much (access
 //!    lists, the loop guard, per-source limits, the balancers that send PROXY headers).
 //! 7. [`net::address`], [`net::listener`], [`net::stream`], [`net::activation`],
-//!    [`net::notify`], [`net::proxy_header`]: naming, binding and accepting sockets, running out
-//!    of descriptors, sockets from systemd and what we tell it, the PROXY protocol's header.
+//!    [`net::notify`], [`net::tls`], [`net::proxy_header`]: naming, binding and accepting
+//!    sockets, running out of descriptors, sockets from systemd and what we tell it, TLS
+//!    sessions driven by the loop (rustls, sans-IO), the PROXY protocol's header.
 //! 8. [`server::timers`] and [`net::alarm`]: deadlines without scanning, and the one timer the
 //!    loop sleeps on.
 //! 9. [`server::signals`], [`server::watchdog`], [`server::stats`], [`server::metrics`]:
 //!    stopping, proving we are alive, counting, watching.
 //! 10. [`server::threaded`]: the design the reactor replaces, one blocking thread per
 //!     connection (`serve --model threaded`), for side-by-side study.
-//! 11. [`clients::load`], [`clients::interactive`], [`clients::transfer`]: the same loop from
-//!     the other side.
+//! 11. [`clients::load`], [`clients::tls`], [`clients::interactive`], [`clients::transfer`]: the
+//!     same loop from the other side.
 //! 12. [`cli`], and `main.rs`: the command line and exit codes.
 //!
 //! ```

@@ -79,12 +79,16 @@ _echoloop() {
             return 0
             ;;
         echoloop__subcmd__client)
-            opts="-h --udp --help"
+            opts="-h --udp --tls-ca --insecure --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --tls-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -93,12 +97,16 @@ _echoloop() {
             return 0
             ;;
         echoloop__subcmd__get)
-            opts="-o -h --output --retries --help"
+            opts="-o -h --tls-ca --insecure --output --retries --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --tls-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --output)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -231,12 +239,16 @@ _echoloop() {
             return 0
             ;;
         echoloop__subcmd__load)
-            opts="-c -d -n -s -h --udp --connections --duration --messages --warmup --timeout --size --payload-file --pipeline --rate --connect-rate --threads --framing --protocol --max-loss --percentiles --source-addrs --json --json-out --histogram --timeline --plot --interval --hdr-log --hold --help"
+            opts="-c -d -n -s -h --tls-ca --insecure --tls-resume --udp --connections --duration --messages --warmup --timeout --size --payload-file --pipeline --rate --connect-rate --threads --framing --protocol --max-loss --percentiles --source-addrs --json --json-out --histogram --timeline --plot --interval --hdr-log --hold --reconnect-after --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --tls-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --connections)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -341,6 +353,10 @@ _echoloop() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --reconnect-after)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -349,12 +365,16 @@ _echoloop() {
             return 0
             ;;
         echoloop__subcmd__put)
-            opts="-h --name --retries --help"
+            opts="-h --tls-ca --insecure --name --retries --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --tls-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

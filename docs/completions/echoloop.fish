@@ -86,6 +86,7 @@ complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l tls-handshak
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l reuse-port -d 'Set SO_REUSEPORT so that several echoloop processes can share the port (implied by --workers > 1)'
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -l trace -d 'Log every readiness event and every decision of the reactor (as RUST_LOG=echoloop=trace)'
 complete -c echoloop -n "__fish_echoloop_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l tls-ca -d 'tls: trust the certificates in this PEM file instead of the system\'s roots' -r -F
 complete -c echoloop -n "__fish_echoloop_using_subcommand load" -s c -l connections -d 'Connections (UDP: sockets) over all threads' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand load" -s d -l duration -d 'How long to measure, after connecting and warmup (500ms, 30s, 2m; a bare number is seconds) [default: 10s, or no limit with -n]' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand load" -s n -l messages -d 'Stop after N replies in total (with -d: whichever comes first)' -r
@@ -113,6 +114,9 @@ complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l timeline -d '
 complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l plot -d 'Draw throughput, p99 over time and the latency percentile curve into FILE.svg' -r -F
 complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l interval -d 'Length of one row of the results over time (--timeline, --plot, --hdr-log)' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l hdr-log -d 'Write the HdrHistogram interval log to FILE (for `echoloop report` and HdrHistogram tools)' -r -F
+complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l reconnect-after -d 'Close each connection after N messages (their replies in) and connect again: churn' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l insecure -d 'tls: accept any server certificate (test certificates; the server is not authenticated)'
+complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l tls-resume -d 'tls: share one session cache, so that later handshakes resume (else each is full)'
 complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l udp -d 'Send datagrams to a UDP server instead (one message per datagram)'
 complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l json -d 'Print one JSON object on stdout instead of the summary'
 complete -c echoloop -n "__fish_echoloop_using_subcommand load" -l hold -d 'Open the connections, keep them idle for -d, report how many are up'
@@ -123,13 +127,19 @@ complete -c echoloop -n "__fish_echoloop_using_subcommand report" -l timeline -d
 complete -c echoloop -n "__fish_echoloop_using_subcommand report" -l plot -d 'Draw throughput, p99 over time and the latency percentile curve into FILE.svg' -r -F
 complete -c echoloop -n "__fish_echoloop_using_subcommand report" -l json -d 'Print one JSON object on stdout instead of the summary'
 complete -c echoloop -n "__fish_echoloop_using_subcommand report" -s h -l help -d 'Print help'
+complete -c echoloop -n "__fish_echoloop_using_subcommand client" -l tls-ca -d 'tls: trust the certificates in this PEM file instead of the system\'s roots' -r -F
 complete -c echoloop -n "__fish_echoloop_using_subcommand client" -l udp -d 'Send each stdin line as one UDP datagram (without its newline)'
+complete -c echoloop -n "__fish_echoloop_using_subcommand client" -l insecure -d 'tls: accept any server certificate (test certificates; the server is not authenticated)'
 complete -c echoloop -n "__fish_echoloop_using_subcommand client" -s h -l help -d 'Print help'
+complete -c echoloop -n "__fish_echoloop_using_subcommand put" -l tls-ca -d 'tls: trust the certificates in this PEM file instead of the system\'s roots' -r -F
 complete -c echoloop -n "__fish_echoloop_using_subcommand put" -l name -d 'The name on the server [default: FILE\'s own name]' -r
 complete -c echoloop -n "__fish_echoloop_using_subcommand put" -l retries -d 'Reconnect this many times after a dropped connection (or `error: busy`)' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand put" -l insecure -d 'tls: accept any server certificate (test certificates; the server is not authenticated)'
 complete -c echoloop -n "__fish_echoloop_using_subcommand put" -s h -l help -d 'Print help'
+complete -c echoloop -n "__fish_echoloop_using_subcommand get" -l tls-ca -d 'tls: trust the certificates in this PEM file instead of the system\'s roots' -r -F
 complete -c echoloop -n "__fish_echoloop_using_subcommand get" -s o -l output -d 'Where to write it [default: NAME in the current folder]' -r -F
 complete -c echoloop -n "__fish_echoloop_using_subcommand get" -l retries -d 'Reconnect this many times after a dropped connection' -r
+complete -c echoloop -n "__fish_echoloop_using_subcommand get" -l insecure -d 'tls: accept any server certificate (test certificates; the server is not authenticated)'
 complete -c echoloop -n "__fish_echoloop_using_subcommand get" -s h -l help -d 'Print help'
 complete -c echoloop -n "__fish_echoloop_using_subcommand help; and not __fish_seen_subcommand_from serve load report client put get help" -f -a "serve" -d 'Run the server'
 complete -c echoloop -n "__fish_echoloop_using_subcommand help; and not __fish_seen_subcommand_from serve load report client put get help" -f -a "load" -d 'Generate load against a server and check every reply'

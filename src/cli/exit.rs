@@ -92,7 +92,9 @@ impl From<MergeError> for CliError {
 impl From<ClientError> for CliError {
     fn from(e: ClientError) -> CliError {
         match e {
-            ClientError::UdpNeedsHostPort(_) => CliError::Usage(e.to_string()),
+            ClientError::UdpNeedsHostPort(_) | ClientError::Usage(_) => {
+                CliError::Usage(e.to_string())
+            }
             ClientError::Connect { .. } | ClientError::Lost { .. } | ClientError::Setup(_) => {
                 CliError::Runtime(e.to_string())
             }
@@ -107,6 +109,7 @@ impl From<TransferError> for CliError {
             TransferError::Server(_)
             | TransferError::Mismatch { .. }
             | TransferError::Local(_)
+            | TransferError::Tls(_)
             | TransferError::GaveUp { .. } => CliError::Runtime(e.to_string()),
         }
     }

@@ -2,7 +2,8 @@
 //!
 //! Only this file knows about clap; the library takes a [`LoadConfig`]. What clap cannot check
 //! alone (raw timestamp with `--pipeline` above 1, `--udp` towards a Unix socket, source
-//! addresses of the wrong family) is checked by [`LoadArgs::into_config`], which answers with the
+//! addresses of the wrong family, TLS flags without a `tls:` address, an unreadable `--tls-ca`)
+//! is checked by [`LoadArgs::into_config`], which answers with the
 //! one line that `main.rs` prints before exiting with code 2.
 //!
 //! Next: `results.rs`, where results are written; `report.rs`, several runs added up;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::client::TlsArgs;
 use super::results::ResultFiles;
 use super::{parse_address, units};
 use crate::clients::load::{
@@ -32,9 +34,15 @@ const MAX_DATAGRAM_PAYLOAD: u64 = 65_507;
 #[derive(Debug, Args)]
 pub struct LoadArgs {
     #[allow(rustdoc::broken_intra_doc_links)] // `[V6]` is clap help text, not a link
-    /// The server: HOST:PORT, [V6]:PORT or unix:/path (with --udp: HOST:PORT)
+    /// The server: HOST:PORT, [V6]:PORT, unix:/path or tls:HOST:PORT (with --udp: HOST:PORT)
     #[arg(value_name = "ADDR", value_parser = parse_address)]
     pub addr: Address,
+    /// Whom to trust over TLS
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// tls: share one session cache, so that later handshakes resume (else each is full)
+    #[arg(long)]
+    pub tls_resume: bool,
     /// Send datagrams to a UDP server instead (one message per datagram)
     #[arg(long)]
     pub udp: bool,
@@ -99,6 +107,9 @@ pub struct LoadArgs {
     /// Open the connections, keep them idle for -d, report how many are up
     #[arg(long)]
     pub hold: bool,
+    /// Close each connection after N messages (their replies in) and connect again: churn
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = |t: &str| units::count_in(t, 1u64..))]
+    pub reconnect_after: Option<u64>,
 }
 
 /// `--percentiles`, as clap keeps it (a `Vec` would be taken for a repeated flag).
@@ -137,6 +148,10 @@ impl LoadArgs {
 
     /// The config these arguments describe, or the one line saying what is wrong with them.
     pub fn into_config(self) -> Result<LoadConfig, String> {
+        let tls = self.tls.options(self.tls_resume);
+        // A bad --tls-ca is the command line's mistake, found before the run (which builds the
+        // config again, once, for all its connections).
+        tls.trust(&self.addr)?;
         let target = match (self.udp, self.addr) {
             (false, address) => Target::Stream(address),
             (true, Address::Tcp(addr)) => Target::Datagram(addr),
@@ -190,7 +205,8 @@ impl LoadArgs {
             Target::Stream(Address::Unix(_)) if !source_addrs.is_empty() => {
                 return Err("--source-addrs does not apply to unix: addresses".into());
             }
-            Target::Stream(Address::Tcp(addr)) | Target::Datagram(addr)
+            Target::Stream(Address::Tcp(addr) | Address::Tls { addr, .. })
+            | Target::Datagram(addr)
                 if source_addrs.iter().any(|ip| ip.is_ipv4() != addr.is_ipv4()) =>
             {
                 return Err(format!(
@@ -198,6 +214,14 @@ impl LoadArgs {
                 ));
             }
             _ => {}
+        }
+        if self.reconnect_after.is_some()
+            && (self.udp || self.hold || !self.protocol.answers_each_message())
+        {
+            return Err(
+                "--reconnect-after counts replies on stream connections: not with --udp, --hold, discard or chargen"
+                    .into(),
+            );
         }
         let threads = self.threads.map_or_else(
             || std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -226,6 +250,8 @@ impl LoadArgs {
             source_addrs,
             hold: self.hold,
             live: true,
+            reconnect_after: self.reconnect_after,
+            tls,
         })
     }
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::client::TlsArgs;
 use super::parse_address;
 use crate::clients::transfer::{GetConfig, PutConfig};
 use crate::net::address::Address;
@@ -12,9 +13,12 @@ use crate::net::address::Address;
 #[allow(rustdoc::broken_intra_doc_links)] // `[V6]` is clap help text, not a link
 #[derive(Debug, Args)]
 pub struct PutArgs {
-    /// The server: HOST:PORT, [V6]:PORT or unix:/path
+    /// The server: HOST:PORT, [V6]:PORT, unix:/path or tls:HOST:PORT
     #[arg(value_name = "ADDR", value_parser = parse_address)]
     pub addr: Address,
+    /// Whom to trust over TLS
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// The local file to upload
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
@@ -30,9 +34,12 @@ pub struct PutArgs {
 #[allow(rustdoc::broken_intra_doc_links)] // `[V6]` is clap help text, not a link
 #[derive(Debug, Args)]
 pub struct GetArgs {
-    /// The server: HOST:PORT, [V6]:PORT or unix:/path
+    /// The server: HOST:PORT, [V6]:PORT, unix:/path or tls:HOST:PORT
     #[arg(value_name = "ADDR", value_parser = parse_address)]
     pub addr: Address,
+    /// Whom to trust over TLS
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// The file's name on the server
     #[arg(value_name = "NAME")]
     pub name: String,
@@ -48,6 +55,7 @@ impl PutArgs {
     /// The config these arguments describe.
     pub fn into_config(self) -> PutConfig {
         PutConfig {
+            tls: self.tls.options(false),
             addr: self.addr,
             file: self.file,
             name: self.name,
@@ -60,6 +68,7 @@ impl GetArgs {
     /// The config these arguments describe.
     pub fn into_config(self) -> GetConfig {
         GetConfig {
+            tls: self.tls.options(false),
             addr: self.addr,
             name: self.name,
             output: self.output,

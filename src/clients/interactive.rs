@@ -13,8 +13,16 @@
 //! - **Socket writable**: only registered while the kernel has refused some of our bytes. Those
 //!   wait in an [`OutboundQueue`], exactly as the server's replies do.
 //!
-//! When stdin ends, a stream client sends FIN (`shutdown(Write)`) and keeps printing until the
-//! server closes; if the server stays silent for 2 seconds it stops anyway. With `--udp` each stdin
+//! Over TLS (`tls:HOST:PORT`) the socket is a [`TlsStream`] (`clients/tls.rs`): the handshake is
+//! part of connecting (a refused certificate is a failed connect, with rustls' reason), then
+//! stdin goes through rustls' writer and what the server sends is decrypted before it is
+//! printed. The edge-triggered trap is the one the module doc of `tls.rs` describes: a read of
+//! the socket may leave plaintext in rustls, which no new event will announce. Reading until
+//! `WouldBlock`, as this loop does anyway, empties rustls too; and once more right after the
+//! handshake, which may have brought the server's first words along with its last flight.
+//!
+//! When stdin ends, a stream client sends FIN (`shutdown(Write)`; over TLS close_notify first)
+//! and keeps printing until the server closes; if the server stays silent for 2 seconds it stops anyway. With `--udp` each stdin
 //! line is one datagram (without its newline), each reply is printed on a line of its own, and the
 //! client waits a second after the last one for late replies. The server closing is a normal end
 //! ([`Ending::Done`]); Ctrl-C (SIGINT) or SIGTERM ends the loop cleanly ([`Ending::Interrupted`]);
@@ -23,11 +31,12 @@
 //! Next: `clients/transfer.rs`, the file transfer clients.
 
 use std::collections::VecDeque;
-use std::io::{self, Read};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+use mio::event::Source;
 use mio::net::UdpSocket;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
@@ -36,6 +45,7 @@ use rustix::fs::OFlags;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
+use crate::clients::tls::{TlsOptions, TlsStream, Trust};
 use crate::net::address::Address;
 use crate::net::outbound::OutboundQueue;
 use crate::net::registration::{Registration, interest};
@@ -63,6 +73,8 @@ pub struct ClientConfig {
     pub addr: Address,
     /// Send each stdin line as one UDP datagram (without its newline).
     pub udp: bool,
+    /// `tls:` addresses: whom to trust (`--tls-ca`, `--insecure`).
+    pub tls: TlsOptions,
 }
 
 /// Why the client could not do its job.
@@ -79,6 +91,9 @@ pub enum ClientError {
     /// `--udp` with a Unix socket path.
     #[error("--udp needs HOST:PORT, not {0}")]
     UdpNeedsHostPort(Address),
+    /// Flags that do not go together, or a `--tls-ca` file that cannot be used.
+    #[error("{0}")]
+    Usage(String),
     /// The connection failed after it was made.
     #[error("connection to {addr} failed: {}", describe(.source))]
     Lost {
@@ -103,10 +118,11 @@ pub enum Ending {
 
 /// Runs the client until its input and the server's output are done, or a signal comes.
 pub fn run(config: &ClientConfig) -> Result<Ending, ClientError> {
+    let trust = config.tls.trust(&config.addr).map_err(ClientError::Usage)?;
     match (&config.addr, config.udp) {
         (Address::Tcp(addr), true) => run_datagrams(*addr),
         (addr, true) => Err(ClientError::UdpNeedsHostPort(addr.clone())),
-        (addr, false) => run_stream(addr),
+        (addr, false) => run_stream(addr, &trust),
     }
 }
 
@@ -116,10 +132,11 @@ pub(crate) fn describe(error: &io::Error) -> String {
     let text = error.to_string();
     let text = text.split(" (os error").next().unwrap_or_default();
     let mut chars = text.chars();
-    match chars.next() {
+    let phrase = match chars.next() {
         Some(first) => first.to_lowercase().chain(chars).collect(),
         None => String::new(),
-    }
+    };
+    crate::clients::tls::with_certificate_hint(phrase)
 }
 
 // ----- the terminal side ---------------------------------------------------------------------
@@ -251,36 +268,167 @@ fn timeout(may_read_stdin: bool, deadline: Option<Instant>) -> Option<Duration> 
 
 // ----- TCP and Unix --------------------------------------------------------------------------
 
-fn connect_stream(addr: &Address) -> Result<Stream, ClientError> {
+/// The connection: a plain stream, or TLS over TCP.
+#[derive(Debug)]
+enum Link {
+    Plain(Stream),
+    Tls(Box<TlsStream>),
+}
+
+impl Link {
+    /// We will send no more: FIN (over TLS: close_notify first, FIN once it is out).
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        match self {
+            Link::Plain(s) => s.shutdown_write(),
+            Link::Tls(s) => s.shutdown_write(),
+        }
+    }
+
+    /// Bytes the kernel refused that wait below our queue (TLS records in rustls).
+    fn owes_bytes(&self) -> bool {
+        matches!(self, Link::Tls(s) if s.wants_write())
+    }
+}
+
+impl Read for Link {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Link::Plain(s) => s.read(buf),
+            Link::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Link {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match self {
+            Link::Plain(s) => s.write(bytes),
+            Link::Tls(s) => s.write(bytes),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Link::Plain(s) => s.write_vectored(bufs),
+            Link::Tls(s) => s.write_vectored(bufs),
+        }
+    }
+
+    /// Over TLS: writes the records rustls still holds.
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Link::Plain(_) => Ok(()),
+            Link::Tls(s) => s.flush_tls(),
+        }
+    }
+}
+
+impl Source for Link {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        match self {
+            Link::Plain(s) => s.register(registry, token, interests),
+            Link::Tls(s) => s.as_mut().register(registry, token, interests),
+        }
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        match self {
+            Link::Plain(s) => s.reregister(registry, token, interests),
+            Link::Tls(s) => s.as_mut().reregister(registry, token, interests),
+        }
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        match self {
+            Link::Plain(s) => s.deregister(registry),
+            Link::Tls(s) => s.as_mut().deregister(registry),
+        }
+    }
+}
+
+fn connect_tcp(socket: &SocketAddr) -> io::Result<Stream> {
+    let stream = std::net::TcpStream::connect_timeout(socket, CONNECT_TIMEOUT)?;
+    let _ = stream.set_nodelay(true); // interactive: a line goes out when typed
+    stream.set_nonblocking(true)?;
+    Ok(Stream::Tcp(mio::net::TcpStream::from_std(stream)))
+}
+
+fn connect_stream(addr: &Address, trust: &Trust) -> Result<Link, ClientError> {
     let failed = |source| ClientError::Connect {
         addr: addr.clone(),
         source,
     };
-    let stream = match addr {
-        Address::Tcp(socket) => {
-            let stream =
-                std::net::TcpStream::connect_timeout(socket, CONNECT_TIMEOUT).map_err(failed)?;
-            let _ = stream.set_nodelay(true); // interactive: a line goes out when typed
-            stream.set_nonblocking(true)?;
-            Stream::Tcp(mio::net::TcpStream::from_std(stream))
-        }
+    let link = match addr {
+        Address::Tcp(socket) => Link::Plain(connect_tcp(socket).map_err(failed)?),
         Address::Unix(path) => {
             let stream = std::os::unix::net::UnixStream::connect(path).map_err(failed)?;
             stream.set_nonblocking(true)?;
-            Stream::Unix(mio::net::UnixStream::from_std(stream))
+            Link::Plain(Stream::Unix(mio::net::UnixStream::from_std(stream)))
         }
-        Address::Tls { .. } => {
-            return Err(failed(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "tls: addresses are not supported by the client yet",
-            )));
+        Address::Tls { addr: socket, host } => {
+            let stream = connect_tcp(socket).map_err(failed)?;
+            Link::Tls(Box::new(handshake(stream, host, trust).map_err(failed)?))
         }
     };
-    Ok(stream)
+    Ok(link)
 }
 
-fn run_stream(addr: &Address) -> Result<Ending, ClientError> {
-    let mut stream = connect_stream(addr)?;
+/// A TLS handshake with `host` over `stream`, waiting for the socket with `poll(2)`: it is
+/// part of connecting, like the TCP connect before it, and has the same time limit. `Err`: the
+/// handshake failed (a certificate refused: rustls' reason inside).
+#[cfg(feature = "tls")]
+fn handshake(stream: Stream, host: &str, trust: &Trust) -> io::Result<TlsStream> {
+    let config = trust
+        .clone()
+        .ok_or_else(|| io::Error::other("a tls: address without a TLS config"))?;
+    let deadline = Instant::now() + CONNECT_TIMEOUT;
+    let mut tls = TlsStream::new(stream, config, host)?;
+    tls.handshake()?;
+    while tls.is_handshaking() {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the TLS handshake took too long",
+            ));
+        };
+        let flags = match tls.wants_write() {
+            true => PollFlags::IN | PollFlags::OUT,
+            false => PollFlags::IN,
+        };
+        let timeout = rustix::event::Timespec::try_from(left).ok();
+        let waited = match tls.socket() {
+            Stream::Tcp(s) => rustix::event::poll(&mut [PollFd::new(s, flags)], timeout.as_ref()),
+            Stream::Unix(s) => rustix::event::poll(&mut [PollFd::new(s, flags)], timeout.as_ref()),
+        };
+        match waited {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(errno) => return Err(errno.into()),
+        }
+        tls.handshake()?;
+    }
+    Ok(tls)
+}
+
+#[cfg(not(feature = "tls"))]
+fn handshake(_: Stream, _: &str, _: &Trust) -> io::Result<TlsStream> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        crate::clients::tls::NO_TLS_BUILD,
+    ))
+}
+
+fn run_stream(addr: &Address, trust: &Trust) -> Result<Ending, ClientError> {
+    let mut stream = connect_stream(addr, trust)?;
     let lost = |source| ClientError::Lost {
         addr: addr.clone(),
         source,
@@ -295,6 +443,10 @@ fn run_stream(addr: &Address) -> Result<Ending, ClientError> {
     let mut events = Events::with_capacity(16);
     // Set once our FIN is out: when to stop waiting for a server that says nothing more.
     let mut quiet_deadline: Option<Instant> = None;
+    // The handshake may have left the server's first words in rustls: no event will say so.
+    if let Received::Closed = drain_stream(&mut stream, &mut buf).map_err(lost)? {
+        return Ok(Ending::Done);
+    }
     loop {
         let may_read_stdin = console.has_input() && outbound.len() < MAX_QUEUED_BYTES;
         match poll.poll(&mut events, timeout(may_read_stdin, quiet_deadline)) {
@@ -326,6 +478,7 @@ fn run_stream(addr: &Address) -> Result<Ending, ClientError> {
             }
         }
         outbound.flush_into(&mut stream).map_err(lost)?;
+        stream.flush().map_err(lost)?; // TLS records rustls holds, even with our queue empty
         if console.ended && outbound.is_empty() && quiet_deadline.is_none() {
             stream.shutdown_write().map_err(lost)?;
             quiet_deadline = Some(Instant::now() + STREAM_GRACE);
@@ -334,7 +487,7 @@ fn run_stream(addr: &Address) -> Result<Ending, ClientError> {
             return Ok(Ending::Done); // the server keeps the connection open: stop waiting
         }
         // Writable only while the kernel has refused some of our bytes, as in the server.
-        let wanted = interest(true, !outbound.is_empty());
+        let wanted = interest(true, !outbound.is_empty() || stream.owes_bytes());
         registration.update(poll.registry(), &mut stream, SOCKET, wanted)?;
     }
 }
@@ -347,8 +500,9 @@ enum Received {
     Closed,
 }
 
-/// Reads the socket until `WouldBlock`, copying everything to stdout.
-fn drain_stream(stream: &mut Stream, buf: &mut [u8]) -> io::Result<Received> {
+/// Reads the socket until `WouldBlock`, copying everything to stdout. Over TLS `WouldBlock`
+/// comes only once rustls holds no plaintext either.
+fn drain_stream(stream: &mut Link, buf: &mut [u8]) -> io::Result<Received> {
     let mut received = Received::Nothing;
     loop {
         match stream.read(buf) {
@@ -361,6 +515,11 @@ fn drain_stream(stream: &mut Stream, buf: &mut [u8]) -> io::Result<Received> {
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(received),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // TLS: the server closed without close_notify; what came before is printed.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                log::debug!("the server closed without a TLS close_notify");
+                return Ok(Received::Closed);
+            }
             Err(e) => return Err(e),
         }
     }

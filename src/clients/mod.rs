@@ -1,5 +1,7 @@
-//! The other side: a load generator, an interactive client, and file transfer clients.
+//! The other side: a load generator, an interactive client, and file transfer clients, with
+//! TLS for all of them (`tls.rs`).
 
 pub mod interactive;
 pub mod load;
+pub mod tls;
 pub mod transfer;

@@ -15,6 +15,14 @@
 //! seen the old connection end) is followed by a new attempt after a growing pause, up to
 //! `--retries` times. At the end both compare the sha256 of the whole file with the server's. These
 //! are plain blocking clients, one socket, no event loop: there is only one conversation to have.
+//!
+//! Over TLS (`tls:HOST:PORT`, trust from `--tls-ca` or `--insecure` as for every client, see
+//! `clients/tls.rs`) the handshake is done when the connection opens, so a refused certificate
+//! fails the transfer at once, with rustls' reason: reconnecting would not change the
+//! certificate. `put` reads replies on a thread of its own while it sends the body, on a clone
+//! of the socket; a TLS session cannot be cloned like a socket (one state, two directions), so
+//! both handles share one `ClientConnection` behind a mutex (`TlsConn`), taken only to hand
+//! rustls bytes or take them out, never while a handle waits for the network.
 //! A failure is a [`TransferError`], and its variant says whose it is (`cli/exit.rs` turns it into
 //! the exit code): a bad name, a FILE that cannot be read (a directory, say) or an output that
 //! cannot be written is the command line's mistake, found before any connection; the server's
@@ -34,6 +42,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
 use super::interactive::describe;
+use super::tls::{TlsOptions, Trust};
 use crate::net::address::Address;
 use crate::protocol::files::request::{MAX_LINE_BYTES, hex, is_valid_name, parse_decimal};
 
@@ -66,6 +75,9 @@ pub enum TransferError {
     /// Reading or writing the local file failed after it was opened.
     #[error("{0}")]
     Local(io::Error),
+    /// TLS failed: a certificate refused, a handshake broken off by the server's rules.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// Every attempt was cut short.
     #[error("gave up after {attempts} attempt{}: {last}", if *attempts == 1 { "" } else { "s" })]
     GaveUp {
@@ -85,10 +97,23 @@ enum Attempt {
 }
 
 impl From<io::Error> for Attempt {
-    /// A socket error: the connection is gone, a new one may do better.
+    /// A socket error: the connection is gone, a new one may do better. A TLS error is not: the
+    /// same certificate would be refused again.
     fn from(e: io::Error) -> Attempt {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = super::tls::tls_error(&e) {
+            return Attempt::Fail(TransferError::Tls(super::tls::with_certificate_hint(
+                tls.to_string(),
+            )));
+        }
         Attempt::Retry(describe(&e))
     }
+}
+
+/// Checks the TLS flags against the address and reads `--tls-ca`: usage errors, before any
+/// connection.
+fn trust(addr: &Address, options: &TlsOptions) -> Result<Trust, TransferError> {
+    options.trust(addr).map_err(TransferError::Usage)
 }
 
 /// Runs `attempt` until it succeeds, fails for good, or `retries` reconnections are used up.
@@ -118,14 +143,16 @@ fn with_retries<T>(
     }
 }
 
-/// A connection to the server, TCP or Unix.
+/// A connection to the server, TCP, Unix, or TLS over TCP.
 enum Conn {
     Tcp(TcpStream),
     Unix(UnixStream),
+    #[cfg(feature = "tls")]
+    Tls(TlsConn),
 }
 
 impl Conn {
-    fn open(addr: &Address) -> io::Result<Conn> {
+    fn open(addr: &Address, trust: &Trust) -> io::Result<Conn> {
         let conn = match addr {
             Address::Tcp(addr) => {
                 let stream = TcpStream::connect(addr)?;
@@ -133,16 +160,13 @@ impl Conn {
                 Conn::Tcp(stream)
             }
             Address::Unix(path) => Conn::Unix(UnixStream::connect(path)?),
-            Address::Tls { .. } => {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "tls: addresses are not supported by put and get yet",
-                ));
-            }
+            Address::Tls { addr, host } => open_tls(addr, host, trust)?,
         };
         match &conn {
             Conn::Tcp(s) => s.set_read_timeout(Some(REPLY_TIMEOUT))?,
             Conn::Unix(s) => s.set_read_timeout(Some(REPLY_TIMEOUT))?,
+            #[cfg(feature = "tls")]
+            Conn::Tls(_) => {} // set before its handshake
         }
         Ok(conn)
     }
@@ -151,6 +175,8 @@ impl Conn {
         Ok(match self {
             Conn::Tcp(s) => Conn::Tcp(s.try_clone()?),
             Conn::Unix(s) => Conn::Unix(s.try_clone()?),
+            #[cfg(feature = "tls")]
+            Conn::Tls(s) => Conn::Tls(s.try_clone()?),
         })
     }
 
@@ -159,6 +185,8 @@ impl Conn {
         let _ = match self {
             Conn::Tcp(s) => s.shutdown(Shutdown::Both),
             Conn::Unix(s) => s.shutdown(Shutdown::Both),
+            #[cfg(feature = "tls")]
+            Conn::Tls(s) => s.shutdown(),
         };
     }
 }
@@ -168,6 +196,8 @@ impl Read for Conn {
         match self {
             Conn::Tcp(s) => s.read(buf),
             Conn::Unix(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            Conn::Tls(s) => s.read(buf),
         }
     }
 }
@@ -177,7 +207,162 @@ impl Write for Conn {
         match self {
             Conn::Tcp(s) => s.write(buf),
             Conn::Unix(s) => s.write(buf),
+            #[cfg(feature = "tls")]
+            Conn::Tls(s) => s.write(buf),
         }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(feature = "tls")]
+fn open_tls(addr: &std::net::SocketAddr, host: &str, trust: &Trust) -> io::Result<Conn> {
+    let config = trust
+        .clone()
+        .ok_or_else(|| io::Error::other("a tls: address without a TLS config"))?;
+    TlsConn::connect(addr, host, config).map(Conn::Tls)
+}
+
+#[cfg(not(feature = "tls"))]
+fn open_tls(_: &std::net::SocketAddr, _: &str, _: &Trust) -> io::Result<Conn> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        super::tls::NO_TLS_BUILD,
+    ))
+}
+
+/// One handle on a TLS connection over a blocking socket; [`TlsConn::try_clone`] makes another
+/// on the same session, for the thread that reads replies while `put` sends.
+#[cfg(feature = "tls")]
+struct TlsConn {
+    tls: std::sync::Arc<std::sync::Mutex<rustls::ClientConnection>>,
+    socket: TcpStream,
+    /// Bytes this handle read from the socket that rustls has not taken yet.
+    pending: Vec<u8>,
+    taken: usize,
+}
+
+#[cfg(feature = "tls")]
+impl TlsConn {
+    /// Connects and does the whole handshake (the socket's timeouts bound it).
+    fn connect(
+        addr: &std::net::SocketAddr,
+        host: &str,
+        config: std::sync::Arc<rustls::ClientConfig>,
+    ) -> io::Result<TlsConn> {
+        let mut socket = TcpStream::connect(addr)?;
+        socket.set_nodelay(true)?;
+        socket.set_read_timeout(Some(REPLY_TIMEOUT))?;
+        socket.set_write_timeout(Some(REPLY_TIMEOUT))?;
+        let mut tls = rustls::ClientConnection::new(config, super::tls::server_name(host)?)
+            .map_err(io::Error::other)?;
+        while tls.is_handshaking() {
+            // A TLS error comes back as `InvalidData` with rustls' error inside (the alert to
+            // the server is sent first).
+            if tls.complete_io(&mut socket)? == (0, 0) {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection during the TLS handshake",
+                ));
+            }
+        }
+        Ok(TlsConn {
+            tls: std::sync::Arc::new(std::sync::Mutex::new(tls)),
+            socket,
+            pending: Vec::new(),
+            taken: 0,
+        })
+    }
+
+    fn try_clone(&self) -> io::Result<TlsConn> {
+        Ok(TlsConn {
+            tls: std::sync::Arc::clone(&self.tls),
+            socket: self.socket.try_clone()?,
+            pending: Vec::new(),
+            taken: 0,
+        })
+    }
+
+    fn session(&self) -> std::sync::MutexGuard<'_, rustls::ClientConnection> {
+        // A thread that panicked holding it left nothing half-done that matters here.
+        self.tls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// close_notify if the session is free (best effort), then both directions of the socket.
+    fn shutdown(&self) -> io::Result<()> {
+        if let Ok(mut tls) = self.tls.try_lock() {
+            tls.send_close_notify();
+            let _ = tls.write_tls(&mut &self.socket);
+        }
+        self.socket.shutdown(Shutdown::Both)
+    }
+}
+
+/// Decrypts what rustls was given and sends what it answers; a TLS error becomes `InvalidData`
+/// with rustls' error inside (after the alert is sent).
+#[cfg(feature = "tls")]
+fn process(tls: &mut rustls::ClientConnection, mut socket: &TcpStream) -> io::Result<()> {
+    if let Err(e) = tls.process_new_packets() {
+        let _ = tls.write_tls(&mut socket);
+        return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+    }
+    while tls.wants_write() {
+        tls.write_tls(&mut socket)?;
+    }
+    Ok(())
+}
+
+#[cfg(feature = "tls")]
+impl Read for TlsConn {
+    /// Plaintext rustls holds, else records from the socket (read without the lock held).
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            {
+                let mut guard = self
+                    .tls
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let tls = &mut *guard;
+                match tls.reader().read(buf) {
+                    Ok(n) => return Ok(n), // 0: close_notify
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e), // UnexpectedEof: closed without close_notify
+                }
+                if self.taken < self.pending.len() {
+                    let mut rest = &self.pending[self.taken..];
+                    let before = rest.len();
+                    tls.read_tls(&mut rest)?;
+                    self.taken += before - rest.len();
+                    process(tls, &self.socket)?;
+                    continue;
+                }
+            }
+            self.pending.resize(CHUNK_BYTES, 0);
+            self.taken = 0;
+            let n = self.socket.read(&mut self.pending)?;
+            self.pending.truncate(n);
+            if n == 0 {
+                let mut tls = self.session();
+                tls.read_tls(&mut &[][..])?; // the end of the stream, noted
+                process(&mut tls, &self.socket)?;
+            }
+        }
+    }
+}
+
+#[cfg(feature = "tls")]
+impl Write for TlsConn {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let mut tls = self.session();
+        let taken = tls.writer().write(bytes)?;
+        while tls.wants_write() {
+            tls.write_tls(&mut &self.socket)?;
+        }
+        Ok(taken)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -261,6 +446,8 @@ pub struct PutConfig {
     pub name: Option<String>,
     /// Reconnects after a dropped connection (or `error: busy`).
     pub retries: u32,
+    /// `tls:` addresses: whom to trust (`--tls-ca`, `--insecure`).
+    pub tls: TlsOptions,
 }
 
 /// What `echoloop get` is asked to do.
@@ -274,6 +461,8 @@ pub struct GetConfig {
     pub output: Option<PathBuf>,
     /// Reconnects after a dropped connection.
     pub retries: u32,
+    /// `tls:` addresses: whom to trust (`--tls-ca`, `--insecure`).
+    pub tls: TlsOptions,
 }
 
 /// `echoloop put ADDR FILE [--name NAME]`.
@@ -292,6 +481,7 @@ pub fn put(args: &PutConfig) -> Result<(), TransferError> {
             "bad name {name:?}: 1-128 of A-Z a-z 0-9 . _ -, not starting with . (use --name)"
         )));
     }
+    let trust = trust(&args.addr, &args.tls)?;
     let unreadable =
         |why: String| TransferError::Usage(format!("cannot read {}: {why}", args.file.display()));
     let mut file = File::open(&args.file).map_err(|e| unreadable(describe(&e)))?;
@@ -304,13 +494,13 @@ pub fn put(args: &PutConfig) -> Result<(), TransferError> {
     let local = sha256_of(&args.file).map_err(TransferError::Local)?;
     let bar = progress(size);
     let result = with_retries(args.retries, || {
-        put_attempt(&args.addr, &name, size, &local, &mut file, &bar)
+        put_attempt(&args.addr, &trust, &name, size, &local, &mut file, &bar)
     });
     bar.finish_and_clear();
     let server = match result {
         // Stored already (say, by a run killed after the last byte): the same file is success.
         Err(TransferError::Server(what)) if what == "exists" => {
-            match stored_digest(&args.addr, &name, size) {
+            match stored_digest(&args.addr, &trust, &name, size) {
                 Some(digest) if digest == local => {
                     eprintln!("echoloop: {name} is stored already ({size} bytes, sha256 {local})");
                     return Ok(());
@@ -329,8 +519,8 @@ pub fn put(args: &PutConfig) -> Result<(), TransferError> {
 
 /// The server's digest of `name` if it is a file of `size` bytes (asked with `GET name size`,
 /// which sends no body).
-fn stored_digest(addr: &Address, name: &str, size: u64) -> Option<String> {
-    let mut conn = Conn::open(addr).ok()?;
+fn stored_digest(addr: &Address, trust: &Trust, name: &str, size: u64) -> Option<String> {
+    let mut conn = Conn::open(addr, trust).ok()?;
     let mut reader = BufReader::new(conn.try_clone().ok()?);
     conn.write_all(format!("GET {name} {size}\nQUIT\n").as_bytes())
         .ok()?;
@@ -343,13 +533,14 @@ fn stored_digest(addr: &Address, name: &str, size: u64) -> Option<String> {
 /// One connection's worth of upload; returns the server's digest.
 fn put_attempt(
     addr: &Address,
+    trust: &Trust,
     name: &str,
     size: u64,
     digest: &str,
     file: &mut File,
     bar: &ProgressBar,
 ) -> Result<String, Attempt> {
-    let mut conn = Conn::open(addr)?;
+    let mut conn = Conn::open(addr, trust)?;
     let mut reader = BufReader::new(conn.try_clone()?);
     conn.write_all(format!("PUT {name} {size} {digest}\n").as_bytes())?;
     let line = read_reply(&mut reader)?;
@@ -438,6 +629,7 @@ pub fn get(args: &GetConfig) -> Result<(), TransferError> {
             args.name
         )));
     }
+    let trust = trust(&args.addr, &args.tls)?;
     let output = args
         .output
         .clone()
@@ -458,7 +650,7 @@ pub fn get(args: &GetConfig) -> Result<(), TransferError> {
         })?;
     let bar = progress(0);
     let result = with_retries(args.retries, || {
-        get_attempt(&args.addr, &args.name, &mut file, &bar)
+        get_attempt(&args.addr, &trust, &args.name, &mut file, &bar)
     });
     bar.finish_and_clear();
     let (size, server) = match result {
@@ -487,13 +679,14 @@ pub fn get(args: &GetConfig) -> Result<(), TransferError> {
 /// holds already. Returns the file's size and the server's digest.
 fn get_attempt(
     addr: &Address,
+    trust: &Trust,
     name: &str,
     file: &mut File,
     bar: &ProgressBar,
 ) -> Result<(u64, String), Attempt> {
     let local_error = |e: io::Error| Attempt::Fail(TransferError::Local(e));
     let offset = file.metadata().map_err(local_error)?.len();
-    let mut conn = Conn::open(addr)?;
+    let mut conn = Conn::open(addr, trust)?;
     let mut reader = BufReader::new(conn.try_clone()?);
     conn.write_all(format!("GET {name} {offset}\n").as_bytes())?;
     let line = read_reply(&mut reader)?;

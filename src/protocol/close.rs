@@ -19,7 +19,8 @@ pub enum CloseReason {
     Reset,
     /// No bytes in either direction for `--idle-timeout`.
     IdleTimeout,
-    /// The peer broke the framing (a length prefix over `--max-frame`).
+    /// The peer broke the framing (a length prefix over `--max-frame`, a TLS record that does
+    /// not decrypt, a failed TLS handshake).
     FrameError,
     /// The client read too slowly and its queue passed `--queue-limit` (chat drops it).
     QueueLimit,

@@ -9,14 +9,17 @@
 //! decides the interest, so interest is never tracked separately from the state it follows:
 //!
 //! ```text
-//!  accept
+//!  accept ──► Arriving (PROXY header, TLS handshake: see below) ── deadline, failure ──► Closed
+//!    │            │ arrived
+//!    │◄───────────┘
 //!    │       queue over the limit
 //!    ▼      ─────────────────────►
 //!  Open                              Paused
 //!    │      ◄─────────────────────     │
 //!    │       queue at half or below    │
-//!    │                                 │  peer FIN, protocol done (daytime, /quit), bad frame,
-//!    ├─────────────────────────────────┤  idle timeout (Open), shutdown
+//!    │                                 │  peer FIN (or TLS close_notify), protocol done
+//!    │                                 │  (daytime, /quit), bad frame, idle timeout (Open),
+//!    ├─────────────────────────────────┤  shutdown
 //!    ▼                                 ▼
 //!  Finishing(reason) ── queue written ──► Lingering ── peer FIN or linger deadline ──► Closed
 //!    │                                    (our FIN sent,                                ▲
@@ -235,9 +238,11 @@ impl Connection {
         matches!(self.state, State::Arriving { .. })
     }
 
-    /// Whether it is finishing: reading no more, its queue still to be written.
-    pub fn is_finishing(&self) -> bool {
-        matches!(self.state, State::Finishing(_))
+    /// Whether it is finishing and the protocol has nothing more to say to it: no refill owed
+    /// (the rest of a download), no work off the loop under way (an upload's `DONE` is still to
+    /// come). What is queued is then the last of it: a FIN (or TLS `close_notify`) may follow.
+    pub fn has_said_everything(&self) -> bool {
+        matches!(self.state, State::Finishing(_)) && !self.owes_refill() && !self.holds.protocol
     }
 
     /// The protocol was told of it and gave it `session`: at accept, or once it has arrived
@@ -464,9 +469,7 @@ impl Connection {
             }
             // Not while the protocol's work off the loop is under way: its answer (an upload's
             // `DONE`) is still to come, within the shutdown or linger deadline.
-            State::Finishing(reason)
-                if queued == 0 && !self.owes_refill() && !self.holds.protocol =>
-            {
+            State::Finishing(reason) if queued == 0 && self.has_said_everything() => {
                 if reason == CloseReason::PeerClosed {
                     // The peer sent FIN first and has everything: no FIN dance needed.
                     self.state = State::Closed(reason);

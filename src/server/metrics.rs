@@ -616,8 +616,9 @@ pub fn exposition(services: &[(&str, StatsSnapshot)]) -> String {
         "echoloop_tls_handshakes_failed_total",
         "counter",
         "TLS handshakes failed, by reason: error (not TLS, refused, a client certificate \
-         missing or refused; an alert was sent), timeout (--tls-handshake-timeout), closed (the \
-         client left first).",
+         missing or refused; an alert was sent; closed as frame-error), timeout \
+         (--tls-handshake-timeout; closed as idle-timeout), closed (the client left first, or \
+         the server shut down).",
         &handshakes_failed,
     );
     let udp: [DatagramFamily; 2] = [

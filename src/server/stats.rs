@@ -170,7 +170,8 @@ pub enum TlsFailure {
     Error,
     /// Not done within `--tls-handshake-timeout`.
     Timeout,
-    /// The client left (FIN or reset) before it was done.
+    /// The connection ended before it was done: the client left (FIN or reset), or the
+    /// server shut down.
     Closed,
 }
 
@@ -381,6 +382,7 @@ pub struct StreamSnapshot {
     pub proxy_headers_accepted: u64,
     /// Indexed as [`HeaderRefusal::ALL`]: read with [`StreamSnapshot::headers_refused_for`].
     pub proxy_headers_refused_by: [u64; HeaderRefusal::ALL.len()],
+    /// TLS handshakes done.
     pub tls_handshakes: u64,
     /// Indexed as [`TlsFailure::ALL`]: read with [`StreamSnapshot::handshakes_failed_for`].
     pub tls_handshakes_failed_by: [u64; TlsFailure::ALL.len()],

@@ -54,6 +54,10 @@
 //! Transports:
 //! - [`unix`]: every protocol over a Unix socket, and the socket file's life.
 //! - [`udp`]: every protocol over UDP, the loop-port rule, datagrams over `--max-frame`.
+//! - [`tls`]: `-l tls:ADDR` (feature `tls`): echo byte-exact (rustls, Python, `openssl s_client`),
+//!   many records in one segment, close_notify, failed and slow handshakes counted, client
+//!   certificates, chat and files, the limits on ciphertext, PROXY v2 first, bad files at start,
+//!   SIGHUP rotation.
 //! - [`sources`]: `--allow`/`--deny`, `--trusted`, per-source limits, the UDP rate limit and
 //!   reflection guard (forged datagrams from a raw socket, root only).
 //!
@@ -68,6 +72,8 @@
 //! - [`cli`]: exit codes, one-line errors, the `listening` lines.
 //! - [`client`]: `echoloop client` with stdin piped.
 //! - [`load`]: `echoloop load` catches corrupting and stalling servers; never asserts throughput.
+//! - [`tls_clients`]: `client`, `load`, `put` and `get` over `tls:`: trust, refusals, handshake
+//!   counts and resumption, byte-exact transfers, usage errors.
 //! - [`metrics`]: `--metrics` counts what clients did and passes `promtool`.
 //! - [`activation`]: inherited sockets from `systemd-socket-activate`, and `sd_notify`.
 //! - [`haproxy`]: HAProxy in front of two instances routes around a stopped one.
@@ -106,6 +112,8 @@ mod poll_backend;
 
 mod proxy_protocol;
 mod sources;
+#[cfg(feature = "tls")]
+mod tls;
 mod udp;
 mod unix;
 
@@ -125,6 +133,8 @@ mod load_honesty;
 mod load_outputs;
 mod manpage;
 mod metrics;
+#[cfg(feature = "tls")]
+mod tls_clients;
 
 #[cfg(target_os = "linux")] // its runner reads /proc
 mod doc_blocks;

@@ -8,10 +8,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use echoloop::ServeConfig;
 use echoloop::net::address::Address;
 use echoloop::server::sources::balancers::{Balancer, parse_balancer};
 use echoloop::server::stats::{HeaderRefusal, RefusalReason};
+use echoloop::{CloseReason, ServeConfig};
 
 use crate::common::{self, PATIENCE, TestServer, read_line, read_to_end, send};
 
@@ -159,6 +159,17 @@ fn max_per_source_counts_the_carried_address_not_the_balancer() {
         s.total().refused_for(RefusalReason::PerSource) == 1
     });
     assert_eq!(stats.total().headers_refused_for(HeaderRefusal::Denied), 1);
+    // Its first connection gone, the client may come back: the count was given back.
+    let mut open = open;
+    drop(open.remove(0));
+    common::wait_for_stats(&server, "the first client's close", |s| {
+        s.total().closed_for(CloseReason::PeerClosed) == 1
+    });
+    let mut back = common::connect(&server);
+    let mut bytes = v1("192.0.2.7");
+    bytes.extend_from_slice(b"back again\n");
+    send(&mut back, &bytes);
+    assert_eq!(read_line(&mut back), b"back again");
     drop(open);
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::message::Payloads;
+use crate::clients::tls::TlsOptions;
 use crate::net::address::Address;
 use crate::protocol::framing::FramingKind;
 
@@ -24,6 +25,13 @@ pub enum Target {
     Stream(Address),
     /// `--udp HOST:PORT`: one datagram per message, one datagram back.
     Datagram(SocketAddr),
+}
+
+impl Target {
+    /// Whether TLS is spoken on top (`tls:HOST:PORT`).
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Target::Stream(address) if address.is_tls())
+    }
 }
 
 impl std::fmt::Display for Target {
@@ -100,6 +108,12 @@ pub struct LoadConfig {
     pub hold: bool,
     /// Draw the live line on stderr (only ever on a terminal).
     pub live: bool,
+    /// Close each connection after this many messages (replies in) and connect again
+    /// (`--reconnect-after`); `None`: a connection lasts the run.
+    pub reconnect_after: Option<u64>,
+    /// `tls:` targets: whom to trust, and whether handshakes may resume (`--tls-ca`,
+    /// `--insecure`, `--tls-resume`).
+    pub tls: TlsOptions,
 }
 
 impl LoadConfig {
@@ -126,6 +140,8 @@ impl LoadConfig {
             source_addrs: Vec::new(),
             hold: false,
             live: false,
+            reconnect_after: None,
+            tls: TlsOptions::default(),
         }
     }
 

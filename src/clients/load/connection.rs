@@ -24,6 +24,20 @@
 //! counted as received can be a mismatch: so mismatches never exceed replies received. In raw
 //! framing the first wrong byte is remembered and counted when the message's last byte arrives.
 //!
+//! Over TLS (`tls:HOST:PORT`) the socket is a [`TlsStream`] (`clients/tls.rs`), which reads and
+//! writes plaintext like a socket. The connection stays *connecting* until its handshake is done
+//! (the connect timeout covers both); how long the handshake took, and whether it resumed a
+//! session, go to the tally, apart from the messages' latencies. A handshake that fails is a
+//! failed connection (`tls`), never a quiet one. Two things differ from a plain stream: a short
+//! read no longer says the socket is empty (a read of plaintext stops at the end of a TLS
+//! record), so reads go on to `WouldBlock`; and records rustls holds for the kernel are one more
+//! reason to wait for `WRITABLE`.
+//!
+//! With `--reconnect-after N` a connection sends N messages, waits for their replies, closes
+//! and connects again (churn: connects and handshakes under load, and over TLS with
+//! `--tls-resume`, resumed ones). Its sequence numbers go on across sockets, so every message
+//! still has one place in the stream of the connection.
+//!
 //! Next: `tally.rs`, where every message ends up counted.
 
 mod datagram;
@@ -43,6 +57,7 @@ use super::message::{Message, Payloads, TIMESTAMP_PREFIX_LEN, preview};
 use super::pacing::Pacing;
 use super::stamped::{StampedReply, Verdict};
 use super::tally::{ConnectFailure, ConnectionError, Tally};
+use crate::clients::tls::TlsStream;
 use crate::net::address::Address;
 use crate::net::registration::{Registration, interest};
 use crate::net::stream::Stream;
@@ -65,11 +80,32 @@ const DISCARD_BYTES_PER_TURN: usize = 256 * 1024;
 /// wait for, so `--pipeline` does not apply).
 const DISCARD_WRITE_BYTES: usize = 16 * 1024;
 
-/// The socket: a stream, or a connected UDP socket.
+/// The socket: a stream, TLS over TCP, or a connected UDP socket.
 #[derive(Debug)]
 enum Socket2 {
     Stream(Stream),
+    Tls(Box<TlsStream>),
     Datagram(UdpSocket),
+}
+
+impl Socket2 {
+    /// Reads a stream (plaintext, over TLS); `None` for a datagram socket.
+    fn read_stream(&mut self, buf: &mut [u8]) -> Option<io::Result<usize>> {
+        match self {
+            Socket2::Stream(s) => Some(s.read(buf)),
+            Socket2::Tls(s) => Some(s.read(buf)),
+            Socket2::Datagram(_) => None,
+        }
+    }
+
+    /// Writes to a stream (plaintext, over TLS); `None` for a datagram socket.
+    fn write_stream(&mut self, bytes: &[u8]) -> Option<io::Result<usize>> {
+        match self {
+            Socket2::Stream(s) => Some(s.write(bytes)),
+            Socket2::Tls(s) => Some(s.write(bytes)),
+            Socket2::Datagram(_) => None,
+        }
+    }
 }
 
 /// Where a connection is in its life.
@@ -132,6 +168,13 @@ pub struct Env {
     pub tally: Tally,
     /// UDP: the reactor's batches for `recvmmsg`/`sendmmsg`, made at the first use.
     pub datagrams: Option<Box<DatagramBatches>>,
+    /// Where connections go (reconnects start again here).
+    pub target: Target,
+    /// `--reconnect-after`: messages per socket, after which it closes and connects again.
+    pub reconnect_after: Option<u64>,
+    /// TLS: the run's one client config (shared, so that its session cache is).
+    #[cfg(feature = "tls")]
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// One client connection.
@@ -171,6 +214,12 @@ pub struct Connection {
     chargen_wrong: bool,
     /// Open loop: messages due so far.
     due: u64,
+    /// TLS: when the TCP connect ended and the handshake began (ns); `None` before.
+    handshake_since_ns: Option<u64>,
+    /// The local address it connects from (`--source-addrs`), for reconnects.
+    source: Option<IpAddr>,
+    /// Messages sent on the current socket (`--reconnect-after`).
+    sent_on_socket: u64,
     registration: Registration,
 }
 
@@ -196,6 +245,9 @@ impl Connection {
             chargen_offset: 0,
             chargen_wrong: false,
             due: 0,
+            handshake_since_ns: None,
+            source: None,
+            sent_on_socket: 0,
             registration: Registration::new(),
         }
     }
@@ -225,15 +277,15 @@ impl Connection {
         registry: &Registry,
         token: Token,
     ) {
+        self.source = source;
         let opened = match target {
             Target::Stream(Address::Tcp(addr)) => open_tcp(*addr, source).map(Socket2::Stream),
             Target::Stream(Address::Unix(path)) => {
                 UnixStream::connect(path).map(|s| Socket2::Stream(Stream::Unix(s)))
             }
-            Target::Stream(Address::Tls { .. }) => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "tls: addresses are not supported by load yet",
-            )),
+            Target::Stream(Address::Tls { addr, host }) => {
+                open_tls(*addr, host, source, env).map(|s| Socket2::Tls(Box::new(s)))
+            }
             Target::Datagram(addr) => datagram::open_udp(*addr, source).map(Socket2::Datagram),
         };
         let socket = match opened {
@@ -272,8 +324,36 @@ impl Connection {
         self.flush(env);
         let still_ready = self.drain_reads(env);
         let more_to_write = self.fill(env);
+        if self.is_used_up(env) {
+            self.reconnect(env, registry, token);
+            return false;
+        }
         self.update_interest(registry, token);
         still_ready || more_to_write
+    }
+
+    /// `--reconnect-after`: this socket has carried its messages and has every reply, and the
+    /// run still sends: time for a new one.
+    fn is_used_up(&self, env: &Env) -> bool {
+        self.state == State::Up
+            && env.sending
+            && env.quota != Some(0)
+            && env
+                .reconnect_after
+                .is_some_and(|n| self.sent_on_socket >= n)
+            && self.in_flight.is_empty()
+            && self.unsent.is_empty()
+    }
+
+    /// Closes the socket (over TLS with close_notify) and connects again, as a new client would.
+    fn reconnect(&mut self, env: &mut Env, registry: &Registry, token: Token) {
+        self.drop_socket(registry);
+        self.state = State::Waiting;
+        self.handshake_since_ns = None;
+        self.sent_on_socket = 0;
+        self.decoder = None; // `start` makes a new one: nothing of the old stream is owed
+        let target = env.target.clone();
+        self.start(&target, self.source, env, registry, token);
     }
 
     /// Sends what the pacing allows now (closed loop: up to the pipeline; open loop: what is due).
@@ -337,20 +417,19 @@ impl Connection {
     }
 
     fn finish_connect(&mut self, env: &mut Env) {
-        let Some(Socket2::Stream(stream)) = &self.socket else {
-            return;
-        };
-        let result = match stream {
-            Stream::Tcp(s) => s.take_error().and_then(|e| match e {
-                Some(e) => Err(e),
-                None => s.peer_addr().map(drop),
-            }),
-            Stream::Unix(s) => s.take_error().and_then(|e| match e {
-                Some(e) => Err(e),
-                None => s.peer_addr().map(drop),
-            }),
+        if self.handshake_since_ns.is_some() {
+            return self.continue_handshake(env);
+        }
+        let result = match &self.socket {
+            Some(Socket2::Stream(stream)) => connect_result(stream),
+            Some(Socket2::Tls(tls)) => connect_result(tls.socket()),
+            Some(Socket2::Datagram(_)) | None => return,
         };
         match result {
+            Ok(()) if matches!(self.socket, Some(Socket2::Tls(_))) => {
+                self.handshake_since_ns = Some(env.now_ns);
+                self.continue_handshake(env);
+            }
             Ok(()) => self.become_up(env),
             // A wakeup before the handshake is done: keep waiting.
             Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
@@ -360,6 +439,32 @@ impl Connection {
                 self.registration.forget();
                 self.state = State::Closed;
                 env.tally.connect_failed(classify_connect_error(&e));
+            }
+        }
+    }
+
+    /// TLS: moves the handshake on; once done, counts it and the connection is up. A failed
+    /// handshake is a failed connection (`tls`), the first one's reason kept for the report.
+    fn continue_handshake(&mut self, env: &mut Env) {
+        let (Some(Socket2::Tls(tls)), Some(since)) = (&mut self.socket, self.handshake_since_ns)
+        else {
+            return;
+        };
+        match tls.handshake() {
+            Ok(()) if tls.is_handshaking() => {}
+            Ok(()) => {
+                let resumed = tls.is_resumed();
+                env.tally
+                    .handshake(env.now_ns.saturating_sub(since), resumed);
+                self.become_up(env);
+            }
+            Err(e) => {
+                log::debug!("connection {}: TLS handshake failed: {e}", self.id);
+                self.socket = None; // closing the descriptor removes it from epoll
+                self.registration.forget();
+                self.state = State::Closed;
+                env.tally
+                    .handshake_failed(|| crate::clients::interactive::describe(&e));
             }
         }
     }
@@ -377,10 +482,11 @@ impl Connection {
         }
         let mut buf = std::mem::take(&mut env.read_buf);
         let mut still_ready = false;
+        // Over TLS a short read of plaintext says nothing of the socket: read to `WouldBlock`.
+        let tls = matches!(self.socket, Some(Socket2::Tls(_)));
         for round in 0..READS_PER_TURN {
-            let result = match &mut self.socket {
-                Some(Socket2::Stream(s)) => s.read(&mut buf),
-                Some(Socket2::Datagram(_)) | None => break,
+            let Some(result) = self.socket.as_mut().and_then(|s| s.read_stream(&mut buf)) else {
+                break;
             };
             match result {
                 Ok(0) => {
@@ -391,7 +497,7 @@ impl Connection {
                     self.on_bytes(&buf[..n], env);
                     // A stream read that did not fill the buffer emptied the socket: no need
                     // to ask again for `WouldBlock`.
-                    if n < buf.len() {
+                    if n < buf.len() && !tls {
                         break;
                     }
                     still_ready = round + 1 == READS_PER_TURN;
@@ -717,7 +823,8 @@ impl Connection {
     fn fill_requests(&mut self, env: &mut Env) {
         let payloads = env.payloads.clone();
         env.scratch.clear();
-        while self.in_flight.len() < env.pipeline {
+        let per_socket = env.reconnect_after.unwrap_or(u64::MAX);
+        while self.in_flight.len() < env.pipeline && self.sent_on_socket < per_socket {
             let Some(due_ns) = self.next_due_ns(env) else {
                 break;
             };
@@ -738,6 +845,7 @@ impl Connection {
                 measured,
             });
             self.next_seq += 1;
+            self.sent_on_socket += 1;
             env.tally.sent(measured, message.size());
         }
         if !env.scratch.is_empty() {
@@ -764,10 +872,14 @@ impl Connection {
     fn write_to_kernel(&mut self, bytes: &[u8], env: &mut Env) -> usize {
         let mut written = 0;
         while written < bytes.len() {
-            let Some(Socket2::Stream(stream)) = &mut self.socket else {
+            let Some(result) = self
+                .socket
+                .as_mut()
+                .and_then(|s| s.write_stream(&bytes[written..]))
+            else {
                 return bytes.len();
             };
-            match stream.write(&bytes[written..]) {
+            match result {
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -782,6 +894,11 @@ impl Connection {
 
     /// Writes bytes the kernel refused before.
     fn flush(&mut self, env: &mut Env) {
+        if let Some(Socket2::Tls(tls)) = &mut self.socket
+            && let Err(e) = tls.flush_tls()
+        {
+            return self.end(env, classify_error(&e));
+        }
         if self.unsent.is_empty() {
             return;
         }
@@ -809,9 +926,12 @@ impl Connection {
     /// What to wait for: the end of a connect (reported as writable, or readable with an
     /// error); replies; room for refused bytes, only while some wait.
     fn wanted(&self) -> Option<Interest> {
+        let tls_owes = matches!(&self.socket, Some(Socket2::Tls(tls)) if tls.wants_write());
         match self.state {
+            // The handshake: replies, and room for what rustls holds for the kernel.
+            State::Connecting(_) if self.handshake_since_ns.is_some() => interest(true, tls_owes),
             State::Connecting(_) => interest(true, true),
-            State::Up => interest(true, !self.unsent.is_empty()),
+            State::Up => interest(true, !self.unsent.is_empty() || tls_owes),
             State::Waiting | State::Closed => None,
         }
     }
@@ -821,6 +941,9 @@ impl Connection {
         let wanted = self.wanted();
         let result = match &mut self.socket {
             Some(Socket2::Stream(s)) => self.registration.update(registry, s, token, wanted),
+            Some(Socket2::Tls(s)) => self
+                .registration
+                .update(registry, s.as_mut(), token, wanted),
             Some(Socket2::Datagram(s)) => self.registration.update(registry, s, token, wanted),
             None => {
                 self.registration.forget();
@@ -835,6 +958,12 @@ impl Connection {
     fn drop_socket(&mut self, registry: &Registry) {
         let result = match &mut self.socket {
             Some(Socket2::Stream(s)) => self.registration.update(registry, s, Token(0), None),
+            Some(Socket2::Tls(s)) => {
+                // The end of our data, said the TLS way (best effort: the socket closes next).
+                let _ = s.shutdown_write();
+                self.registration
+                    .update(registry, s.as_mut(), Token(0), None)
+            }
             Some(Socket2::Datagram(s)) => self.registration.update(registry, s, Token(0), None),
             None => Ok(()),
         };
@@ -857,6 +986,44 @@ fn is_correct(kind: ReplyKind, message: &Message, reply: &[u8]) -> bool {
         ReplyKind::Timestamp => message.is_timestamped(reply),
         ReplyKind::Echo | ReplyKind::Discard | ReplyKind::Chargen => message.is_echo(reply),
     }
+}
+
+/// Whether a non-blocking connect has ended well (`NotConnected`: not yet).
+fn connect_result(stream: &Stream) -> io::Result<()> {
+    match stream {
+        Stream::Tcp(s) => s.take_error().and_then(|e| match e {
+            Some(e) => Err(e),
+            None => s.peer_addr().map(drop),
+        }),
+        Stream::Unix(s) => s.take_error().and_then(|e| match e {
+            Some(e) => Err(e),
+            None => s.peer_addr().map(drop),
+        }),
+    }
+}
+
+/// A non-blocking TCP connect with a TLS client on top; its ClientHello goes out once the
+/// connect has ended.
+#[cfg(feature = "tls")]
+fn open_tls(
+    addr: SocketAddr,
+    host: &str,
+    source: Option<IpAddr>,
+    env: &Env,
+) -> io::Result<TlsStream> {
+    let config = env
+        .tls
+        .clone()
+        .ok_or_else(|| io::Error::other("a tls: target without a TLS config"))?;
+    TlsStream::new(open_tcp(addr, source)?, config, host)
+}
+
+#[cfg(not(feature = "tls"))]
+fn open_tls(_: SocketAddr, _: &str, _: Option<IpAddr>, _: &Env) -> io::Result<TlsStream> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        crate::clients::tls::NO_TLS_BUILD,
+    ))
 }
 
 /// A non-blocking TCP connect, from `source` if given, with `TCP_NODELAY`.
@@ -920,6 +1087,8 @@ fn classify_error(e: &io::Error) -> ConnectionError {
     match e.kind() {
         io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => ConnectionError::Reset,
         io::ErrorKind::ConnectionRefused => ConnectionError::ClosedByServer,
+        // TLS: the server closed without close_notify (a clean close reads as end of stream).
+        io::ErrorKind::UnexpectedEof => ConnectionError::ClosedByServer,
         _ => ConnectionError::Other,
     }
 }

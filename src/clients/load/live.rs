@@ -11,7 +11,7 @@
 //!
 //! When stderr is not a terminal (a pipe, a file, a test) nothing is drawn at all.
 //!
-//! Next: `clients/interactive.rs`, the interactive client.
+//! Next: `clients/tls.rs`, TLS for all the clients; then `clients/interactive.rs`.
 
 use std::io::IsTerminal;
 use std::sync::Mutex;

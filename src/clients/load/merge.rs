@@ -172,6 +172,7 @@ fn add_counts(total: &mut RunCounts, more: &RunCounts) {
     f.emfile += m.emfile;
     f.eaddrnotavail += m.eaddrnotavail;
     f.other += m.other;
+    f.tls += m.tls;
     let (e, m) = (&mut total.errors, &more.errors);
     e.reset += m.reset;
     e.closed_by_server += m.closed_by_server;

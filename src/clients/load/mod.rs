@@ -21,6 +21,9 @@
 //! A SIGINT (the caller sets [`Control::stop`]) ends the window at once and drains as above, so
 //! the report still comes, marked `interrupted`.
 //!
+//! With `--reconnect-after N` each connection closes after N messages (their replies in) and
+//! connects again while the traffic goes on: connects, and TLS handshakes, under load.
+//!
 //! With `--hold` nothing is sent at all: the connections are made and kept idle for `-d` seconds,
 //! and the report says how many are still up (memory-per-connection tests).
 //!
@@ -139,6 +142,12 @@ pub fn run_with(
     mut on_interval: impl FnMut(&Interval, &TimelineRow),
 ) -> Result<LoadReport, LoadError> {
     limits::check(config).map_err(LoadError::Limits)?;
+    // One TLS config for the whole run: every reactor's connections share its session cache.
+    #[cfg(feature = "tls")]
+    let tls = match config.target.is_tls() {
+        true => Some(config.tls.client_config().map_err(LoadError::Limits)?),
+        false => None,
+    };
     let reactors = config.reactors();
     let lives: Vec<Arc<Live>> = (0..reactors).map(|_| Arc::new(Live::default())).collect();
     let (intervals, handed_over) = mpsc::channel();
@@ -162,13 +171,20 @@ pub fn run_with(
         });
         let stop = Arc::clone(&control.stop);
         let intervals = intervals.clone();
+        #[cfg(feature = "tls")]
+        let tls = tls.clone();
         threads.push(
             std::thread::Builder::new()
                 .name(format!("echoloop-load-{r}"))
                 .spawn(move || {
                     alarm::lower_timer_slack(TIMER_SLACK);
-                    ClientReactor::new(&config, ids, quota, live)
-                        .and_then(|reactor| reactor.run(&stop, &intervals))
+                    #[allow(unused_mut)] // mutated only with TLS
+                    let mut reactor = ClientReactor::new(&config, ids, quota, live)?;
+                    #[cfg(feature = "tls")]
+                    {
+                        reactor.env.tls = tls;
+                    }
+                    reactor.run(&stop, &intervals)
                 })?,
         );
     }
@@ -276,6 +292,10 @@ impl ClientReactor {
                 payload: Vec::new(),
                 tally: Tally::default(),
                 datagrams: None,
+                target: config.target.clone(),
+                reconnect_after: config.reconnect_after,
+                #[cfg(feature = "tls")]
+                tls: None,
             },
             phase: Phase::Connecting,
             origin: Instant::now(),
@@ -343,8 +363,14 @@ impl ClientReactor {
         if connection.on_event(&mut self.env, registry, Token(index)) {
             self.still_ready.push(index);
         }
-        if was_connecting && !matches!(connection.state(), State::Connecting(_)) {
-            self.connecting -= 1;
+        // Connected, failed, or (`--reconnect-after`) connecting again.
+        match (
+            was_connecting,
+            matches!(connection.state(), State::Connecting(_)),
+        ) {
+            (true, false) => self.connecting -= 1,
+            (false, true) => self.connecting += 1,
+            _ => {}
         }
     }
 

@@ -132,13 +132,34 @@ pub struct FailureCounts {
     pub eaddrnotavail: u64,
     /// Anything else.
     pub other: u64,
+    /// The TLS handshake failed (absent from logs written before TLS: 0).
+    #[serde(default)]
+    pub tls: u64,
 }
 
 impl FailureCounts {
     fn total(&self) -> u64 {
-        self.refused + self.timed_out + self.emfile + self.eaddrnotavail + self.other
+        self.refused + self.timed_out + self.emfile + self.eaddrnotavail + self.other + self.tls
     }
 }
+
+/// TLS runs: the handshakes, apart from the messages' latency (a handshake is not a reply).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HandshakeSummary {
+    /// Handshakes done.
+    pub handshakes: u64,
+    /// Of those, how many resumed a session (`--tls-resume`).
+    pub resumed: u64,
+    /// Handshakes that failed (also counted in `connections_failed_by_reason.tls`).
+    pub failed: u64,
+    /// Why the first failed handshake failed.
+    pub first_failure: Option<String>,
+    /// How long the handshakes took, from the end of the TCP connect, µs: p50, p99, max.
+    pub handshake_us: Percentiles,
+}
+
+/// The percentiles shown for handshakes, whatever `--percentiles` says.
+const HANDSHAKE_PERCENTILES: [f64; 2] = [50.0, 99.0];
 
 /// Errors on established connections by reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,6 +217,9 @@ pub struct ConfigSummary {
     pub source_addrs: usize,
     /// `--hold`.
     pub hold: bool,
+    /// `--reconnect-after` (absent from logs written before it: `null`).
+    #[serde(default)]
+    pub reconnect_after: Option<u64>,
     /// `closed` or `open`.
     pub pacing: String,
     /// `--max-loss` (UDP), percent.
@@ -236,6 +260,7 @@ impl ConfigSummary {
             protocol: config.reply,
             source_addrs: config.source_addrs.len(),
             hold: config.hold,
+            reconnect_after: config.reconnect_after,
             pacing: if config.rate.is_some() {
                 "open"
             } else {
@@ -326,6 +351,9 @@ pub struct LoadReport {
     /// Open loop only: from the actual send time, as a closed-loop tool would measure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_uncorrected_us: Option<Percentiles>,
+    /// TLS runs only: the handshakes (not in reports added up from logs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<HandshakeSummary>,
     /// Why the run failed (exit 1), if it did.
     pub failure: Option<String>,
     /// The run's configuration.
@@ -348,7 +376,7 @@ impl LoadReport {
         for tally in tallies {
             total.add(tally);
         }
-        let [refused, timed_out, emfile, eaddrnotavail, other] = total.connect_failures;
+        let [refused, timed_out, emfile, eaddrnotavail, other, tls] = total.connect_failures;
         let [
             reset,
             closed_by_server,
@@ -372,6 +400,7 @@ impl LoadReport {
                 emfile,
                 eaddrnotavail,
                 other,
+                tls,
             },
             connections_up: total.connections_up,
             errors: ErrorCounts {
@@ -386,7 +415,16 @@ impl LoadReport {
             config: ConfigSummary::of(config),
         };
         let uncorrected = config.rate.is_some().then_some(total.uncorrected);
-        Self::from_counts(counts, total.latency, uncorrected, None, timeline)
+        let handshakes = config.target.is_tls().then(|| HandshakeSummary {
+            handshakes: total.handshake.len(),
+            resumed: total.resumed,
+            failed: tls,
+            first_failure: total.first_tls_failure.clone(),
+            handshake_us: Percentiles::of(&total.handshake, &HANDSHAKE_PERCENTILES),
+        });
+        let mut report = Self::from_counts(counts, total.latency, uncorrected, None, timeline);
+        report.tls = handshakes;
+        report
     }
 
     /// The report for `counts` and latency histograms (ns). `msgs_per_sec`: the throughput when
@@ -429,6 +467,7 @@ impl LoadReport {
             latency_uncorrected_us: uncorrected
                 .as_ref()
                 .map(|h| Percentiles::of(h, percentiles)),
+            tls: None,
             failure: None,
             config: c.config.clone(),
             histogram,
@@ -541,7 +580,7 @@ impl LoadReport {
         };
         let _ = writeln!(
             out,
-            "echoloop load: {} ({}), {} connections on {} threads, {length}, {}-byte {protocol} ({}), pipeline {}, {pacing}{}{}",
+            "echoloop load: {} ({}), {} connections on {} threads, {length}, {}-byte {protocol} ({}), pipeline {}, {pacing}{}{}{}",
             c.target,
             c.transport,
             c.connections,
@@ -550,15 +589,23 @@ impl LoadReport {
             c.framing,
             c.pipeline,
             if c.hold { ", hold" } else { "" },
+            match c.reconnect_after {
+                Some(n) => format!(", reconnect after {n}"),
+                None => String::new(),
+            },
             if self.interrupted {
                 ", interrupted"
             } else {
                 ""
             },
         );
+        let tls_failed = match &self.tls {
+            Some(_) => format!(", TLS {}", f.tls),
+            None => String::new(),
+        };
         let _ = writeln!(
             out,
-            "connections: {} ok, {} failed (refused {}, timed out {}, EMFILE {}, EADDRNOTAVAIL {}, other {}), {} up at the end",
+            "connections: {} ok, {} failed (refused {}, timed out {}, EMFILE {}, EADDRNOTAVAIL {}, other {}{tls_failed}), {} up at the end",
             self.connections_ok,
             self.connections_failed,
             f.refused,
@@ -568,6 +615,20 @@ impl LoadReport {
             f.other,
             self.connections_up
         );
+        if let Some(tls) = &self.tls {
+            let _ = write!(
+                out,
+                "handshakes:  {} ({} resumed, {} failed), µs: {}",
+                tls.handshakes,
+                tls.resumed,
+                tls.failed,
+                tls.handshake_us.to_text()
+            );
+            if let Some(first) = &tls.first_failure {
+                let _ = write!(out, " (first failure: {first})");
+            }
+            let _ = writeln!(out);
+        }
         if !c.hold {
             self.write_messages(&mut out);
         }

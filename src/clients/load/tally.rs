@@ -40,6 +40,8 @@ pub enum ConnectFailure {
     PortsExhausted,
     /// Anything else.
     Other,
+    /// The TLS handshake failed (a certificate refused, or the server broke it off).
+    Tls,
 }
 
 /// Why an established connection ended before the run did, or what went wrong on it.
@@ -129,7 +131,13 @@ pub struct Tally {
     /// Connections up when the run ended.
     pub connections_up: u64,
     /// Connection failures by [`ConnectFailure`].
-    pub connect_failures: [u64; 5],
+    pub connect_failures: [u64; 6],
+    /// TLS: handshakes done, and how long each took (ns), kept apart from message latency.
+    pub handshake: Histogram<u64>,
+    /// TLS: handshakes that resumed a session.
+    pub resumed: u64,
+    /// TLS: why the first failed handshake failed.
+    pub first_tls_failure: Option<String>,
     /// Errors on established connections by [`ConnectionError`].
     pub errors: [u64; 5],
     /// Latency from the send time (closed loop), or from the intended send time (open loop).
@@ -159,7 +167,10 @@ impl Default for Tally {
             first_mismatch: None,
             connections_ok: 0,
             connections_up: 0,
-            connect_failures: [0; 5],
+            connect_failures: [0; 6],
+            handshake: new_histogram(),
+            resumed: 0,
+            first_tls_failure: None,
             errors: [0; 5],
             latency: new_histogram(),
             uncorrected: new_histogram(),
@@ -184,6 +195,9 @@ impl Tally {
         self.connections_ok += other.connections_ok;
         self.connections_up += other.connections_up;
         self.interrupted |= other.interrupted;
+        self.handshake.add(&other.handshake).expect("same bounds");
+        self.resumed += other.resumed;
+        self.first_tls_failure = self.first_tls_failure.take().or(other.first_tls_failure);
         for (sum, n) in self.connect_failures.iter_mut().zip(other.connect_failures) {
             *sum += n;
         }
@@ -201,6 +215,20 @@ impl Tally {
     pub fn connect_failed(&mut self, why: ConnectFailure) {
         self.connect_failures[why as usize] += 1;
         self.interval.errors += 1;
+    }
+
+    /// Counts a TLS handshake done in `ns`, resumed or full.
+    pub fn handshake(&mut self, ns: u64, resumed: bool) {
+        self.handshake.saturating_record(ns.max(1));
+        self.resumed += u64::from(resumed);
+    }
+
+    /// Counts a failed TLS handshake (a failed connection); the first one's reason is kept.
+    pub fn handshake_failed(&mut self, why: impl FnOnce() -> String) {
+        self.connect_failed(ConnectFailure::Tls);
+        if self.first_tls_failure.is_none() {
+            self.first_tls_failure = Some(crate::clients::tls::with_certificate_hint(why()));
+        }
     }
 
     /// Counts an error on an established connection.

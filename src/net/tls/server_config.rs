@@ -1,6 +1,8 @@
 //! The server's side of TLS setup: PEM files in, one rustls `ServerConfig` out.
 //!
-//! Every `tls:` listener of a reactor shares one [`ServerTls`]. Each new client gets a session
+//! Every `tls:` listener shares one [`ServerTls`], and every worker a copy of it (the config
+//! and its cache of sessions to resume are shared: a client resumes whichever worker the
+//! kernel hands it to). Each new client gets a session
 //! made from its current config; SIGHUP makes a new config from the files ([`ServerTls::reload`])
 //! and swaps it in, so clients that came before keep the certificate they were shown, and new
 //! ones are shown the new one. A config that cannot be made (a missing file, a key that is not
@@ -41,8 +43,17 @@ impl ServerTls {
     }
 
     /// Reads the files again: new clients get the new config. On an error the old one stays.
+    /// The sessions remembered for resumption are kept: they are shared by every worker (each
+    /// reloads on its own, from the same config), and a client that resumes is not made to
+    /// pay for a full handshake because a certificate was renewed. Not with `--tls-client-ca`:
+    /// a resumed session is not checked against the CAs again, so a client whose CA was taken
+    /// out of the file could go on resuming; there the sessions are forgotten.
     pub fn reload(&mut self) -> Result<(), TlsSetupError> {
-        self.config = Arc::new(make_config(&self.files)?);
+        let mut config = make_config(&self.files)?;
+        if self.files.client_ca.is_none() {
+            config.session_storage = Arc::clone(&self.config.session_storage);
+        }
+        self.config = Arc::new(config);
         Ok(())
     }
 

@@ -169,6 +169,7 @@ impl Reactor {
             header,
             tls: session,
             started: false,
+            close_notify_held: false,
         });
         if !arriving {
             self.begin_session(id);

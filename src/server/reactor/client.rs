@@ -99,6 +99,9 @@ pub(super) struct Client {
     /// The protocol has heard of it (`Reactor::begin_session`): it has arrived (its PROXY
     /// header read, its TLS handshake done), and it will be told of its going.
     pub(super) started: bool,
+    /// Its TLS `close_notify` came while input decrypted before it was held back: the end of
+    /// its input waits for that input to be answered (`tls.rs`).
+    pub(super) close_notify_held: bool,
 }
 
 /// The readiness a client event reports, as the handlers use it.
@@ -185,6 +188,7 @@ impl Reactor {
         let conn = &self.clients.slab[id].conn;
         if !conn.held.is_empty() && conn.may_answer() {
             self.answer_held(id);
+            self.end_input_after_held(id);
         }
         if readiness.readable {
             self.drain_reads(id);

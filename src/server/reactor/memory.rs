@@ -4,10 +4,11 @@
 //! held back, one unfinished frame). Ten thousand clients each within their limits can still hold
 //! gigabytes, so the reactor also keeps one total ([`MemoryMeter`](crate::net::memory)): every
 //! connection's queue, held input and unfinished frame, counted by capacity, and bytes shared by
-//! many queues (a chat line) counted once; a TLS client's session adds what rustls holds for it
-//! (`net/tls/session.rs`: its state, and the unfinished record or handshake), and its queue holds
-//! ciphertext. Each connection's share is brought up to date in
-//! `settle`, after everything that can change it, so the total is always current.
+//! many queues (a chat line) counted once. A TLS client's session adds what rustls holds for it
+//! (`net/tls/session.rs`: its state, and a record or the handshake so far), and its queue holds
+//! ciphertext; a client still sending its PROXY header adds what it sent of it. Each
+//! connection's share is brought up to date in `settle`, after everything that can change it,
+//! so the total is always current.
 //!
 //! Over the cap an *episode* begins (logged once at warn, counted in
 //! `echoloop_memory_episodes_total`), and until the total is back under nine tenths of the cap:
@@ -48,9 +49,10 @@ impl Reactor {
         let Some(client) = self.clients.slab.get_mut(id) else {
             return;
         };
-        let tls_held = client.tls.as_ref().map_or(0, |tls| tls.memory());
+        let besides_conn = client.tls.as_ref().map_or(0, |tls| tls.memory())
+            + client.header.as_ref().map_or(0, |header| header.memory());
         let conn = &mut client.conn;
-        let now_held = conn.memory() + tls_held;
+        let now_held = conn.memory() + besides_conn;
         if now_held == conn.memory_counted && !self.memory.over {
             return;
         }

@@ -2,13 +2,15 @@
 //!
 //! A connection from a `--proxy-protocol` peer is taken in by `accept.rs` without being judged
 //! (its address is the balancer's) and without a word from the protocol: its [`Connection`] is
-//! `AwaitingHeader`, read but never answered, with a deadline ([`Sources::header_timeout`], 5 s).
+//! `Arriving`, read but never answered, with a deadline ([`Sources::header_timeout`], 5 s), and
+//! it holds an [`AwaitingHeader`] besides.
 //! Each read goes to its [`HeaderReader`] (`net/proxy_header.rs`), which holds at most the
 //! header's bound. When the header is whole:
 //!
 //! 1. The address it carries is judged as `accept.rs` judges a socket's: the access lists, the
 //!    accept rate, the per-source count. A refused client is closed without a byte (or, over
-//!    `--max-per-source`, after its one `error:` line), and counted twice: as a connection
+//!    `--max-per-source`, after its one `error:` line; not on a `tls:` listener, where a line in
+//!    clear would mean nothing to its client), and counted twice: as a connection
 //!    refused for that reason, and as a header refused as `denied`. The balancer's own address
 //!    was never counted, so nothing has to be given back; a `LOCAL` header (a health check) is
 //!    judged by the socket's address.
@@ -55,6 +57,12 @@ impl AwaitingHeader {
             reader: HeaderReader::new(),
             socket_peer,
         }
+    }
+
+    /// Bytes it holds (the start of a header that did not come in one read), for
+    /// `--max-memory`: at most the header's bound.
+    pub(super) fn memory(&self) -> usize {
+        self.reader.buffered()
     }
 }
 

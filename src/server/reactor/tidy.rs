@@ -134,7 +134,7 @@ impl Reactor {
         } else if !started && client.tls.as_ref().is_some_and(|tls| tls.is_handshaking()) {
             match reason {
                 CloseReason::IdleTimeout => counters.count_tls_failure(TlsFailure::Timeout),
-                CloseReason::Reset | CloseReason::IoError => {
+                CloseReason::Reset | CloseReason::IoError | CloseReason::Shutdown => {
                     counters.count_tls_failure(TlsFailure::Closed)
                 }
                 _ => {}

@@ -30,7 +30,8 @@
 //! Behind a load balancer that passes TLS through (`--proxy-protocol`), the PROXY header comes
 //! first, in clear (`proxied.rs`), and the handshake after it.
 //!
-//! Next: `proxied.rs`, a client behind a load balancer.
+//! Next: `net/tls/`, the sessions this file drives; then `proxied.rs`, a client behind a load
+//! balancer.
 
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -107,20 +108,25 @@ impl Client {
         Ok(())
     }
 
-    /// A TLS client that starts finishing queues its `close_notify` after its last reply, so
-    /// that it goes out before our FIN. Called from every settle; once.
+    /// A TLS client that is finishing queues its `close_notify` after its last reply, so that it
+    /// goes out before our FIN: once the protocol has said everything (no refill owed, no work
+    /// off the loop under way, as for the FIN), since nothing can be encrypted after it. Called
+    /// from every settle; once.
     pub(super) fn close_tls_if_finishing(&mut self, now: Instant) {
-        let finishing = self.conn.is_finishing();
+        let said_everything = self.conn.has_said_everything();
         let Some(tls) = self.tls.as_mut() else {
             return;
         };
-        if !finishing || tls.is_closing() {
+        if !said_everything || tls.is_closing() {
             return;
         }
         tls.close();
-        if let Err(e) = self.move_ciphertext(now) {
-            debug!("TLS close_notify not sent: {e}");
-            self.conn.abort(CloseReason::from_error(&e));
+        match self.move_ciphertext(now) {
+            Ok(written) => self.stats.sent(self.stream.transport(), written),
+            Err(e) => {
+                debug!("TLS close_notify not sent: {e}");
+                self.conn.abort(CloseReason::from_error(&e));
+            }
         }
     }
 
@@ -160,8 +166,14 @@ impl Reactor {
             Ok(decrypted) => decrypted,
             Err(e) => {
                 debug!("client {id} from {}: TLS: {e}", client.stream.peer_label());
-                // rustls queued an alert that says why: sent if the kernel takes it now.
-                let _ = tls.take_ciphertext(&mut client.stream);
+                // rustls queued an alert that says why: sent if the kernel takes it now, and if
+                // nothing queued before it would be cut by it (the queue is dropped with the
+                // connection).
+                if client.conn.outbound.is_empty()
+                    && let Ok(written) = tls.take_ciphertext(&mut client.stream)
+                {
+                    counters.bytes_sent.add(written as u64);
+                }
                 if was_handshaking {
                     counters.count_tls_failure(TlsFailure::Error);
                 }
@@ -170,10 +182,13 @@ impl Reactor {
             }
         };
         // The handshake's reply, tickets, or an alert about to close it.
-        if let Err(e) = client.move_ciphertext(self.clock.now) {
-            debug!("client {id} write failed: {e}");
-            client.conn.abort(CloseReason::from_error(&e));
-            return;
+        match client.move_ciphertext(self.clock.now) {
+            Ok(written) => counters.bytes_sent.add(written as u64),
+            Err(e) => {
+                debug!("client {id} write failed: {e}");
+                client.conn.abort(CloseReason::from_error(&e));
+                return;
+            }
         }
         if was_handshaking && !client.is_handshaking() {
             counters.tls_handshakes.add(1);
@@ -191,6 +206,25 @@ impl Reactor {
             self.answer_plaintext(id, decrypted.plaintext);
         }
         if decrypted.closed {
+            let client = &mut self.clients.slab[id];
+            if client.conn.held.is_empty() {
+                self.on_tls_close_notify(id);
+            } else {
+                // Behind input held back (the queue limit, a frame rate): the end of input
+                // waits for it, as a FIN would wait in the kernel (`end_input_after_held`).
+                client.close_notify_held = true;
+            }
+        }
+    }
+
+    /// A `close_notify` that came behind held input ends the input once that input is
+    /// answered. Nothing else would: no byte follows a `close_notify`, so no event comes.
+    pub(super) fn end_input_after_held(&mut self, id: usize) {
+        let Some(client) = self.clients.slab.get_mut(id) else {
+            return;
+        };
+        if client.close_notify_held && client.conn.held.is_empty() {
+            client.close_notify_held = false;
             self.on_tls_close_notify(id);
         }
     }
