@@ -246,7 +246,7 @@ foreign = [f for f in foreign if f is not None]
 cpu = open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(" :\t")
 lines = [
     "## TLS\n",
-    f"Command: `{command}`\n",
+    f"Command: `{command.strip()}`\n",
     f"Measured {datetime.date.today()} on {cpu} (2 cores, a shared VM); the cores kept busy by "
     f"other processes during the measured windows (\"foreign\", from /proc/stat): median "
     f"{fmt(med(foreign), '.2f')}, {fmt(min(foreign, default=None), '.2f')}–{fmt(max(foreign, default=None), '.2f')}. "

@@ -1,10 +1,11 @@
 //! The scripts that are not run by `cargo test` (they take minutes, or need a baseline binary)
 //! still parse: `bash -n` for `scripts/attack.sh`, and for `scripts/attack.py` a byte-compile and
 //! its `--help`, which imports every module it uses. A typo there would otherwise surface only
-//! on the day someone replays the attacks. `scripts/bench-tls.sh` (minutes, a release build) is
-//! parsed too, and refuses a bad argument with its usage before it builds anything. The attacks themselves are asserted elsewhere, on
+//! on the day someone replays the attacks. The attacks themselves are asserted elsewhere, on
 //! counts (`sources`, `udp`, `bounded`, `chat`, `metrics`, `files`); the script measures times
-//! and memory, which no test asserts.
+//! and memory, which no test asserts. `scripts/bench-tls.sh` and `scripts/instructions-tls.sh`
+//! (minutes, a release build) are parsed too, and refuse a bad argument with their usage before
+//! they build anything.
 
 use std::process::Command;
 
@@ -51,23 +52,25 @@ fn the_attack_driver_compiles_and_prints_its_usage() {
 }
 
 #[test]
-fn the_tls_benchmark_script_parses_and_refuses_a_bad_argument() {
+fn the_tls_benchmark_scripts_parse_and_refuse_a_bad_argument() {
     let bash = common::tool("bash", "bash");
-    let status = Command::new(&bash)
-        .args(["-n", &script("bench-tls.sh")])
-        .status()
-        .expect("running bash -n");
-    assert!(status.success(), "bash -n scripts/bench-tls.sh: {status}");
-    // Arguments are checked before anything is built or started.
-    let refused = Command::new(&bash)
-        .args([&script("bench-tls.sh"), "--rounds", "0"])
-        .output()
-        .expect("running scripts/bench-tls.sh");
-    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
-    let usage = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        usage.starts_with("usage: scripts/bench-tls.sh"),
-        "stderr: {usage}"
-    );
-    assert!(refused.stdout.is_empty(), "{refused:?}");
+    for name in ["bench-tls.sh", "instructions-tls.sh"] {
+        let status = Command::new(&bash)
+            .args(["-n", &script(name)])
+            .status()
+            .expect("running bash -n");
+        assert!(status.success(), "bash -n scripts/{name}: {status}");
+        // Arguments are checked before anything is built or started.
+        let refused = Command::new(&bash)
+            .args([&script(name), "--rounds", "0"])
+            .output()
+            .expect("running the script");
+        assert_eq!(refused.status.code(), Some(2), "{name}: {refused:?}");
+        let usage = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            usage.starts_with(&format!("usage: scripts/{name}")),
+            "stderr: {usage}"
+        );
+        assert!(refused.stdout.is_empty(), "{refused:?}");
+    }
 }

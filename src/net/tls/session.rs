@@ -215,6 +215,15 @@ impl RecordBoundary {
     /// `bytes` came next on the wire.
     fn advance(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
+            if self.header_seen == 0 && bytes.len() >= 5 {
+                // A whole header: its length at once (the usual case).
+                self.body_left = usize::from(u16::from_be_bytes([bytes[3], bytes[4]]));
+                self.header_seen = 5;
+                self.unfinished = 5;
+                bytes = &bytes[5..];
+                self.finish_if_whole();
+                continue;
+            }
             if self.header_seen < 5 {
                 let byte = bytes[0];
                 bytes = &bytes[1..];

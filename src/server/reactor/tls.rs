@@ -34,7 +34,6 @@
 //! balancer.
 
 use std::io::{self, Write};
-use std::sync::Arc;
 use std::time::Instant;
 
 use log::{debug, info, warn};
@@ -160,8 +159,7 @@ impl Reactor {
         };
         let was_handshaking = tls.is_handshaking();
         let decrypted = tls.decrypt(&self.speech.tls_input[..len], &mut self.speech.read_buffer);
-        let stats = Arc::clone(&client.stats);
-        let counters = stats.stream(client.stream.transport());
+        let transport = client.stream.transport();
         let decrypted = match decrypted {
             Ok(decrypted) => decrypted,
             Err(e) => {
@@ -172,10 +170,13 @@ impl Reactor {
                 if client.conn.outbound.is_empty()
                     && let Ok(written) = tls.take_ciphertext(&mut client.stream)
                 {
-                    counters.bytes_sent.add(written as u64);
+                    client.stats.sent(transport, written);
                 }
                 if was_handshaking {
-                    counters.count_tls_failure(TlsFailure::Error);
+                    client
+                        .stats
+                        .stream(transport)
+                        .count_tls_failure(TlsFailure::Error);
                 }
                 client.conn.abort(CloseReason::FrameError);
                 return;
@@ -183,7 +184,7 @@ impl Reactor {
         };
         // The handshake's reply, tickets, or an alert about to close it.
         match client.move_ciphertext(self.clock.now) {
-            Ok(written) => counters.bytes_sent.add(written as u64),
+            Ok(written) => client.stats.sent(transport, written),
             Err(e) => {
                 debug!("client {id} write failed: {e}");
                 client.conn.abort(CloseReason::from_error(&e));
@@ -191,7 +192,7 @@ impl Reactor {
             }
         }
         if was_handshaking && !client.is_handshaking() {
-            counters.tls_handshakes.add(1);
+            client.stats.stream(transport).tls_handshakes.add(1);
             if log::log_enabled!(log::Level::Debug) {
                 let tls = client
                     .tls
