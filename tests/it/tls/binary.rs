@@ -27,23 +27,34 @@ fn tls_addr(daemon: &Daemon, n: usize) -> SocketAddr {
         .unwrap()
 }
 
+/// `echoloop serve ARGS --tls-cert CERT --tls-key KEY`, once it has printed `listening` lines
+/// for its `listeners`.
+fn serve_tls(cert: &Path, key: &Path, args: &[&str], listeners: usize) -> Daemon {
+    let mut all = vec!["serve"];
+    all.extend_from_slice(args);
+    all.extend([
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    Daemon::start(&all, listeners)
+}
+
 #[test]
 fn tls_and_plain_listeners_mix_and_each_names_its_service() {
     let cert = cert_path("server.pem");
     let key = cert_path("server.key");
-    let daemon = Daemon::start(
+    let daemon = serve_tls(
+        &cert,
+        &key,
         &[
-            "serve",
             "-l",
             "tls:127.0.0.1:0",
             "-l",
             "127.0.0.1:0",
             "-l",
             "chat@tls:127.0.0.1:0",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
         ],
         3,
     );
@@ -137,18 +148,7 @@ fn sighup_rotates_the_certificate_and_a_broken_file_keeps_the_old_one() {
     let key = dir.join("key.pem");
     std::fs::copy(cert_path("server.pem"), &cert).unwrap();
     std::fs::copy(cert_path("server.key"), &key).unwrap();
-    let mut daemon = Daemon::start(
-        &[
-            "serve",
-            "-l",
-            "tls:127.0.0.1:0",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-        1,
-    );
+    let mut daemon = serve_tls(&cert, &key, &["-l", "tls:127.0.0.1:0"], 1);
     // Its log, line by line, so that the test can wait for the warning.
     let log = log_lines(&mut daemon);
     let addr = tls_addr(&daemon, 0);
@@ -236,20 +236,7 @@ fn sighup_rotates_the_certificate_in_every_worker() {
     let key = dir.join("key.pem");
     std::fs::copy(cert_path("server.pem"), &cert).unwrap();
     std::fs::copy(cert_path("server.key"), &key).unwrap();
-    let daemon = Daemon::start(
-        &[
-            "serve",
-            "-l",
-            "tls:127.0.0.1:0",
-            "--workers",
-            "2",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-        1,
-    );
+    let daemon = serve_tls(&cert, &key, &["-l", "tls:127.0.0.1:0", "--workers", "2"], 1);
     let addr = tls_addr(&daemon, 0);
     let renewed = certificates(&cert_path("renewed.pem"))[0].to_vec();
     // Clients held open on both workers, so that new ones are spread over both.
@@ -292,20 +279,7 @@ fn sighup_rotates_the_certificate_in_every_worker() {
 fn sessions_resume_across_sighup_and_workers() {
     let cert = cert_path("server.pem");
     let key = cert_path("server.key");
-    let mut daemon = Daemon::start(
-        &[
-            "serve",
-            "-l",
-            "tls:127.0.0.1:0",
-            "--workers",
-            "2",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-        1,
-    );
+    let mut daemon = serve_tls(&cert, &key, &["-l", "tls:127.0.0.1:0", "--workers", "2"], 1);
     let log = log_lines(&mut daemon);
     let addr = tls_addr(&daemon, 0);
     let configs = [
