@@ -385,3 +385,96 @@ fn tls_flags_without_a_tls_address_and_a_bad_ca_file_are_usage_errors() {
         "echoloop: --tls-ca Cargo.toml: no PEM certificate in it"
     );
 }
+
+// ----- review2: findings that fail on main -------------------------------------------------
+
+/// Ctrl-Z then `fg` during a TLS upload: Linux fails a `recv` on a socket with SO_RCVTIMEO with
+/// EINTR after SIGSTOP/SIGCONT (signal(7)). `BufReader::read_line` retries on `Interrupted`,
+/// and `TlsConn::read` then hands rustls the stale `pending` buffer again. A plain upload
+/// survives the same pause.
+#[test]
+fn review2_put_over_tls_survives_a_stop_and_continue() {
+    let store = TempDir::new("tls-stopcont");
+    let work = TempDir::new("tls-stopcont-work");
+    let server = serve_tls(|config| {
+        config.protocol = ProtocolKind::Files.into();
+        config.files = Some(FilesConfig::new(store.path()));
+    });
+    let address = tls_address(&server, "localhost");
+    let content = pseudo_random_bytes(192 << 20, 9);
+    let local = work.join("paused.bin");
+    std::fs::write(&local, &content).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_echoloop"))
+        .args([
+            "put",
+            &address,
+            local.to_str().unwrap(),
+            "--tls-ca",
+            &cert("ca.pem"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start echoloop put");
+    let pid = child.id() as libc::pid_t;
+    // Wait until the body is on its way (the server's partial file exists).
+    let started = std::time::Instant::now();
+    while !std::fs::read_dir(store.path())
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with(".partial"))
+    {
+        assert!(started.elapsed() < PATIENCE, "the upload never started");
+        thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Ctrl-Z and `fg`, a few times (each pause may land in a different system call).
+    for _ in 0..5 {
+        // SAFETY: kill(2) on the child this test started.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        thread::sleep(std::time::Duration::from_millis(50));
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        sha256_hex(&std::fs::read(store.join("paused.bin")).unwrap()),
+        sha256_hex(&content)
+    );
+}
+
+/// `--insecure` with `--tls-ca` silently drops the CA file (not even read): either a usage
+/// error (exit 2, one line) or the file is at least checked.
+#[test]
+fn review2_insecure_with_a_missing_tls_ca_is_not_silently_accepted() {
+    let server = serve_tls(|_| {});
+    let address = tls_address(&server, "localhost");
+    let output = run_with_input(
+        &[
+            "client",
+            &address,
+            "--insecure",
+            "--tls-ca",
+            "/nonexistent/ca.pem",
+        ],
+        b"hi\n",
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+}
+
+/// A TLS 1.3 server that requires a client certificate refuses it after the client's side of
+/// the handshake is done: load counts a good handshake, "other" errors and message timeouts,
+/// and the reason (the server's alert) is nowhere in the report.
+#[test]
+fn review2_load_counts_a_client_certificate_refusal_as_a_failed_handshake() {
+    let server = serve_tls(|config| {
+        config.tls.client_ca = Some(cert("client-ca.pem").into());
+    });
+    let address = tls_address(&server, "localhost");
+    let (code, json, _) =
+        load_json(&[&address, "--tls-ca", &cert("ca.pem"), "-c", "3", "-n", "30"]);
+    assert_eq!(code, 1, "{json}");
+    assert_eq!(json["tls"]["failed"], 3, "{json}");
+    assert!(json["tls"]["first_failure"].is_string(), "{json}");
+}
