@@ -404,7 +404,7 @@ fn review2_put_over_tls_survives_a_stop_and_continue() {
     let content = pseudo_random_bytes(192 << 20, 9);
     let local = work.join("paused.bin");
     std::fs::write(&local, &content).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_echoloop"))
+    let child = Command::new(env!("CARGO_BIN_EXE_echoloop"))
         .args([
             "put",
             &address,
