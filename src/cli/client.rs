@@ -31,7 +31,7 @@ pub struct TlsArgs {
     #[arg(long, value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
     /// tls: accept any server certificate (test certificates; the server is not authenticated)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tls_ca")]
     pub insecure: bool,
 }
 

@@ -515,9 +515,13 @@ fn drain_stream(stream: &mut Link, buf: &mut [u8]) -> io::Result<Received> {
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(received),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            // TLS: the server closed without close_notify; what came before is printed.
+            // TLS: the server closed without close_notify; what came before is printed, and
+            // the user is told that it may not be all (a cut connection looks just like this).
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                log::debug!("the server closed without a TLS close_notify");
+                eprintln!(
+                    "echoloop: warning: the server closed without a TLS close_notify: its last \
+                     reply may be cut short"
+                );
                 return Ok(Received::Closed);
             }
             Err(e) => return Err(e),

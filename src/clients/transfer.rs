@@ -21,8 +21,10 @@
 //! fails the transfer at once, with rustls' reason: reconnecting would not change the
 //! certificate. `put` reads replies on a thread of its own while it sends the body, on a clone
 //! of the socket; a TLS session cannot be cloned like a socket (one state, two directions), so
-//! both handles share one `ClientConnection` behind a mutex (`TlsConn`), taken only to hand
-//! rustls bytes or take them out, never while a handle waits for the network.
+//! both handles share one `ClientConnection` behind a mutex (`TlsConn`). The reading handle
+//! takes it only to hand rustls bytes or take plaintext out, never while it waits for the
+//! network; the writing one holds it while the kernel takes its records (a blocking write, as a
+//! plain client's is), so a reply that comes meanwhile is read when that write returns.
 //! A failure is a [`TransferError`], and its variant says whose it is (`cli/exit.rs` turns it into
 //! the exit code): a bad name, a FILE that cannot be read (a directory, say) or an output that
 //! cannot be written is the command line's mistake, found before any connection; the server's
@@ -343,7 +345,15 @@ impl Read for TlsConn {
             }
             self.pending.resize(CHUNK_BYTES, 0);
             self.taken = 0;
-            let n = self.socket.read(&mut self.pending)?;
+            let n = match self.socket.read(&mut self.pending) {
+                Ok(n) => n,
+                Err(e) => {
+                    // Nothing was read: a retry (EINTR after a stop and continue) must not
+                    // feed rustls the records it already had, or the zeros after them.
+                    self.pending.clear();
+                    return Err(e);
+                }
+            };
             self.pending.truncate(n);
             if n == 0 {
                 let mut tls = self.session();
@@ -360,7 +370,13 @@ impl Write for TlsConn {
         let mut tls = self.session();
         let taken = tls.writer().write(bytes)?;
         while tls.wants_write() {
-            tls.write_tls(&mut &self.socket)?;
+            match tls.write_tls(&mut &self.socket) {
+                Ok(_) => {}
+                // rustls keeps the records the kernel did not take: write them again, but
+                // never report `bytes` as not taken (the caller would encrypt them twice).
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(taken)
     }

@@ -134,7 +134,9 @@ struct InFlight {
 /// What the reactor shares with its connections during one turn.
 #[derive(Debug)]
 pub struct Env {
-    /// The clock now, in ns since the reactor started.
+    /// When the reactor started: the clock's zero.
+    pub origin: std::time::Instant,
+    /// The clock now, in ns since the reactor started (read once per turn).
     pub now_ns: u64,
     /// Whether new messages may be sent.
     pub sending: bool,
@@ -427,7 +429,9 @@ impl Connection {
         };
         match result {
             Ok(()) if matches!(self.socket, Some(Socket2::Tls(_))) => {
-                self.handshake_since_ns = Some(env.now_ns);
+                // Read now, not at the turn's start: the time this connection waited behind
+                // others in the turn is not its handshake's.
+                self.handshake_since_ns = Some(env.origin.elapsed().as_nanos() as u64);
                 self.continue_handshake(env);
             }
             Ok(()) => self.become_up(env),
@@ -454,8 +458,10 @@ impl Connection {
             Ok(()) if tls.is_handshaking() => {}
             Ok(()) => {
                 let resumed = tls.is_resumed();
-                env.tally
-                    .handshake(env.now_ns.saturating_sub(since), resumed);
+                // Read now too: the client's own last step (checking the chain, its Finished)
+                // is part of the handshake.
+                let done = env.origin.elapsed().as_nanos() as u64;
+                env.tally.handshake(done.saturating_sub(since), resumed);
                 self.become_up(env);
             }
             Err(e) => {

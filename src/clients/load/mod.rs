@@ -268,11 +268,13 @@ impl ClientReactor {
         }));
         let poll = Poll::new()?;
         let alarm = Alarm::new(poll.registry(), ALARM)?;
+        let origin = Instant::now();
         Ok(ClientReactor {
             poll,
             alarm,
             connections,
             env: Env {
+                origin,
                 now_ns: 0,
                 // Closed loop ramps up while connecting, when there is a warmup to hide it in;
                 // otherwise every message sent is one the report counts.
@@ -298,7 +300,7 @@ impl ClientReactor {
                 tls: None,
             },
             phase: Phase::Connecting,
-            origin: Instant::now(),
+            origin,
             started: 0,
             connecting: 0,
             next_slot: 0,
