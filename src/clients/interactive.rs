@@ -479,11 +479,13 @@ fn run_stream(addr: &Address, trust: &Trust) -> Result<Ending, ClientError> {
         }
         outbound.flush_into(&mut stream).map_err(lost)?;
         stream.flush().map_err(lost)?; // TLS records rustls holds, even with our queue empty
-        if console.ended && outbound.is_empty() && quiet_deadline.is_none() {
+        // Everything sent, records rustls still holds included: then FIN (after close_notify).
+        let all_out = outbound.is_empty() && !stream.owes_bytes();
+        if console.ended && all_out && quiet_deadline.is_none() {
             stream.shutdown_write().map_err(lost)?;
             quiet_deadline = Some(Instant::now() + STREAM_GRACE);
         }
-        if quiet_deadline.is_some_and(|at| at <= Instant::now()) {
+        if quiet_deadline.is_some_and(|at| at <= Instant::now()) && !stream.owes_bytes() {
             return Ok(Ending::Done); // the server keeps the connection open: stop waiting
         }
         // Writable only while the kernel has refused some of our bytes, as in the server.
