@@ -473,6 +473,19 @@ mod with_tls {
 #[cfg(feature = "tls")]
 pub use with_tls::tls_error;
 
+/// Whether `e` is an alert the server sent (`received fatal alert: ...`): it refused us.
+pub fn is_alert(e: &std::io::Error) -> bool {
+    #[cfg(feature = "tls")]
+    {
+        tls_error(e).is_some_and(|tls| matches!(tls, rustls::Error::AlertReceived(_)))
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = e;
+        false
+    }
+}
+
 #[cfg(not(feature = "tls"))]
 mod without_tls {
     //! Without TLS: [`TlsStream`] has no value, so every `match` arm that would hold one

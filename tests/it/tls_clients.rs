@@ -462,3 +462,21 @@ fn insecure_with_tls_ca_is_a_usage_error() {
     );
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
 }
+
+/// A TLS 1.3 server that requires a client certificate refuses one after the client's side of
+/// the handshake is done (load shows none): its alert comes with the first read. Counted as
+/// failed handshakes, with the alert as the reason, not as errors on established connections.
+#[test]
+fn load_counts_a_refusal_after_its_side_of_the_handshake_as_a_failed_handshake() {
+    let server = serve_tls(|config| {
+        config.tls.client_ca = Some(cert("client-ca.pem").into());
+    });
+    let address = tls_address(&server, "localhost");
+    let (code, json, _) =
+        load_json(&[&address, "--tls-ca", &cert("ca.pem"), "-c", "3", "-n", "30"]);
+    assert_eq!(code, 1, "{json}");
+    assert_eq!(json["tls"]["failed"], 3, "{json}");
+    let reason = json["tls"]["first_failure"].as_str().unwrap_or_default();
+    assert!(reason.contains("alert"), "{json}");
+    assert_eq!(json["connections_ok"], 0, "{json}");
+}

@@ -218,6 +218,8 @@ pub struct Connection {
     due: u64,
     /// TLS: when the TCP connect ended and the handshake began (ns); `None` before.
     handshake_since_ns: Option<u64>,
+    /// Bytes have come from the server on this socket since it was opened.
+    heard_from_server: bool,
     /// The local address it connects from (`--source-addrs`), for reconnects.
     source: Option<IpAddr>,
     /// Messages sent on the current socket (`--reconnect-after`).
@@ -248,6 +250,7 @@ impl Connection {
             chargen_wrong: false,
             due: 0,
             handshake_since_ns: None,
+            heard_from_server: false,
             source: None,
             sent_on_socket: 0,
             registration: Registration::new(),
@@ -352,6 +355,7 @@ impl Connection {
         self.drop_socket(registry);
         self.state = State::Waiting;
         self.handshake_since_ns = None;
+        self.heard_from_server = false;
         self.sent_on_socket = 0;
         self.decoder = None; // `start` makes a new one: nothing of the old stream is owed
         let target = env.target.clone();
@@ -475,6 +479,21 @@ impl Connection {
         }
     }
 
+    /// TLS 1.3: the server refused the handshake after our side of it was done (its answer to
+    /// our certificate, or to its absence, comes with our first read). A failed handshake, not
+    /// an error on an established connection: the connection is taken back from the ones
+    /// established (the handshake's time stays among the times).
+    fn refused_after_handshake(&mut self, env: &mut Env, e: &io::Error) {
+        log::debug!("connection {}: TLS handshake refused: {e}", self.id);
+        if self.state == State::Up {
+            env.tally.connections_ok = env.tally.connections_ok.saturating_sub(1);
+            self.state = State::Closed; // so that `end` counts no error
+        }
+        env.tally
+            .handshake_failed(|| crate::clients::interactive::describe(e));
+        self.end(env, ConnectionError::Other);
+    }
+
     fn become_up(&mut self, env: &mut Env) {
         self.state = State::Up;
         env.tally.connections_ok += 1;
@@ -500,6 +519,7 @@ impl Connection {
                     break;
                 }
                 Ok(n) => {
+                    self.heard_from_server = true;
                     self.on_bytes(&buf[..n], env);
                     // A stream read that did not fill the buffer emptied the socket: no need
                     // to ask again for `WouldBlock`.
@@ -510,6 +530,10 @@ impl Connection {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if !self.heard_from_server && crate::clients::tls::is_alert(&e) => {
+                    self.refused_after_handshake(env, &e);
+                    break;
+                }
                 Err(e) => {
                     self.end(env, classify_error(&e));
                     break;
