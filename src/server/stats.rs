@@ -308,8 +308,10 @@ impl StreamStats {
             .iter()
             .position(|r| *r == reason)
             .expect("every reason is in ALL");
-        self.closed[index].add(1);
+        // Open first: another thread that sees the close counted (the threaded model's
+        // counters are read while its threads write them) sees it no longer open too.
         self.connections_open.sub(1);
+        self.closed[index].add(1);
     }
 
     /// Counts one connection refused for `reason`.
