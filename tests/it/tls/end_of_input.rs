@@ -10,17 +10,16 @@ use echoloop::protocol::FilesConfig;
 
 use super::client::TlsClient;
 use super::{any_version, tls_server};
-use crate::common::{connect, pseudo_random_bytes, read_to_end, serve};
+use crate::common::{TestServer, connect, pseudo_random_bytes, read_to_end, serve};
 use crate::files::{TempDir, sha256_hex};
 
 const SIZE: usize = 3_000_000;
 
-/// `GET` then close_notify (`openssl s_client` at the end of its stdin, `nc -N` over TLS): the
-/// whole file is owed, as over TCP (`half_close_refill.rs`), and then close_notify.
-#[test]
-fn a_download_requested_then_close_notify_arrives_whole() {
-    let dir = TempDir::new("tls-end-of-input");
-    let body = pseudo_random_bytes(SIZE, 5);
+/// A files server over TLS with a `SIZE`-byte `big.bin`, and a client that has asked for it.
+/// The folder is returned too: the server serves it until the test ends.
+fn download_requested(name: &str, seed: u64) -> (TempDir, Vec<u8>, TestServer, TlsClient) {
+    let dir = TempDir::new(name);
+    let body = pseudo_random_bytes(SIZE, seed);
     std::fs::write(dir.join("big.bin"), &body).unwrap();
     let server = tls_server(|cfg| {
         cfg.protocol = ProtocolKind::Files.into();
@@ -29,8 +28,12 @@ fn a_download_requested_then_close_notify_arrives_whole() {
     let mut client = TlsClient::connect(server.addr(), any_version());
     client.handshake().unwrap();
     client.send(b"GET big.bin\n");
-    let answer = client.close_and_read_to_end();
-    let header = format!("OK {SIZE} {}\n", sha256_hex(&body));
+    (dir, body, server, client)
+}
+
+/// `answer` is the whole download of `body`: the `OK` line, then every byte.
+fn assert_whole_download(answer: &[u8], body: &[u8], client: &TlsClient) {
+    let header = format!("OK {SIZE} {}\n", sha256_hex(body));
     assert!(
         answer.starts_with(header.as_bytes()),
         "got {} bytes, close_notify={}: {:?}",
@@ -47,37 +50,29 @@ fn a_download_requested_then_close_notify_arrives_whole() {
     );
 }
 
+/// `GET` then close_notify (`openssl s_client` at the end of its stdin, `nc -N` over TLS): the
+/// whole file is owed, as over TCP (`half_close_refill.rs`), and then close_notify.
+#[test]
+fn a_download_requested_then_close_notify_arrives_whole() {
+    let (_dir, body, _server, mut client) = download_requested("tls-end-of-input", 5);
+    let answer = client.close_and_read_to_end();
+    assert_whole_download(&answer, &body, &client);
+}
+
 /// The same with a FIN and no close_notify (what a plain `shutdown(SHUT_WR)` does under TLS).
 #[test]
 fn a_download_requested_then_fin_arrives_whole_over_tls() {
-    let dir = TempDir::new("tls-end-of-input-fin");
-    let body = pseudo_random_bytes(SIZE, 6);
-    std::fs::write(dir.join("big.bin"), &body).unwrap();
-    let server = tls_server(|cfg| {
-        cfg.protocol = ProtocolKind::Files.into();
-        cfg.files = Some(FilesConfig::new(dir.path()));
-    });
-    let mut client = TlsClient::connect(server.addr(), any_version());
-    client.handshake().unwrap();
-    client.send(b"GET big.bin\n");
+    let (_dir, body, _server, mut client) = download_requested("tls-end-of-input-fin", 6);
     client.flush().unwrap();
     client.sock.shutdown(Shutdown::Write).unwrap();
     let _ = client.drive_until("the server's FIN", |c| c.eof);
     let answer = std::mem::take(&mut client.incoming);
-    let header = format!("OK {SIZE} {}\n", sha256_hex(&body));
-    assert!(
-        answer.starts_with(header.as_bytes()),
-        "got {} bytes, close_notify={}: {:?}",
-        answer.len(),
-        client.close_notify,
-        String::from_utf8_lossy(&answer[..answer.len().min(80)])
-    );
-    assert_eq!(answer.len() - header.len(), SIZE, "{}", client.state());
+    assert_whole_download(&answer, &body, &client);
 }
 
 /// Chat lines held back by `--chat-rate`, then the end of input in the same read: over TCP every
 /// line reaches the room (the FIN is read only once they are answered); over TLS close_notify
-/// comes out of the same decrypt and `finish` throws the held lines away.
+/// comes out of the same decrypt, and must wait for the held lines as the FIN does.
 #[test]
 fn lines_held_by_the_chat_rate_are_not_lost_at_close_notify() {
     const LINES: usize = 20; // burst is 2 x rate = 10: ten are held
