@@ -111,12 +111,12 @@ impl Client {
     /// goes out before our FIN: once the protocol has said everything (no refill owed, no work
     /// off the loop under way, as for the FIN), since nothing can be encrypted after it. Called
     /// from every settle; once.
+    #[inline]
     pub(super) fn close_tls_if_finishing(&mut self, now: Instant) {
-        let said_everything = self.conn.has_said_everything();
         let Some(tls) = self.tls.as_mut() else {
-            return;
+            return; // plain: one test on every settle
         };
-        if !said_everything || tls.is_closing() {
+        if tls.is_closing() || !self.conn.has_said_everything() {
             return;
         }
         tls.close();
